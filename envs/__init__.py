@@ -1,0 +1,7 @@
+"""JAX-native partially observable environments (gymnax 1.0 API).
+
+``envs.make(id, **overrides) -> (env, params)`` and ``envs.list_ids()``.
+"""
+
+from envs.registry import list_ids, register, resolve  # noqa: F401
+from envs import popgym, credit, meta  # noqa: F401,E402  (registers every id)

@@ -1,0 +1,1 @@
+"""Meta-RL tasks of the SHM paper (Wind, Point Robot). Not implemented yet."""

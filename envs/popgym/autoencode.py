@@ -1,0 +1,1 @@
+"""autoencode: not implemented yet (registers nothing)."""

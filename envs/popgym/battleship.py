@@ -1,0 +1,1 @@
+"""battleship: not implemented yet (registers nothing)."""

@@ -1,0 +1,1 @@
+"""cartpole: not implemented yet (registers nothing)."""

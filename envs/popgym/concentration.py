@@ -1,0 +1,1 @@
+"""concentration: not implemented yet (registers nothing)."""

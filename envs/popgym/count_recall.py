@@ -1,0 +1,1 @@
+"""count_recall: not implemented yet (registers nothing)."""

@@ -1,0 +1,1 @@
+"""higher_lower: not implemented yet (registers nothing)."""

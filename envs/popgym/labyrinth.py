@@ -1,0 +1,1 @@
+"""labyrinth: not implemented yet (registers nothing)."""

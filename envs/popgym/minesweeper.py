@@ -1,0 +1,1 @@
+"""minesweeper: not implemented yet (registers nothing)."""

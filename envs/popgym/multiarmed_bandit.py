@@ -1,0 +1,1 @@
+"""multiarmed_bandit: not implemented yet (registers nothing)."""

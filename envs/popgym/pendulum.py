@@ -1,0 +1,1 @@
+"""pendulum: not implemented yet (registers nothing)."""

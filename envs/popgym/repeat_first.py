@@ -1,0 +1,1 @@
+"""repeat_first: not implemented yet (registers nothing)."""

@@ -1,0 +1,1 @@
+"""repeat_previous: not implemented yet (registers nothing)."""
