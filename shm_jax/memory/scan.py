@@ -1,0 +1,181 @@
+"""The Hadamard Memory Framework recurrence with episode resets, three interchangeable ways.
+
+    M_t = M_{t-1} ⊙ C_t + U_t,   M reset to 0 before every step whose start flag is set.
+
+The pairs (C, U) form a monoid, (C_a, U_a) then (C_b, U_b) = (C_a ⊙ C_b, U_a ⊙ C_b + U_b), with identity
+(1, 0). Resets make it a *resettable* monoid: when the later element starts an episode it is kept as it
+is and everything before it is dropped; the flags are OR-ed, which is what keeps the operator
+associative (Morad et al., NeurIPS 2024). Selection is done with ``jnp.where``: a multiplicative mask
+would turn an overflowed partial product into NaN (inf · 0).
+
+Implementations (same results, different cost):
+
+- ``associative``: ``jax.lax.associative_scan`` over (C, U, flag); log depth; materialises C and U
+  for the whole sequence ([T, B, *S]).
+- ``sequential``: ``lax.scan`` that builds C_t and U_t inside the step from the per-step vectors and
+  reads out inside the loop, so no [T, *S]-sized input is ever formed (only what autodiff keeps).
+- ``chunked``: ``lax.scan`` over chunks of ``chunk_size`` steps, associative inside a chunk; each
+  chunk is rematerialised in the backward pass, so only the memory at chunk boundaries is kept
+  (O(B·(T/L)·|S| + B·L·|S|) instead of O(B·T·|S|)).
+
+``make_cu`` and ``read`` are written once per model and must work for any number of leading axes
+(the associative path calls them on [T, B, ...] inputs, the sequential path on [B, ...]).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+SCAN_METHODS = ("associative", "sequential", "chunked")
+
+# Chosen from benchmarks/results (see benchmarks/README or the README table): the per-step loop wins on
+# CPU, where there is no parallel hardware to use the log-depth scan; the bounded-memory chunked scan wins on
+# accelerators at the sizes we train with.
+DEFAULT_METHOD_BY_BACKEND = {"cpu": "sequential", "gpu": "chunked", "tpu": "chunked"}
+
+Pytree = Any
+MakeCU = Callable[[Pytree], tuple[jax.Array, jax.Array]]
+Read = Callable[[jax.Array, Pytree], jax.Array]
+
+
+def default_method() -> str:
+    """The scan used when none is named, for the backend JAX runs on."""
+    return DEFAULT_METHOD_BY_BACKEND.get(jax.default_backend(), "sequential")
+
+
+def check_method(method: str | None, chunk_size: int = 64) -> str:
+    """Resolve ``None`` to the backend default; one-line ValueError for unknown names or bad chunks."""
+    if method is None:
+        method = default_method()
+    if method not in SCAN_METHODS:
+        raise ValueError(f"scan: unknown scan method {method!r}; valid: {', '.join(SCAN_METHODS)}")
+    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size <= 0:
+        raise ValueError(f"scan: chunk_size must be a positive integer, got {chunk_size!r}")
+    return method
+
+
+def _flag_like(flag: jax.Array, x: jax.Array) -> jax.Array:
+    """Reshape flag [..., T, B] to broadcast against x [..., T, B, *S]."""
+    return flag.reshape(flag.shape + (1,) * (x.ndim - flag.ndim))
+
+
+def resettable_combine(earlier, later):
+    """The resettable monoid operator on (C, U, flag) triples; works elementwise on stacked elements.
+
+    If ``later`` starts an episode keep it as it is, otherwise compose; OR the flags.
+    """
+    c_a, u_a, f_a = earlier
+    c_b, u_b, f_b = later
+    keep_b_c = _flag_like(f_b, c_b)
+    keep_b_u = _flag_like(f_b, u_b)
+    c = jnp.where(keep_b_c, c_b, c_a * c_b)
+    u = jnp.where(keep_b_u, u_b, u_a * c_b + u_b)
+    return c, u, jnp.logical_or(f_a, f_b)
+
+
+def _align_c(c: jax.Array, u: jax.Array) -> jax.Array:
+    """Give C the leading [T, B] axes of U (trailing axes may stay 1, broadcasting in the product)."""
+    c = jnp.asarray(c, u.dtype)
+    c = c.reshape((1,) * (u.ndim - c.ndim) + c.shape)
+    return jnp.broadcast_to(c, u.shape[:2] + c.shape[2:])
+
+
+def associative_hadamard(carry: jax.Array, c: jax.Array, u: jax.Array, starts: jax.Array) -> jax.Array:
+    """All memories M_1..M_T by a log-depth associative scan.
+
+    carry: [B, *S] (M_0); c: broadcastable to [T, B, *S]; u: [T, B, *S]; starts: bool[T, B].
+    Returns M: [T, B, *S]. The incoming carry is prepended as the element (1, M_0, no reset) and
+    dropped after the scan.
+    """
+    c = _align_c(c, u)
+    c0 = jnp.ones((1,) + c.shape[1:], c.dtype)
+    u0 = carry[None].astype(u.dtype)
+    f0 = jnp.zeros((1,) + starts.shape[1:], bool)
+    elems = (
+        jnp.concatenate([c0, c], axis=0),
+        jnp.concatenate([u0, u], axis=0),
+        jnp.concatenate([f0, starts.astype(bool)], axis=0),
+    )
+    _, memories, _ = jax.lax.associative_scan(resettable_combine, elems, axis=0)
+    return memories[1:]
+
+
+def _associative(carry, inputs, starts, make_cu, read):
+    c, u = make_cu(inputs)
+    memories = associative_hadamard(carry, c, u, starts)
+    return memories[-1], read(memories, inputs)
+
+
+def _sequential(carry, inputs, starts, make_cu, read):
+    def step(memory, xs):
+        inputs_t, start_t = xs
+        c, u = make_cu(inputs_t)
+        memory = jnp.where(_flag_like(start_t, memory), jnp.zeros_like(memory), memory)
+        memory = memory * c + u
+        return memory, read(memory, inputs_t)
+
+    return jax.lax.scan(step, carry, (inputs, starts))
+
+
+def _chunked(carry, inputs, starts, make_cu, read, chunk_size):
+    length = starts.shape[0]
+    chunk = min(chunk_size, length)
+    num_chunks = -(-length // chunk)
+    pad = num_chunks * chunk - length
+
+    def to_chunks(x):
+        x = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1))
+        return x.reshape((num_chunks, chunk) + x.shape[1:])
+
+    valid = to_chunks(jnp.ones((length,) + starts.shape[1:], bool))
+    xs = (jax.tree.map(to_chunks, inputs), to_chunks(starts.astype(bool)), valid)
+
+    @jax.checkpoint  # keep only the memory at chunk boundaries; recompute inside a chunk in the backward
+    def body(memory, chunk_xs):
+        inputs_c, starts_c, valid_c = chunk_xs
+        c, u = make_cu(inputs_c)
+        c = _align_c(c, u)
+        # Padded steps at the end become identity elements so the final carry is the last real memory.
+        c = jnp.where(_flag_like(valid_c, c), c, jnp.ones_like(c))
+        u = jnp.where(_flag_like(valid_c, u), u, jnp.zeros_like(u))
+        memories = associative_hadamard(memory, c, u, starts_c & valid_c)
+        return memories[-1], read(memories, inputs_c)
+
+    final, ys = jax.lax.scan(body, carry, xs)
+    ys = jax.tree.map(lambda y: y.reshape((num_chunks * chunk,) + y.shape[2:])[:length], ys)
+    return final, ys
+
+
+def hadamard_scan(
+    carry: jax.Array,
+    inputs: Pytree,
+    starts: jax.Array,
+    make_cu: MakeCU,
+    read: Read,
+    *,
+    method: str | None = None,
+    chunk_size: int = 64,
+) -> tuple[jax.Array, jax.Array]:
+    """Run M_t = M_{t-1} ⊙ C_t + U_t over a sequence with resets and read every step.
+
+    Args:
+      carry: M_0, [B, *S] (real or complex).
+      inputs: pytree of per-step arrays with leading axes [T, B].
+      starts: bool[T, B]; M is reset to 0 before a step whose flag is set.
+      make_cu: inputs_t -> (C_t, U_t), each broadcastable to [..., B, *S].
+      read: (M_t, inputs_t) -> y_t, e.g. M_t q_t.
+      method: "associative", "sequential", "chunked", or None for the backend default.
+      chunk_size: steps per chunk for "chunked" (T need not be a multiple of it).
+
+    Returns:
+      (M_T [B, *S], y [T, B, ...]).
+    """
+    method = check_method(method, chunk_size)
+    if method == "associative":
+        return _associative(carry, inputs, starts, make_cu, read)
+    if method == "sequential":
+        return _sequential(carry, inputs, starts, make_cu, read)
+    return _chunked(carry, inputs, starts, make_cu, read, chunk_size)
