@@ -1,0 +1,193 @@
+"""Stable Hadamard Memory (Le et al., ICLR 2025) and the paper's calibration ablations.
+
+One step, with x̂_t = LayerNorm(x_t) and bias-free projections of x̂_t:
+
+    v_t = W_v x̂_t                   k_t = relu(W_k x̂_t) / (1e-5 + Σ relu(W_k x̂_t))
+    v_c,t = W_c x̂_t                 q_t = relu(W_q x̂_t) / (1e-5 + Σ relu(W_q x̂_t))
+    η_t = sigmoid(w_η · x̂_t)        U_t = η_t · v_t ⊗ k_t
+    C_t = 1 + tanh(θ_t ⊗ v_c,t)     θ_t = Θ[l_t], l_t ~ Uniform{0..L-1} per (batch, step)
+    M_t = M_{t-1} ⊙ C_t + U_t       h_t = M_t q_t   (read after the write)
+    y_t = W_o (h_t + W_s x̂_t + b_s) + b_o    (shortcut and output projection optional)
+
+Rows of M follow the value dimension (θ runs along them), columns the key dimension (v_c).
+
+The row indices l_t are the layer's *noise*: ``sample_noise(rng, T, B)`` draws them and ``__call__``
+takes them as an input, so a PPO update replays exactly the C_t the policy acted with.
+
+Calibrations (the paper's Fig. 3a ablations):
+
+- ``random_theta`` (default, the paper's SHM): θ_t a uniformly random row of Θ per (batch, step).
+- ``fixed_theta``: always row 0 of Θ, what the official POPGym code actually runs (its index
+  expression truncates uniform [0, 1) floats to 0). Ignores the noise.
+- ``neural_theta``: θ_t = W_θ x̂_t, a bias-free projection of the input.
+- ``random_c``: C_t = 1 + tanh(a_t ⊗ b_t) with a_t, b_t ~ N(0, I) drawn as noise: random, not computed from
+  the input, E[C] = 1.
+- ``fixed_c``: C = 1 + tanh(W_C), one learned input-independent matrix.
+- ``ones``: C = 1, pure accumulation (linear attention with SHM's update and read).
+"""
+
+from __future__ import annotations
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from shm_jax.memory import base
+from shm_jax.memory.scan import check_method, hadamard_scan
+
+CALIBRATIONS = ("random_theta", "fixed_theta", "neural_theta", "random_c", "fixed_c", "ones")
+_NORM_EPS = 1e-5
+
+
+def torch_kernel_init():
+    """PyTorch's default Linear weight init, U(±1/sqrt(fan_in)), as the official code keeps it."""
+    return nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def torch_bias_init(fan_in: int):
+    """PyTorch's default Linear bias init, U(±1/sqrt(fan_in))."""
+    bound = 1.0 / math.sqrt(fan_in)
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def _sum_normalise(x: jax.Array) -> jax.Array:
+    x = jax.nn.relu(x)
+    return x / (_NORM_EPS + jnp.sum(x, axis=-1, keepdims=True))
+
+
+def _outer(a: jax.Array, b: jax.Array) -> jax.Array:
+    """a [..., H], b [..., H] -> [..., H, H] with [i, j] = a_i b_j."""
+    return a[..., :, None] * b[..., None, :]
+
+
+def _make_cu(inputs):
+    """C_t and U_t from the per-step vectors; any leading axes. Shapes [..., H, H] (C may broadcast)."""
+    if "c_fixed" in inputs:
+        c = inputs["c_fixed"]
+    elif "row" in inputs:
+        c = 1.0 + jnp.tanh(_outer(inputs["row"], inputs["col"]))
+    else:
+        c = jnp.ones((), inputs["v"].dtype)
+    u = inputs["eta"][..., None] * _outer(inputs["v"], inputs["k"])
+    return c, u
+
+
+def _read(memory: jax.Array, inputs) -> jax.Array:
+    """h_t = M_t q_t: [..., H, H] x [..., H] -> [..., H]."""
+    return jnp.einsum("...ij,...j->...i", memory, inputs["q"])
+
+
+class SHM(nn.Module):
+    """The SHM memory core (shm_jax.memory.base interface).
+
+    Attributes:
+      memory_size: H, the memory is H x H.
+      projection_size: size of the output projection W_o; None returns h_t (+ shortcut) of size H.
+      shortcut: add the POPGym agent's Linear(d -> H, bias) of x̂_t to the read-out.
+      calibration: one of CALIBRATIONS (see the module docstring).
+      num_theta: L, rows of the Θ table (128 in the paper).
+      scan_method: "associative", "sequential", "chunked", or None for the backend default.
+      chunk_size: steps per chunk of the "chunked" scan.
+    """
+
+    memory_size: int = 128
+    projection_size: int | None = None
+    shortcut: bool = False
+    calibration: str = "random_theta"
+    num_theta: int = 128
+    scan_method: str | None = None
+    chunk_size: int = 64
+
+    def __post_init__(self):
+        base.check_positive("SHM", memory_size=self.memory_size, num_theta=self.num_theta,
+                            chunk_size=self.chunk_size)
+        if self.projection_size is not None:
+            base.check_positive("SHM", projection_size=self.projection_size)
+        if self.calibration not in CALIBRATIONS:
+            raise ValueError(
+                f"SHM: unknown calibration {self.calibration!r}; valid: {', '.join(CALIBRATIONS)}")
+        check_method(self.scan_method, self.chunk_size)
+        super().__post_init__()
+
+    @property
+    def output_size(self) -> int:
+        """F, the size of y_t (the interface name every core shares)."""
+        return self.projection_size if self.projection_size is not None else self.memory_size
+
+    def initialize_carry(self, batch_size: int) -> jax.Array:
+        """M_0 = 0: float32[B, H, H]."""
+        return jnp.zeros((batch_size, self.memory_size, self.memory_size), jnp.float32)
+
+    def sample_noise(self, rng: jax.Array, length: int, batch_size: int):
+        """random_theta: int32[T, B] row indices; random_c: two float32[T, B, H]; otherwise None."""
+        if self.calibration == "random_theta":
+            return jax.random.randint(rng, (length, batch_size), 0, self.num_theta, jnp.int32)
+        if self.calibration == "random_c":
+            row_key, col_key = jax.random.split(rng)
+            shape = (length, batch_size, self.memory_size)
+            return {"row": jax.random.normal(row_key, shape), "col": jax.random.normal(col_key, shape)}
+        return None
+
+    @nn.compact
+    def __call__(self, carry: jax.Array, x: jax.Array, starts: jax.Array, noise=None):
+        """carry float32[B, H, H], x float32[T, B, D], starts bool[T, B] -> (carry, y float32[T, B, F])."""
+        base.check_sequence_inputs("SHM", x, starts)
+        hsz = self.memory_size
+        if carry.shape[-2:] != (hsz, hsz) or carry.shape[0] != x.shape[1]:
+            raise ValueError(
+                f"SHM: carry must have shape [B, H, H] = {(x.shape[1], hsz, hsz)}, got {tuple(carry.shape)}")
+        x_hat = nn.LayerNorm(epsilon=1e-5, name="norm")(x)
+        # One fused bias-free projection for v, k, q, v_c and η (column blocks = separate Linear layers).
+        proj = nn.Dense(4 * hsz + 1, use_bias=False, kernel_init=torch_kernel_init(), name="proj")(x_hat)
+        v, k, q, v_c, eta = jnp.split(proj, [hsz, 2 * hsz, 3 * hsz, 4 * hsz], axis=-1)
+        inputs = {
+            "v": v,
+            "k": _sum_normalise(k),
+            "q": _sum_normalise(q),
+            "eta": jax.nn.sigmoid(eta),
+        }
+        inputs.update(self._calibration_inputs(x_hat, v_c, noise))
+
+        carry, h = hadamard_scan(carry, inputs, starts, _make_cu, _read,
+                                 method=self.scan_method, chunk_size=self.chunk_size)
+        if self.shortcut:
+            h = h + nn.Dense(hsz, kernel_init=torch_kernel_init(),
+                             bias_init=torch_bias_init(x.shape[-1]), name="shortcut")(x_hat)
+        if self.projection_size is not None:
+            h = nn.Dense(self.projection_size, kernel_init=torch_kernel_init(),
+                         bias_init=torch_bias_init(hsz), name="out")(h)
+        return carry, h
+
+    def _calibration_inputs(self, x_hat: jax.Array, v_c: jax.Array, noise) -> dict:
+        """Per-step vectors (or one fixed matrix) that define C_t for the chosen calibration."""
+        hsz, (length, batch) = self.memory_size, x_hat.shape[:2]
+        mode = self.calibration
+        if mode in ("random_theta", "fixed_theta"):
+            theta = self.param("theta", nn.initializers.xavier_uniform(), (self.num_theta, hsz))
+            if mode == "fixed_theta":
+                return {"row": jnp.broadcast_to(theta[0], (length, batch, hsz)), "col": v_c}
+            if noise is None:
+                raise ValueError("SHM: calibration 'random_theta' needs noise=core.sample_noise(rng, T, B)")
+            noise = jnp.asarray(noise)
+            if noise.shape != (length, batch) or not jnp.issubdtype(noise.dtype, jnp.integer):
+                raise ValueError(
+                    f"SHM: noise must be int[T, B] = {(length, batch)} row indices, got "
+                    f"{noise.dtype}{list(noise.shape)}")
+            return {"row": jnp.take(theta, noise, axis=0, mode="clip"), "col": v_c}
+        if mode == "neural_theta":
+            row = nn.Dense(hsz, use_bias=False, kernel_init=torch_kernel_init(), name="theta_net")(x_hat)
+            return {"row": row, "col": v_c}
+        if mode == "random_c":
+            if noise is None:
+                raise ValueError("SHM: calibration 'random_c' needs noise=core.sample_noise(rng, T, B)")
+            return {"row": noise["row"], "col": noise["col"]}
+        if mode == "fixed_c":
+            logits = self.param("c_logits", nn.initializers.xavier_uniform(), (hsz, hsz))
+            return {"c_fixed": 1.0 + jnp.tanh(logits)}
+        return {}
