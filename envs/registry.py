@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 from typing import Any, Callable
 
 from gymnax.environments import environment
@@ -71,3 +72,82 @@ def resolve(env_id: str) -> EnvSpec:
     close = difflib.get_close_matches(env_id, known, n=5, cutoff=0.5)
     hint = ", ".join(close) if close else ", ".join(sorted(_SPECS)[:8]) + ", ..."
     raise ValueError(f"env: unknown environment id {env_id!r}; closest valid ids: {hint}")
+
+
+def _constructor_arguments(factory: Callable[..., Any]) -> tuple[list[str], bool]:
+    """Named keyword arguments of ``factory`` and whether it also takes ``**kwargs``."""
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    names, var_keyword = [], False
+    for p in inspect.signature(target).parameters.values():
+        if p.kind is inspect.Parameter.VAR_KEYWORD:
+            var_keyword = True
+        elif p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY) and p.name != "self":
+            names.append(p.name)
+    return names, var_keyword
+
+
+def make(
+    env_id: str,
+    *,
+    prev_action: bool | None = None,
+    flatten: bool = True,
+    log: bool = True,
+    checked: bool = False,
+    **overrides: Any,
+):
+    """Build a registered environment and its params: ``make(env_id, **overrides) -> (env, params)``.
+
+    env_id: a canonical id (popjym naming, e.g. "RepeatPreviousEasy", "MultiArmedBanditEasy") or an alias (the
+        original popgym class names, e.g. "MultiarmedBanditEasy", "PositionOnlyCartPoleHard"). Unknown ids raise a
+        ValueError listing the closest valid ids.
+    overrides: names of ``EnvParams`` fields go to ``params.replace(...)`` (e.g. ``max_steps_in_episode``), the
+        other names to the constructor (e.g. ``num_decks=2``); any other name raises a one-line ValueError.
+    prev_action: append the previous action (one-hot for discrete actions, zeros = null action at an episode's
+        start) and an episode-start flag (1.0 on the first observation of EVERY episode, auto-resets included).
+        None (default) = the task's default, ``needs_prev_action`` of its registration: True for the tasks whose
+        original declares ``obs_requires_prev_action`` (Battleship, Concentration, MineSweeper, MultiArmedBandit)
+        and for credit/meta tasks registered that way, because their observation does not say what was done (a
+        bandit's payout bit without the pulled arm, a shot's hit bit without the cell), so they cannot be learned
+        without it. The other POPGym tasks (Autoencode, RepeatPrevious, RepeatFirst, CountRecall, HigherLower,
+        CartPole, Pendulum, ...) get none by default, as the original envs are defined; pass ``prev_action=True`` to
+        reproduce the POPGym paper's baselines, which wrapped every env as Antialias(PreviousAction(env)).
+    flatten: observation -> float32[obs_dim] (discrete parts one-hot, uint8 images as 0..255 floats).
+    log: outermost EpisodeStatsWrapper adding ``episode_return``, ``episode_length`` and ``episode_done`` to info.
+    checked: also check every action against the action space with ``jax.experimental.checkify``; run the
+        stepping code through ``envs.wrappers.run_checked`` to get a clear error. Without it, out-of-range actions
+        are clipped to the valid range (every environment documents this).
+
+    The returned env has ``reset(key, params)``, ``step(key, state, action, params)`` (gymnax 1.0 6-tuple with
+    auto-reset), ``observation_space(params)``, ``action_space(params)`` (the raw env's) and ``default_params``.
+    """
+    from envs import wrappers  # local import: wrappers must not depend on the registry
+
+    spec = resolve(env_id)
+    ctor_names, ctor_var_keyword = _constructor_arguments(spec.factory)
+    ctor_overrides = {k: v for k, v in overrides.items() if k in ctor_names}
+    env = spec.factory(**{**spec.kwargs, **ctor_overrides})
+    params = env.default_params
+    param_names = [f.name for f in dataclasses.fields(params)] if dataclasses.is_dataclass(params) else []
+    param_overrides = {k: v for k, v in overrides.items() if k not in ctor_overrides and k in param_names}
+    unknown = sorted(set(overrides) - set(ctor_overrides) - set(param_overrides))
+    if unknown and ctor_var_keyword:
+        env = spec.factory(**{**spec.kwargs, **ctor_overrides, **{k: overrides[k] for k in unknown}})
+        ctor_overrides.update({k: overrides[k] for k in unknown})
+        params, unknown = env.default_params, []
+    if unknown:
+        raise ValueError(
+            f"make({env_id!r}): unknown override(s) {', '.join(unknown)}; allowed: constructor arguments "
+            f"[{', '.join(ctor_names)}], EnvParams fields [{', '.join(param_names)}]"
+        )
+    if param_overrides:
+        params = params.replace(**param_overrides)
+
+    if checked:
+        env = wrappers.CheckedActionWrapper(env)
+    if spec.needs_prev_action if prev_action is None else prev_action:
+        env = wrappers.PrevActionWrapper(env)
+    if flatten:
+        env = wrappers.FlattenWrapper(env)
+    if log:
+        env = wrappers.EpisodeStatsWrapper(env)
+    return env, params

@@ -1,1 +1,109 @@
-"""count_recall: not implemented yet (registers nothing)."""
+"""CountRecall (original popgym ``envs/count_recall.py``, after popgym PR #41): count cards of the queried type.
+
+Two independently shuffled decks of N = 52 * num_decks cards: a value deck and a query deck. Reset deals the first
+pair; each step deals the next pair. Only one attribute of each card matters (Easy colours, Medium suits, Hard
+ranks; T distinct types). The action at step t (after seeing the values v_0 .. v_t and the query q_t) must be the
+number of value cards of type q_t among v_0 .. v_t (the current card included): +1/(N-1) if right, -1/(N-1) if
+wrong.
+
+Episode length N-1 (51 / 103 / 207), terminated (never truncated); a perfect policy returns exactly 1.0.
+Observation int32[2] = (value type, query type), space MultiDiscrete([T, T]). Action Discrete(max_count + 1) with
+max_count = N / T (27 / 27 / 17 actions: a count can equal max_count); out-of-range actions are clipped.
+The original's ``error_clamp`` argument is never used there, so it is not offered here.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+from gymnax.environments import environment, spaces
+
+from envs import registry
+from envs.popgym import deck
+from envs.spaces import MultiDiscrete
+
+
+@struct.dataclass
+class EnvState(environment.EnvState):
+    """values, queries: int32[N] card types in deal order; counts: int32[T] value cards of each type dealt so
+    far (current one included); time: int32, steps taken this episode."""
+
+    values: jax.Array
+    queries: jax.Array
+    counts: jax.Array
+
+
+@struct.dataclass
+class EnvParams:
+    """Nothing tunable: the episode length follows from the (static) number of decks, and the episode always
+    ends by termination (no time limit), so there is no ``max_steps_in_episode``."""
+
+
+class CountRecall(environment.Environment[EnvState, EnvParams]):
+    """CountRecall with ``num_decks`` decks counting ``deck_type`` ("colors", "suits" or "ranks").
+
+    Easy 1 deck / colors, Medium 2 / suits, Hard 4 / ranks. See the module docstring.
+    """
+
+    def __init__(self, num_decks: int = 1, deck_type: str = "colors"):
+        super().__init__()
+        self.num_decks = int(num_decks)
+        self.num_cards = deck.num_cards(num_decks)
+        self.deck_type = deck_type
+        self.num_types = deck.check_attribute(deck_type)
+        self.max_count = self.num_cards // self.num_types
+        self.episode_length = self.num_cards - 1
+
+    @property
+    def default_params(self) -> EnvParams:
+        return EnvParams()
+
+    def reset_env(self, key, params):
+        key_values, key_queries = jax.random.split(key)
+        values = deck.card_attribute(deck.shuffled_deck(key_values, self.num_decks), self.deck_type)
+        queries = deck.card_attribute(deck.shuffled_deck(key_queries, self.num_decks), self.deck_type)
+        counts = jnp.zeros(self.num_types, jnp.int32).at[values[0]].add(1)
+        state = EnvState(time=jnp.int32(0), values=values, queries=queries, counts=counts)
+        return jnp.stack([values[0], queries[0]]), state
+
+    def step_env(self, key, state, action, params):
+        n, t = self.num_cards, state.time
+        action = jnp.clip(jnp.asarray(action, jnp.int32), 0, self.max_count)
+        target = state.counts[state.queries[jnp.minimum(t, n - 1)]]
+        reward = (jnp.where(action == target, 1.0, -1.0) / (n - 1)).astype(jnp.float32)
+        dealt = jnp.minimum(t + 1, n - 1)
+        value, query = state.values[dealt], state.queries[dealt]
+        counts = state.counts.at[value].add(jnp.where(t + 1 <= n - 1, 1, 0))
+        state = state.replace(time=t + 1, counts=counts)
+        return jnp.stack([value, query]), state, reward, t >= n - 2, {}
+
+    def is_truncated(self, state, params):
+        return jnp.array(False)
+
+    @property
+    def num_actions(self) -> int:
+        return self.max_count + 1
+
+    def action_space(self, params=None):
+        return spaces.Discrete(self.max_count + 1)
+
+    def observation_space(self, params=None):
+        return MultiDiscrete([self.num_types, self.num_types])
+
+    def state_space(self, params=None):
+        types = MultiDiscrete([self.num_types] * self.num_cards)
+        return spaces.Dict(
+            {
+                "values": types,
+                "queries": types,
+                "counts": MultiDiscrete([self.max_count + 1] * self.num_types),
+                "time": spaces.Discrete(self.episode_length + 1),
+            }
+        )
+
+
+for _level, _decks, _type in (("Easy", 1, "colors"), ("Medium", 2, "suits"), ("Hard", 4, "ranks")):
+    registry.register(
+        f"CountRecall{_level}", CountRecall, needs_prev_action=False, family="popgym", num_decks=_decks, deck_type=_type
+    )

@@ -1,1 +1,79 @@
-"""repeat_first: not implemented yet (registers nothing)."""
+"""RepeatFirst (original popgym ``envs/repeat_first.py``): keep outputting the suit of the first card.
+
+With N = 52 * num_decks cards dealt one per step (c_0 shown at reset, c_{t+1} after step t), every action must be
+the suit of c_0: +1/(N-1) if right, -1/(N-1) if wrong.
+
+Episode length N-1 (51 / 415 / 831), terminated (never truncated); a perfect policy returns exactly 1.0.
+Observation int32 scalar, the suit, space Discrete(4). Action Discrete(4); out-of-range actions are clipped to [0, 3].
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+from gymnax.environments import environment, spaces
+
+from envs import registry
+from envs.popgym import deck
+from envs.spaces import MultiDiscrete
+
+
+@struct.dataclass
+class EnvState(environment.EnvState):
+    """suits: int32[N], suit of the t-th dealt card; time: int32, steps taken this episode."""
+
+    suits: jax.Array
+
+
+@struct.dataclass
+class EnvParams:
+    """Nothing tunable: the episode length follows from the (static) number of decks, and the episode always
+    ends by termination (no time limit), so there is no ``max_steps_in_episode``."""
+
+
+class RepeatFirst(environment.Environment[EnvState, EnvParams]):
+    """RepeatFirst with ``num_decks`` decks (Easy 1, Medium 8, Hard 16). See the module docstring."""
+
+    def __init__(self, num_decks: int = 1):
+        super().__init__()
+        self.num_decks = int(num_decks)
+        self.num_cards = deck.num_cards(num_decks)
+        self.episode_length = self.num_cards - 1
+
+    @property
+    def default_params(self) -> EnvParams:
+        return EnvParams()
+
+    def reset_env(self, key, params):
+        suits = deck.card_attribute(deck.shuffled_deck(key, self.num_decks), "suits")
+        return suits[0], EnvState(time=jnp.int32(0), suits=suits)
+
+    def step_env(self, key, state, action, params):
+        n, t = self.num_cards, state.time
+        action = jnp.clip(jnp.asarray(action, jnp.int32), 0, deck.NUM_SUITS - 1)
+        reward = (jnp.where(action == state.suits[0], 1.0, -1.0) / (n - 1)).astype(jnp.float32)
+        obs = state.suits[jnp.minimum(t + 1, n - 1)]
+        return obs, state.replace(time=t + 1), reward, t >= n - 2, {}
+
+    def is_truncated(self, state, params):
+        return jnp.array(False)
+
+    @property
+    def num_actions(self) -> int:
+        return deck.NUM_SUITS
+
+    def action_space(self, params=None):
+        return spaces.Discrete(deck.NUM_SUITS)
+
+    def observation_space(self, params=None):
+        return spaces.Discrete(deck.NUM_SUITS)
+
+    def state_space(self, params=None):
+        return spaces.Dict(
+            {"suits": MultiDiscrete([deck.NUM_SUITS] * self.num_cards), "time": spaces.Discrete(self.episode_length + 1)}
+        )
+
+
+for _level, _decks in (("Easy", 1), ("Medium", 8), ("Hard", 16)):
+    registry.register(f"RepeatFirst{_level}", RepeatFirst, needs_prev_action=False, family="popgym", num_decks=_decks)
