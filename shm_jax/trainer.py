@@ -9,8 +9,8 @@
    state on a device mesh (``shm_jax.sharding``);
 3. a loop of jitted chunks of K = ``updates_per_chunk`` PPO updates; between chunks, on the host:
    tqdm progress (env steps per run, rate, recent mean return, ETA), ``metrics.jsonl``, one CSV per
-   (setting, seed), optional TensorBoard, a checkpoint every ``checkpoint_every`` updates (at the
-   first chunk boundary at or after each multiple) and at the end;
+   (setting, seed), optional TensorBoard, a checkpoint every ``checkpoint_every`` chunks (0: none
+   on the way) and always at the end or when stopped;
 4. ``summary.json`` (final return and MMER per run, mean +- std per setting) and ``learning_curve.png``.
 
 A run directory ``<out_dir>/<env>-<memory>-<UTC timestamp>/`` describes itself: ``config.json``,
@@ -122,10 +122,9 @@ def hparam_grid(base: Any, sweep: tuple[tuple[str, tuple[float, ...]], ...]) -> 
 
 
 def seed_keys(seed: int, num_seeds: int) -> tuple[jax.Array, list[int]]:
-    """uint32[S, 2] keys and the S seed numbers: run s uses ``PRNGKey(seed + s)``, so seed s of a
-    multi-seed run equals a single-seed run with ``seed + s``."""
-    seeds = [int(seed) + i for i in range(num_seeds)]
-    return jnp.stack([jax.random.PRNGKey(s) for s in seeds]), seeds
+    """uint32[S, 2] keys and the S seed indices: run s uses ``jax.random.split(PRNGKey(seed), S)[s]``
+    (the TrainConfig convention)."""
+    return jax.random.split(jax.random.PRNGKey(int(seed)), num_seeds), list(range(num_seeds))
 
 
 class BatchedTrain:
@@ -223,8 +222,15 @@ def _devices() -> dict[str, Any]:
 
 
 def new_run_dir(config: Any) -> Path:
-    """``<out_dir>/<env>-<memory>-<UTC timestamp>`` (a numeric suffix if two runs start in one second)."""
+    """``<out_dir>/<env>-<memory>-<UTC timestamp>`` (a numeric suffix if two runs start in one
+    second), or ``<out_dir>/<run_name>`` when the config names the run."""
     out_dir = Path(_field(config, "out_dir", "runs_dir", default="runs"))
+    if _field(config, "run_name"):
+        path = out_dir / _field(config, "run_name")
+        if path.exists() and any(path.iterdir()):
+            raise ValueError(f"run_name: {str(path)!r} already exists and is not empty; pick another name or --resume it")
+        path.mkdir(parents=True, exist_ok=True)
+        return path
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
     base = f"{_field(config, 'env_id', 'env', default='env')}-{_field(config, 'memory', default='memory')}-{stamp}"
     for i in itertools.count():
@@ -383,7 +389,9 @@ def run(
     )
     num_updates, steps_per_update = int(trainer.num_updates), int(trainer.steps_per_update)
     chunk_size = max(1, int(_field(config, "updates_per_chunk", default=10)))
-    checkpoint_every = max(1, int(_field(config, "checkpoint_every", default=chunk_size) or num_updates))
+    # checkpoint_every counts chunks (0: only at the end and when stopped)
+    every_chunks = int(_field(config, "checkpoint_every", default=0) or 0)
+    checkpoint_every = every_chunks * chunk_size if every_chunks > 0 else num_updates
 
     run_dir = Path(resume_dir) if resume_dir is not None else new_run_dir(config)
     if is_main:
@@ -400,9 +408,9 @@ def run(
     if resume_dir is not None:
         try:
             state, saved_history, meta = checkpointer.restore(program.abstract_state())
-        except ValueError:
-            raise
         except Exception as err:  # orbax raises many types for a damaged checkpoint
+            if isinstance(err, ValueError) and str(err).startswith("resume:"):
+                raise
             first_line = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
             raise ValueError(f"resume: checkpoint in {checkpointer.directory} is unreadable ({first_line})") from None
         history.load_state(saved_history)

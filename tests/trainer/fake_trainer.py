@@ -45,7 +45,9 @@ class FakeConfig:
     num_seeds: int = 2
     sweep: tuple = ()
     updates_per_chunk: int = 2
-    checkpoint_every: int = 2
+    checkpoint_every: int = 1  # chunks
+    run_name: str | None = None
+    eval_episodes: int = 0
     out_dir: str = "runs"
     tensorboard: bool = False
 
