@@ -1,0 +1,249 @@
+"""Visual Match and Key-to-Door: exact timing, rewards, apples, doors, views, scripted policies, batching.
+
+Expected values come from the spec (verified against SHM's pycolab code) and from the ASCII layouts read by
+hand, not from this implementation's output. Compilation is kept to one batched rollout per environment
+(policies and distractor lengths vary through traced arguments) plus one small scripted-step program.
+"""
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import envs
+from envs.credit import VisualMatch, board
+
+BG, WALL_PX, PLAYER_PX = 204, 25, 228  # red channel of background, wall, player (spec palette)
+ORACLE, RANDOM_ACTIONS = -1, 3  # policy modes (0..2 = walk to that Visual Match door)
+NUM_STEPS = 530  # long enough for one D = 500 Visual Match episode (525 steps)
+
+
+def vm_policy(state, params, key, mode):
+    """Random actions outside the reward room; in it, walk to door ``mode`` (0..2), the target (ORACLE), or
+    keep acting randomly (RANDOM_ACTIONS). Path: up column 5 to row 2, across to the door's column, north."""
+    random_action = jax.random.randint(key, (), 0, 4)
+    door = jnp.where(mode == ORACLE, state.target, mode)
+    door_col = jnp.array([2, 5, 8])[jnp.clip(door, 0, 2)]
+    row, col = state.player[0], state.player[1]
+    walk = jnp.where(row > 2, board.NORTH,
+                     jnp.where(col < door_col, board.EAST, jnp.where(col > door_col, board.WEST, board.NORTH)))
+    scripted = (state.chapter == board.REWARD) & (mode != RANDOM_ACTIONS)
+    return jnp.where(scripted, walk, random_action)
+
+
+@partial(jax.jit, static_argnames=("env", "policy", "num_steps"))
+def rollout(env, params, keys, modes, policy, num_steps):
+    """Auto-resetting rollouts; params/keys/modes batched on axis 0. Returns obs0 [B, 75], trace [B, T, ...]."""
+
+    def one(key, p, mode):
+        key, key_reset = jax.random.split(key)
+        obs0, state0 = env.reset(key_reset, p)
+
+        def body(state, key_t):
+            key_act, key_env = jax.random.split(key_t)
+            action = policy(state, p, key_act, mode)
+            obs, state, reward, term, trunc, info = env.step(key_env, state, action, p)
+            out = dict(obs=obs, reward=reward, terminated=term, truncated=trunc, success=info["success"],
+                       time=state.time, chapter=state.chapter, frame=state.chapter_frame, player=state.player,
+                       target=state.target, door_used=state.door_used, has_key=state.has_key)
+            return state, out
+
+        _, trace = jax.lax.scan(body, state0, jax.random.split(key, num_steps))
+        return obs0, trace
+
+    return jax.vmap(one)(keys, params, modes)
+
+
+def batch_params(env, distractor_lens):
+    base = env.default_params
+    n = len(distractor_lens)
+    tiled = jax.tree.map(lambda x: jnp.broadcast_to(jnp.asarray(x), (n,) + jnp.shape(x)), base)
+    return tiled.replace(distractor_len=jnp.asarray(distractor_lens, jnp.int32))
+
+
+def red(obs):
+    return np.asarray(obs).reshape(3, 5, 5)[0]
+
+
+def episodes(trace, b):
+    """(returns, successes) of env b's completed episodes."""
+    ends = np.flatnonzero(np.asarray(trace["terminated"][b]))
+    cum = np.concatenate([[0.0], np.cumsum(np.asarray(trace["reward"][b]))])
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    return cum[ends + 1] - cum[starts], np.asarray(trace["success"][b])[ends]
+
+
+# --------------------------------------------------------------------------------------------------------
+# Visual Match
+# --------------------------------------------------------------------------------------------------------
+VM_RUN_D = [250, 500, 250, 500, 250, 500]
+VM_RUN_MODES = [ORACLE, ORACLE, 0, 1, 2, RANDOM_ACTIONS]
+VM_STATS = 1024  # extra environments with D = 30 for the success statistics
+
+
+@pytest.fixture(scope="module")
+def vm_run():
+    env = VisualMatch()
+    d = VM_RUN_D + [30] * VM_STATS
+    modes = VM_RUN_MODES + [int(m) for m in np.random.RandomState(0).randint(0, 3, VM_STATS // 2)] \
+        + [RANDOM_ACTIONS] * (VM_STATS // 2)
+    obs0, trace = rollout(env, batch_params(env, d), jax.random.split(jax.random.key(0), len(d)),
+                          jnp.asarray(modes), vm_policy, NUM_STEPS)
+    return env, jax.tree.map(np.asarray, obs0), jax.tree.map(np.asarray, trace), np.asarray(modes)
+
+
+def test_visual_match_episode_lengths_and_chapter_boundaries(vm_run):
+    _, _, trace, _ = vm_run
+    for b, d in enumerate(VM_RUN_D):
+        T = 15 + d + 10
+        assert T == {250: 275, 500: 525}[d]
+        ends = np.flatnonzero(trace["terminated"][b])
+        assert ends[0] == T - 1  # done on step T (index T - 1)
+        assert not trace["truncated"][b].any()
+        chapter = trace["chapter"][b]
+        # step k's observation (index k - 1): chapter 0 through step 14, distractor from step 15, reward from 15 + D
+        first = lambda c: int(np.argmax(chapter[: T - 1] == c)) + 1
+        assert first(1) == 15 and first(2) == 15 + d
+        assert trace["frame"][b, 14] == 0 and trace["frame"][b, 15 + d - 1] == 0
+        assert tuple(trace["player"][b, 14]) == (5, 5) and tuple(trace["player"][b, 15 + d - 1]) == (5, 5)
+
+
+def test_visual_match_views_at_chapter_starts(vm_run):
+    env, obs0, trace, _ = vm_run
+    params = env.default_params
+    for b, d in enumerate(VM_RUN_D[:2]):
+        # reset: player at (2, 5) in the 3x3 ring, exactly one ring cell coloured (the target's colour)
+        start = np.asarray(obs0[b]).reshape(3, 5, 5).transpose(1, 2, 0)
+        assert tuple(start[2, 2]) == (228, 148, 109)
+        ring = [(1, 1), (1, 2), (1, 3), (2, 1), (2, 3), (3, 1), (3, 2), (3, 3)]
+        colours = [tuple(start[r, c]) for r, c in ring]
+        expected_colour = tuple(board.PALETTE[board.RED + int(params.door_colours[trace["target"][b, 0]])])
+        assert colours.count(expected_colour) == 1 and colours.count((25, 25, 25)) == 7
+        assert expected_colour in {(255, 0, 0), (0, 255, 0), (0, 0, 255)}
+        assert (start[0] == BG).all() and (start[4] == BG).all()
+        # the explore view is constant (the player cannot move)
+        assert (trace["obs"][b, :14] == obs0[b]).all()
+        # first distractor frame: player (5, 5); crop rows = board rows 3..7 -> row 6 walls, row 7 off-board
+        v = red(trace["obs"][b, 14])
+        assert v[2, 2] == PLAYER_PX and (v[3] == WALL_PX).all() and (v[4] == BG).all()
+        # first reward-room frame, read from the layout by hand: no door visible from the start
+        expected = np.array([[BG] * 5, [WALL_PX, BG, BG, BG, WALL_PX], [WALL_PX, BG, PLAYER_PX, BG, WALL_PX],
+                             [WALL_PX] * 5, [BG] * 5])
+        np.testing.assert_array_equal(red(trace["obs"][b, 15 + d - 1]), expected)
+        np.testing.assert_array_equal(np.asarray(trace["obs"][b, 15 + d - 1]).reshape(3, 5, 5)[2, 2, 2], 109)
+
+
+def test_visual_match_oracle_final_reward_timing_and_success(vm_run):
+    _, _, trace, modes = vm_run
+    for b, d in enumerate(VM_RUN_D[:2]):
+        T = 15 + d + 10
+        target = trace["target"][b, 0]
+        moves = 4 if target == 1 else 7  # shortest paths from (5, 5) to the middle / side doors
+        room = trace["reward"][b, 15 + d: T]  # rewards of reward-room steps 15 + D + 1 .. T
+        assert room[moves - 1] == 10.0 and room.sum() == 10.0
+        assert trace["success"][b, T - 1] and not trace["success"][b, : 15 + d + moves - 1].any()
+        # the distractor's apples give exactly +1 each, only inside the distractor steps
+        apples = trace["reward"][b, 15: 15 + d]
+        assert set(np.unique(apples)) <= {0.0, 1.0} and trace["reward"][b, :15].sum() == 0
+    # every completed oracle episode succeeds; every episode's return = apples + 10
+    for b in range(2):
+        returns, success = episodes(trace, b)
+        assert success.all() and (returns >= 10).all()
+
+
+def test_visual_match_doors_vanish_after_the_first_touch(vm_run):
+    _, _, trace, modes = vm_run
+    for b in (2, 3, 4):  # walked to door 0, 1, 2 then kept pressing north
+        d = VM_RUN_D[b]
+        T = 15 + d + 10
+        chose_target = trace["target"][b, 0] == modes[b]
+        assert trace["reward"][b, 15 + d: T].sum() == (10.0 if chose_target else 0.0)
+        assert trace["success"][b, T - 1] == chose_target
+        touched = int(np.argmax(trace["door_used"][b, :T]))
+        v = np.asarray(trace["obs"][b, touched]).reshape(3, 5, 5).transpose(1, 2, 0)
+        pure = {(255, 0, 0), (0, 255, 0), (0, 0, 255)}
+        assert not any(tuple(px) in pure for row in v for px in row)  # no coloured cell once touched
+        assert tuple(trace["player"][b, touched]) == (1, (2, 5, 8)[modes[b]])
+        assert v[2, 2, 0] == PLAYER_PX
+
+
+def test_visual_match_random_door_choice_succeeds_one_third(vm_run):
+    _, _, trace, modes = vm_run
+    rows = len(VM_RUN_D) + np.arange(VM_STATS // 2)
+    success = np.concatenate([episodes(trace, b)[1] for b in rows])
+    assert len(success) > 4000
+    # binomial std for p = 1/3 over > 4000 episodes is < 0.0075; tolerance 0.03 (> 4 std)
+    assert abs(success.mean() - 1 / 3) < 0.03, success.mean()
+
+
+def test_visual_match_random_actions(vm_run):
+    """Uniformly random actions: a door is touched in a few episodes; among those the pick is the target about
+    1/3 of the time; about 20 apples per 250 distractor steps."""
+    _, _, trace, _ = vm_run
+    rows = len(VM_RUN_D) + VM_STATS // 2 + np.arange(VM_STATS // 2)
+    touched, success, last_reward = [], [], []
+    for b in rows:
+        ends = np.flatnonzero(trace["terminated"][b])
+        touched.append(trace["door_used"][b, ends - 1])  # touched before the last step (the last returns a reset)
+        success.append(trace["success"][b, ends])
+        last_reward.append(trace["reward"][b, ends])
+    touched, success, last_reward = map(np.concatenate, (touched, success, last_reward))
+    assert (last_reward[success & ~touched] == 10.0).all()  # success without an earlier touch: on the last step
+    # 10 random steps from (5, 5) rarely reach row 1 (about 5% of episodes): overall success is far below 1/3
+    assert 0.01 < touched.mean() < 0.2 and success.mean() < 0.1
+    # among touched episodes (> 100 here) the door is still uniform: std <= 0.047, tolerance 0.15 (> 3 std)
+    assert touched.sum() > 100 and abs(success[touched].mean() - 1 / 3) < 0.15, success[touched].mean()
+    apples = trace["reward"][5, 15: 265].sum()  # the D = 250 random-action episode
+    assert 8 <= apples <= 35, apples
+
+
+def test_visual_match_vmap_1024_shapes_and_dtypes_stable_across_auto_reset(vm_run):
+    env, obs0, trace, _ = vm_run
+    assert obs0.shape[1:] == (75,) and obs0.dtype == np.uint8
+    assert trace["obs"].shape[0] >= 1024 and trace["obs"].dtype == np.uint8
+    assert trace["reward"].dtype == np.float32 and trace["success"].dtype == np.bool_
+    b = len(VM_RUN_D)  # D = 30: T = 55, several auto-resets within the rollout
+    ends = np.flatnonzero(trace["terminated"][b])
+    np.testing.assert_array_equal(ends, np.arange(54, NUM_STEPS, 55))
+    assert (trace["time"][b, ends] == 0).all() and (trace["chapter"][b, ends] == 0).all()
+    space = env.observation_space(env.default_params)
+    assert space.shape == (75,) and space.dtype == jnp.uint8 and env.action_space().n == 4
+
+
+# --------------------------------------------------------------------------------------------------------
+# Engine pieces: apples, moves, clipping (one small compiled program)
+# --------------------------------------------------------------------------------------------------------
+def test_apple_pickup_and_respawn_after_21_frames_under_a_standing_player():
+    env = VisualMatch()
+    params = env.default_params
+    _, state = env.reset(jax.random.key(0), params)
+    apples = jnp.zeros((7, 11), bool).at[1, 1].set(True)
+    state = state.replace(chapter=jnp.int32(1), chapter_frame=jnp.int32(0), player=jnp.array([1, 2], jnp.int32),
+                          apples=apples)
+    # frame 1: West onto the apple at (1, 1); frames 2..: North into the wall (no-op), standing on the cell
+    actions = jnp.array([board.WEST] + [board.NORTH] * 24 + [7])  # the last action is out of range -> East
+
+    def body(s, a):
+        _, s, r, _, _ = env.step_env(jax.random.key(0), s, a, params)
+        return s, (r, s.apples[1, 1], s.player)
+
+    _, (rewards, present, players) = jax.jit(lambda s: jax.lax.scan(body, s, actions))(state)
+    rewards, present, players = map(np.asarray, (rewards, present, players))
+    assert rewards[0] == 1.0 and not present[0]  # eaten on frame 1
+    assert not present[1:20].any()  # frames 2..21 (index 1..20) still gone
+    assert present[21] and rewards[21] == 0.0  # reappears on frame 22 = 1 + 21 under the player, not eaten yet
+    assert rewards[22] == 1.0 and not present[22]  # eaten again by the next (no-op) move
+    assert (players[:-1] == [1, 1]).all()  # moves into walls are no-ops
+    assert tuple(players[-1]) == (1, 2)  # action 7 clipped to 3 = East
+
+
+def test_registered_credit_ids():
+    ids = set(envs.list_ids("credit"))
+    assert {"VisualMatch250", "VisualMatch500", "VisualMatch-Short"} <= ids
+    spec = envs.resolve("VisualMatch500")
+    env = spec.factory(**spec.kwargs)
+    assert env.default_params.episode_len == 525
+    with pytest.raises(ValueError, match="distractor_len"):
+        VisualMatch(distractor_len=0)
