@@ -28,6 +28,7 @@ Calibrations (the paper's Fig. 3a ablations):
 
 from __future__ import annotations
 
+import functools
 import math
 
 import flax.linen as nn
@@ -66,10 +67,14 @@ def _outer(a: jax.Array, b: jax.Array) -> jax.Array:
     return a[..., :, None] * b[..., None, :]
 
 
-def _make_cu(inputs):
-    """C_t and U_t from the per-step vectors; any leading axes. Shapes [..., H, H] (C may broadcast)."""
-    if "c_fixed" in inputs:
-        c = inputs["c_fixed"]
+def _make_cu(inputs, fixed_c=None):
+    """C_t and U_t from the per-step vectors; any leading axes. Shapes [..., H, H] (C may broadcast).
+
+    fixed_c: an input-independent [H, H] calibration (the "fixed C" ablation), closed over rather than
+    scanned because it has no time axis.
+    """
+    if fixed_c is not None:
+        c = fixed_c
     elif "row" in inputs:
         c = 1.0 + jnp.tanh(_outer(inputs["row"], inputs["col"]))
     else:
@@ -152,9 +157,11 @@ class SHM(nn.Module):
             "q": _sum_normalise(q),
             "eta": jax.nn.sigmoid(eta),
         }
-        inputs.update(self._calibration_inputs(x_hat, v_c, noise))
+        calibration = self._calibration_inputs(x_hat, v_c, noise)
+        fixed_c = calibration.pop("c_fixed", None)
+        inputs.update(calibration)
 
-        carry, h = hadamard_scan(carry, inputs, starts, _make_cu, _read,
+        carry, h = hadamard_scan(carry, inputs, starts, functools.partial(_make_cu, fixed_c=fixed_c), _read,
                                  method=self.scan_method, chunk_size=self.chunk_size)
         if self.shortcut:
             h = h + nn.Dense(hsz, kernel_init=torch_kernel_init(),

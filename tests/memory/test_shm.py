@@ -1,0 +1,176 @@
+"""The SHM layer: interface, equivalences, theta replay, ablations, stability, errors, sizes."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from shm_jax.memory import make_memory, memory_names
+from shm_jax.memory.shm import CALIBRATIONS, SHM
+
+T, B, D, H = 24, 3, 6, 8
+
+
+def inputs(length=T, batch=B, seed=0, reset_every=None):
+    x = jax.random.normal(jax.random.PRNGKey(seed), (length, batch, D))
+    starts = jnp.zeros((length, batch), bool).at[0].set(True)
+    if reset_every:
+        starts = starts.at[::reset_every].set(True)
+    return x, starts
+
+
+def build(calibration="random_theta", method="sequential", reset_every=None, **kw):
+    core = SHM(memory_size=H, calibration=calibration, scan_method=method, **kw)
+    x, starts = inputs(reset_every=reset_every)
+    noise = core.sample_noise(jax.random.PRNGKey(1), T, B)
+    params = core.init(jax.random.PRNGKey(2), core.initialize_carry(B), x, starts, noise)
+    return core, params, x, starts, noise
+
+
+def assert_close(a, b, tol=1e-5):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("calibration", CALIBRATIONS)
+def test_scan_methods_agree_for_every_calibration(calibration):
+    core, params, x, starts, noise = build(calibration, reset_every=7)
+    ref = core.apply(params, core.initialize_carry(B), x, starts, noise)
+    for method in ("associative", "chunked"):
+        other = SHM(memory_size=H, calibration=calibration, scan_method=method, chunk_size=5)
+        out = other.apply(params, core.initialize_carry(B), x, starts, noise)
+        jax.tree.map(lambda a, b: assert_close(a, b, 1e-4), out, ref)
+
+
+def test_step_by_step_equals_whole_sequence_and_split():
+    core, params, x, starts, noise = build(projection_size=5, shortcut=True)
+    starts = starts.at[10].set(True)
+    carry, y_whole = core.apply(params, core.initialize_carry(B), x, starts, noise)
+    step_carry, ys = core.initialize_carry(B), []
+    act = jax.jit(core.apply)  # one compilation for the T single steps
+    for t in range(T):
+        step_carry, y = act(params, step_carry, x[t:t + 1], starts[t:t + 1], noise[t:t + 1])
+        ys.append(y)
+    assert_close(jnp.concatenate(ys), y_whole)
+    assert_close(step_carry, carry)
+    mid, y1 = core.apply(params, core.initialize_carry(B), x[:9], starts[:9], noise[:9])
+    end, y2 = core.apply(params, mid, x[9:], starts[9:], noise[9:])
+    assert_close(jnp.concatenate([y1, y2]), y_whole)
+    assert_close(end, carry)
+
+
+def test_start_flag_erases_the_past():
+    core, params, x, starts, noise = build()
+    starts = starts.at[12].set(True)
+    other_past = x.at[:12].set(jax.random.normal(jax.random.PRNGKey(9), (12, B, D)))
+    carry_a, y_a = core.apply(params, core.initialize_carry(B), x, starts, noise)
+    carry_b, y_b = core.apply(params, jax.random.normal(jax.random.PRNGKey(3), (B, H, H)), other_past, starts, noise)
+    assert_close(y_a[12:], y_b[12:])
+    assert_close(carry_a, carry_b)
+    assert not np.allclose(y_a[:12], y_b[:12])
+
+
+def test_theta_replay():
+    core, params, x, starts, noise = build()
+    carry = core.initialize_carry(B)
+    first = core.apply(params, carry, x, starts, noise)
+    again = core.apply(params, carry, x, starts, noise)
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), first, again)
+    other_noise = core.sample_noise(jax.random.PRNGKey(42), T, B)
+    assert not np.array_equal(np.asarray(other_noise), np.asarray(noise))
+    other = core.apply(params, carry, x, starts, other_noise)
+    assert not np.allclose(np.asarray(other[1]), np.asarray(first[1]))
+    assert noise.shape == (T, B) and noise.dtype == jnp.int32
+    assert int(noise.min()) >= 0 and int(noise.max()) < core.num_theta
+
+
+def test_fixed_theta_ignores_noise_and_uses_row_zero():
+    core, params, x, starts, _ = build("fixed_theta")
+    assert core.sample_noise(jax.random.PRNGKey(0), T, B) is None
+    carry = core.initialize_carry(B)
+    base_out = core.apply(params, carry, x, starts, None)
+    noisy = core.apply(params, carry, x, starts, jax.random.randint(jax.random.PRNGKey(5), (T, B), 0, 128))
+    jax.tree.map(assert_close, base_out, noisy)
+    # Random-theta with every index 0 is the fixed-theta model.
+    random_core = SHM(memory_size=H, scan_method="sequential")
+    zeros = jnp.zeros((T, B), jnp.int32)
+    jax.tree.map(assert_close, random_core.apply(params, carry, x, starts, zeros), base_out)
+
+
+def test_random_theta_gradient_stable_over_4096_steps():
+    length, batch = 4096, 2
+    core = SHM(memory_size=H, scan_method="sequential")
+    x, starts = inputs(length, batch, seed=4)
+    noise = core.sample_noise(jax.random.PRNGKey(0), length, batch)
+    params = core.init(jax.random.PRNGKey(1), core.initialize_carry(batch), x[:2], starts[:2], noise[:2])
+
+    def last_output(x):
+        return jnp.sum(core.apply(params, core.initialize_carry(batch), x, starts, noise)[1][-1])
+
+    grad_first = jax.jit(jax.grad(last_output))(x)[0]
+    assert bool(jnp.all(jnp.isfinite(grad_first)))
+    assert float(jnp.abs(grad_first).max()) > 0.0
+
+
+def test_calibration_is_one_on_average_at_init():
+    """E[C] = 1 with Xavier Θ and random rows (the paper's Prop. 4 premise)."""
+    core = SHM(memory_size=32)
+    x, starts = inputs(length=64, batch=16, seed=5)
+    noise = core.sample_noise(jax.random.PRNGKey(0), 64, 16)
+    params = core.init(jax.random.PRNGKey(1), core.initialize_carry(16), x, starts, noise)
+    theta = params["params"]["theta"]
+    bound = np.sqrt(6.0 / (128 + 32))
+    assert theta.shape == (128, 32) and float(jnp.abs(theta).max()) <= bound
+    assert float(jnp.abs(theta).max()) > 0.8 * bound
+    v_c = jax.random.normal(jax.random.PRNGKey(2), (4096, 32))
+    rows = theta[jax.random.randint(jax.random.PRNGKey(3), (4096,), 0, 128)]
+    c = 1.0 + jnp.tanh(rows[:, :, None] * v_c[:, None, :])
+    assert abs(float(c.mean()) - 1.0) < 0.01
+
+
+def test_popgym_parameter_count_matches_the_official_core():
+    """d = 64, H = 32, shortcut, projection to 1024: 48,352 parameters (spec §4)."""
+    core = make_memory("shm", memory_size=32, projection_size=1024, shortcut=True)
+    x = jnp.zeros((1, 1, 64))
+    params = core.init(jax.random.PRNGKey(0), core.initialize_carry(1), x, jnp.ones((1, 1), bool),
+                       core.sample_noise(jax.random.PRNGKey(0), 1, 1))
+    assert sum(p.size for p in jax.tree.leaves(params)) == 48_352
+    assert core.output_size == 1024
+
+
+def test_registry_names_build_the_ablations():
+    for name, calibration in [("shm", "random_theta"), ("shm-fixed-theta", "fixed_theta"),
+                              ("shm-neural-theta", "neural_theta"), ("shm-random-c", "random_c"),
+                              ("shm-fixed-c", "fixed_c"), ("shm-c1", "ones")]:
+        assert name in memory_names()
+        assert make_memory(name, memory_size=4).calibration == calibration
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(x=jnp.zeros((T, D))), "x must have rank 3"),
+    (dict(starts=jnp.zeros((T + 1, B), bool)), r"starts shape \(25, 3\) must equal"),
+    (dict(starts=jnp.zeros((T,), bool)), "starts must have rank 2"),
+    (dict(noise=jnp.zeros((T, B + 1), jnp.int32)), r"noise must be int\[T, B\]"),
+    (dict(noise=None), "needs noise"),
+])
+def test_bad_call_inputs_raise_one_line_errors(bad, match):
+    core, params, x, starts, noise = build()
+    args = dict(x=x, starts=starts, noise=noise) | bad
+    with pytest.raises(ValueError, match=match) as info:
+        core.apply(params, core.initialize_carry(B), args["x"], args["starts"], args["noise"])
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(memory_size=0), "memory_size must be a positive integer"),
+    (dict(memory_size=4, num_theta=-1), "num_theta must be a positive integer"),
+    (dict(memory_size=4, calibration="magic"), "unknown calibration 'magic'; valid: random_theta"),
+    (dict(memory_size=4, scan_method="fast"), "unknown scan method 'fast'"),
+])
+def test_bad_sizes_and_names_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SHM(**kwargs)
+
+
+def test_unknown_memory_name_lists_valid_ones():
+    with pytest.raises(ValueError, match="unknown memory 'shn'; valid names: .*gru.*shm"):
+        make_memory("shn")
