@@ -14,6 +14,8 @@ with ``F = core.output_size``; the carry is reset to ``initialize_carry`` before
 
 from __future__ import annotations
 
+import math
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -285,7 +287,7 @@ class FFM(nn.Module):
 
     def _decay(self) -> jax.Array:
         """γ: complex64[memory_size, context_size], |γ| = exp(-|α|) ≤ 1."""
-        low = float(jnp.log(100.0)) / self.max_period
+        low = math.log(100.0) / self.max_period
         alpha = self.param(
             "alpha", lambda _, shape: jnp.linspace(low, 0.5, shape[0], dtype=jnp.float32), (self.memory_size,)
         )
