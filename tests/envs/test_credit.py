@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 import envs
-from envs.credit import VisualMatch, board
+from envs.credit import KeyToDoor, VisualMatch, board
 
 BG, WALL_PX, PLAYER_PX = 204, 25, 228  # red channel of background, wall, player (spec palette)
-ORACLE, RANDOM_ACTIONS = -1, 3  # policy modes (0..2 = walk to that Visual Match door)
+ORACLE, RANDOM_ACTIONS, NO_KEY = -1, 3, 4  # policy modes (0..2 = walk to that Visual Match door)
 NUM_STEPS = 530  # long enough for one D = 500 Visual Match episode (525 steps)
 
 
@@ -35,7 +35,8 @@ def vm_policy(state, params, key, mode):
 
 @partial(jax.jit, static_argnames=("env", "policy", "num_steps"))
 def rollout(env, params, keys, modes, policy, num_steps):
-    """Auto-resetting rollouts; params/keys/modes batched on axis 0. Returns obs0 [B, 75], trace [B, T, ...]."""
+    """Auto-resetting rollouts; params/keys/modes batched on axis 0. Returns obs0 [B, 75] and trace: per-step
+    values [B, T, ...] plus start_player / start_key_cell [B, 2] of the first episode."""
 
     def one(key, p, mode):
         key, key_reset = jax.random.split(key)
@@ -51,6 +52,7 @@ def rollout(env, params, keys, modes, policy, num_steps):
             return state, out
 
         _, trace = jax.lax.scan(body, state0, jax.random.split(key, num_steps))
+        trace["start_player"], trace["start_key_cell"] = state0.player, state0.key_cell
         return obs0, trace
 
     return jax.vmap(one)(keys, params, modes)
@@ -241,9 +243,119 @@ def test_apple_pickup_and_respawn_after_21_frames_under_a_standing_player():
 
 def test_registered_credit_ids():
     ids = set(envs.list_ids("credit"))
-    assert {"VisualMatch250", "VisualMatch500", "VisualMatch-Short"} <= ids
+    assert ids == {"VisualMatch250", "VisualMatch500", "VisualMatch-Short", "KeyToDoor250", "KeyToDoor500",
+                   "KeyToDoor-Short"}
+    assert envs.resolve("KeytoDoor500").kwargs == {"distractor_len": 500}
     spec = envs.resolve("VisualMatch500")
     env = spec.factory(**spec.kwargs)
     assert env.default_params.episode_len == 525
     with pytest.raises(ValueError, match="distractor_len"):
         VisualMatch(distractor_len=0)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Key-to-Door
+# --------------------------------------------------------------------------------------------------------
+KTD_RUN_D = [250, 500, 250, 500]
+KTD_RUN_MODES = [ORACLE, ORACLE, NO_KEY, NO_KEY]
+KTD_STATS = 256  # oracle environments with D = 30 (about 12 episodes each)
+
+
+def ktd_policy(state, params, key, mode):
+    """ORACLE: walk to the key (through the doorway, cols 4-6 of row 3), then North in the reward room.
+    NO_KEY: South during exploration (never reaches the key rows), North in the reward room.
+    Random actions in the distractor (and everywhere in RANDOM_ACTIONS mode)."""
+    random_action = jax.random.randint(key, (), 0, 4)
+    row, col = state.player[0], state.player[1]
+    key_row, key_col = state.key_cell[0], state.key_cell[1]
+    to_doorway = jnp.where(col < 4, board.EAST, jnp.where(col > 6, board.WEST, board.NORTH))
+    to_key = jnp.where(col < key_col, board.EAST, jnp.where(col > key_col, board.WEST,
+                                                             jnp.where(row > key_row, board.NORTH, board.SOUTH)))
+    fetch = jnp.where(state.has_key, random_action, jnp.where(row >= 3, to_doorway, to_key))
+    explore_action = jnp.where(mode == NO_KEY, board.SOUTH, fetch)
+    action = jnp.where(state.chapter == board.EXPLORE, explore_action,
+                       jnp.where(state.chapter == board.REWARD, board.NORTH, random_action))
+    return jnp.where(mode == RANDOM_ACTIONS, random_action, action)
+
+
+@pytest.fixture(scope="module")
+def ktd_run():
+    env = KeyToDoor()
+    d = KTD_RUN_D + [30] * KTD_STATS
+    modes = KTD_RUN_MODES + [ORACLE] * KTD_STATS
+    obs0, trace = rollout(env, batch_params(env, d), jax.random.split(jax.random.key(1), len(d)),
+                          jnp.asarray(modes), ktd_policy, NUM_STEPS)
+    return env, jax.tree.map(np.asarray, obs0), jax.tree.map(np.asarray, trace)
+
+
+def test_key_to_door_lengths_and_final_reward_timing(ktd_run):
+    _, _, trace = ktd_run
+    for b, d in enumerate(KTD_RUN_D):
+        T = 10 + d + 3
+        assert T == {250: 263, 500: 513}[d]
+        assert np.flatnonzero(trace["terminated"][b])[0] == T - 1 and not trace["truncated"][b].any()
+        chapter = trace["chapter"][b]
+        assert chapter[8] == 0 and chapter[9] == 1  # step 10 returns the distractor's first frame
+        assert chapter[10 + d - 2] == 1 and chapter[10 + d - 1] == 2  # step 10 + D returns the reward room
+        assert tuple(trace["player"][b, 10 + d - 1]) == (3, 5)
+        room = trace["reward"][b, 10 + d: T]
+        if KTD_RUN_MODES[b] == ORACLE:  # key picked up, then North, North: +10 on step 10 + D + 2 (262 for D=250)
+            np.testing.assert_array_equal(room, [0.0, 10.0, 0.0])
+            assert trace["success"][b, T - 1]
+        else:  # no key: the door is a wall; the player stops below it
+            np.testing.assert_array_equal(room, 0.0)
+            assert not trace["success"][b, T - 1]
+            assert not trace["has_key"][b, :T - 1].any()
+            assert [tuple(p) for p in trace["player"][b, 10 + d: T - 1]] == [(2, 5), (2, 5)]
+
+
+def test_key_to_door_views(ktd_run):
+    _, obs0, trace = ktd_run
+    for b, d in enumerate(KTD_RUN_D):
+        # reward room, read from the layout by hand: the door is visible from the start (3, 5)
+        door_red = 134
+        expected = np.array([[WALL_PX, WALL_PX, door_red, WALL_PX, WALL_PX], [WALL_PX, BG, BG, BG, WALL_PX],
+                             [WALL_PX, BG, PLAYER_PX, BG, WALL_PX], [WALL_PX, BG, BG, BG, WALL_PX], [WALL_PX] * 5])
+        np.testing.assert_array_equal(red(trace["obs"][b, 10 + d - 1]), expected)
+        if KTD_RUN_MODES[b] == ORACLE:  # standing in the open door: the door is drawn above the player
+            assert tuple(np.asarray(trace["obs"][b, 10 + d + 1]).reshape(3, 5, 5)[:, 2, 2]) == (134, 206, 235)
+
+
+def test_key_to_door_oracle_always_succeeds_and_indicator_shows_one_frame(ktd_run):
+    _, _, trace = ktd_run
+    successes, pickups = [], 0
+    for b in range(len(KTD_RUN_D), len(KTD_RUN_D) + KTD_STATS):
+        returns, success = episodes(trace, b)
+        successes.append(success)
+        assert ((returns >= 10) == success).all()
+        got_key = np.flatnonzero(np.diff(trace["has_key"][b].astype(int)) == 1) + 1  # steps whose obs follows pickup
+        for t in got_key:
+            if trace["chapter"][b, t] != 0:
+                continue  # picked up on the chapter's last action: the next chapter's frame is shown
+            pickups += 1
+            row, col = trace["player"][b, t]
+            assert row in (1, 2)
+            view = np.asarray(trace["obs"][b, t]).reshape(3, 5, 5).transpose(1, 2, 0)
+            white = [(r, c) for r in range(5) for c in range(5) if tuple(view[r, c]) == (255, 255, 255)]
+            assert white == [(0 - row + 2, 5 - col + 2)]  # board cell (0, 5)
+            nxt = np.asarray(trace["obs"][b, t + 1]).reshape(3, 5, 5).transpose(1, 2, 0)
+            assert not (nxt == 255).all(axis=-1).any()  # gone on the next frame
+    successes = np.concatenate(successes)
+    assert len(successes) > 2000 and successes.all()
+    assert pickups > 2000
+
+
+def test_key_to_door_reset_positions_and_key_visibility(ktd_run):
+    """Key and start uniform over their 10 cells; the key shows in the reset view iff it lies within 2 rows
+    and 2 columns of the player (the egocentric 5x5 window)."""
+    _, obs0, trace = ktd_run
+    key_cells, players = trace["start_key_cell"], trace["start_player"]
+    assert {tuple(c) for c in key_cells} == {(r, c) for r in (1, 2) for c in range(3, 8)}
+    assert {tuple(c) for c in players} == {(r, c) for r in (4, 5) for c in range(3, 8)}
+    for view, key_cell, player in zip(obs0, key_cells, players):
+        view = view.reshape(3, 5, 5).transpose(1, 2, 0)
+        assert tuple(view[2, 2]) == (228, 148, 109)
+        key_px = [(r, c) for r in range(5) for c in range(5) if tuple(view[r, c]) == (159, 81, 44)]
+        dr, dc = key_cell - player
+        visible = abs(dr) <= 2 and abs(dc) <= 2
+        assert key_px == ([(dr + 2, dc + 2)] if visible else [])
