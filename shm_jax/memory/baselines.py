@@ -293,10 +293,13 @@ class FFM(nn.Module):
         )
         omega = self.param(
             "omega",
-            lambda _, shape: 2 * jnp.pi / jnp.linspace(self.min_period, self.max_period, shape[0], dtype=jnp.float32),
+            lambda _, shape: 2 * jnp.pi
+            / jnp.linspace(self.min_period, self.max_period, shape[0], dtype=jnp.float32),
             (self.context_size,),
         )
-        return jnp.exp(jax.lax.complex(-jnp.abs(alpha)[:, None], jnp.broadcast_to(omega, (self.memory_size, self.context_size))))
+        shape = (self.memory_size, self.context_size)
+        real = jnp.broadcast_to(-jnp.abs(alpha)[:, None], shape)
+        return jnp.exp(jax.lax.complex(real, jnp.broadcast_to(omega[None, :], shape)))
 
     @nn.compact
     def __call__(self, carry, x, starts, noise=None):
