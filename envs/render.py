@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import jax
@@ -58,6 +59,7 @@ def render_sequence(env, states, params=None, **kwargs) -> jax.Array:
     return jax.vmap(lambda s: render(inner_env, s, params, **kwargs))(inner_states)
 
 
+@partial(jax.jit, static_argnames=("env", "cell", "show_view"))
 def render_board(env: ChapterEnv, state, params, *, cell: int = 16, show_view: bool = True) -> jax.Array:
     """uint8[7 * cell, 11 * cell, 3]: the full board in the task palette, the 5x5 view outlined."""
     if cell < 3:
@@ -76,6 +78,7 @@ def render_board(env: ChapterEnv, state, params, *, cell: int = 16, show_view: b
     return jnp.where(edge[..., None], jnp.asarray(VIEW_OUTLINE), image)
 
 
+@partial(jax.jit, static_argnames=("env", "pixels_per_unit"))
 def render_plane(env: NavigationEnv, state, params, *, pixels_per_unit: int = 40) -> jax.Array:
     """uint8[3 * ppu, 4 * ppu, 3]: the plane with goal, agent (and semicircle / start marker)."""
     if pixels_per_unit < 8:
