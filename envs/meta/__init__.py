@@ -5,6 +5,6 @@ Held-out evaluation: see ``envs.meta.navigation``.
 """
 
 from envs.meta import point_robot, wind  # noqa: F401  (registers the ids)
-from envs.meta.navigation import NavigationEnv, NavParams, NavState  # noqa: F401
+from envs.meta.navigation import NavigationEnv, NavParams, NavState, held_out_params, task_params  # noqa: F401
 from envs.meta.point_robot import PointRobot  # noqa: F401
 from envs.meta.wind import Wind  # noqa: F401

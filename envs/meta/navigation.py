@@ -22,9 +22,10 @@ Tasks and evaluation on held-out tasks:
 - ``params.task_id = -1`` (default): every reset draws a task uniformly from ``train_task_ids``.
 - ``params.task_id = t >= 0``: every reset (including gymnax's auto-reset) uses task t (clipped to 0..199).
   Evaluate all test tasks at once by vmapping over params:
-  ``ps = jax.vmap(lambda t: params.replace(task_id=t))(params.test_task_ids)`` then
-  ``jax.vmap(env.reset)(keys, ps)`` and ``jax.vmap(env.step)(keys, states, actions, ps)``. This works through
-  the ``envs.make`` wrappers too (they pass the inner params through).
+  ``ps = held_out_params(params)`` (= ``task_params(params, params.test_task_ids)``, every leaf gets a leading
+  task axis) then ``jax.vmap(env.reset)(keys, ps)`` and ``jax.vmap(env.step)(keys, states, actions, ps)``, one
+  trial (``sub_episodes * episode_len`` steps) per task. This works through the ``envs.make`` wrappers too
+  (they pass the inner params through).
 - ``env.reset_to_task(key, task_id, params)`` is the same for one task without touching params.
 
 State exposes ``task_id`` (int32). ``info`` on every step: ``success`` (bool: the goal radius was reached at
@@ -187,3 +188,12 @@ class NavigationEnv(environment.Environment):
     def num_actions(self) -> int:
         return 2
 
+
+def task_params(params: NavParams, task_ids) -> NavParams:
+    """params batched over tasks: leaf shapes gain a leading axis len(task_ids); ``task_id`` = task_ids[i]."""
+    return jax.vmap(lambda t: params.replace(task_id=t))(jnp.asarray(task_ids, jnp.int32))
+
+
+def held_out_params(params: NavParams) -> NavParams:
+    """``task_params`` over all test (held-out) tasks of the split, in split order."""
+    return task_params(params, params.test_task_ids)

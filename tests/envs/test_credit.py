@@ -217,28 +217,54 @@ def test_visual_match_vmap_1024_shapes_and_dtypes_stable_across_auto_reset(vm_ru
 # --------------------------------------------------------------------------------------------------------
 # Engine pieces: apples, moves, clipping (one small compiled program)
 # --------------------------------------------------------------------------------------------------------
-def test_apple_pickup_and_respawn_after_21_frames_under_a_standing_player():
-    env = VisualMatch()
-    params = env.default_params
-    _, state = env.reset(jax.random.key(0), params)
-    apples = jnp.zeros((7, 11), bool).at[1, 1].set(True)
-    state = state.replace(chapter=jnp.int32(1), chapter_frame=jnp.int32(0), player=jnp.array([1, 2], jnp.int32),
-                          apples=apples)
-    # frame 1: West onto the apple at (1, 1); frames 2..: North into the wall (no-op), standing on the cell
-    actions = jnp.array([board.WEST] + [board.NORTH] * 24 + [7])  # the last action is out of range -> East
+VM = VisualMatch()
+SCRIPT_LEN = 26
+
+
+@jax.jit
+def run_script(state, actions, params):
+    """Visual Match step_env (no auto-reset) over int actions[SCRIPT_LEN]: rewards, apple at (1, 1), players,
+    door_used, solved, doors' pixels seen by the board."""
 
     def body(s, a):
-        _, s, r, _, _ = env.step_env(jax.random.key(0), s, a, params)
-        return s, (r, s.apples[1, 1], s.player)
+        _, s, r, _, _ = VM.step_env(jax.random.key(0), s, a, params)
+        return s, (r, s.apples[1, 1], s.player, s.door_used, s.solved)
 
-    _, (rewards, present, players) = jax.jit(lambda s: jax.lax.scan(body, s, actions))(state)
-    rewards, present, players = map(np.asarray, (rewards, present, players))
+    return jax.lax.scan(body, state, actions)[1]
+
+
+def scripted_state(chapter, player, **fields):
+    _, state = VM.reset(jax.random.key(0), VM.default_params)
+    return state.replace(chapter=jnp.int32(chapter), chapter_frame=jnp.int32(0),
+                         player=jnp.array(player, jnp.int32), **fields)
+
+
+def test_apple_pickup_and_respawn_after_21_frames_under_a_standing_player():
+    state = scripted_state(board.DISTRACTOR, (1, 2), apples=jnp.zeros((7, 11), bool).at[1, 1].set(True))
+    # frame 1: West onto the apple at (1, 1); frames 2..: North into the wall (no-op), standing on the cell
+    actions = jnp.array([board.WEST] + [board.NORTH] * 24 + [7])  # the last action is out of range -> East
+    rewards, present, players, _, _ = map(np.asarray, run_script(state, actions, VM.default_params))
     assert rewards[0] == 1.0 and not present[0]  # eaten on frame 1
     assert not present[1:20].any()  # frames 2..21 (index 1..20) still gone
     assert present[21] and rewards[21] == 0.0  # reappears on frame 22 = 1 + 21 under the player, not eaten yet
     assert rewards[22] == 1.0 and not present[22]  # eaten again by the next (no-op) move
     assert (players[:-1] == [1, 1]).all()  # moves into walls are no-ops
     assert tuple(players[-1]) == (1, 2)  # action 7 clipped to 3 = East
+
+
+def test_visual_match_one_choice_per_episode():
+    """Touching a wrong door first removes all doors: walking onto the target's cell later gives nothing."""
+    params = VM.default_params.replace(reward_len=100)  # room to walk without the chapter ending
+    state = scripted_state(board.REWARD, (2, 2), target=jnp.int32(1))
+    walk = [board.NORTH, board.SOUTH, board.EAST, board.EAST, board.EAST, board.NORTH]  # door 0, then door 1 cell
+    actions = jnp.array(walk + [board.NORTH] * (SCRIPT_LEN - len(walk)))
+    rewards, _, players, door_used, solved = map(np.asarray, run_script(state, actions, params))
+    assert tuple(players[0]) == (1, 2) and door_used[0] and not solved[0]
+    assert tuple(players[5]) == (1, 5)  # on the (vanished) target door
+    assert rewards.sum() == 0.0 and not solved.any()
+    # the same walk with door 0 as the target pays +10 on the first touch only
+    rewards, _, _, _, solved = map(np.asarray, run_script(state.replace(target=jnp.int32(0)), actions, params))
+    assert rewards[0] == 10.0 and rewards.sum() == 10.0 and solved.all()
 
 
 def test_registered_credit_ids():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import envs
-from envs.meta import PointRobot, Wind
+from envs.meta import PointRobot, Wind, held_out_params
 from envs.meta.tasks import NUM_TASKS, point_robot_tasks, wind_tasks
 
 H = 100
@@ -202,6 +202,11 @@ def test_reset_to_task_matches_task_id_params_and_actions_are_clipped():
     obs_a, state_a = env.reset_to_task(key, test_task, params)
     obs_b, state_b = env.reset(key, params.replace(task_id=test_task))
     assert int(state_a.task_id) == int(state_b.task_id) == test_task
+    batched = held_out_params(params)
+    np.testing.assert_array_equal(batched.task_id, params.test_task_ids)
+    assert batched.task_table.shape == (190, NUM_TASKS, 2)
+    _, states = jax.vmap(env.reset)(jax.random.split(key, 190), batched)
+    np.testing.assert_array_equal(states.task_id, params.test_task_ids)
     _, s_big, *_ = env.step_env(key, state_a, jnp.array([7.0, -3.0]), params)
     _, s_one, *_ = env.step_env(key, state_a, jnp.array([1.0, -1.0]), params)
     np.testing.assert_array_equal(s_big.pos, s_one.pos)
