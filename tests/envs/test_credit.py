@@ -138,7 +138,7 @@ def test_visual_match_views_at_chapter_starts(vm_run):
 
 
 def test_visual_match_oracle_final_reward_timing_and_success(vm_run):
-    _, _, trace, modes = vm_run
+    _, _, trace, _ = vm_run
     for b, d in enumerate(VM_RUN_D[:2]):
         T = 15 + d + 10
         target = trace["target"][b, 0]
@@ -336,7 +336,7 @@ def test_key_to_door_lengths_and_final_reward_timing(ktd_run):
 
 
 def test_key_to_door_views(ktd_run):
-    _, obs0, trace = ktd_run
+    _, _, trace = ktd_run
     for b, d in enumerate(KTD_RUN_D):
         # reward room, read from the layout by hand: the door is visible from the start (3, 5)
         door_red = 134

@@ -1,7 +1,6 @@
 """envs.render: board and plane frames, sequences, wrapped environments, GIF/PNG files."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
