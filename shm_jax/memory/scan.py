@@ -24,6 +24,7 @@ Implementations (same results, different cost):
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import jax
@@ -109,7 +110,9 @@ def _associative(carry, inputs, starts, make_cu, read):
     return memories[-1], read(memories, inputs)
 
 
-def _sequential(carry, inputs, starts, make_cu, read):
+def _sequential_autodiff(carry, inputs, starts, make_cu, read):
+    """The plain per-step loop; autodiff keeps every step's residuals (reference for the lean path)."""
+
     def step(memory, xs):
         inputs_t, start_t = xs
         c, u = make_cu(inputs_t)
@@ -118,6 +121,140 @@ def _sequential(carry, inputs, starts, make_cu, read):
         return memory, read(memory, inputs_t)
 
     return jax.lax.scan(step, carry, (inputs, starts))
+
+
+def _unbroadcast(ct: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """Sum a cotangent of a broadcast result back to the operand's ``shape``."""
+    extra = ct.ndim - len(shape)
+    ct = jnp.sum(ct, axis=tuple(range(extra))) if extra else ct
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and ct.shape[i] != 1)
+    return jnp.sum(ct, axis=axes, keepdims=True) if axes else ct
+
+
+def _pad_time(x: jax.Array, length: int) -> jax.Array:
+    return jnp.pad(x, [(0, length - x.shape[0])] + [(0, 0)] * (x.ndim - 1))
+
+
+def _sequential(carry, inputs, starts, make_cu, read, chunk_size):
+    """Per-step loop with a memory-lean custom gradient.
+
+    The forward pass keeps only the memory at every ``chunk_size``-th step. The backward pass walks the
+    chunks in reverse, recomputes the chunk's memories from its boundary, and runs the adjoint
+    recurrence  G_t = dL/dM_t = ∂y_t/∂M_t + G_{t+1} ⊙ C_{t+1}  (cut at resets), with
+    dC_t = G_t ⊙ M_{t-1}, dU_t = G_t pulled back through ``make_cu``. Peak memory is
+    O(B·(T/L)·|S| + B·L·|S|) instead of autodiff's O(B·T·|S|) residuals, and nothing [T, *S]-sized is
+    written in either pass.
+    """
+    inputs_0 = jax.tree.map(lambda x: x[0], inputs)
+    # Hoist arrays the callables close over (e.g. FFM's decay, a fixed C) into explicit arguments, so they
+    # receive gradients through the custom rule.
+    cu_fn, cu_consts = jax.closure_convert(make_cu, inputs_0)
+    read_fn, read_consts = jax.closure_convert(read, carry, inputs_0)
+    length = starts.shape[0]
+    chunk = min(chunk_size, length)
+    return _lean_scan(cu_fn, read_fn, chunk, length, carry, inputs, starts.astype(bool),
+                      tuple(cu_consts), tuple(read_consts))
+
+
+def _lean_step(cu_fn, cu_consts, memory, inputs_t, start_t, valid_t):
+    """One forward step; padded (invalid) steps leave the memory unchanged. Returns (M_t, M_{t-1} after reset)."""
+    prev = jnp.where(_flag_like(start_t, memory), jnp.zeros_like(memory), memory)
+    c, u = cu_fn(inputs_t, *cu_consts)
+    new = prev * c + u
+    return jnp.where(_flag_like(valid_t, memory), new, memory), prev
+
+
+def _chunk_view(length, chunk, inputs, starts):
+    num_chunks = -(-length // chunk)
+    padded = num_chunks * chunk
+
+    def view(x):
+        return _pad_time(x, padded).reshape((num_chunks, chunk) + x.shape[1:])
+
+    valid = view(jnp.ones(starts.shape, bool))
+    return jax.tree.map(view, inputs), view(starts), valid
+
+
+def _lean_forward(cu_fn, read_fn, chunk, length, carry, inputs, starts, cu_consts, read_consts):
+    inputs_c, starts_c, valid_c = _chunk_view(length, chunk, inputs, starts)
+
+    def chunk_body(memory, xs):
+        def step(memory, xs_t):
+            inputs_t, start_t, valid_t = xs_t
+            memory, _ = _lean_step(cu_fn, cu_consts, memory, inputs_t, start_t, valid_t)
+            return memory, read_fn(memory, inputs_t, *read_consts)
+
+        boundary = memory
+        memory, ys = jax.lax.scan(step, memory, xs)
+        return memory, (ys, boundary)
+
+    final, (ys, boundaries) = jax.lax.scan(chunk_body, carry, (inputs_c, starts_c, valid_c))
+    ys = jax.tree.map(lambda y: y.reshape((-1,) + y.shape[2:])[:length], ys)
+    return final, ys, boundaries
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
+def _lean_scan(cu_fn, read_fn, chunk, length, carry, inputs, starts, cu_consts, read_consts):
+    final, ys, _ = _lean_forward(cu_fn, read_fn, chunk, length, carry, inputs, starts, cu_consts, read_consts)
+    return final, ys
+
+
+def _lean_scan_fwd(cu_fn, read_fn, chunk, length, carry, inputs, starts, cu_consts, read_consts):
+    final, ys, boundaries = _lean_forward(cu_fn, read_fn, chunk, length, carry, inputs, starts,
+                                          cu_consts, read_consts)
+    return (final, ys), (boundaries, inputs, starts, cu_consts, read_consts)
+
+
+def _lean_scan_bwd(cu_fn, read_fn, chunk, length, residuals, cotangents):
+    boundaries, inputs, starts, cu_consts, read_consts = residuals
+    d_final, d_ys = cotangents
+    inputs_c, starts_c, valid_c = _chunk_view(length, chunk, inputs, starts)
+    d_ys_c, _, _ = _chunk_view(length, chunk, d_ys, starts)
+    zeros_like = functools.partial(jax.tree.map, jnp.zeros_like)
+
+    def chunk_body(acc, xs):
+        d_memory, d_cu_consts, d_read_consts = acc
+        boundary, inputs_k, starts_k, valid_k, d_ys_k = xs
+
+        def recompute(memory, xs_t):
+            inputs_t, start_t, valid_t = xs_t
+            memory, prev = _lean_step(cu_fn, cu_consts, memory, inputs_t, start_t, valid_t)
+            return memory, prev
+
+        _, prevs = jax.lax.scan(recompute, boundary, (inputs_k, starts_k, valid_k))
+
+        def step(acc_t, xs_t):
+            d_memory, d_cu_consts, d_read_consts = acc_t
+            inputs_t, start_t, valid_t, d_y, prev = xs_t
+            (c, u), cu_vjp = jax.vjp(lambda i, k: cu_fn(i, *k), inputs_t, cu_consts)
+            memory = prev * c + u
+            _, read_vjp = jax.vjp(lambda m, i, k: read_fn(m, i, *k), memory, inputs_t, read_consts)
+            d_mem_read, d_in_read, d_read_k = read_vjp(d_y)
+            grad = d_memory + d_mem_read
+            d_in_cu, d_cu_k = cu_vjp((_unbroadcast(grad * prev, c.shape), _unbroadcast(grad, u.shape)))
+            d_prev = jnp.where(_flag_like(start_t, grad), jnp.zeros_like(grad), grad * c)
+            # A padded step is the identity: pass the cotangent through and contribute nothing.
+            keep = _flag_like(valid_t, grad)
+            d_prev = jnp.where(keep, d_prev, d_memory)
+            d_inputs = jax.tree.map(lambda a, b: jnp.where(_flag_like(valid_t, a), a + b, jnp.zeros_like(a)),
+                                    d_in_cu, d_in_read)
+            d_cu_consts = jax.tree.map(lambda acc, d: acc + jnp.where(jnp.any(valid_t), d, 0), d_cu_consts, d_cu_k)
+            d_read_consts = jax.tree.map(lambda acc, d: acc + jnp.where(jnp.any(valid_t), d, 0),
+                                         d_read_consts, d_read_k)
+            return (d_prev, d_cu_consts, d_read_consts), d_inputs
+
+        acc, d_inputs_k = jax.lax.scan(step, (d_memory, d_cu_consts, d_read_consts),
+                                       (inputs_k, starts_k, valid_k, d_ys_k, prevs), reverse=True)
+        return acc, d_inputs_k
+
+    init = (d_final, zeros_like(cu_consts), zeros_like(read_consts))
+    (d_carry, d_cu_consts, d_read_consts), d_inputs = jax.lax.scan(
+        chunk_body, init, (boundaries, inputs_c, starts_c, valid_c, d_ys_c), reverse=True)
+    d_inputs = jax.tree.map(lambda d: d.reshape((-1,) + d.shape[2:])[:length], d_inputs)
+    return d_carry, d_inputs, None, d_cu_consts, d_read_consts
+
+
+_lean_scan.defvjp(_lean_scan_fwd, _lean_scan_bwd)
 
 
 def _chunked(carry, inputs, starts, make_cu, read, chunk_size):
@@ -177,5 +314,5 @@ def hadamard_scan(
     if method == "associative":
         return _associative(carry, inputs, starts, make_cu, read)
     if method == "sequential":
-        return _sequential(carry, inputs, starts, make_cu, read)
+        return _sequential(carry, inputs, starts, make_cu, read, chunk_size)
     return _chunked(carry, inputs, starts, make_cu, read, chunk_size)
