@@ -52,7 +52,8 @@ class TrainConfig:
     head_hidden_size: int = 64
     """Hidden width of the actor and critic heads (Linear -> Linear, no activation between)."""
     pixel_scale: Optional[bool] = None
-    """Divide uint8 pixel observations by 255 (None: automatic, on when the raw observation is uint8)."""
+    """Divide the raw observation by 255 (None: automatic, on when it is a uint8 image; appended previous-action
+    and start-flag features are never scaled)."""
 
     # --- PPO ---
     num_envs: int = 16
@@ -266,7 +267,7 @@ def _validate_env(config: TrainConfig) -> None:
     try:
         make_env(config)
     except ValueError as err:
-        message = str(err).splitlines()[0]
+        message = str(err).splitlines()[0].removeprefix("env: ")
         field = "env_overrides" if config.env_overrides and "override" in message else "env_id"
         if message.startswith(("env_id:", "env_overrides:")):
             raise ValueError(message) from None

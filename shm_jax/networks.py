@@ -2,7 +2,8 @@
 
 Layout (the paper's POPGym agent when configured as in ``config.PRESETS["paper-popgym"]``):
 
-1. observation flattened to float32[D] (uint8 pixels divided by 255 when ``pixel_scale``);
+1. observation flattened to float32[D]; the first ``pixel_features`` features (uint8 pixels, which
+   ``envs``' flatten puts before any appended previous action / start flag) are divided by 255;
 2. feature map Linear(D -> feature_size), then LayerNorm without affine (``feature_norm``) or ReLU;
 3. optional sinusoidal encoding of the within-episode step t, blended as (1 - s) x + s PE(t) with a
    learnable s (init 0.5) clamped to [0, 1];
@@ -192,7 +193,7 @@ class ActorCritic(nn.Module):
     pre_size: int = 64
     post_size: int = 64
     head_hidden_size: int = 64
-    pixel_scale: bool = False
+    pixel_features: int = 0
 
     def initialize_carry(self, batch_size: int) -> AgentCarry:
         """The state before any observation. Works on an unbound module."""
@@ -207,8 +208,9 @@ class ActorCritic(nn.Module):
     def __call__(self, carry: AgentCarry, obs: jax.Array, starts: jax.Array, noise=None):
         T, B = starts.shape
         x = obs.reshape(T, B, -1).astype(jnp.float32)
-        if self.pixel_scale:
-            x = x / 255.0
+        if self.pixel_features:
+            scale = jnp.where(jnp.arange(x.shape[-1]) < self.pixel_features, 1.0 / 255.0, 1.0)
+            x = x * scale
         steps = episode_steps(carry.step, starts.astype(bool))
 
         x = _dense(self.feature_size, 1.0, "feature_map")(x)

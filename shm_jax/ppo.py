@@ -131,8 +131,15 @@ def make_env(config: TrainConfig):
     return envs.make(env_id, prev_action=config.prev_action, **overrides)
 
 
-def _raw_obs_is_uint8(config: TrainConfig) -> bool:
-    """Whether the unflattened observation has a uint8 leaf (pixels that the network divides by 255)."""
+def pixel_feature_count(config: TrainConfig) -> int:
+    """How many leading features of the flat observation are uint8 pixels the network divides by 255.
+
+    ``config.pixel_scale``: False -> 0; None (auto) -> the raw observation's size when it is one uint8
+    array, else 0; True -> the raw observation's size whatever its dtype. ``envs``' flatten keeps the raw
+    observation first, before an appended previous action and start flag.
+    """
+    if config.pixel_scale is False:
+        return 0
     if config.env_id.startswith((PROBE_PREFIX, GYMNAX_PREFIX)):
         env, params = make_env(config)
     else:
@@ -141,10 +148,13 @@ def _raw_obs_is_uint8(config: TrainConfig) -> bool:
         env, params = envs.make(config.env_id, prev_action=False, flatten=False, log=False,
                                 **dict(config.env_overrides))
     obs, _ = jax.eval_shape(env.reset, jax.random.PRNGKey(0), params)
-    return any(leaf.dtype == jnp.uint8 for leaf in jax.tree.leaves(obs))
+    leaves = jax.tree.leaves(obs)
+    if len(leaves) != 1 or (config.pixel_scale is None and leaves[0].dtype != jnp.uint8):
+        return 0
+    return int(np.prod(leaves[0].shape, dtype=np.int64))
 
 
-def make_network(config: TrainConfig, action_spec: ActionSpec, pixel_scale: bool = False) -> ActorCritic:
+def make_network(config: TrainConfig, action_spec: ActionSpec, pixel_features: int = 0) -> ActorCritic:
     """The ActorCritic for ``config`` (memory core built with ``make_memory``)."""
     from shm_jax.memory import make_memory
 
@@ -158,7 +168,7 @@ def make_network(config: TrainConfig, action_spec: ActionSpec, pixel_scale: bool
         pre_size=config.pre_size,
         post_size=config.post_size,
         head_hidden_size=config.head_hidden_size,
-        pixel_scale=pixel_scale,
+        pixel_features=pixel_features,
     )
 
 
@@ -229,8 +239,7 @@ def make_train(config: TrainConfig) -> Trainer:
     validate(config)
     env, env_params = make_env(config)
     spec = networks.action_spec_from_space(env.action_space(env_params))
-    pixel_scale = config.pixel_scale if config.pixel_scale is not None else _raw_obs_is_uint8(config)
-    network = make_network(config, spec, pixel_scale)
+    network = make_network(config, spec, pixel_feature_count(config))
     num_envs, num_steps = config.num_envs, config.num_steps
     steps_per_update = num_envs * num_steps
     num_updates = config.total_timesteps // steps_per_update

@@ -110,14 +110,15 @@ def test_box_network_has_state_independent_log_std():
     assert params["params"]["log_std"].shape == (2,)
 
 
-def test_pixel_scale_divides_by_255():
+def test_pixel_features_divided_by_255_and_the_rest_unchanged():
     obs = jax.random.uniform(jax.random.PRNGKey(0), (1, 2, 6))
     starts = jnp.ones((1, 2), bool)
-    plain, scaled = _net(make_memory("mlp", features=8)), _net(make_memory("mlp", features=8), pixel_scale=True)
+    plain, scaled = _net(make_memory("mlp", features=8)), _net(make_memory("mlp", features=8), pixel_features=4)
     carry = plain.initialize_carry(2)
     params = jax.jit(plain.init)(jax.random.PRNGKey(1), carry, obs, starts, None)
     _, d1, v1 = jax.jit(plain.apply)(params, carry, obs, starts, None)
-    _, d2, v2 = jax.jit(scaled.apply)(params, carry, obs * 255.0, starts, None)
+    pixels = obs.at[..., :4].multiply(255.0)  # 4 pixel features, then e.g. a previous action and a start flag
+    _, d2, v2 = jax.jit(scaled.apply)(params, carry, pixels, starts, None)
     np.testing.assert_allclose(d1, d2, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(v1, v2, rtol=1e-5, atol=1e-6)
 
