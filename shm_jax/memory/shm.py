@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 
 from shm_jax.memory import base
-from shm_jax.memory.scan import check_method, hadamard_scan
+from shm_jax.memory.scan import associative_hadamard, check_method, hadamard_scan
 
 CALIBRATIONS = ("random_theta", "fixed_theta", "neural_theta", "random_c", "fixed_c", "ones")
 _NORM_EPS = 1e-5
@@ -140,8 +140,12 @@ class SHM(nn.Module):
         return None
 
     @nn.compact
-    def __call__(self, carry: jax.Array, x: jax.Array, starts: jax.Array, noise=None):
-        """carry float32[B, H, H], x float32[T, B, D], starts bool[T, B] -> (carry, y float32[T, B, F])."""
+    def __call__(self, carry: jax.Array, x: jax.Array, starts: jax.Array, noise=None, *, inspect: bool = False):
+        """carry float32[B, H, H], x float32[T, B, D], starts bool[T, B] -> (carry, y float32[T, B, F]).
+
+        With ``inspect=True`` it returns (carry, y, {"memory": M [T, B, H, H], "calibration": C [T, B, H, H]})
+        computed with the associative scan: for looking inside the memory (plots), not for training.
+        """
         base.check_sequence_inputs("SHM", x, starts)
         hsz = self.memory_size
         if carry.shape[-2:] != (hsz, hsz) or carry.shape[0] != x.shape[1]:
@@ -160,16 +164,23 @@ class SHM(nn.Module):
         calibration = self._calibration_inputs(x_hat, v_c, noise)
         fixed_c = calibration.pop("c_fixed", None)
         inputs.update(calibration)
+        make_cu = functools.partial(_make_cu, fixed_c=fixed_c)
 
-        carry, h = hadamard_scan(carry, inputs, starts, functools.partial(_make_cu, fixed_c=fixed_c), _read,
-                                 method=self.scan_method, chunk_size=self.chunk_size)
+        if inspect:
+            c, u = make_cu(inputs)
+            memories = associative_hadamard(carry, c, u, starts)
+            carry, h = memories[-1], _read(memories, inputs)
+            details = {"memory": memories, "calibration": jnp.broadcast_to(c, memories.shape)}
+        else:
+            carry, h = hadamard_scan(carry, inputs, starts, make_cu, _read,
+                                     method=self.scan_method, chunk_size=self.chunk_size)
         if self.shortcut:
             h = h + nn.Dense(hsz, kernel_init=torch_kernel_init(),
                              bias_init=torch_bias_init(x.shape[-1]), name="shortcut")(x_hat)
         if self.projection_size is not None:
             h = nn.Dense(self.projection_size, kernel_init=torch_kernel_init(),
                          bias_init=torch_bias_init(hsz), name="out")(h)
-        return carry, h
+        return (carry, h, details) if inspect else (carry, h)
 
     def _calibration_inputs(self, x_hat: jax.Array, v_c: jax.Array, noise) -> dict:
         """Per-step vectors (or one fixed matrix) that define C_t for the chosen calibration."""

@@ -174,3 +174,21 @@ def test_bad_sizes_and_names_raise(kwargs, match):
 def test_unknown_memory_name_lists_valid_ones():
     with pytest.raises(ValueError, match="unknown memory 'shn'; valid names: .*gru.*shm"):
         make_memory("shn")
+
+
+def test_inspect_returns_the_memories_and_calibrations_of_the_recurrence():
+    core, params, x, starts, noise = build(reset_every=10)
+    carry, y = core.apply(params, core.initialize_carry(B), x, starts, noise)
+    carry_i, y_i, details = core.apply(params, core.initialize_carry(B), x, starts, noise, inspect=True)
+    assert_close(y_i, y, 1e-4)
+    assert_close(carry_i, carry, 1e-4)
+    memory, c = details["memory"], details["calibration"]
+    assert memory.shape == c.shape == (T, B, H, H)
+    assert float(c.min()) > 0.0 and float(c.max()) < 2.0
+    # The recorded matrices satisfy the recurrence step by step (M reset to 0 at start steps).
+    for t in range(1, T):
+        prev = jnp.where(starts[t][:, None, None], 0.0, memory[t - 1])
+        u = memory[t] - prev * c[t]
+        # U_t = eta v ⊗ k has rank one: its second singular value vanishes.
+        s = jnp.linalg.svd(u, compute_uv=False)
+        assert float(jnp.max(s[:, 1] / (s[:, 0] + 1e-12))) < 1e-3
