@@ -32,9 +32,12 @@ import jax.numpy as jnp
 
 SCAN_METHODS = ("associative", "sequential", "chunked")
 
-# Chosen from benchmarks/results (see benchmarks/README or the README table): the per-step loop wins on
-# CPU, where there is no parallel hardware to use the log-depth scan; the bounded-memory chunked scan wins on
-# accelerators at the sizes we train with.
+# CPU: measured (benchmarks/results/memory_speed.md): the per-step loop with the memory-lean custom VJP is
+# the fastest path at every size we train with; the log-depth scan only adds work when there is no parallel
+# hardware to spread it over. GPU/TPU: NOT measured yet (no accelerator was available when this was
+# written); "chunked" is the reasoned choice there: parallel over time inside a chunk, bounded memory,
+# and no per-step kernel launches across the whole sequence. Re-run benchmarks/memory_speed.py on the device
+# and update this table.
 DEFAULT_METHOD_BY_BACKEND = {"cpu": "sequential", "gpu": "chunked", "tpu": "chunked"}
 
 Pytree = Any
