@@ -33,7 +33,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 DATA_AXIS = "data"
 
 # Path fragments of runner-state leaves that are NOT per-environment even if a dimension matches.
-_NOT_PER_ENV = ("params", "opt_state", "rng", "key", "count", "step", "update")
+_NOT_PER_ENV = ("params", "opt_state", "rng", ".key")
 
 
 def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:

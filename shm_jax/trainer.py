@@ -243,19 +243,21 @@ def new_run_dir(config: Any) -> Path:
     raise AssertionError("unreachable")
 
 
-def load_run_config(run_dir: Path | str, config_cls: type) -> Any:
-    """The config saved in ``run_dir``; one-line ValueError when the directory is not a run directory."""
+def load_run_config(run_dir: Path | str, config_cls: type, purpose: str = "resume") -> Any:
+    """The config saved in ``run_dir``; one-line ValueError (prefixed ``purpose:``) when the directory
+    is missing, not a run directory, or its config.json is damaged."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise ValueError(f"resume: run directory {str(run_dir)!r} does not exist")
+        raise ValueError(f"{purpose}: run directory {str(run_dir)!r} does not exist")
     path = run_dir / CONFIG_FILE
     if not path.is_file():
-        raise ValueError(f"resume: {str(run_dir)!r} is not a run directory (no {CONFIG_FILE})")
+        raise ValueError(f"{purpose}: {str(run_dir)!r} is not a run directory (no {CONFIG_FILE})")
     try:
         data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"resume: {path} is corrupted ({err.msg} at line {err.lineno})") from None
-    return config_from_dict(config_cls, data)
+        return config_from_dict(config_cls, data)
+    except (json.JSONDecodeError, TypeError, ValueError) as err:
+        detail = f"{err.msg} at line {err.lineno}" if isinstance(err, json.JSONDecodeError) else str(err).splitlines()[0]
+        raise ValueError(f"{purpose}: {path} is corrupted ({detail})") from None
 
 
 # ----------------------------------------------------------------------------------------------------

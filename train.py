@@ -1,0 +1,239 @@
+"""Train (or evaluate) a recurrent PPO agent with a memory core on a partially observable task.
+
+Usage:
+  python train.py                                  # the default preset (learns in minutes on a laptop CPU)
+  python train.py --env AutoencodeEasy --memory shm --num-seeds 4
+  python train.py --preset paper-popgym --env RepeatPreviousHard
+  python train.py --sweep lr=1e-4,3e-4 --num-seeds 3   # every setting x every seed in one program
+  python train.py --resume runs/RepeatPreviousEasy-gru-20260101-120000
+  python train.py eval runs/RepeatPreviousEasy-gru-20260101-120000 --episodes 64
+
+Every run writes runs/<env>-<memory>-<UTC time>/: config.json, versions.json, devices.json, metrics.jsonl,
+csv/<setting>_seed<i>.csv, summary.json (final return and MMER per run, mean +- std per setting),
+learning_curve.png, checkpoints/ and, with --tensorboard (needs tensorboardX; skipped otherwise),
+tensorboard/. Ctrl-C stops after the current chunk and saves a checkpoint; --resume continues it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import io
+import json
+import sys
+from typing import Annotated, Literal, Optional
+
+import tyro
+
+from shm_jax.config import PRESETS, TrainConfig, from_preset
+
+SweepType = tuple[tuple[str, tuple[float, ...]], ...]
+ARG_ALIASES = {"--env": "--env-id"}  # short spellings for common options
+
+
+# ----------------------------------------------------------------------------------------------------
+# --sweep NAME=V1,V2 [NAME=V1,V2 ...]
+
+
+def parse_sweep(items: list[str]) -> SweepType:
+    """``["lr=1e-4,3e-4", "ent_coef=0,0.01"]`` -> ``(("lr", (1e-4, 3e-4)), ("ent_coef", (0.0, 0.01)))``."""
+    sweep = []
+    for item in items:
+        for part in item.split():
+            name, sep, values = part.partition("=")
+            if not sep or not name or not values:
+                raise ValueError(f"sweep: expected NAME=V1,V2,... (e.g. lr=1e-4,3e-4), got {part!r}")
+            try:
+                numbers = tuple(float(v) for v in values.split(","))
+            except ValueError:
+                raise ValueError(f"sweep: values of {name!r} must be numbers separated by commas, got {values!r}") from None
+            sweep.append((name.replace("-", "_"), numbers))
+    return tuple(sweep)
+
+
+def _format_sweep(sweep: SweepType) -> list[str]:
+    return [f"{name}={','.join(f'{v:g}' for v in values)}" for name, values in sweep]
+
+
+def _registry() -> tyro.constructors.ConstructorRegistry:
+    registry = tyro.constructors.ConstructorRegistry()
+
+    @registry.primitive_rule
+    def sweep_rule(info: tyro.constructors.PrimitiveTypeInfo):
+        if info.type != SweepType:
+            return None
+        return tyro.constructors.PrimitiveConstructorSpec(
+            nargs="*", metavar="NAME=V1,V2", instance_from_str=parse_sweep,
+            is_instance=lambda x: isinstance(x, tuple), str_from_instance=_format_sweep)
+
+    return registry
+
+
+# ----------------------------------------------------------------------------------------------------
+# Commands
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainCommand:
+    """Train recurrent PPO agents (every sweep setting x every seed in one jitted program)."""
+
+    config: Annotated[TrainConfig, tyro.conf.arg(name="")]
+    preset: Literal[tuple(PRESETS)] = "default"  # type: ignore[valid-type]
+    """Start from this preset; every other option overrides it (its defaults show with --preset X --help)."""
+    resume: Optional[str] = None
+    """Continue the run saved in this run directory exactly where it stopped (its config.json is used;
+    other options are ignored)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalCommand:
+    """Evaluate a run's latest checkpoint on fresh episodes (held-out tasks for meta-RL); writes RUN_DIR/eval.json."""
+
+    run_dir: tyro.conf.Positional[str]
+    """The run directory (runs/<env>-<memory>-<time>)."""
+    episodes: Optional[int] = None
+    """Episodes per agent (default: the run's eval_episodes, or 32)."""
+    policy: Literal["both", "greedy", "sampled"] = "both"
+    """Greedy (mode) actions, sampled actions, or both."""
+    seed: int = 0
+    """Seed of the evaluation episodes."""
+
+
+def _apply_aliases(argv: list[str]) -> list[str]:
+    out = []
+    for arg in argv:
+        head, sep, tail = arg.partition("=")
+        out.append(ARG_ALIASES.get(head, head) + sep + tail if head in ARG_ALIASES else arg)
+    return out
+
+
+def _preset_from_argv(argv: list[str]) -> tuple[str, dict[str, str]]:
+    """The --preset value (and --env-id/--memory, which some presets' defaults depend on), read before
+    tyro so the preset's values become the defaults that --help shows and other options override."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--preset", default="default")
+    pre.add_argument("--env-id")
+    pre.add_argument("--memory")
+    known, _ = pre.parse_known_args(argv)
+    if known.preset not in PRESETS:
+        raise ValueError(f"preset: unknown preset {known.preset!r}; valid: {', '.join(sorted(PRESETS))}")
+    chosen = {k: v for k, v in (("env_id", known.env_id), ("memory", known.memory)) if v is not None}
+    return known.preset, chosen
+
+
+_BOX_CHARS = "╭╮╰╯│─"
+
+
+def _cli(cls, argv: list[str], **kwargs):
+    """tyro.cli, with its boxed parse errors turned into one ValueError line (help output unchanged)."""
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            return tyro.cli(cls, args=argv, **kwargs)
+    except SystemExit as exc:
+        text = captured.getvalue()
+        if not exc.code:
+            sys.stderr.write(text)
+            raise
+        # tyro draws a box: a title line, the message (wrapped over lines), a rule, then help text
+        lines = [line.strip(_BOX_CHARS + " ") for line in text.splitlines() if line.strip(_BOX_CHARS + " ")
+                 or set(line.strip()) <= set("─│ ") and "─" in line]
+        title = next((line.strip() for line in lines if line), "invalid arguments")
+        body = []
+        for line in lines[lines.index(title) + 1:] if title in lines else []:
+            if not line:  # the rule under the message
+                break
+            body.append(line)
+        message = " ".join(body) or title
+        raise ValueError(f"{message.rstrip(':. ')} (see {kwargs.get('prog', 'train.py')} --help)") from None
+
+
+def parse_train_args(argv: list[str]) -> TrainCommand:
+    """Parse training options; a bad option raises a one-line ValueError before anything compiles."""
+    argv = _apply_aliases(argv)
+    preset, chosen = _preset_from_argv(argv)
+    default = TrainCommand(config=from_preset(preset, **chosen), preset=preset)
+    return _cli(TrainCommand, argv, default=default, prog="python train.py", registry=_registry(),
+                config=(tyro.conf.OmitArgPrefixes,), description=__doc__)
+
+
+def _print_summary(run_dir) -> None:
+    path = run_dir / "summary.json"
+    if not path.is_file():
+        return
+    summary = json.loads(path.read_text())
+    print(f"\n{summary['status']}: {summary['updates']} updates, {summary['env_steps_per_run']} env steps per run")
+    for entry in summary["per_setting"]:
+        fr, mm = entry["final_return"], entry["mmer"]
+        fmt = lambda d: "n/a" if d["mean"] is None else f"{d['mean']:.3f} +- {d['std']:.3f}"  # noqa: E731
+        line = f"  {entry['label']:<24} final return {fmt(fr)}   MMER {fmt(mm)}   (n={fr['n']})"
+        print(line)
+    for ev in summary.get("evaluation", []):
+        for entry in ev["per_setting"]:
+            success = f", success {entry['success_rate']['mean']:.3f}" if "success_rate" in entry else ""
+            print(f"  eval ({ev['policy']}, {ev['episodes']} episodes) {entry['label']}: "
+                  f"return {entry['mean_return']['mean']:.3f} +- {entry['mean_return']['std']:.3f}{success}")
+    print(f"Run directory: {run_dir}")
+
+
+def train_main(argv: list[str]) -> int:
+    from shm_jax import trainer
+
+    command = parse_train_args(argv)
+    if command.resume is not None:
+        config = trainer.load_run_config(command.resume, TrainConfig)
+        run_dir = trainer.run(config, resume_dir=command.resume)
+    else:
+        run_dir = trainer.run(command.config)
+    _print_summary(run_dir)
+    return 0
+
+
+def eval_main(argv: list[str]) -> int:
+    from pathlib import Path
+
+    from shm_jax import evaluation
+    from shm_jax.trainer import load_run_config
+
+    command = _cli(EvalCommand, argv, prog="python train.py eval", description=EvalCommand.__doc__)
+    config = load_run_config(command.run_dir, TrainConfig, purpose="eval")  # one-line error for a bad directory
+    episodes = command.episodes or config.eval_episodes or 32
+    policies = {"both": (True, False), "greedy": (True,), "sampled": (False,)}[command.policy]
+    results = [evaluation.evaluate(command.run_dir, episodes=episodes, greedy=g, seed=command.seed) for g in policies]
+    out = Path(command.run_dir) / "eval.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    for result in results:
+        for entry in result["per_setting"]:
+            success = (f"   success {entry['success_rate']['mean']:.3f} +- {entry['success_rate']['std']:.3f}"
+                       if "success_rate" in entry else "")
+            print(f"{result['policy']:<8} {entry['label']:<24} return {entry['mean_return']['mean']:.3f} "
+                  f"+- {entry['mean_return']['std']:.3f}{success}   ({result['episodes']} episodes, "
+                  f"{result['task_split']})")
+    print(f"Wrote {out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] == "eval":
+            return eval_main(argv[1:])
+        return train_main(argv)
+    except ValueError as err:
+        print(f"error: {str(err).splitlines()[0] if str(err) else type(err).__name__}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("aborted (no checkpoint saved for the unfinished chunk)", file=sys.stderr)
+        return 130
+    except RuntimeError as err:
+        from shm_jax.trainer import NonFiniteLossError
+
+        if isinstance(err, NonFiniteLossError):
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())
