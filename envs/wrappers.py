@@ -107,6 +107,7 @@ class _InnerWrapper(environment.Environment):
 
     @property
     def unwrapped(self) -> environment.Environment:
+        """The raw environment under every wrapper."""
         return getattr(self._env, "unwrapped", self._env)
 
     @property
@@ -255,6 +256,11 @@ class EpisodeStatsWrapper:
         if name == "_env":
             raise AttributeError(name)
         return getattr(self._env, name)
+
+    @property
+    def unwrapped(self):
+        """The raw environment under every wrapper."""
+        return getattr(self._env, "unwrapped", self._env)
 
     @partial(jax.jit, static_argnames=("self",))
     def reset(self, key, params=None):
