@@ -2,7 +2,7 @@
 the spec's reference values, and step-by-step equivalence with the original numpy popgym (same hidden deck /
 bandit probabilities, same actions).
 
-One compiled program per id for the oracle/random rollouts and one per id for the replay against the original.
+One compiled program per id serves all three tests (oracle and random episodes, replay of the original).
 """
 
 from __future__ import annotations
@@ -98,51 +98,118 @@ def oracle_action(task, env, state):
     raise AssertionError(task)
 
 
-def first_episodes(env_id, num_episodes=NUM_EPISODES, seed=0):
-    """One episode in each of ``num_episodes`` envs, from ``reset_env`` through ``step_env`` + ``is_truncated``
-    (no auto-reset: that would pay a fresh shuffle on every step; test_all_ids covers gymnax ``step``).
-    The first half act with the oracle, the second half uniformly at random.
-    Returns (oracle, random): dicts of numpy arrays ret/length/term/trunc [num_episodes // 2]."""
-    task = task_of(env_id)
-    env, params = build(env_id)
-    horizon = SPEC_TRUNCATION.get(task, SPEC_LENGTH[task])[LEVELS.index(env_id[len(task):])]
+ORACLE, RANDOM, GIVEN = 0, 1, 2
+NUM_REPLAYED = 12  # episodes of the original replayed per id
+REPLAY_ORACLE_PROBS = (0.0, 0.5, 0.9, 1.0)  # per replayed episode: chance of the original's rewarding action
+
+
+def rollout_program(env, task, params, horizon):
+    """The one compiled program per id: ``horizon`` steps of ``step_env`` + ``is_truncated`` (no auto-reset: that
+    would pay a fresh shuffle every step; test_all_ids covers gymnax ``step``) from either a fresh ``reset_env``
+    or a given state, acting with the oracle, uniformly at random, or given actions (per episode ``mode``).
+    Returns per-step (obs, reward, terminated, truncated) with leading axes [episodes, horizon]."""
     space = env.action_space(params)
 
-    def run(key, use_oracle):
-        key, key_reset = jax.random.split(key)
-        _, state = env.reset_env(key_reset, params)
+    def one(reset_key, given_state, use_given_state, mode, given_actions, act_keys, step_keys):
+        _, fresh = env.reset_env(reset_key, params)
+        state = jax.tree.map(lambda g, f: jnp.where(use_given_state, g, f), given_state, fresh)
 
-        def body(carry, key):
-            state, alive, ret, length, term, trunc = carry
-            key_act, key_step = jax.random.split(key)
-            action = jnp.where(use_oracle, oracle_action(task, env, state), space.sample(key_act))
-            _, state, reward, terminated, _ = env.step_env(key_step, state, action, params)
-            truncated = env.is_truncated(state, params)
-            ret = ret + jnp.where(alive, reward, 0.0)
-            length = length + alive.astype(jnp.int32)
-            term, trunc = term | (alive & terminated), trunc | (alive & truncated)
-            alive = alive & ~(terminated | truncated)
-            return (state, alive, ret, length, term, trunc), None
+        def body(state, xs):
+            given, act_key, step_key = xs
+            action = jnp.select(
+                [mode == ORACLE, mode == RANDOM], [oracle_action(task, env, state), space.sample(act_key)], given
+            )
+            obs, state, reward, terminated, _ = env.step_env(step_key, state, action, params)
+            return state, (obs, reward, terminated, env.is_truncated(state, params))
 
-        init = (state, jnp.array(True), jnp.float32(0.0), jnp.int32(0), jnp.array(False), jnp.array(False))
-        (_, _, ret, length, term, trunc), _ = jax.lax.scan(body, init, jax.random.split(key, horizon + 1))
-        return ret, length, term, trunc
+        return jax.lax.scan(body, state, (given_actions, act_keys, step_keys))[1]
 
-    keys = jax.random.split(jax.random.key(seed), num_episodes)
-    use_oracle = jnp.arange(num_episodes) < num_episodes // 2
-    ret, length, term, trunc = jax.jit(jax.vmap(run))(keys, use_oracle)
-    out = dict(ret=np.asarray(ret), length=np.asarray(length), term=np.asarray(term), trunc=np.asarray(trunc))
-    half = num_episodes // 2
-    return {k: v[:half] for k, v in out.items()}, {k: v[half:] for k, v in out.items()}
+    # Optimisation level 0 halves XLA's compile time; these programs run for milliseconds.
+    return jax.jit(jax.vmap(one), compiler_options={"xla_backend_optimization_level": 0})
+
+
+def first_episode_summary(reward, terminated, truncated):
+    """Return, length and ending of each row's first episode. Inputs [episodes, horizon] numpy arrays."""
+    done = terminated | truncated
+    length = np.where(done.any(1), done.argmax(1) + 1, done.shape[1])
+    alive = np.arange(done.shape[1])[None, :] < length[:, None]
+    rows = np.arange(len(length))
+    return dict(
+        ret=(reward * alive).sum(1),
+        length=length,
+        term=terminated[rows, length - 1],
+        trunc=truncated[rows, length - 1],
+    )
+
+
+def play_original(task, level, env, params, horizon, step_keys, monkeypatch):
+    """Run NUM_REPLAYED episodes of the original (its own shuffles, our payout draws for the bandit), actions mixing
+    its rewarding action and random ones. Returns our reset states built from its hidden state (batched), our reset
+    observations, its reset observations, the actions [E, horizon] and its per-step records."""
+    rng = np.random.default_rng(0)
+    draws = np.asarray(jax.vmap(jax.vmap(lambda k: jax.random.uniform(k, (), jnp.float32)))(step_keys))
+    states, resets, actions, records = [], [], np.zeros((NUM_REPLAYED, horizon), np.int32), []
+    for e in range(NUM_REPLAYED):
+        np_env = original_env(task, level)
+        np_obs, _ = np_env.reset(seed=1000 + e)
+        if task == "MultiArmedBandit":  # its probabilities into our state; our payout draws into it
+            obs0, state = env.reset_env(jax.random.key(0), params)
+            state = state.replace(probs=jnp.asarray(np_env.bandits, jnp.float32))
+            np_env._np_random = _FixedUniforms(draws[e])
+        else:  # our reset_env deals the original's deck (its shuffle patched in)
+            decks = original_decks(task, np_env)
+            monkeypatch.setattr(deck, "shuffled_deck", lambda key, num_decks: jnp.asarray(decks.pop(0)))
+            obs0, state = env.reset_env(jax.random.key(0), params)
+        states.append(state)
+        resets.append((np.asarray(obs0), np.asarray(np_obs)))
+        p_oracle, episode = REPLAY_ORACLE_PROBS[e % len(REPLAY_ORACLE_PROBS)], []
+        for t in range(horizon):
+            best = original_oracle(task, np_env)
+            a = best if best is not None and rng.random() < p_oracle else int(rng.integers(env.num_actions))
+            actions[e, t] = a
+            obs, reward, terminated, truncated, _ = np_env.step(a)
+            episode.append((np.asarray(obs), reward, terminated, truncated))
+            if terminated or truncated:
+                break
+        records.append(episode)
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *states), resets, actions, records
 
 
 @pytest.fixture(scope="module", params=ALL_IDS)
 def rollouts(request):
-    return request.param, first_episodes(request.param)
+    """Per id, one program run over NUM_EPISODES fresh episodes (half oracle, half random) followed by the
+    NUM_REPLAYED episodes of the original replayed with its hidden state and actions."""
+    env_id = request.param
+    task = task_of(env_id)
+    level = env_id[len(task):]
+    env, params = build(env_id)
+    horizon = SPEC_TRUNCATION.get(task, SPEC_LENGTH[task])[LEVELS.index(level)]
+    total = NUM_EPISODES + NUM_REPLAYED
+    keys = jax.random.split(jax.random.key(2), 3 * total * horizon).reshape(3, total, horizon)
+    reset_keys, act_keys, step_keys = keys[0, :, 0], keys[1], keys[2]
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        replay_states, resets, replay_actions, records = play_original(
+            task, level, env, params, horizon, step_keys[NUM_EPISODES:], monkeypatch
+        )
+    fresh_states = jax.tree.map(lambda x: jnp.zeros((NUM_EPISODES, *x.shape[1:]), x.dtype), replay_states)
+    given_states = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), fresh_states, replay_states)
+    use_given_state = jnp.arange(total) >= NUM_EPISODES
+    half = NUM_EPISODES // 2
+    mode = jnp.asarray([ORACLE] * half + [RANDOM] * half + [GIVEN] * NUM_REPLAYED)
+    actions = jnp.concatenate([jnp.zeros((NUM_EPISODES, horizon), jnp.int32), jnp.asarray(replay_actions)])
+    program = rollout_program(env, task, params, horizon)
+    obs, reward, terminated, truncated = jax.device_get(
+        program(reset_keys, given_states, use_given_state, mode, actions, act_keys, step_keys)
+    )
+    summary = first_episode_summary(reward[:NUM_EPISODES], terminated[:NUM_EPISODES], truncated[:NUM_EPISODES])
+    oracle = {k: v[:half] for k, v in summary.items()}
+    rand = {k: v[half:] for k, v in summary.items()}
+    replayed = jax.tree.map(lambda x: x[NUM_EPISODES:], (obs, reward, terminated, truncated))
+    return env_id, (oracle, rand), (resets, records, replayed)
 
 
 def test_oracle_length_and_return(rollouts):
-    env_id, (oracle, _) = rollouts
+    env_id, (oracle, _), _ = rollouts
     task = task_of(env_id)
     level = LEVELS.index(env_id[len(task):])
     env, _ = build(env_id)
@@ -171,7 +238,7 @@ def test_oracle_length_and_return(rollouts):
 def test_random_policy_matches_spec(rollouts):
     """Mean random-policy return within 4 standard errors of the difference between our mean (128 episodes) and
     the spec's (100 episodes, 50 for Concentration), the standard deviation estimated from our episodes."""
-    env_id, (_, rand) = rollouts
+    env_id, (_, rand), _ = rollouts
     task = task_of(env_id)
     level = LEVELS.index(env_id[len(task):])
     ref, n_ref = SPEC_RANDOM[task][level], SPEC_RANDOM_EPISODES.get(task, 100)
@@ -253,64 +320,20 @@ class _FixedUniforms:
         return self.draws.pop(0)
 
 
-@pytest.mark.parametrize("env_id", ALL_IDS)
-def test_matches_original_step_by_step(env_id, monkeypatch):
+def test_matches_original_step_by_step(rollouts):
+    """Same hidden deck / probabilities and same actions: identical reset and step observations, rewards (to
+    float32 precision) and terminated/truncated flags, for every step of NUM_REPLAYED episodes of the original."""
+    env_id, _, (resets, records, (obs, rewards, terms, truncs)) = rollouts
     task = task_of(env_id)
-    level = env_id[len(task):]
-    env, params = build(env_id)
-    num_episodes, oracle_probs = 12, (0.0, 0.5, 0.9, 1.0)
-    horizon = SPEC_TRUNCATION.get(task, SPEC_LENGTH[task])[LEVELS.index(level)]
-    rng = np.random.default_rng(0)
-    step_keys = jax.random.split(jax.random.key(1), num_episodes * horizon).reshape(num_episodes, horizon)
-    draws = np.asarray(jax.vmap(jax.vmap(lambda k: jax.random.uniform(k, (), jnp.float32)))(step_keys))
-
-    states, actions, expected = [], np.zeros((num_episodes, horizon), np.int32), []
-    for e in range(num_episodes):
-        np_env = original_env(task, level)
-        np_obs, _ = np_env.reset(seed=1000 + e)
-        # Our reset with the original's hidden state: its deck (patched shuffle) or its bandit probabilities.
-        if task == "MultiArmedBandit":
-            obs0, state = jnp.int32(0), env.reset_env(jax.random.key(0), params)[1].replace(
-                probs=jnp.asarray(np_env.bandits, jnp.float32)
-            )
-            np_env._np_random = _FixedUniforms(draws[e])
-        else:
-            decks = original_decks(task, np_env)
-            monkeypatch.setattr(deck, "shuffled_deck", lambda key, num_decks: jnp.asarray(decks.pop(0)))
-            obs0, state = env.reset_env(jax.random.key(0), params)
-        np.testing.assert_array_equal(np.asarray(obs0), np.asarray(np_obs), err_msg=f"{env_id} reset, episode {e}")
-        states.append(state)
-
-        p_oracle, records = oracle_probs[e % len(oracle_probs)], []
-        for t in range(horizon):
-            best = original_oracle(task, np_env)
-            a = best if best is not None and rng.random() < p_oracle else int(rng.integers(env.num_actions))
-            actions[e, t] = a
-            obs, reward, terminated, truncated, _ = np_env.step(a)
-            records.append((np.asarray(obs), reward, terminated, truncated))
-            if terminated or truncated:
-                break
-        expected.append(records)
-
-    batched = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
-
-    def replay(state, acts, keys):
-        def body(s, xs):
-            a, k = xs
-            obs, s, reward, terminated, _ = env.step_env(k, s, a, params)
-            return s, (obs, reward, terminated, env.is_truncated(s, params))
-
-        return jax.lax.scan(body, state, (acts, keys))[1]
-
-    obs, rewards, terms, truncs = jax.device_get(jax.jit(jax.vmap(replay))(batched, jnp.asarray(actions), step_keys))
     ends = set()
-    for e, records in enumerate(expected):
-        for t, (np_obs, np_reward, np_term, np_trunc) in enumerate(records):
+    for e, episode in enumerate(records):
+        np.testing.assert_array_equal(resets[e][0], resets[e][1], err_msg=f"{env_id} reset, episode {e}")
+        for t, (np_obs, np_reward, np_term, np_trunc) in enumerate(episode):
             where = f"{env_id} episode {e} step {t}"
             np.testing.assert_array_equal(obs[e, t], np_obs, err_msg=where)
             assert rewards[e, t] == pytest.approx(np_reward, abs=1e-7), where
             assert (bool(terms[e, t]), bool(truncs[e, t])) == (bool(np_term), bool(np_trunc)), where
-        ends.add((bool(records[-1][2]), bool(records[-1][3])))
-    assert all(r[-1][2] or r[-1][3] for r in expected), "every original episode ended within the horizon"
+        ends.add((bool(episode[-1][2]), bool(episode[-1][3])))
+    assert all(ep[-1][2] or ep[-1][3] for ep in records), "every original episode ended within the horizon"
     if task == "Concentration":
         assert (True, False) in ends and (False, True) in ends, "both endings exercised"
