@@ -32,6 +32,23 @@ def _uniform_true_index(u: jax.Array, mask: jax.Array) -> jax.Array:
     return jnp.argmax(jnp.cumsum(mask) > k)
 
 
+def _uniform_true_cell(u: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(row, col) of a True entry of bool[h, w] ``mask`` chosen uniformly by the draw u in [0, 1).
+
+    Row by its count, then the column within it: two short cumulative sums instead of one over
+    all h*w cells (a cumulative sum costs O(n^2) on XLA:CPU).
+    """
+    row_counts = jnp.sum(mask, axis=1)
+    k = jnp.floor(u * jnp.sum(row_counts)).astype(jnp.int32)
+    ends = jnp.cumsum(row_counts)
+    row = jnp.argmax(ends > k)
+    rows = jnp.arange(mask.shape[0])[:, None]
+    in_row = jnp.any(mask & (rows == row), axis=0)  # mask[row] without a gather
+    k_in_row = k - jnp.sum(jnp.where(jnp.arange(mask.shape[0]) < row, row_counts, 0))
+    col = jnp.argmax(jnp.cumsum(in_row) > k_in_row)
+    return row, col
+
+
 def _unvisited_neighbours(visited: jax.Array) -> jax.Array:
     """bool[4, h, w]: for each cell, whether its neighbour in each direction exists and is unvisited."""
     padded = jnp.pad(~visited, 1, constant_values=False)
@@ -40,31 +57,53 @@ def _unvisited_neighbours(visited: jax.Array) -> jax.Array:
 
 
 def hunt_and_kill(key: jax.Array, cells_h: int, cells_w: int) -> jax.Array:
-    """A perfect maze. Returns int32[2*cells_h + 1, 2*cells_w + 1] with WALL=1, FREE=0."""
+    """A perfect maze. Returns int32[2*cells_h + 1, 2*cells_w + 1] with WALL=1, FREE=0.
+
+    The loop keeps cell masks and the open passages between horizontally / vertically adjacent
+    cells, updated with elementwise ``where`` (no scatters: cheap under vmap, and the auto-reset
+    runs this on every step); the grid is assembled once at the end.
+    """
     n_cells = cells_h * cells_w
     key_start, key_draws = jax.random.split(key)
     first = jax.random.randint(key_start, (), 0, n_cells)
     draws = jax.random.uniform(key_draws, (max(n_cells - 1, 1), 2))
-    offsets = jnp.array(_OFFSETS)
-    visited = jnp.zeros((cells_h, cells_w), bool).at[first // cells_w, first % cells_w].set(True)
-    grid = jnp.full((2 * cells_h + 1, 2 * cells_w + 1), WALL, jnp.int32)
-    grid = grid.at[2 * (first // cells_w) + 1, 2 * (first % cells_w) + 1].set(FREE)
+    rows = jnp.arange(cells_h)[:, None]
+    cols = jnp.arange(cells_w)[None, :]
+    d_rows = jnp.array([dr for dr, _ in _OFFSETS])
+    d_cols = jnp.array([dc for _, dc in _OFFSETS])
 
     def carve(i, carry):
-        grid, visited, current = carry
+        visited, right_open, down_open, row, col = carry
         open_dirs = _unvisited_neighbours(visited)  # bool[4, h, w]
-        stuck = ~jnp.any(open_dirs[:, current[0], current[1]])
-        frontier = (visited & jnp.any(open_dirs, axis=0)).reshape(-1)
-        resume = _uniform_true_index(draws[i, 0], frontier)
-        head = jnp.where(stuck, jnp.stack([resume // cells_w, resume % cells_w]), current)
-        direction = _uniform_true_index(draws[i, 1], open_dirs[:, head[0], head[1]])
-        nxt = head + offsets[direction]
-        grid = grid.at[2 * nxt[0] + 1, 2 * nxt[1] + 1].set(FREE)
-        grid = grid.at[head[0] + nxt[0] + 1, head[1] + nxt[1] + 1].set(FREE)  # the wall between
-        return grid, visited.at[nxt[0], nxt[1]].set(True), nxt
+        at_current = (rows == row) & (cols == col)
+        stuck = ~jnp.any(open_dirs & at_current)
+        frontier = visited & jnp.any(open_dirs, axis=0)
+        resume_row, resume_col = _uniform_true_cell(draws[i, 0], frontier)
+        row = jnp.where(stuck, resume_row, row)
+        col = jnp.where(stuck, resume_col, col)
+        at_head = (rows == row) & (cols == col)
+        direction = _uniform_true_index(draws[i, 1], jnp.any(open_dirs & at_head, axis=(1, 2)))
+        next_row, next_col = row + d_rows[direction], col + d_cols[direction]
+        # the passage between head and next: a right-edge of the left cell or a down-edge of the upper one
+        low_row, low_col = jnp.minimum(row, next_row), jnp.minimum(col, next_col)
+        at_edge = (rows == low_row) & (cols == low_col)
+        right_open = right_open | (at_edge & (next_row == row))
+        down_open = down_open | (at_edge & (next_col == col))
+        visited = visited | ((rows == next_row) & (cols == next_col))
+        return visited, right_open, down_open, next_row, next_col
 
-    start = jnp.stack([first // cells_w, first % cells_w])
-    grid, _, _ = jax.lax.fori_loop(0, n_cells - 1, carve, (grid, visited, start))
+    init = (
+        (rows * cells_w + cols) == first,
+        jnp.zeros((cells_h, cells_w), bool),
+        jnp.zeros((cells_h, cells_w), bool),
+        first // cells_w,
+        first % cells_w,
+    )
+    _, right_open, down_open, _, _ = jax.lax.fori_loop(0, n_cells - 1, carve, init)
+    grid = jnp.full((2 * cells_h + 1, 2 * cells_w + 1), WALL, jnp.int32)
+    grid = grid.at[1::2, 1::2].set(FREE)
+    grid = grid.at[1::2, 2:-1:2].set(jnp.where(right_open[:, :-1], FREE, WALL))
+    grid = grid.at[2:-1:2, 1::2].set(jnp.where(down_open[:-1, :], FREE, WALL))
     return grid
 
 
