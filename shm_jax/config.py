@@ -114,10 +114,14 @@ class TrainConfig:
 
 def _paper_memory_kwargs(memory: str, env_id: str) -> dict[str, Any]:
     """The paper's POPGym memory sizes (SHM m = 128 Easy / 32 Hard, 72 otherwise; projection 1024)."""
+    size = 128 if env_id.endswith("Easy") else 32 if env_id.endswith("Hard") else 72
     if memory.startswith("shm"):
-        size = 128 if env_id.endswith("Easy") else 32 if env_id.endswith("Hard") else 72
         return {"memory_size": size, "projection_size": 1024, "shortcut": True}
-    if memory == "gru":
+    if memory in ("linear-attention", "mlstm"):  # matrix memories: same m rule, output to post_size 1024
+        return {"memory_size": size, "output_size": 1024}
+    if memory == "ffm":  # FFM(memory m, context 4, out 1024); the paper's m for FFM is not reported
+        return {"memory_size": 32, "context_size": 4, "output_size": 1024}
+    if memory == "gru":  # tuned h not reported; 256 is one of the README's examples
         return {"hidden_size": 256}
     return {}
 

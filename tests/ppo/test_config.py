@@ -93,3 +93,16 @@ def test_real_envs_trace_through_one_update(env_id, kind, pixels):
 
 def test_sweepable_names_are_hparams_fields():
     assert set(cfg.SWEEPABLE) == {f for f in ppo.HParams.__dataclass_fields__}
+
+
+def test_paper_preset_traces_at_full_size():
+    """64 envs x 1024 steps, SHM m = 128 with the 1024 projection: one update traces (nothing runs)."""
+    config = from_preset("paper-popgym", env_id="RepeatPreviousEasy")
+    trainer = ppo.make_train(config)
+    assert trainer.num_updates == 15_000_000 // 65_536 and trainer.steps_per_update == 65_536
+    hp = ppo.hparams_from_config(config)
+    state = jax.eval_shape(trainer.init, jax.random.PRNGKey(0), hp)
+    assert state.carry.memory.shape == (64, 128, 128)
+    assert state.params["params"]["post"]["kernel"].shape == (1024, 64)
+    _, metrics = jax.eval_shape(trainer.update, state, hp)
+    assert metrics["total_loss"].shape == ()
