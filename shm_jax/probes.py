@@ -11,6 +11,8 @@ answer known in closed form:
 - ``Recall``: a symbol is shown at the first step, then ``delay`` blank steps, the last of which
   carries a query flag; the reward is 1 when the action at the query step equals the symbol.
   Needs memory: a memoryless policy gets 1 / num_symbols on average.
+- ``ContinuousTarget``: one-step episodes with a Box(-1, 1) action; the observation is a target in
+  [-1, 1] and the reward is 1 - |action - target| (optimal 1; a policy ignoring the target gets <= 0.5).
 
 Ids for ``TrainConfig.env_id``: ``"probe:<ClassName>"``. ``make_probe(name, **overrides)`` sends
 overrides that name EnvParams fields to ``params.replace`` and the rest to the constructor.
@@ -28,7 +30,7 @@ from gymnax.environments import environment, spaces
 
 @struct.dataclass
 class ProbeState:
-    """time: steps taken in this episode; symbol: the hidden symbol (unused by ConstantReward)."""
+    """time: steps taken in this episode; symbol: the hidden symbol (int) or target (float), unused by ConstantReward."""
 
     time: jax.Array
     symbol: jax.Array
@@ -162,7 +164,39 @@ class Recall(_Probe):
         return self._obs(state), state, reward, at_query, {"success": correct}
 
 
-PROBES = {cls.__name__: cls for cls in (ConstantReward, MatchObservation, Recall)}
+class ContinuousTarget(_Probe):
+    """One-step episodes: obs float32[1] = target ~ U(-1, 1); reward 1 - |a - target| for a in Box(-1, 1, (1,)).
+
+    Out-of-range actions are clipped to [-1, 1].
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.obs_size = 1
+
+    def action_space(self, params=None) -> spaces.Box:
+        return spaces.Box(-1.0, 1.0, (1,), jnp.float32)
+
+    def observation_space(self, params=None) -> spaces.Box:
+        return spaces.Box(-1.0, 1.0, (1,), jnp.float32)
+
+    @property
+    def num_actions(self) -> int:
+        return 1
+
+    def reset_env(self, key, params):
+        target = jax.random.uniform(key, (), jnp.float32, -1.0, 1.0)
+        state = ProbeState(time=jnp.int32(0), symbol=target)
+        return target[None], state
+
+    def step_env(self, key, state, action, params):
+        action = jnp.clip(jnp.asarray(action, jnp.float32).reshape(-1)[0], -1.0, 1.0)
+        reward = 1.0 - jnp.abs(action - state.symbol)
+        state = state.replace(time=state.time + 1)
+        return jnp.zeros((1,), jnp.float32), state, reward, jnp.asarray(True), {}
+
+
+PROBES = {cls.__name__: cls for cls in (ConstantReward, MatchObservation, Recall, ContinuousTarget)}
 
 
 def make_probe(name: str, **overrides) -> tuple[environment.Environment, ProbeParams]:

@@ -57,3 +57,11 @@ def test_recall_needs_memory(memory, kwargs, learns):
         assert mean_return > 0.9, (memory, metrics["episode_return_sum"] / metrics["episode_count"])
     else:
         assert mean_return < 0.6, (memory, mean_return)
+
+
+def test_gaussian_policy_learns_continuous_target():
+    # Box(-1, 1) action, reward 1 - |a - target|: any policy that ignores the target gets at most 0.5.
+    metrics = _train("probe:ContinuousTarget", "mlp", {"features": 32}, updates=24)
+    returns = metrics["episode_return_sum"] / metrics["episode_count"]
+    assert _mean_return(metrics, 3) > 0.6, returns
+    assert metrics["entropy"][-1] < metrics["entropy"][0]  # the state-independent std shrinks
