@@ -6,7 +6,7 @@ arrays ``[G, S, U]`` (U updates so far) and derives, per update:
 
 - ``mean_return``: mean undiscounted return of the episodes that finished during that update's
   rollout (``episode_return_sum / episode_count``; NaN when none finished);
-- ``success_rate``: the same for ``success_sum`` (only when the trainer reports it);
+- ``success_rate``: the same for ``success_sum`` (only when the task defines success);
 - ``env_steps``: environment steps taken by one run so far.
 
 MMER (max-mean episodic return, POPGym's metric): the running maximum over training of
@@ -60,7 +60,9 @@ class History:
     steps_per_update: environment steps one run takes per update.
     """
 
-    def __init__(self, settings: Sequence[dict[str, float]], seeds: Sequence[int], steps_per_update: int):
+    def __init__(self, settings: Sequence[dict[str, float]], seeds: Sequence[int], steps_per_update: int,
+                 *, track_success: bool = True):
+        self.track_success = track_success  # False: the task defines no success; no success_rate
         self.settings = [dict(s) for s in settings]
         self.seeds = [int(s) for s in seeds]
         self.steps_per_update = int(steps_per_update)
@@ -81,7 +83,7 @@ class History:
         derived = dict(chunk)
         if "episode_return_sum" in chunk and "episode_count" in chunk:
             derived["mean_return"] = _ratio(chunk["episode_return_sum"], chunk["episode_count"])
-            if "success_sum" in chunk:
+            if "success_sum" in chunk and self.track_success:
                 derived["success_rate"] = _ratio(chunk["success_sum"], chunk["episode_count"])
         for key, value in derived.items():
             if value.shape[:2] != self.shape:
@@ -176,7 +178,7 @@ def summarize(history: History, *, status: str, extra: dict[str, Any] | None = N
     status: "finished", "interrupted" or "nonfinite"; std is the population std over seeds.
     """
     per_run, per_setting = [], []
-    have_success = "success_rate" in history.data
+    have_success = "success_rate" in history.data and history.track_success
     for g, setting in enumerate(history.settings):
         finals, mmers, successes = [], [], []
         for s, seed in enumerate(history.seeds):

@@ -160,9 +160,18 @@ class BatchedTrain:
                             abstract, self.state_sharding)
 
     def init(self) -> Any:
-        """The fresh batched runner state, leaves [G, S, ...], already sharded."""
-        fn = jax.jit(self._init, out_shardings=self.state_sharding)
-        return fn(jax.device_put(self.keys, self._replicated), self.hparams)
+        """The fresh batched runner state, leaves [G, S, ...], already sharded.
+
+        Each run is initialised by one un-vmapped jitted call and the results are stacked: vmapping
+        an orthogonal initialiser turns its QR into a batched LAPACK call, which can deadlock the
+        XLA CPU thread pool on small machines (jaxlib 0.10, seen on 2 cores). Same numbers per run.
+        """
+        init_one = jax.jit(self.trainer.init)
+        settings = [jax.tree.map(lambda x, g=g: x[g], self.hparams) for g in range(len(self.settings))]
+        runs = [[init_one(key, hp) for key in self.keys] for hp in settings]
+        stack = lambda *xs: jnp.stack(xs)  # noqa: E731
+        stacked = jax.tree.map(stack, *[jax.tree.map(stack, *row) for row in runs])
+        return jax.device_put(stacked, self.state_sharding)
 
     def _chunk_fn(self, k: int) -> Callable:
         trainer = self.trainer
@@ -355,6 +364,27 @@ def _first_nonfinite(chunk: dict[str, np.ndarray]) -> int | None:
     return int(np.argmax(bad)) if bad.any() else None
 
 
+def _reports_success(trainer: Any) -> bool:
+    """Whether the task defines success (``info["success"]``); trainers without an env: trust the metrics."""
+    if not hasattr(trainer, "env"):
+        return True
+    from shm_jax.evaluation import reports_success
+
+    return reports_success(trainer.env, trainer.env_params)
+
+
+def _final_evaluation(config: Any, trainer: Any, state: Any, program: BatchedTrain) -> list[dict[str, Any]]:
+    """Greedy and sampled evaluation of every trained agent (config.eval_episodes fresh episodes each)."""
+    episodes = int(_field(config, "eval_episodes", default=0) or 0)
+    if episodes <= 0 or not hasattr(trainer, "act"):
+        return []
+    from shm_jax.evaluation import evaluate
+
+    print(f"Evaluating on {episodes} fresh episodes per agent (greedy and sampled)...", file=sys.stderr, flush=True)
+    return [evaluate(state, episodes=episodes, greedy=greedy, trainer=trainer, config=config,
+                     settings=program.settings, seeds=program.seeds) for greedy in (True, False)]
+
+
 def _build(config: Any) -> tuple[Any, Any]:
     """Validate the config (before anything compiles), then build the Trainer and base HParams."""
     from shm_jax.config import validate
@@ -373,6 +403,7 @@ def run(
     stop_after_updates: int | None = None,
     progress: bool = True,
     mesh: jax.sharding.Mesh | None = None,
+    program: BatchedTrain | None = None,
 ) -> Path:
     """Train every (sweep setting, seed) of ``config``; returns the run directory.
 
@@ -380,15 +411,18 @@ def run(
     trainer, base_hparams: a prebuilt single-run Trainer and its HParams (tests); default: built from
         ``config`` by ``shm_jax.ppo`` after ``shm_jax.config.validate``.
     stop_after_updates: stop (and save) once this many updates are done in total, as if interrupted.
+    program: a BatchedTrain built for this config, to reuse its compiled chunks (tests, notebooks).
     Raises NonFiniteLossError when the loss becomes non-finite (the last good checkpoint is kept).
     """
-    if trainer is None:
-        trainer, base_hparams = _build(config)
+    if program is None:
+        if trainer is None:
+            trainer, base_hparams = _build(config)
+        program = BatchedTrain(
+            trainer, base_hparams, sweep=_field(config, "sweep", default=()), seed=_field(config, "seed", default=0),
+            num_seeds=_field(config, "num_seeds", default=1), num_envs=_field(config, "num_envs"), mesh=mesh,
+        )
+    trainer = program.trainer
     is_main = jax.process_index() == 0
-    program = BatchedTrain(
-        trainer, base_hparams, sweep=_field(config, "sweep", default=()), seed=_field(config, "seed", default=0),
-        num_seeds=_field(config, "num_seeds", default=1), num_envs=_field(config, "num_envs"), mesh=mesh,
-    )
     num_updates, steps_per_update = int(trainer.num_updates), int(trainer.steps_per_update)
     chunk_size = max(1, int(_field(config, "updates_per_chunk", default=10)))
     # checkpoint_every counts chunks (0: only at the end and when stopped)
@@ -402,7 +436,8 @@ def run(
         (run_dir / "versions.json").write_text(json.dumps(_versions(), indent=2) + "\n")
         (run_dir / "devices.json").write_text(
             json.dumps({**_devices(), "sharded_axis": program.sharded_axis}, indent=2) + "\n")
-    history = metrics_lib.History(program.settings, program.seeds, steps_per_update)
+    history = metrics_lib.History(program.settings, program.seeds, steps_per_update,
+                                  track_success=_reports_success(trainer))
     checkpointer = Checkpointer(run_dir, max_to_keep=int(_field(config, "keep_checkpoints", default=3)))
     tensorboard = _TensorBoard(run_dir / "tensorboard", bool(_field(config, "tensorboard", default=False)) and is_main)
     jsonl = run_dir / "metrics.jsonl"
@@ -443,6 +478,8 @@ def run(
             "run_dir": str(run_dir), "env_id": _field(config, "env_id"), "memory": _field(config, "memory"),
             "num_updates": num_updates, "timing": timing, **(extra or {})})
         metrics_lib.write_summary(run_dir / "summary.json", summary)
+        if summary.get("evaluation"):
+            (run_dir / "eval.json").write_text(json.dumps(summary["evaluation"], indent=2) + "\n")
         title = f"{_field(config, 'env_id', default='')} / {_field(config, 'memory', default='')}"
         plot_learning_curves(history, run_dir / "learning_curve.png", title=title)
 
@@ -500,7 +537,8 @@ def run(
                         metrics_lib.write_csvs(run_dir / "csv", history)
             bar.close()
             save(status)
-            finish(status)
+            finish(status, {"evaluation": _final_evaluation(config, trainer, state, program)}
+                   if status == "finished" else None)
     finally:
         bar.close()
         tensorboard.close()
