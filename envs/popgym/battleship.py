@@ -45,7 +45,8 @@ class Battleship(environment.Environment[EnvState, EnvParams]):
       CLIPPED to [0, B-1].
     - Observation: int32 scalar in Discrete(2): 1 if this shot was a new hit, else 0 (re-shooting a
       hit cell counts as a miss); 0 at reset.
-    - Reward: +1/12 on a new hit, -1/(B^2 - 12) otherwise; an all-hit episode returns exactly 1.
+    - Reward: +1/12 on a new hit, -1/(L - 12) otherwise, L = max_steps_in_episode (B^2 by default, as
+      the original ties both to the board); an all-hit episode returns exactly 1.
     - Terminated once all 12 ship cells are hit; truncated (``is_truncated``) after B^2 steps.
     - Ship placement: each ship in turn uniformly over the straight, in-bounds, non-overlapping
       placements given the ships already placed (the original's rejection sampler has the same law).

@@ -96,7 +96,8 @@ class PositionOnlyPendulum(environment.Environment[EnvState, EnvParams]):
         torque = jnp.clip(jnp.asarray(action, jnp.float32).reshape(-1)[0], -MAX_TORQUE, MAX_TORQUE)
         theta, theta_dot = state.theta, state.theta_dot
         cost = angle_normalize(theta) ** 2 + 0.1 * theta_dot**2 + 0.001 * torque**2
-        new_theta_dot = theta_dot + (3 * GRAVITY / (2 * LENGTH) * jnp.sin(theta) + 3.0 / (MASS * LENGTH**2) * torque) * DT
+        theta_acc = 3 * GRAVITY / (2 * LENGTH) * jnp.sin(theta) + 3.0 / (MASS * LENGTH**2) * torque
+        new_theta_dot = theta_dot + theta_acc * DT
         new_theta_dot = jnp.clip(new_theta_dot, -MAX_SPEED, MAX_SPEED)
         state = EnvState(theta=theta + new_theta_dot * DT, theta_dot=new_theta_dot, time=state.time + 1)
         reward = ((REWARD_HALF_RANGE - cost) / REWARD_HALF_RANGE) / params.max_steps_in_episode

@@ -104,7 +104,8 @@ def test_oracle_and_random_returns(family, level):
 
 def test_registry_ids_and_spaces():
     for level in LEVELS:
-        for alias, canonical in ((f"MineSweeper{level}", f"Minesweeper{level}"), (f"Battleship{level}", f"Battleship{level}")):
+        pairs = ((f"MineSweeper{level}", f"Minesweeper{level}"), (f"Battleship{level}", f"Battleship{level}"))
+        for alias, canonical in pairs:
             spec = envs.resolve(alias)
             assert spec.env_id == canonical and spec.needs_prev_action and spec.family == "popgym"
         ms, _ = build(f"Minesweeper{level}")

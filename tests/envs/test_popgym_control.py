@@ -241,7 +241,8 @@ def test_pendulum_matches_original(env_id, np_cls):
     rows = record(np_env, 16, np.random.default_rng(8), pendulum_policy, lambda e: e.state)
 
     def make_state(physics, time):
-        return env.reset_env(jax.random.PRNGKey(0), params)[1].replace(theta=physics[0], theta_dot=physics[1], time=time)
+        state = env.reset_env(jax.random.PRNGKey(0), params)[1]
+        return state.replace(theta=physics[0], theta_dot=physics[1], time=time)
 
     _, trunc = compare_one_step(rows, env, params, make_state, obs_tol=2e-6)
     assert trunc.sum() == len(rows)
@@ -258,9 +259,16 @@ def test_noise_matches_original_in_distribution():
     warnings.simplefilter("ignore")
     n = 2000
     cases = [
-        ("NoisyStatelessCartPoleHard", np_noisy_cartpole.NoisyPositionOnlyCartPoleHard(), lambda e: np.array(e.state)[[0, 2]]),
-        ("NoisyStatelessPendulumHard", np_noisy_pendulum.NoisyPositionOnlyPendulumHard(),
-         lambda e: np.array([np.cos(e.state[0]), np.sin(e.state[0])])),
+        (
+            "NoisyStatelessCartPoleHard",
+            np_noisy_cartpole.NoisyPositionOnlyCartPoleHard(),
+            lambda e: np.array(e.state)[[0, 2]],
+        ),
+        (
+            "NoisyStatelessPendulumHard",
+            np_noisy_pendulum.NoisyPositionOnlyPendulumHard(),
+            lambda e: np.array([np.cos(e.state[0]), np.sin(e.state[0])]),
+        ),
     ]
     for env_id, np_env, clean_of in cases:
         ref = []

@@ -167,6 +167,21 @@ def test_truncation_and_clipping():
         jax.tree.map(np.testing.assert_array_equal, a, b)
 
 
+def test_view_at_the_border():
+    """On the top row the original's view is shifted (rows 0, 1, then padding); centered_view fixes it."""
+    grid = np.ones((11, 11), np.int32)
+    grid[1::2, 1::2] = 0
+    grid[0, 3] = 2  # start on the north wall
+    wall_row = [1, 1, 1]
+    cases = ((False, (grid[0, 2:5], grid[1, 2:5], wall_row)), (True, (wall_row, grid[0, 2:5], grid[1, 2:5])))
+    for centered, expected_rows in cases:
+        env = LabyrinthEscape((10, 10), centered_view=centered)
+        state = env.state_from_maze(jnp.asarray(grid), jnp.array([0, 3]), jnp.array([10, 5]))
+        obs = np.asarray(env.observe(None, state, None, env.default_params))
+        np.testing.assert_array_equal(obs[:9].reshape(3, 3), np.stack(expected_rows))
+        assert obs[9] == 4
+
+
 def test_registry_and_spaces():
     for kind in ("Escape", "Explore"):
         for level in LEVELS:
