@@ -1,0 +1,266 @@
+"""Markdown tables and a scaling plot from a memory_speed JSON (re-runnable without re-measuring).
+
+    python -m benchmarks.make_tables benchmarks/results/memory_speed_cpu.json
+
+Writes, next to the JSON, ``memory_speed.md`` and ``memory_scaling.png`` (CPU) or
+``memory_speed_<device>.md`` / ``memory_scaling_<device>.png`` (other devices), with ``_quick`` appended
+for ``--quick`` runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+MIB = 2**20
+
+
+def output_paths(json_path: Path) -> tuple[Path, Path]:
+    """memory_speed_<device>[_quick].json -> (markdown path, png path)."""
+    tag = json_path.stem.removeprefix("memory_speed_")
+    tag = tag.removeprefix("cpu")  # the CPU run owns the plain names
+    tag = f"_{tag.lstrip('_')}" if tag.strip("_") else ""
+    return json_path.with_name(f"memory_speed{tag}.md"), json_path.with_name(f"memory_scaling{tag}.png")
+
+
+def _ok(results: list[dict]) -> dict[tuple[str, int, int], dict]:
+    return {(r["label"], r["T"], r["H"]): r for r in results if r.get("status") == "ok"}
+
+
+def derived(record: dict) -> dict:
+    """The quoted numbers: fastest SHM path per (T, H), torch/JAX ratios, SHM/GRU ratios, T-growth exponents."""
+    ok = _ok(record["results"])
+    lengths, sizes = record["settings"]["lengths"], record["settings"]["sizes"]
+    fastest, leanest = {}, {}
+    for t in lengths:
+        for h in sizes:
+            shm = [r for (label, tt, hh), r in ok.items() if tt == t and hh == h and r["family"] == "shm"]
+            if shm:
+                best = min(shm, key=lambda r: r["time_s_median"])
+                fastest[(t, h)] = best
+                with_mem = [r for r in shm if r["memory"].get("peak_estimate") is not None]
+                if with_mem:
+                    leanest[(t, h)] = min(with_mem, key=lambda r: r["memory"]["peak_estimate"])
+    torch_rows = []
+    for entry in record.get("torch_reference", []):
+        if entry.get("status") != "ok":
+            continue
+        best = fastest.get((entry["T"], entry["H"]))
+        torch_rows.append({"T": entry["T"], "H": entry["H"], "torch_s": entry["time_s_median"],
+                           "torch_rss_mib": entry.get("peak_rss_growth_bytes", 0) / MIB,
+                           "jax_label": best["label"] if best else None,
+                           "jax_s": best["time_s_median"] if best else None,
+                           "ratio": entry["time_s_median"] / best["time_s_median"] if best else None})
+    gru_rows = []
+    for (t, h), best in sorted(fastest.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        row = {"T": t, "H": h, "shm_label": best["label"], "shm_s": best["time_s_median"]}
+        for label in ("gru", "gru-equal-state"):
+            other = ok.get((label, t, h))
+            row[label] = best["time_s_median"] / other["time_s_median"] if other else None
+        gru_rows.append(row)
+    growth = {}
+    labels = sorted({label for (label, _, _) in ok}, key=_label_order(record))
+    for label in labels:
+        for h in sizes:
+            pts = [(t, ok[(label, t, h)]["time_s_median"]) for t in lengths if (label, t, h) in ok]
+            if len(pts) >= 2:
+                (t0, s0), (t1, s1) = pts[0], pts[-1]
+                growth[(label, h)] = {"per_step_us": {t: s / t * 1e6 for t, s in pts},
+                                      "exponent": math.log(s1 / s0) / math.log(t1 / t0)}
+    torch_growth = None
+    if len(torch_rows) >= 2:
+        a, b = torch_rows[0], torch_rows[-1]
+        torch_growth = math.log(b["torch_s"] / a["torch_s"]) / math.log(b["T"] / a["T"])
+    return {"fastest": fastest, "leanest": leanest, "torch": torch_rows, "gru": gru_rows, "growth": growth,
+            "torch_exponent": torch_growth}
+
+
+def _label_order(record: dict):
+    order = {}
+    for r in record["results"]:
+        order.setdefault(r["label"], len(order))
+    return lambda label: order.get(label, len(order))
+
+
+def _fmt_time(entry: dict | None) -> str:
+    if entry is None:
+        return "–"
+    status = entry.get("status")
+    if status == "ok":
+        ms = entry["time_s_median"] * 1e3
+        return f"{ms:.0f}" if ms >= 100 else f"{ms:.1f}" if ms >= 1 else f"{ms:.2f}"
+    if status == "skipped":
+        return f"skip ({entry['memory']['peak_estimate'] / 2**30:.0f} GiB)"
+    return status or "–"
+
+
+def _fmt_mem(entry: dict | None) -> str:
+    if entry is None or "memory" not in entry or entry["memory"].get("peak_estimate") is None:
+        return "–"
+    mib = entry["memory"]["peak_estimate"] / MIB
+    text = f"{mib:.0f}" if mib >= 10 else f"{mib:.1f}"
+    return text if entry.get("status") == "ok" else f"({text})"
+
+
+def _grid_table(record: dict, cell) -> list[str]:
+    lengths, sizes = record["settings"]["lengths"], record["settings"]["sizes"]
+    by_key = {(r["label"], r["T"], r["H"]): r for r in record["results"]}
+    cols = [(h, t) for h in sizes for t in lengths]
+    lines = ["| core | " + " | ".join(f"H={h} T={t}" for h, t in cols) + " |",
+             "|---|" + "---:|" * len(cols)]
+    labels = list(dict.fromkeys(r["label"] for r in record["results"]))
+    for label in labels:
+        lines.append(f"| {label} | " + " | ".join(cell(by_key.get((label, t, h))) for h, t in cols) + " |")
+    return lines
+
+
+def markdown(record: dict) -> str:
+    d = derived(record)
+    s, host = record["settings"], record["host"]
+    load0 = ", ".join(f"{x:.2f}" for x in record["load_average_start"])
+    load1 = ", ".join(f"{x:.2f}" for x in record.get("load_average_end", []))
+    versions = ", ".join(f"{k} {v}" for k, v in record["versions"].items())
+    out = [
+        f"# Memory-core speed and memory ({host['backend']}{', quick run' if s.get('quick') else ''})",
+        "",
+        "Generated by `python -m benchmarks.make_tables` from "
+        f"`memory_speed_*.json`; measured {record['timestamp_utc']} (git {record.get('git_commit')}).",
+        "",
+        f"- Device: {', '.join(host['jax_devices'])} ({host['device_kind']}); CPU {host['cpu_model']}, "
+        f"{host['cpu_count']} cores; default scan on this backend: `{host['default_scan_method']}`.",
+        f"- Versions: {versions}.",
+        f"- Load average (1, 5, 15 min) at start: {load0}; at end: {load1}. The machine was shared, so absolute "
+        "times are noisy: quote ratios taken inside one run.",
+        f"- Workload: forward + backward of mean(y²) w.r.t. parameters and input, B = {s['batch']}, "
+        f"input D = {s['input_size']}, output F = {s['output_size']}, one episode start at t = 0; "
+        f"median of up to {s['repeats']} jitted calls after a warm-up (compile excluded).",
+        f"- Memory: XLA `memory_analysis()` of the compiled fwd+bwd, temp + arguments + outputs − aliased "
+        f"(MiB). Budget {s['memory_budget_gb']:g} GiB: larger estimates are skipped (shown in parentheses).",
+        "",
+        "## Time per forward+backward (ms)",
+        "",
+        *_grid_table(record, _fmt_time),
+        "",
+        "## Peak memory estimate (MiB)",
+        "",
+        *_grid_table(record, _fmt_mem),
+        "",
+        "## Compile time (s)",
+        "",
+        *_grid_table(record, lambda e: f"{e['compile_s']:.1f}" if e and "compile_s" in e else "–"),
+        "",
+        "## Fastest and leanest SHM scan per size",
+        "",
+        "| H | T | fastest path | ms | MiB | leanest path | ms | MiB |",
+        "|---:|---:|---|---:|---:|---|---:|---:|",
+    ]
+    for (t, h), best in sorted(d["fastest"].items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        lean = d["leanest"].get((t, h))
+        lean_cells = (f"{lean['label']} | {_fmt_time(lean)} | {_fmt_mem(lean)}" if lean else "– | – | –")
+        out.append(f"| {h} | {t} | {best['label']} | {_fmt_time(best)} | {_fmt_mem(best)} | {lean_cells} |")
+    out += ["", "## Official-style PyTorch loop vs the fastest JAX SHM path", ""]
+    if d["torch"]:
+        out += ["| H | T | torch loop (ms) | torch peak RSS growth (MiB) | fastest JAX path | JAX (ms) | torch / JAX |",
+                "|---:|---:|---:|---:|---|---:|---:|"]
+        for row in d["torch"]:
+            jax_ms = f"{row['jax_s'] * 1e3:.1f}" if row["jax_s"] else "–"
+            ratio = f"{row['ratio']:.1f}x" if row["ratio"] else "–"
+            out.append(f"| {row['H']} | {row['T']} | {row['torch_s'] * 1e3:.0f} | {row['torch_rss_mib']:.0f} | "
+                       f"{row['jax_label']} | {jax_ms} | {ratio} |")
+        if d["torch_exponent"] is not None:
+            out += ["", f"The torch loop's time grows as T^{d['torch_exponent']:.2f} between the two lengths "
+                        "(its backward is quadratic in T, see benchmarks/torch_reference.py)."]
+        check = record.get("checks", {}).get("torch_equals_jax")
+        if check:
+            out += ["", f"Same function: with the JAX layer's weights and Θ rows copied, max |Δy| = "
+                        f"{check['output']:.1e} (|y| up to {check['output_scale']:.2f}), max |ΔM_T| = "
+                        f"{check['memory']:.1e}, max |Δ dL/dx| = {check['input_grad']:.1e} "
+                        f"(|dL/dx| up to {check['input_grad_scale']:.1e}); ok = {check['ok']}."]
+    else:
+        notes = "; ".join(e.get("note", "") for e in record.get("torch_reference", []))
+        out.append(f"Not measured: {notes or 'no torch results'}.")
+    out += ["", "## SHM / GRU time ratio (fastest SHM path over GRU)", "",
+            "| H | T | fastest SHM | SHM / GRU(hidden H) | SHM / GRU(hidden H², equal state) |",
+            "|---:|---:|---|---:|---:|"]
+    for row in d["gru"]:
+        cells = [f"{row[k]:.2f}" if row[k] is not None else "–" for k in ("gru", "gru-equal-state")]
+        out.append(f"| {row['H']} | {row['T']} | {row['shm_label']} | {cells[0]} | {cells[1]} |")
+    lengths = s["lengths"]
+    out += ["", "## Time per step across T (µs per step of the whole batch) and growth exponent", "",
+            "Exponent = log(time(T_max) / time(T_min)) / log(T_max / T_min): 1.0 is linear in T.", "",
+            "| core | H | " + " | ".join(f"T={t}" for t in lengths) + " | exponent |",
+            "|---|---:|" + "---:|" * len(lengths) + "---:|"]
+    for (label, h), g in d["growth"].items():
+        cells = [f"{g['per_step_us'][t]:.1f}" if t in g["per_step_us"] else "–" for t in lengths]
+        out.append(f"| {label} | {h} | " + " | ".join(cells) + f" | {g['exponent']:.2f} |")
+    out.append("")
+    return "\n".join(out)
+
+
+def plot(record: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = _ok(record["results"])
+    lengths, sizes = record["settings"]["lengths"], record["settings"]["sizes"]
+    labels = list(dict.fromkeys(r["label"] for r in record["results"]))
+    shown = [lab for lab in labels if not lab.startswith("shm-")]  # ablations crowd the plot; see the table
+    panels = [("T", h) for h in sorted(sizes, reverse=True)] + [("H", max(lengths) if len(sizes) > 1 else None)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5), squeeze=False)
+    cmap = plt.get_cmap("tab20")
+    for ax, (axis, fixed) in zip(axes[0], panels):
+        for i, label in enumerate(shown):
+            style = {"color": cmap(i % 20), "marker": "o", "linestyle": "-" if label.startswith("shm") else "--"}
+            if axis == "T":
+                pts = [(t, ok[(label, t, fixed)]["time_s_median"]) for t in lengths if (label, t, fixed) in ok]
+            else:
+                t_fixed = _largest_common_length(ok, label, lengths, sizes)
+                pts = [(h, ok[(label, t_fixed, h)]["time_s_median"]) for h in sizes if (label, t_fixed, h) in ok]
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] * 1e3 for p in pts], label=label, **style)
+        torch_pts = [(e["T"], e["time_s_median"]) for e in record.get("torch_reference", [])
+                     if e.get("status") == "ok" and axis == "T" and e["H"] == fixed]
+        if torch_pts:
+            ax.plot([p[0] for p in torch_pts], [p[1] * 1e3 for p in torch_pts], color="black", marker="s",
+                    linewidth=2, label="torch loop (official style)")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_ylabel("fwd+bwd time (ms)")
+        if axis == "T":
+            ax.set_xlabel("sequence length T")
+            ax.set_title(f"time vs T, H = {fixed}, B = {record['settings']['batch']}")
+        else:
+            ax.set_xlabel("memory size H")
+            ax.set_title("time vs H (largest T run at every H, per core)")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc="upper left")
+    fig.suptitle(f"memory cores on {record['host']['device_kind']} ({record['timestamp_utc']})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _largest_common_length(ok, label, lengths, sizes) -> int:
+    common = [t for t in lengths if all((label, t, h) in ok for h in sizes)]
+    return max(common) if common else lengths[0]
+
+
+def write_tables(json_path: Path | str) -> list[Path]:
+    """Write the markdown table and the PNG for one JSON; returns their paths."""
+    json_path = Path(json_path)
+    record = json.loads(json_path.read_text())
+    md_path, png_path = output_paths(json_path)
+    md_path.write_text(markdown(record))
+    plot(record, png_path)
+    return [md_path, png_path]
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: python -m benchmarks.make_tables benchmarks/results/memory_speed_<device>.json")
+    for p in write_tables(sys.argv[1]):
+        print(f"wrote {p}")

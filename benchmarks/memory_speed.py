@@ -1,0 +1,361 @@
+"""Forward+backward time and peak memory of every memory core over sequence length T and memory size H.
+
+    python -m benchmarks.memory_speed            # full grid, ~15 min on a 2-core CPU
+    python -m benchmarks.memory_speed --quick    # smoke run: small grid, few repeats
+
+What one measurement is: ``jit(value_and_grad(mean(y²)))`` with respect to the parameters and the input
+x: float32[T, B, D] of one core, carry = initialize_carry(B), a start flag at t = 0 only, the core's own
+noise. Compile time is taken apart (``lower().compile()``); the run time is the median of several calls,
+each ended by ``block_until_ready``. Memory is XLA's compiled ``memory_analysis()`` (temp + arguments +
+outputs − aliased), plus the device's ``memory_stats()`` peak where the backend has one (GPU). A
+configuration whose compiled estimate exceeds ``--memory-budget-gb`` is recorded as skipped with the
+estimate, not run.
+
+In the same run: the PyTorch per-step loop of the official code (benchmarks/torch_reference.py, each size
+in a fresh process), a check that it computes the same function as the JAX SHM, the host, versions and
+the load average at start and end. Results go to ``<out>/memory_speed_<device>[_quick].json``; the table
+and plot are regenerated from that file by ``benchmarks.make_tables``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from shm_jax.memory import make_memory
+from shm_jax.memory.scan import default_method
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+INPUT_SIZE = 64     # D: the SHM input in the paper's POPGym agent
+OUTPUT_SIZE = 128   # F: every core's output size (SHM: shortcut + projection to F)
+BATCH = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class CoreSpec:
+    """One benchmarked core. ``build(H)`` returns the module; ``None`` means not run at that H (``why``)."""
+
+    label: str                 # e.g. "shm/sequential-64"
+    family: str                # "shm", "shm-ablation" or "baseline"
+    build: Callable[[int], object | None]
+    why_not: str = ""
+
+
+def _shm(method: str | None, chunk: int = 64, name: str = "shm") -> Callable[[int], object]:
+    return lambda h: make_memory(name, memory_size=h, shortcut=True, projection_size=OUTPUT_SIZE,
+                                 scan_method=method, chunk_size=chunk)
+
+
+def core_specs(chunk_sizes: tuple[int, ...]) -> list[CoreSpec]:
+    """Every core: SHM per scan method and chunk size, the SHM ablations on the default scan, baselines.
+
+    Sizes at memory size H: SHM and the matrix baselines an H x H memory; FFM an H x 4 complex trace; GRU a
+    hidden state of H (and of H² = SHM's state size, run where H² <= 1024); the MLP H hidden units.
+    """
+    specs = [CoreSpec("shm/associative", "shm", _shm("associative"))]
+    specs += [CoreSpec(f"shm/sequential-{c}", "shm", _shm("sequential", c)) for c in chunk_sizes]
+    specs += [CoreSpec(f"shm/chunked-{c}", "shm", _shm("chunked", c)) for c in chunk_sizes]
+    for name in ("shm-fixed-theta", "shm-neural-theta", "shm-random-c", "shm-fixed-c", "shm-c1"):
+        specs.append(CoreSpec(name, "shm-ablation", _shm(None, name=name)))
+    specs += [
+        CoreSpec("gru", "baseline", lambda h: make_memory("gru", hidden_size=h)),
+        CoreSpec("gru-equal-state", "baseline",
+                 lambda h: make_memory("gru", hidden_size=h * h) if h * h <= 1024 else None,
+                 why_not="GRU with hidden size H² > 1024 (H=128: 16384 units, 0.8 G weights) not run"),
+        CoreSpec("ffm", "baseline", lambda h: make_memory("ffm", memory_size=h, output_size=OUTPUT_SIZE)),
+        CoreSpec("linear-attention", "baseline",
+                 lambda h: make_memory("linear-attention", memory_size=h, output_size=OUTPUT_SIZE)),
+        CoreSpec("mlstm", "baseline", lambda h: make_memory("mlstm", memory_size=h, output_size=OUTPUT_SIZE)),
+        CoreSpec("mlp", "baseline", lambda h: make_memory("mlp", features=h)),
+    ]
+    return specs
+
+
+def _memory_analysis(compiled) -> dict:
+    try:
+        stats = compiled.memory_analysis()
+    except Exception as err:  # some backends do not implement it
+        return {"error": repr(err)}
+    if stats is None:
+        return {"error": "memory_analysis() returned None"}
+    out = {name: int(getattr(stats, f"{name}_size_in_bytes", 0)) for name in
+           ("temp", "argument", "output", "alias", "generated_code")}
+    out["peak_estimate"] = out["temp"] + out["argument"] + out["output"] - out["alias"]
+    return out
+
+
+def _device_peak_bytes() -> int | None:
+    try:
+        stats = jax.devices()[0].memory_stats()
+    except Exception:
+        return None
+    return int(stats["peak_bytes_in_use"]) if stats and "peak_bytes_in_use" in stats else None
+
+
+def measure_core(core, length: int, repeats: int, budget_bytes: float, seed: int = 0) -> dict:
+    """Compile and time one core's forward+backward at x: float32[T=length, B, D]. Returns a result dict."""
+    keys = jax.random.split(jax.random.PRNGKey(seed), 3)
+    x = jax.random.normal(keys[0], (length, BATCH, INPUT_SIZE))
+    starts = jnp.zeros((length, BATCH), bool).at[0].set(True)
+    noise = core.sample_noise(keys[1], length, BATCH)
+    carry = core.initialize_carry(BATCH)
+    params = jax.jit(core.init)(keys[2], carry, x, starts, noise)
+
+    def loss(params_, x_):
+        _, y = core.apply(params_, carry, x_, starts, noise)
+        return jnp.mean(jnp.square(y))
+
+    step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
+    start = time.perf_counter()
+    compiled = step.lower(params, x).compile()
+    compile_s = time.perf_counter() - start
+    memory = _memory_analysis(compiled)
+    result = {"compile_s": compile_s, "memory": memory,
+              "param_count": int(sum(np.size(p) for p in jax.tree.leaves(params)))}
+    estimate = memory.get("peak_estimate")
+    if estimate is not None and estimate > budget_bytes:
+        result.update(status="skipped", note=f"compiled memory estimate {estimate / 2**30:.2f} GiB "
+                                             f"> budget {budget_bytes / 2**30:.2f} GiB")
+        return result
+    jax.block_until_ready(compiled(params, x))  # warm-up (first-call allocations)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(compiled(params, x))
+        times.append(time.perf_counter() - start)
+        if len(times) >= 3 and sum(times) > 20.0:  # slow configurations: three calls are enough
+            break
+    result.update(status="ok", time_s_median=statistics.median(times), time_s_all=times,
+                  per_step_us=statistics.median(times) / length * 1e6, device_peak_bytes=_device_peak_bytes())
+    return result
+
+
+def run_torch_reference(length: int, hsz: int, repeats: int) -> dict:
+    """The official-style PyTorch loop at (B, T, H) in a fresh process (so its peak RSS is its own)."""
+    cmd = [sys.executable, "-m", "benchmarks.torch_reference", str(BATCH), str(length), str(hsz),
+           str(INPUT_SIZE), str(OUTPUT_SIZE), str(repeats)]
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"status": "error", "note": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
+    return {"status": "ok", **json.loads(proc.stdout.strip().splitlines()[-1])}
+
+
+def torch_available() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _versions() -> dict:
+    import flax
+    import jaxlib
+
+    versions = {"python": platform.python_version(), "jax": jax.__version__, "jaxlib": jaxlib.__version__,
+                "flax": flax.__version__, "numpy": np.__version__}
+    if torch_available():
+        import torch
+        versions["torch"] = torch.__version__
+    return versions
+
+
+def _git_commit() -> str | None:
+    proc = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True)
+    return proc.stdout.strip() or None
+
+
+def device_slug() -> str:
+    """'cpu', or the lower-cased device kind, e.g. 'nvidia-h100-80gb-hbm3'."""
+    device = jax.devices()[0]
+    if device.platform == "cpu":
+        return "cpu"
+    return re.sub(r"[^a-z0-9]+", "-", device.device_kind.lower()).strip("-") or device.platform
+
+
+def host_info() -> dict:
+    devices = jax.devices()
+    return {
+        "backend": jax.default_backend(),
+        "jax_devices": [str(d) for d in devices],
+        "device_kind": devices[0].device_kind,
+        "cpu_model": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "default_scan_method": default_method(),
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    lengths: tuple[int, ...]
+    sizes: tuple[int, ...]
+    chunk_sizes: tuple[int, ...]
+    repeats: int
+    torch_lengths: tuple[int, ...]
+    torch_size: int
+    torch_repeats: int
+
+
+FULL = Grid(lengths=(256, 1024, 4096), sizes=(32, 128), chunk_sizes=(16, 64, 256), repeats=5,
+            torch_lengths=(256, 1024), torch_size=32, torch_repeats=3)
+QUICK = Grid(lengths=(64, 256), sizes=(32,), chunk_sizes=(16, 64), repeats=3,
+             torch_lengths=(64, 256), torch_size=32, torch_repeats=2)
+
+
+def run(grid: Grid, budget_gb: float, only: str | None = None) -> dict:
+    """Every (core, T, H) of ``grid``; returns the JSON-ready record (printed line by line as it goes)."""
+    record = {
+        "timestamp_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "host": host_info(),
+        "versions": _versions(),
+        "git_commit": _git_commit(),
+        "load_average_start": list(os.getloadavg()),
+        "settings": {"batch": BATCH, "input_size": INPUT_SIZE, "output_size": OUTPUT_SIZE,
+                     "memory_budget_gb": budget_gb, **dataclasses.asdict(grid)},
+        "results": [], "torch_reference": [], "checks": {},
+    }
+    budget_bytes = budget_gb * 2**30
+    specs = [s for s in core_specs(grid.chunk_sizes) if only is None or re.search(only, s.label)]
+    jobs = [(s, t, h) for h in grid.sizes for t in grid.lengths for s in specs]
+    torch_ok = torch_available()
+    total = len(jobs) + (len(grid.torch_lengths) + 1 if torch_ok else 0)
+    done = 0
+    began = time.perf_counter()
+
+    def progress(text: str) -> None:
+        elapsed = time.perf_counter() - began
+        print(f"[{done:3d}/{total}] {elapsed:6.0f}s  {text}", flush=True)
+
+    for spec, length, hsz in jobs:
+        entry = {"label": spec.label, "family": spec.family, "T": length, "H": hsz, "B": BATCH}
+        core = spec.build(hsz)
+        if core is None:
+            entry.update(status="not-run", note=spec.why_not)
+        else:
+            entry["scan_method"] = getattr(core, "scan_method", None)
+            entry["chunk_size"] = getattr(core, "chunk_size", None)
+            try:
+                entry.update(measure_core(core, length, grid.repeats, budget_bytes))
+            except Exception as err:  # record and go on: one broken core must not lose the run
+                entry.update(status="error", note=f"{type(err).__name__}: {str(err).splitlines()[0][:300]}")
+            jax.clear_caches()
+        record["results"].append(entry)
+        done += 1
+        progress(_describe(entry))
+
+    if torch_ok:
+        from benchmarks.torch_reference import compare_with_jax
+
+        check = compare_with_jax(memory_size=grid.torch_size, input_size=INPUT_SIZE, output_size=OUTPUT_SIZE,
+                                 length=64, batch=BATCH)
+        check["ok"] = (check["output"] < 1e-4 * max(check["output_scale"], 1.0)
+                       and check["input_grad"] < 1e-4 * check["input_grad_scale"])
+        record["checks"]["torch_equals_jax"] = check
+        done += 1
+        progress(f"torch reference == JAX SHM: max |dy| {check['output']:.1e}, ok={check['ok']}")
+        for length in grid.torch_lengths:
+            entry = {"label": "torch-loop", "T": length, "H": grid.torch_size, "B": BATCH,
+                     **run_torch_reference(length, grid.torch_size, grid.torch_repeats)}
+            record["torch_reference"].append(entry)
+            done += 1
+            progress(_describe(entry))
+    else:
+        record["torch_reference"].append({"status": "skipped", "note": "torch is not importable"})
+    record["load_average_end"] = list(os.getloadavg())
+    record["wall_s"] = time.perf_counter() - began
+    return record
+
+
+def _describe(entry: dict) -> str:
+    head = f"{entry['label']:<22} T={entry['T']:<5} H={entry['H']:<4}"
+    if entry.get("status") != "ok":
+        return f"{head} {entry.get('status')}: {entry.get('note', '')}"
+    text = f"{head} {entry['time_s_median'] * 1e3:9.1f} ms"
+    if "compile_s" in entry:
+        text += f"  (compile {entry['compile_s']:.1f} s)"
+    peak = entry.get("memory", {}).get("peak_estimate")
+    if peak is not None:
+        text += f"  {peak / 2**20:8.1f} MiB"
+    if "peak_rss_growth_bytes" in entry:
+        text += f"  rss +{entry['peak_rss_growth_bytes'] / 2**20:.0f} MiB"
+    return text
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small grid and few repeats (smoke run)")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results",
+                        help="results folder (JSON, markdown table, PNG)")
+    parser.add_argument("--memory-budget-gb", type=float, default=None,
+                        help="skip configurations whose compiled memory estimate exceeds this "
+                             "(default 12 on CPU, 90%% of the device memory on an accelerator)")
+    parser.add_argument("--only", default=None, help="regular expression on core labels (e.g. '^shm/')")
+    args = parser.parse_args(argv)
+    if args.memory_budget_gb is not None and args.memory_budget_gb <= 0:
+        parser.error("--memory-budget-gb must be positive")
+    return args
+
+
+def _default_budget_gb() -> float:
+    device = jax.devices()[0]
+    if device.platform != "cpu":
+        stats = _device_peak_bytes_limit(device)
+        if stats:
+            return 0.9 * stats / 2**30
+    return 12.0
+
+
+def _device_peak_bytes_limit(device) -> int | None:
+    try:
+        stats = device.memory_stats()
+    except Exception:
+        return None
+    return int(stats["bytes_limit"]) if stats and "bytes_limit" in stats else None
+
+
+def main(argv: list[str] | None = None) -> Path:
+    args = parse_args(argv)
+    budget = args.memory_budget_gb if args.memory_budget_gb is not None else _default_budget_gb()
+    grid = QUICK if args.quick else FULL
+    record = run(grid, budget, args.only)
+    record["settings"]["quick"] = args.quick
+    args.out.mkdir(parents=True, exist_ok=True)
+    suffix = "_quick" if args.quick else ""
+    path = args.out / f"memory_speed_{device_slug()}{suffix}.json"
+    path.write_text(json.dumps(record, indent=1))
+    print(f"wrote {path}", flush=True)
+    from benchmarks.make_tables import write_tables
+
+    for written in write_tables(path):
+        print(f"wrote {written}", flush=True)
+    return path
+
+
+if __name__ == "__main__":
+    main()
