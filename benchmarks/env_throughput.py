@@ -1,0 +1,232 @@
+"""Environment steps per second of every registered id, next to the original numpy popgym on the same machine.
+
+    python -m benchmarks.env_throughput            # 1024 and 8192 envs x 500 steps, 3 repeats
+    python -m benchmarks.env_throughput --quick    # smoke run: 1024 envs x 64 steps, 1 repeat
+    python -m benchmarks.env_throughput --ids RepeatPreviousEasy AutoencodeEasy --note "idle machine"
+
+What one JAX measurement is: the raw environment (``envs.resolve(id)``, no wrappers) stepped with gymnax
+``step`` (auto-reset, so every step also pays a reset) under ``jit(vmap(lax.scan))`` over ``B`` envs and ``T``
+steps, uniform-random actions sampled inside the scan. Compile time is taken apart (``lower().compile()``); the
+run time is the median of the repeats, each ended by ``block_until_ready``; steps/s = B * T / time.
+The original: one numpy env (the popgym class of the same task and level), uniform-random actions, ``reset`` on
+every episode end, steps/s over a fixed number of steps (ids the original lacks are left empty).
+
+Writes ``<out>/env_throughput_<device>[_quick].json`` (device, versions, host, load average at start and end,
+settings, one row per id) and the table ``<out>/env_throughput[_<device>][_quick].md`` (the CPU run owns the
+plain name).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import statistics
+import time
+from importlib import metadata
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import envs
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def device_tag() -> str:
+    """'cpu', or the platform and device kind (e.g. 'gpu_NVIDIA_H100_80GB_HBM3') for a file name."""
+    device = jax.devices()[0]
+    if device.platform == "cpu":
+        return "cpu"
+    return re.sub(r"[^A-Za-z0-9]+", "_", f"{device.platform}_{device.device_kind}").strip("_")
+
+
+def jax_steps_per_second(env_id: str, batch: int, steps: int, repeats: int) -> dict:
+    """Compile time and median steps/s of ``batch`` raw envs x ``steps`` auto-resetting steps, random actions."""
+    spec = envs.resolve(env_id)
+    env = spec.factory(**spec.kwargs)
+    params = env.default_params
+    space = env.action_space(params)
+
+    def run(key):
+        key_reset, key_steps = jax.random.split(key)
+        _, state = env.reset(key_reset, params)
+
+        def body(carry, key):
+            state, total = carry
+            key_action, key_step = jax.random.split(key)
+            obs, state, reward, _, _, _ = env.step(key_step, state, space.sample(key_action), params)
+            # A checksum of every observation and reward, so XLA cannot drop any part of the step.
+            checksum = reward + sum(jnp.sum(leaf.astype(jnp.float32)) for leaf in jax.tree.leaves(obs))
+            return (state, total + checksum), None
+
+        (_, total), _ = jax.lax.scan(body, (state, jnp.float32(0.0)), jax.random.split(key_steps, steps))
+        return total
+
+    program = jax.jit(jax.vmap(run))
+    keys = jax.random.split(jax.random.key(0), batch)
+    start = time.perf_counter()
+    compiled = program.lower(keys).compile()
+    compile_s = time.perf_counter() - start
+    jax.block_until_ready(compiled(keys))  # warm-up
+    times = []
+    for r in range(repeats):
+        keys = jax.random.split(jax.random.key(r + 1), batch)
+        start = time.perf_counter()
+        jax.block_until_ready(compiled(keys))
+        times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    return {"batch": batch, "steps": steps, "compile_s": compile_s, "time_s_median": median,
+            "times_s": times, "steps_per_s": batch * steps / median}  # fmt: skip
+
+
+def original_class(env_id: str):
+    """The original popgym class of this id (the id itself or one of its aliases), or None."""
+    try:
+        import popgym.envs as popgym_envs
+    except ImportError:
+        return None
+    canonical = envs.resolve(env_id).env_id
+    names = [canonical] + [a for a in envs.list_ids(include_aliases=True) if envs.resolve(a).env_id == canonical]
+    for name in names:
+        cls = getattr(popgym_envs, name, None)
+        if cls is not None:
+            return cls
+    return None
+
+
+def numpy_steps_per_second(cls, steps: int) -> dict:
+    """Single original env, uniform-random actions, reset at every episode end."""
+    env = cls()
+    space = env.action_space
+    rng = np.random.default_rng(0)
+    if hasattr(space, "nvec"):
+        sample = lambda: rng.integers(0, space.nvec)  # noqa: E731
+    elif hasattr(space, "n"):
+        sample = lambda: int(rng.integers(space.n))  # noqa: E731
+    else:
+        sample = lambda: rng.uniform(space.low, space.high).astype(space.dtype)  # noqa: E731
+    actions = [sample() for _ in range(steps)]
+    env.reset(seed=0)
+    start = time.perf_counter()
+    for a in actions:
+        _, _, terminated, truncated, _ = env.step(a)
+        if terminated or truncated:
+            env.reset()
+    elapsed = time.perf_counter() - start
+    return {"class": cls.__name__, "steps": steps, "time_s": elapsed, "steps_per_s": steps / elapsed}
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version()}
+    for package in ("jax", "jaxlib", "gymnax", "popgym", "numpy"):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[package] = None
+    return out
+
+
+def markdown(record: dict) -> str:
+    batches = record["settings"]["batch_sizes"]
+    device = record["device"]
+    lines = [
+        f"# Environment throughput ({device['platform']}: {device['kind']}; jax {record['versions']['jax']})",
+        "",
+        f"Raw env, gymnax `step` with auto-reset, `jit(vmap(lax.scan))`, random actions, "
+        f"{record['settings']['steps']} steps, median of {record['settings']['repeats']}. "
+        f"Original: one numpy popgym env, {record['settings']['numpy_steps']} random steps. "
+        f"Host: {record['host']['cpu_count']} CPUs, load average {record['host']['loadavg_start']} -> "
+        f"{record['host']['loadavg_end']}. {record['note']}",
+        "",
+        "| id | " + " | ".join(f"JAX steps/s, B={b}" for b in batches) + " | compile s | numpy popgym steps/s | "
+        + "JAX / numpy (largest B) |",
+        "|---|" + "---:|" * (len(batches) + 3),
+    ]
+    for row in record["results"]:
+        if row.get("error"):
+            lines.append(f"| {row['id']} | error: {row['error']} |")
+            continue
+        jax_rates = {r["batch"]: r["steps_per_s"] for r in row["jax"]}
+        cells = [f"{jax_rates[b]:,.0f}" if b in jax_rates else "" for b in batches]
+        compile_s = max(r["compile_s"] for r in row["jax"])
+        original = row.get("numpy")
+        orig_rate = f"{original['steps_per_s']:,.0f}" if original and "steps_per_s" in original else "—"
+        ratio = (
+            f"{jax_rates[max(jax_rates)] / original['steps_per_s']:.1f}x"
+            if original and "steps_per_s" in original else "—"
+        )  # fmt: skip
+        lines.append(f"| {row['id']} | " + " | ".join(cells) + f" | {compile_s:.1f} | {orig_rate} | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1024 envs x 64 steps, 1 repeat, 2000 numpy steps")
+    parser.add_argument("--ids", nargs="*", default=None, help="ids to measure (default: every canonical id)")
+    parser.add_argument("--batch-sizes", type=int, nargs="*", default=None)
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--numpy-steps", type=int, default=None)
+    parser.add_argument("--note", default="", help="free text stored with the results (e.g. machine load)")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    batch_sizes = args.batch_sizes or ([1024] if quick else [1024, 8192])
+    steps = args.steps or (64 if quick else 500)
+    repeats = args.repeats or (1 if quick else 3)
+    numpy_steps = args.numpy_steps or (2000 if quick else 20000)
+    ids = args.ids or envs.list_ids()
+    for env_id in ids:
+        envs.resolve(env_id)  # unknown ids fail before any measurement
+
+    device = jax.devices()[0]
+    record = {
+        "benchmark": "env_throughput",
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "quick": quick,
+        "device": {"platform": device.platform, "kind": device.device_kind, "count": jax.device_count()},
+        "versions": versions(),
+        "host": {"cpu_count": os.cpu_count(), "machine": platform.machine(),
+                 "loadavg_start": [round(x, 2) for x in os.getloadavg()]},  # fmt: skip
+        "settings": {"batch_sizes": batch_sizes, "steps": steps, "repeats": repeats, "numpy_steps": numpy_steps},
+        "note": args.note,
+        "results": [],
+    }
+    for env_id in ids:
+        row = {"id": env_id, "family": envs.resolve(env_id).family, "jax": []}
+        try:
+            for batch in batch_sizes:
+                row["jax"].append(jax_steps_per_second(env_id, batch, steps, repeats))
+            cls = original_class(env_id)
+            if cls is not None:
+                try:
+                    row["numpy"] = numpy_steps_per_second(cls, numpy_steps)
+                except Exception as error:  # e.g. LabyrinthEscape without mazelib
+                    row["numpy"] = {"class": cls.__name__, "error": f"{type(error).__name__}: {error}"}
+        except Exception as error:
+            row["error"] = f"{type(error).__name__}: {error}"
+        record["results"].append(row)
+        rates = ", ".join(f"B={r['batch']}: {r['steps_per_s']:,.0f}/s" for r in row["jax"])
+        original = row.get("numpy", {}).get("steps_per_s")
+        print(f"{env_id:32s} {rates}" + (f" | numpy {original:,.0f}/s" if original else ""), flush=True)
+    record["host"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    tag = device_tag()
+    suffix = "_quick" if quick else ""
+    json_path = args.out / f"env_throughput_{tag}{suffix}.json"
+    json_path.write_text(json.dumps(record, indent=1) + "\n")
+    md_tag = "" if tag == "cpu" else f"_{tag}"
+    (args.out / f"env_throughput{md_tag}{suffix}.md").write_text(markdown(record))
+    print(f"wrote {json_path}")
+    return json_path
+
+
+if __name__ == "__main__":
+    main()
