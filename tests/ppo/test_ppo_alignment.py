@@ -136,3 +136,15 @@ def test_first_minibatch_ratio_is_one_and_nan_is_flagged(shm_run):
     poisoned = state.replace(params=jax.tree.map(lambda p: p * jnp.nan, state.params))
     _, bad = update(poisoned, hp)
     assert not bool(bad["finite"])
+
+
+def test_act_threads_the_same_carry_as_the_rollout(shm_run):
+    """Evaluation's act(), fed the rollout's observations, flags and noise, ends in the rollout's carry."""
+    trainer, hp, state, new_state, traj, start_carry, last_value, stats = shm_run
+    act = jax.jit(trainer.act, static_argnames="greedy")
+    carry = start_carry
+    for t in range(traj.obs.shape[0]):
+        noise = jax.tree.map(lambda x: x[t][None], traj.noise)
+        action, carry = act(state.params, traj.obs[t], carry, traj.start[t], noise, jax.random.PRNGKey(t), greedy=True)
+        assert action.shape == (2,) and np.all((np.asarray(action) >= 0) & (np.asarray(action) < 2))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), carry, new_state.carry)
