@@ -91,6 +91,8 @@ def _fmt_time(entry: dict | None) -> str:
     if status == "ok":
         ms = entry["time_s_median"] * 1e3
         return f"{ms:.0f}" if ms >= 100 else f"{ms:.1f}" if ms >= 1 else f"{ms:.2f}"
+    if status == "skipped" and "predicted_call_s" in entry:
+        return f"skip (~{entry['predicted_call_s']:.0f} s)"
     if status == "skipped":
         return f"skip ({entry['memory']['peak_estimate'] / 2**30:.0f} GiB)"
     return status or "–"
@@ -135,7 +137,10 @@ def markdown(record: dict) -> str:
         "times are noisy: quote ratios taken inside one run.",
         f"- Workload: forward + backward of mean(y²) w.r.t. parameters and input, B = {s['batch']}, "
         f"input D = {s['input_size']}, output F = {s['output_size']}, one episode start at t = 0; "
-        f"median of up to {s['repeats']} jitted calls after a warm-up (compile excluded).",
+        f"median of up to {s['repeats']} jitted calls after a warm-up (compile excluded). "
+        + (f"`skip (~N s)`: predicted time per call above --max-call-s {s['max_call_s']:g} s. "
+           if "max_call_s" in s else "")
+        + (f"The torch loop ran with {s['torch_threads']} intra-op thread(s)." if "torch_threads" in s else ""),
         f"- Memory: XLA `memory_analysis()` of the compiled fwd+bwd, temp + arguments + outputs − aliased "
         f"(MiB). Budget {s['memory_budget_gb']:g} GiB: larger estimates are skipped (shown in parentheses).",
         "",

@@ -54,6 +54,7 @@ class CoreSpec:
     family: str                # "shm", "shm-ablation" or "baseline"
     build: Callable[[int], object | None]
     why_not: str = ""
+    lengths: tuple[int, ...] | None = None  # run only at these T (None: every T of the grid)
 
 
 def _shm(method: str | None, chunk: int = 64, name: str = "shm") -> Callable[[int], object]:
@@ -61,22 +62,24 @@ def _shm(method: str | None, chunk: int = 64, name: str = "shm") -> Callable[[in
                                  scan_method=method, chunk_size=chunk)
 
 
-def core_specs(chunk_sizes: tuple[int, ...]) -> list[CoreSpec]:
+def core_specs(grid: "Grid") -> list[CoreSpec]:
     """Every core: SHM per scan method and chunk size, the SHM ablations on the default scan, baselines.
 
     Sizes at memory size H: SHM and the matrix baselines an H x H memory; FFM an H x 4 complex trace; GRU a
-    hidden state of H (and of H² = SHM's state size, run where H² <= 1024); the MLP H hidden units.
+    hidden state of H (and of H² = SHM's state size, run where H² <= 1024 and T <= 1024); the MLP H
+    hidden units. The ablations run at ``grid.ablation_lengths`` only (they cost what the default path costs).
     """
     specs = [CoreSpec("shm/associative", "shm", _shm("associative"))]
-    specs += [CoreSpec(f"shm/sequential-{c}", "shm", _shm("sequential", c)) for c in chunk_sizes]
-    specs += [CoreSpec(f"shm/chunked-{c}", "shm", _shm("chunked", c)) for c in chunk_sizes]
+    specs += [CoreSpec(f"shm/sequential-{c}", "shm", _shm("sequential", c)) for c in grid.sequential_chunks]
+    specs += [CoreSpec(f"shm/chunked-{c}", "shm", _shm("chunked", c)) for c in grid.chunked_chunks]
     for name in ("shm-fixed-theta", "shm-neural-theta", "shm-random-c", "shm-fixed-c", "shm-c1"):
-        specs.append(CoreSpec(name, "shm-ablation", _shm(None, name=name)))
+        specs.append(CoreSpec(name, "shm-ablation", _shm(None, name=name), lengths=grid.ablation_lengths))
     specs += [
         CoreSpec("gru", "baseline", lambda h: make_memory("gru", hidden_size=h)),
         CoreSpec("gru-equal-state", "baseline",
                  lambda h: make_memory("gru", hidden_size=h * h) if h * h <= 1024 else None,
-                 why_not="GRU with hidden size H² > 1024 (H=128: 16384 units, 0.8 G weights) not run"),
+                 why_not="GRU with hidden size H² > 1024 (H=128: 16384 units, 0.8 G weights) not run",
+                 lengths=tuple(t for t in grid.lengths if t <= 1024)),
         CoreSpec("ffm", "baseline", lambda h: make_memory("ffm", memory_size=h, output_size=OUTPUT_SIZE)),
         CoreSpec("linear-attention", "baseline",
                  lambda h: make_memory("linear-attention", memory_size=h, output_size=OUTPUT_SIZE)),
@@ -138,17 +141,17 @@ def measure_core(core, length: int, repeats: int, budget_bytes: float, seed: int
         start = time.perf_counter()
         jax.block_until_ready(compiled(params, x))
         times.append(time.perf_counter() - start)
-        if len(times) >= 3 and sum(times) > 20.0:  # slow configurations: three calls are enough
+        if len(times) >= 3 and sum(times) > 10.0:  # slow configurations: three calls are enough
             break
-    result.update(status="ok", time_s_median=statistics.median(times), time_s_all=times,
+    result.update(status="ok", time_s_median=statistics.median(times), time_s_min=min(times), time_s_all=times,
                   per_step_us=statistics.median(times) / length * 1e6, device_peak_bytes=_device_peak_bytes())
     return result
 
 
-def run_torch_reference(length: int, hsz: int, repeats: int) -> dict:
+def run_torch_reference(length: int, hsz: int, repeats: int, threads: int) -> dict:
     """The official-style PyTorch loop at (B, T, H) in a fresh process (so its peak RSS is its own)."""
     cmd = [sys.executable, "-m", "benchmarks.torch_reference", str(BATCH), str(length), str(hsz),
-           str(INPUT_SIZE), str(OUTPUT_SIZE), str(repeats)]
+           str(INPUT_SIZE), str(OUTPUT_SIZE), str(repeats), str(threads)]
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         return {"status": "error", "note": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
@@ -215,21 +218,41 @@ def host_info() -> dict:
 class Grid:
     lengths: tuple[int, ...]
     sizes: tuple[int, ...]
-    chunk_sizes: tuple[int, ...]
+    sequential_chunks: tuple[int, ...]   # checkpoint intervals of the lean sequential scan
+    chunked_chunks: tuple[int, ...]      # associative-scan block lengths of the chunked scan
+    ablation_lengths: tuple[int, ...]
     repeats: int
     torch_lengths: tuple[int, ...]
     torch_size: int
     torch_repeats: int
 
 
-FULL = Grid(lengths=(256, 1024, 4096), sizes=(32, 128), chunk_sizes=(16, 64, 256), repeats=5,
-            torch_lengths=(256, 1024), torch_size=32, torch_repeats=3)
-QUICK = Grid(lengths=(64, 256), sizes=(32,), chunk_sizes=(16, 64), repeats=3,
-             torch_lengths=(64, 256), torch_size=32, torch_repeats=2)
+FULL = Grid(lengths=(256, 1024, 4096), sizes=(32, 128), sequential_chunks=(64, 256), chunked_chunks=(16, 64),
+            ablation_lengths=(1024,), repeats=5, torch_lengths=(256, 1024), torch_size=32, torch_repeats=3)
+QUICK = Grid(lengths=(64, 256), sizes=(32,), sequential_chunks=(64,), chunked_chunks=(16,),
+             ablation_lengths=(256,), repeats=3, torch_lengths=(64, 256), torch_size=32, torch_repeats=2)
 
 
-def run(grid: Grid, budget_gb: float, only: str | None = None) -> dict:
-    """Every (core, T, H) of ``grid``; returns the JSON-ready record (printed line by line as it goes)."""
+def predicted_call_s(done: list[dict], label: str, length: int, hsz: int) -> float | None:
+    """Guess one call's time from this core's finished runs: linear in T at the same H, else ∝ H² at the same T."""
+    same_h = [r for r in done if r["label"] == label and r["H"] == hsz and r["T"] < length and r.get("status") == "ok"]
+    if same_h:
+        prev = max(same_h, key=lambda r: r["T"])
+        return prev["time_s_median"] * length / prev["T"]
+    same_t = [r for r in done if r["label"] == label and r["T"] == length and r["H"] < hsz and r.get("status") == "ok"]
+    if same_t:
+        prev = max(same_t, key=lambda r: r["H"])
+        return prev["time_s_median"] * (hsz / prev["H"]) ** 2
+    return None
+
+
+def run(grid: Grid, budget_gb: float, only: str | None = None, max_call_s: float = 15.0,
+        torch_threads: int = 1) -> dict:
+    """Every (core, T, H) of ``grid``; returns the JSON-ready record (printed line by line as it goes).
+
+    A configuration whose predicted single-call time (``predicted_call_s``) exceeds ``max_call_s`` is
+    recorded as skipped with the prediction.
+    """
     record = {
         "timestamp_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "host": host_info(),
@@ -237,12 +260,14 @@ def run(grid: Grid, budget_gb: float, only: str | None = None) -> dict:
         "git_commit": _git_commit(),
         "load_average_start": list(os.getloadavg()),
         "settings": {"batch": BATCH, "input_size": INPUT_SIZE, "output_size": OUTPUT_SIZE,
-                     "memory_budget_gb": budget_gb, **dataclasses.asdict(grid)},
+                     "memory_budget_gb": budget_gb, "max_call_s": max_call_s, "torch_threads": torch_threads,
+                     **dataclasses.asdict(grid)},
         "results": [], "torch_reference": [], "checks": {},
     }
     budget_bytes = budget_gb * 2**30
-    specs = [s for s in core_specs(grid.chunk_sizes) if only is None or re.search(only, s.label)]
-    jobs = [(s, t, h) for h in grid.sizes for t in grid.lengths for s in specs]
+    specs = [s for s in core_specs(grid) if only is None or re.search(only, s.label)]
+    jobs = [(s, t, h) for h in grid.sizes for t in grid.lengths for s in specs
+            if s.lengths is None or t in s.lengths]
     torch_ok = torch_available()
     total = len(jobs) + (len(grid.torch_lengths) + 1 if torch_ok else 0)
     done = 0
@@ -255,8 +280,12 @@ def run(grid: Grid, budget_gb: float, only: str | None = None) -> dict:
     for spec, length, hsz in jobs:
         entry = {"label": spec.label, "family": spec.family, "T": length, "H": hsz, "B": BATCH}
         core = spec.build(hsz)
+        guess = predicted_call_s(record["results"], spec.label, length, hsz)
         if core is None:
             entry.update(status="not-run", note=spec.why_not)
+        elif guess is not None and guess > max_call_s:
+            entry.update(status="skipped", predicted_call_s=guess,
+                         note=f"predicted {guess:.0f} s per call > --max-call-s {max_call_s:g}")
         else:
             entry["scan_method"] = getattr(core, "scan_method", None)
             entry["chunk_size"] = getattr(core, "chunk_size", None)
@@ -281,7 +310,7 @@ def run(grid: Grid, budget_gb: float, only: str | None = None) -> dict:
         progress(f"torch reference == JAX SHM: max |dy| {check['output']:.1e}, ok={check['ok']}")
         for length in grid.torch_lengths:
             entry = {"label": "torch-loop", "T": length, "H": grid.torch_size, "B": BATCH,
-                     **run_torch_reference(length, grid.torch_size, grid.torch_repeats)}
+                     **run_torch_reference(length, grid.torch_size, grid.torch_repeats, torch_threads)}
             record["torch_reference"].append(entry)
             done += 1
             progress(_describe(entry))
@@ -315,10 +344,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--memory-budget-gb", type=float, default=None,
                         help="skip configurations whose compiled memory estimate exceeds this "
                              "(default 12 on CPU, 90%% of the device memory on an accelerator)")
+    parser.add_argument("--max-call-s", type=float, default=15.0,
+                        help="skip a configuration whose predicted time per call (from the same core at a "
+                             "smaller T or H) exceeds this many seconds")
+    parser.add_argument("--torch-threads", type=int, default=1,
+                        help="torch intra-op threads for the reference loop (0: torch's default; on a loaded "
+                             "2-core host its 2-thread OpenMP pool ran 10-20x slower than 1 thread)")
     parser.add_argument("--only", default=None, help="regular expression on core labels (e.g. '^shm/')")
     args = parser.parse_args(argv)
     if args.memory_budget_gb is not None and args.memory_budget_gb <= 0:
         parser.error("--memory-budget-gb must be positive")
+    if args.max_call_s <= 0:
+        parser.error("--max-call-s must be positive")
+    if args.torch_threads < 0:
+        parser.error("--torch-threads must be >= 0")
     return args
 
 
@@ -343,7 +382,7 @@ def main(argv: list[str] | None = None) -> Path:
     args = parse_args(argv)
     budget = args.memory_budget_gb if args.memory_budget_gb is not None else _default_budget_gb()
     grid = QUICK if args.quick else FULL
-    record = run(grid, budget, args.only)
+    record = run(grid, budget, args.only, args.max_call_s, args.torch_threads)
     record["settings"]["quick"] = args.quick
     args.out.mkdir(parents=True, exist_ok=True)
     suffix = "_quick" if args.quick else ""

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import statistics
 import sys
 import time
@@ -179,23 +178,41 @@ def compare_with_jax(memory_size: int = 8, input_size: int = 6, output_size: int
     }
 
 
-def _current_rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def _status_bytes(field: str) -> int:
+    """A memory line of /proc/self/status (VmRSS, VmHWM) in bytes."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise OSError(f"{field} not in /proc/self/status")
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the process's resident high-water mark (Linux >= 4.0); False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def time_forward_backward(batch: int, length: int, memory_size: int, input_size: int, output_size: int,
-                          repeats: int = 3, seed: int = 0) -> dict:
+                          repeats: int = 3, seed: int = 0, threads: int | None = None) -> dict:
     """Median wall time of forward + backward (mean squared output) and the peak RSS growth.
 
-    Run it in a fresh process (``python -m benchmarks.torch_reference ...``): the peak RSS is the process's
-    high-water mark minus its resident size after the inputs were built.
+    Run it in a fresh process (``python -m benchmarks.torch_reference ...``): the peak RSS growth is the
+    resident high-water mark (reset after the inputs were built) minus the resident size at that point.
+    threads: torch intra-op threads (None keeps torch's default).
     """
+    if threads is not None:
+        torch.set_num_threads(threads)
     torch.manual_seed(seed)
     model = TorchSHMLoop(input_size, memory_size, output_size)
     x = torch.randn(batch, length, input_size, requires_grad=True)
     rows = torch.randint(0, NUM_THETA, (batch, length))
-    baseline = _current_rss_bytes()
+    exact_peak = _reset_peak_rss()
+    baseline = _status_bytes("VmRSS")
     times = []
     for _ in range(repeats):
         model.zero_grad(set_to_none=True)
@@ -204,22 +221,25 @@ def time_forward_backward(batch: int, length: int, memory_size: int, input_size:
         y, _ = model(x, rows)
         (y ** 2).mean().backward()
         times.append(time.perf_counter() - start)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    peak = _status_bytes("VmHWM")
     return {
         "time_s_median": statistics.median(times),
+        "time_s_min": min(times),
         "time_s_all": times,
+        # Without the reset the high-water mark may predate the inputs (torch's import): then only an upper bound.
         "peak_rss_growth_bytes": max(peak - baseline, 0),
+        "peak_rss_exact": exact_peak,
         "torch_version": torch.__version__,
         "torch_threads": torch.get_num_threads(),
     }
 
 
 def main(argv: list[str]) -> None:
-    """CLI: B T H D F REPEATS -> one JSON line on stdout."""
-    if len(argv) != 6:
-        raise SystemExit("usage: python -m benchmarks.torch_reference B T H D F REPEATS")
-    batch, length, hsz, d, f, repeats = (int(a) for a in argv)
-    print(json.dumps(time_forward_backward(batch, length, hsz, d, f, repeats)))
+    """CLI: B T H D F REPEATS THREADS -> one JSON line on stdout (THREADS 0: torch's default)."""
+    if len(argv) != 7:
+        raise SystemExit("usage: python -m benchmarks.torch_reference B T H D F REPEATS THREADS")
+    batch, length, hsz, d, f, repeats, threads = (int(a) for a in argv)
+    print(json.dumps(time_forward_backward(batch, length, hsz, d, f, repeats, threads=threads or None)))
 
 
 if __name__ == "__main__":
