@@ -90,7 +90,7 @@ class TrainCommand:
 class EvalCommand:
     """Evaluate a run's latest checkpoint on fresh episodes (held-out tasks for meta-RL); writes RUN_DIR/eval.json."""
 
-    run_dir: tyro.conf.Positional[str]
+    run_dir: Annotated[tyro.conf.Positional[str], tyro.conf.arg(metavar="RUN_DIR")]
     """The run directory (runs/<env>-<memory>-<time>)."""
     episodes: Optional[int] = None
     """Episodes per agent (default: the run's eval_episodes, or 32)."""

@@ -7,7 +7,9 @@
    :class:`BatchedTrain` vmaps it over seeds (inner) and the sweep grid (outer), so every runner-state
    leaf and every metric has leading axes ``[G, S]`` (G sweep settings, S seeds), and places the
    state on a device mesh (``shm_jax.sharding``);
-3. a loop of jitted chunks of K = ``updates_per_chunk`` PPO updates; between chunks, on the host:
+3. a loop of jitted chunks of K = ``updates_per_chunk`` PPO updates (lowered to a nearby divisor of
+   the number of updates when there is one, so a single compiled program serves every chunk; see
+   :func:`effective_chunk_size`); between chunks, on the host:
    tqdm progress (env steps per run, rate, recent mean return, ETA), ``metrics.jsonl``, one CSV per
    (setting, seed), optional TensorBoard, a checkpoint every ``checkpoint_every`` chunks (0: none
    on the way) and always at the end or when stopped;
@@ -356,6 +358,14 @@ def _recent_return(chunk: dict[str, np.ndarray]) -> float:
     return float(np.sum(chunk["episode_return_sum"]) / count) if count > 0 else math.nan
 
 
+def effective_chunk_size(num_updates: int, requested: int) -> int:
+    """The largest divisor of ``num_updates`` that is <= ``requested`` if it is at least requested/4,
+    else ``requested``: equal chunks need ONE compiled program, a shorter last chunk needs a second."""
+    requested = max(1, min(requested, num_updates))
+    divisor = max(d for d in range(1, requested + 1) if num_updates % d == 0)
+    return divisor if 4 * divisor >= requested else requested
+
+
 def _first_nonfinite(chunk: dict[str, np.ndarray]) -> int | None:
     """Index of the first update in the chunk whose ``finite`` flag is false in any run, else None."""
     if "finite" not in chunk:
@@ -424,10 +434,11 @@ def run(
     trainer = program.trainer
     is_main = jax.process_index() == 0
     num_updates, steps_per_update = int(trainer.num_updates), int(trainer.steps_per_update)
-    chunk_size = max(1, int(_field(config, "updates_per_chunk", default=10)))
-    # checkpoint_every counts chunks (0: only at the end and when stopped)
+    requested_chunk = max(1, int(_field(config, "updates_per_chunk", default=10)))
+    chunk_size = effective_chunk_size(num_updates, requested_chunk)
+    # checkpoint_every counts chunks of the requested size (0: only at the end and when stopped)
     every_chunks = int(_field(config, "checkpoint_every", default=0) or 0)
-    checkpoint_every = every_chunks * chunk_size if every_chunks > 0 else num_updates
+    checkpoint_every = every_chunks * requested_chunk if every_chunks > 0 else num_updates
 
     run_dir = Path(resume_dir) if resume_dir is not None else new_run_dir(config)
     if is_main:
@@ -476,7 +487,8 @@ def run(
                   if elapsed > 0 else None}
         summary = metrics_lib.summarize(history, status=status, extra={
             "run_dir": str(run_dir), "env_id": _field(config, "env_id"), "memory": _field(config, "memory"),
-            "num_updates": num_updates, "timing": timing, **(extra or {})})
+            "num_updates": num_updates, "updates_per_chunk": chunk_size, "sharded_axis": program.sharded_axis,
+            "timing": timing, **(extra or {})})
         metrics_lib.write_summary(run_dir / "summary.json", summary)
         if summary.get("evaluation"):
             (run_dir / "eval.json").write_text(json.dumps(summary["evaluation"], indent=2) + "\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import signal
@@ -42,8 +43,11 @@ def _jsonl(run_dir):
 
 
 def test_run_writes_a_self_describing_directory(tmp_path):
-    config = FakeConfig(out_dir=str(tmp_path), sweep=(("lr", (0.01, 0.05)),), num_seeds=2, num_updates=4)
+    config = FakeConfig(out_dir=str(tmp_path), sweep=(("lr", (0.01, 0.05)),), num_seeds=2, num_updates=4,
+                        tensorboard=True)
     run_dir = _run(config)
+    # TensorBoard logs only when tensorboardX is importable; otherwise the run goes on without them
+    assert (run_dir / "tensorboard").is_dir() == (importlib.util.find_spec("tensorboardX") is not None)
     assert run_dir.parent == tmp_path and run_dir.name.startswith("Fake-none-")
     for name in ("config.json", "versions.json", "devices.json", "metrics.jsonl", "summary.json", "learning_curve.png"):
         assert (run_dir / name).is_file(), name
