@@ -135,7 +135,8 @@ trainer.run(config, trainer=FakeTrainer(config), base_hparams=fake_hparams(confi
 """
 
 
-def test_ctrl_c_finishes_the_chunk_saves_and_resume_works(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_finishes_the_chunk_saves_and_resume_works(tmp_path, signum):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parents[1])]), "JAX_PLATFORMS": "cpu"}
     proc = subprocess.Popen([sys.executable, "-c", SIGINT_SCRIPT, str(tmp_path)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -143,10 +144,10 @@ def test_ctrl_c_finishes_the_chunk_saves_and_resume_works(tmp_path):
     while time.time() < deadline and not list(tmp_path.glob("*/metrics.jsonl")):
         time.sleep(0.2)
     time.sleep(0.5)  # a few chunks in
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
-    assert "SIGINT received" in err and "Resume with: python train.py --resume" in err
+    assert f"{signal.Signals(signum).name} received" in err and "Resume with: python train.py --resume" in err
     (run_dir,) = tmp_path.iterdir()
     summary = json.loads((run_dir / "summary.json").read_text())
     done = summary["updates"]
