@@ -183,6 +183,10 @@ def train_main(argv: list[str]) -> int:
     command = parse_train_args(argv)
     if command.resume is not None:
         config = trainer.load_run_config(command.resume, TrainConfig)
+        others = [a for a in argv if a.startswith("--") and a.split("=")[0] not in ("--resume",)]
+        if others:
+            print(f"note: --resume continues with the run's saved config.json; ignoring {' '.join(others)}",
+                  file=sys.stderr)
         run_dir = trainer.run(config, resume_dir=command.resume)
     else:
         run_dir = trainer.run(command.config)
