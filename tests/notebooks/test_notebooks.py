@@ -23,6 +23,8 @@ NOTEBOOK_DIR = REPO / "notebooks"
 # notebook -> figure files it must save (names relative to the output directory)
 EXPECTED_FIGURES = {
     "quickstart.ipynb": ["quickstart_learning_curve.png"],
+    "sweep.ipynb": ["sweep_learning_curves.png", "sweep_mmer.png"],
+    "inside_memory.ipynb": ["inside_memory_heatmaps.png", "inside_memory_cumprod.png", "inside_memory_frames.png"],
 }
 CELL_TIMEOUT_S = 600
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
