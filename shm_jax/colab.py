@@ -117,7 +117,34 @@ def install(repo_dir: str | os.PathLike | None = None, runtime: str | None = Non
     if repo not in sys.path:  # an editable install is only seen by new processes; this one needs the path
         sys.path.insert(0, repo)
     importlib.invalidate_caches()
+    stale = stale_modules()
+    if stale:
+        print(f"pip changed {', '.join(stale)}, already imported in this process: restart the runtime "
+              "(Colab: Runtime -> Restart session) and run the notebook again")
     return True
+
+
+# Distributions whose module may already be imported by the notebook host before the install cell runs.
+_WATCHED = {"numpy": "numpy", "scipy": "scipy", "jax": "jax", "jaxlib": "jaxlib", "ml_dtypes": "ml_dtypes",
+            "flax": "flax", "optax": "optax"}
+
+
+def stale_modules() -> list[str]:
+    """Imported modules whose installed version now differs from the loaded one (a restart is needed)."""
+    import importlib.metadata
+
+    stale = []
+    for module, dist in _WATCHED.items():
+        loaded = getattr(sys.modules.get(module), "__version__", None)
+        if loaded is None:
+            continue
+        try:
+            installed = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        if installed != loaded:
+            stale.append(f"{module} {loaded} -> {installed}")
+    return stale
 
 
 def is_colab() -> bool:

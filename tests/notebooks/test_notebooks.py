@@ -193,3 +193,13 @@ def test_notebook_size_and_output_dir(tmp_path):
         colab.notebook_size({colab.SIZE_ENV: "huge"})
     out = colab.output_dir({colab.OUTPUT_ENV: str(tmp_path / "figs")})
     assert out == tmp_path / "figs" and out.is_dir()
+
+
+def test_stale_modules_reports_an_upgraded_imported_module(monkeypatch):
+    import types
+
+    import numpy
+
+    assert not any(entry.startswith("numpy ") for entry in colab.stale_modules())
+    monkeypatch.setitem(sys.modules, "numpy", types.SimpleNamespace(__version__="0.0.1"))
+    assert f"numpy 0.0.1 -> {numpy.__version__}" in colab.stale_modules()
