@@ -55,7 +55,8 @@ SPEC_RANDOM = {  # random-policy mean return of the original: 100 episodes (50 f
 }
 SPEC_RANDOM_EPISODES = {"Concentration": 50}
 SPEC_HIGHER_LOWER_OMNISCIENT = (0.904, 0.875, 0.923)  # one seed each
-NUM_EPISODES = 256  # per id: half oracle, half random
+SPEC_CONCENTRATION_HEURISTIC = (0.815, 0.814, 0.701)  # perfect-memory heuristic, 200 episodes
+NUM_EPISODES = 256  # fresh episodes per id, split between policies by MODE_COUNTS
 
 
 def build(env_id):
@@ -98,7 +99,30 @@ def oracle_action(task, env, state):
     raise AssertionError(task)
 
 
-ORACLE, RANDOM, GIVEN = 0, 1, 2
+def memory_heuristic_action(env, state, seen):
+    """Concentration with perfect memory of every card flipped so far (it reads values of ``seen`` positions only):
+    first flip: a remembered face-down pair if there is one, else the first unseen face-down card; second flip:
+    the remembered partner of the pending card if there is one, else the first other unseen face-down card."""
+    positions = jnp.arange(env.num_cards)
+    down = ~state.face_up
+    known, unseen = seen & down, down & ~seen
+    equal = (state.values[:, None] == state.values[None, :]) & (positions[:, None] != positions[None, :])
+    known_pair = known & jnp.any(equal & known[None, :], axis=1)
+    first = jnp.where(
+        known_pair.any(), jnp.argmax(known_pair), jnp.where(unseen.any(), jnp.argmax(unseen), jnp.argmax(down))
+    )
+    pending = jnp.maximum(state.pending, 0)
+    partner = known & (state.values == state.values[pending]) & (positions != pending)
+    other = unseen & (positions != pending)
+    fallback = jnp.where(other.any(), jnp.argmax(other), jnp.argmax(down & (positions != pending)))
+    second = jnp.where(partner.any(), jnp.argmax(partner), fallback)
+    return jnp.where(state.pending < 0, first, second)
+
+
+ORACLE, RANDOM, GIVEN, HEURISTIC = 0, 1, 2, 3
+# Per id: how many fresh episodes act with which policy (NUM_EPISODES in all).
+MODE_COUNTS = {"Concentration": {ORACLE: 32, RANDOM: 112, HEURISTIC: 112}}
+DEFAULT_MODE_COUNTS = {ORACLE: NUM_EPISODES // 2, RANDOM: NUM_EPISODES // 2}
 NUM_REPLAYED = 12  # episodes of the original replayed per id
 REPLAY_ORACLE_PROBS = (0.0, 0.5, 0.9, 1.0)  # per replayed episode: chance of the original's rewarding action
 
@@ -114,15 +138,21 @@ def rollout_program(env, task, params, horizon):
         _, fresh = env.reset_env(reset_key, params)
         state = jax.tree.map(lambda g, f: jnp.where(use_given_state, g, f), given_state, fresh)
 
-        def body(state, xs):
+        def body(carry, xs):
+            state, seen = carry
             given, act_key, step_key = xs
+            heuristic = memory_heuristic_action(env, state, seen) if task == "Concentration" else given
             action = jnp.select(
-                [mode == ORACLE, mode == RANDOM], [oracle_action(task, env, state), space.sample(act_key)], given
+                [mode == ORACLE, mode == RANDOM, mode == HEURISTIC],
+                [oracle_action(task, env, state), space.sample(act_key), heuristic],
+                given,
             )
             obs, state, reward, terminated, _ = env.step_env(step_key, state, action, params)
-            return state, (obs, reward, terminated, env.is_truncated(state, params))
+            seen = seen.at[jnp.clip(action, 0, seen.shape[0] - 1)].set(True)
+            return (state, seen), (obs, reward, terminated, env.is_truncated(state, params))
 
-        return jax.lax.scan(body, state, (given_actions, act_keys, step_keys))[1]
+        seen = jnp.zeros(env.num_actions, bool)  # positions flipped so far (used by the Concentration heuristic)
+        return jax.lax.scan(body, (state, seen), (given_actions, act_keys, step_keys))[1]
 
     # Optimisation level 0 halves XLA's compile time; these programs run for milliseconds.
     return jax.jit(jax.vmap(one), compiler_options={"xla_backend_optimization_level": 0})
@@ -177,8 +207,9 @@ def play_original(task, level, env, params, horizon, step_keys, monkeypatch):
 
 @pytest.fixture(scope="module", params=ALL_IDS)
 def rollouts(request):
-    """Per id, one program run over NUM_EPISODES fresh episodes (half oracle, half random) followed by the
-    NUM_REPLAYED episodes of the original replayed with its hidden state and actions."""
+    """Per id, one program run over NUM_EPISODES fresh episodes (MODE_COUNTS: oracle, random, heuristic) then the
+    NUM_REPLAYED episodes of the original replayed with its hidden state and actions.
+    Returns (env_id, {mode: first-episode summary}, (reset observations, original records, our replay outputs))."""
     env_id = request.param
     task = task_of(env_id)
     level = env_id[len(task):]
@@ -194,22 +225,23 @@ def rollouts(request):
     fresh_states = jax.tree.map(lambda x: jnp.zeros((NUM_EPISODES, *x.shape[1:]), x.dtype), replay_states)
     given_states = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), fresh_states, replay_states)
     use_given_state = jnp.arange(total) >= NUM_EPISODES
-    half = NUM_EPISODES // 2
-    mode = jnp.asarray([ORACLE] * half + [RANDOM] * half + [GIVEN] * NUM_REPLAYED)
+    counts = MODE_COUNTS.get(task, DEFAULT_MODE_COUNTS)
+    modes = np.concatenate([np.full(c, m) for m, c in counts.items()] + [np.full(NUM_REPLAYED, GIVEN)])
+    mode = jnp.asarray(modes)
     actions = jnp.concatenate([jnp.zeros((NUM_EPISODES, horizon), jnp.int32), jnp.asarray(replay_actions)])
     program = rollout_program(env, task, params, horizon)
     obs, reward, terminated, truncated = jax.device_get(
         program(reset_keys, given_states, use_given_state, mode, actions, act_keys, step_keys)
     )
     summary = first_episode_summary(reward[:NUM_EPISODES], terminated[:NUM_EPISODES], truncated[:NUM_EPISODES])
-    oracle = {k: v[:half] for k, v in summary.items()}
-    rand = {k: v[half:] for k, v in summary.items()}
+    by_mode = {m: {k: v[modes[:NUM_EPISODES] == m] for k, v in summary.items()} for m in counts}
     replayed = jax.tree.map(lambda x: x[NUM_EPISODES:], (obs, reward, terminated, truncated))
-    return env_id, (oracle, rand), (resets, records, replayed)
+    return env_id, by_mode, (resets, records, replayed)
 
 
 def test_oracle_length_and_return(rollouts):
-    env_id, (oracle, _), _ = rollouts
+    env_id, by_mode, _ = rollouts
+    oracle = by_mode[ORACLE]
     task = task_of(env_id)
     level = LEVELS.index(env_id[len(task):])
     env, _ = build(env_id)
@@ -235,10 +267,21 @@ def test_oracle_length_and_return(rollouts):
     np.testing.assert_allclose(oracle["ret"], 1.0, atol=1e-5)
 
 
+@pytest.mark.parametrize("rollouts", [f"Concentration{lv}" for lv in LEVELS], indirect=True)
+def test_concentration_memory_heuristic_matches_spec(rollouts):
+    """Spec §3.7: a perfect-memory player returns 0.815 / 0.814 / 0.701 (200 episodes)."""
+    env_id, by_mode, _ = rollouts
+    level = LEVELS.index(env_id[len("Concentration"):])
+    ret = by_mode[HEURISTIC]["ret"]
+    tol = 4 * ret.std() * math.sqrt(1 / len(ret) + 1 / 200)
+    assert abs(ret.mean() - SPEC_CONCENTRATION_HEURISTIC[level]) < tol, (ret.mean(), tol)
+
+
 def test_random_policy_matches_spec(rollouts):
-    """Mean random-policy return within 4 standard errors of the difference between our mean (128 episodes) and
-    the spec's (100 episodes, 50 for Concentration), the standard deviation estimated from our episodes."""
-    env_id, (_, rand), _ = rollouts
+    """Mean random-policy return within 4 standard errors of the difference between our mean (128 episodes, 112 for
+    Concentration) and the spec's (100 episodes, 50 for Concentration), the standard deviation estimated from ours."""
+    env_id, by_mode, _ = rollouts
+    rand = by_mode[RANDOM]
     task = task_of(env_id)
     level = LEVELS.index(env_id[len(task):])
     ref, n_ref = SPEC_RANDOM[task][level], SPEC_RANDOM_EPISODES.get(task, 100)
