@@ -36,6 +36,8 @@ import numpy as np
 from flax import struct
 from gymnax.environments import spaces
 
+from shm_jax.initializers import orthogonal
+
 
 # ----------------------------------------------------------------------------------------------
 # Action distributions
@@ -172,7 +174,7 @@ def episode_steps(prev_step: jax.Array, starts: jax.Array) -> jax.Array:
 
 
 def _dense(features: int, scale: float, name: str) -> nn.Dense:
-    return nn.Dense(features, kernel_init=nn.initializers.orthogonal(scale),
+    return nn.Dense(features, kernel_init=orthogonal(scale),
                     bias_init=nn.initializers.zeros, name=name)
 
 
