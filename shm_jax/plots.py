@@ -26,13 +26,13 @@ def plot_learning_curves(history: History, path: Path, *, title: str = "", metri
     """Write the learning-curve PNG to ``path``; returns the path, or None when there is nothing to plot."""
     if history.num_updates == 0 or metric not in history.data:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display needed; safe in notebooks and on servers
-    import matplotlib.pyplot as plt
+    # A bare Figure renders without pyplot's global backend state: no display needed on servers, and
+    # notebooks keep their inline backend.
+    from matplotlib.figure import Figure
 
     steps = history.env_steps()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     for g, setting in enumerate(history.settings):
         curves = np.stack([_fill_gaps(c) for c in history.data[metric][g]])  # [S, U]
         with warnings.catch_warnings():  # all-NaN columns (no episode finished yet) are expected
@@ -51,5 +51,4 @@ def plot_learning_curves(history: History, path: Path, *, title: str = "", metri
     ax.legend(loc="best", fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return Path(path)
