@@ -29,9 +29,11 @@ WATCH, PLAY = 1, 0
 
 @struct.dataclass
 class EnvState(environment.EnvState):
-    """suits: int32[N], suit of the t-th dealt card; time: int32, steps taken this episode."""
+    """suits: int32[N], suit of the t-th dealt card (positions > time not dealt yet, see ``deck.deal``);
+    in_order: bool, the deck was given in full and is dealt as given; time: int32, steps taken this episode."""
 
     suits: jax.Array
+    in_order: jax.Array
 
 
 @struct.dataclass
@@ -54,8 +56,16 @@ class Autoencode(environment.Environment[EnvState, EnvParams]):
         return EnvParams()
 
     def reset_env(self, key, params):
-        suits = deck.card_attribute(deck.shuffled_deck(key, self.num_decks), "suits")
-        state = EnvState(time=jnp.int32(0), suits=suits)
+        suits = deck.card_attribute(jnp.arange(self.num_cards), "suits")
+        return self._start(deck.deal(key, suits, 0, jnp.array(False)), jnp.array(False))
+
+    def reset_from_deck(self, cards: jax.Array):
+        """Start an episode with a given deck (int32[N] card ids in deal order, e.g. the original's), dealt as
+        given. Returns (obs, state) like ``reset_env``."""
+        return self._start(deck.card_attribute(cards, "suits"), jnp.array(True))
+
+    def _start(self, suits, in_order):
+        state = EnvState(time=jnp.int32(0), suits=suits, in_order=in_order)
         return jnp.stack([jnp.int32(WATCH), suits[0]]), state
 
     def step_env(self, key, state, action, params):
@@ -65,14 +75,15 @@ class Autoencode(environment.Environment[EnvState, EnvParams]):
         watching = t < n - 1
         # Watch: deal card t + 1 (the last one is shown with the PLAY flag).
         dealt = jnp.minimum(t + 1, n - 1)
-        watch_obs = jnp.stack([jnp.where(dealt == n - 1, PLAY, WATCH).astype(jnp.int32), state.suits[dealt]])
+        suits = deck.deal(key, state.suits, dealt, state.in_order)
+        watch_obs = jnp.stack([jnp.where(dealt == n - 1, PLAY, WATCH).astype(jnp.int32), suits[dealt]])
         # Play: recall card 2N-2-t (clamped into range so a step after the end cannot index out of bounds).
-        target = state.suits[jnp.clip(2 * n - 2 - t, 0, n - 1)]
+        target = suits[jnp.clip(2 * n - 2 - t, 0, n - 1)]
         play_reward = jnp.where(action == target, 1.0, -1.0) / n
         obs = jnp.where(watching, watch_obs, jnp.zeros(2, jnp.int32))
         reward = jnp.where(watching, 0.0, play_reward).astype(jnp.float32)
         terminated = t >= 2 * n - 2
-        return obs, state.replace(time=t + 1), reward, terminated, {}
+        return obs, state.replace(time=t + 1, suits=suits), reward, terminated, {}
 
     def is_truncated(self, state, params):
         return jnp.array(False)
@@ -89,7 +100,11 @@ class Autoencode(environment.Environment[EnvState, EnvParams]):
 
     def state_space(self, params=None):
         return spaces.Dict(
-            {"suits": MultiDiscrete([deck.NUM_SUITS] * self.num_cards), "time": spaces.Discrete(self.episode_length + 1)}
+            {
+                "suits": MultiDiscrete([deck.NUM_SUITS] * self.num_cards),
+                "in_order": spaces.Discrete(2),
+                "time": spaces.Discrete(self.episode_length + 1),
+            }
         )
 
 

@@ -71,7 +71,12 @@ class Concentration(environment.Environment[EnvState, EnvParams]):
         return EnvParams(max_steps_in_episode=self.episode_length)
 
     def reset_env(self, key, params):
-        values = deck.card_attribute(deck.shuffled_deck(key, self.num_decks), self.deck_type)
+        return self.reset_from_deck(deck.shuffled_deck(key, self.num_decks))
+
+    def reset_from_deck(self, cards: jax.Array):
+        """Start an episode with the given table (int32[n] card ids by position, e.g. the original's ``idx``).
+        Returns (obs, state) like ``reset_env``."""
+        values = deck.card_attribute(cards, self.deck_type)
         state = EnvState(
             time=jnp.int32(0),
             values=values,

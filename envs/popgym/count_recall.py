@@ -26,12 +26,14 @@ from envs.spaces import MultiDiscrete
 
 @struct.dataclass
 class EnvState(environment.EnvState):
-    """values, queries: int32[N] card types in deal order; counts: int32[T] value cards of each type dealt so
-    far (current one included); time: int32, steps taken this episode."""
+    """values, queries: int32[N] card types in deal order (positions > time not dealt yet, see ``deck.deal``);
+    counts: int32[T] value cards of each type dealt so far (current one included); in_order: bool, the decks were
+    given in full and are dealt as given; time: int32, steps taken this episode."""
 
     values: jax.Array
     queries: jax.Array
     counts: jax.Array
+    in_order: jax.Array
 
 
 @struct.dataclass
@@ -61,10 +63,19 @@ class CountRecall(environment.Environment[EnvState, EnvParams]):
 
     def reset_env(self, key, params):
         key_values, key_queries = jax.random.split(key)
-        values = deck.card_attribute(deck.shuffled_deck(key_values, self.num_decks), self.deck_type)
-        queries = deck.card_attribute(deck.shuffled_deck(key_queries, self.num_decks), self.deck_type)
+        types = deck.card_attribute(jnp.arange(self.num_cards), self.deck_type)
+        no = jnp.array(False)
+        return self._start(deck.deal(key_values, types, 0, no), deck.deal(key_queries, types, 0, no), no)
+
+    def reset_from_deck(self, value_cards: jax.Array, query_cards: jax.Array):
+        """Start an episode with given decks (int32[N] card ids in deal order each, e.g. the original's), dealt
+        as given. Returns (obs, state) like ``reset_env``."""
+        values = deck.card_attribute(value_cards, self.deck_type)
+        return self._start(values, deck.card_attribute(query_cards, self.deck_type), jnp.array(True))
+
+    def _start(self, values, queries, in_order):
         counts = jnp.zeros(self.num_types, jnp.int32).at[values[0]].add(1)
-        state = EnvState(time=jnp.int32(0), values=values, queries=queries, counts=counts)
+        state = EnvState(time=jnp.int32(0), values=values, queries=queries, counts=counts, in_order=in_order)
         return jnp.stack([values[0], queries[0]]), state
 
     def step_env(self, key, state, action, params):
@@ -73,9 +84,12 @@ class CountRecall(environment.Environment[EnvState, EnvParams]):
         target = state.counts[state.queries[jnp.minimum(t, n - 1)]]
         reward = (jnp.where(action == target, 1.0, -1.0) / (n - 1)).astype(jnp.float32)
         dealt = jnp.minimum(t + 1, n - 1)
-        value, query = state.values[dealt], state.queries[dealt]
+        key_values, key_queries = jax.random.split(key)
+        values = deck.deal(key_values, state.values, dealt, state.in_order)
+        queries = deck.deal(key_queries, state.queries, dealt, state.in_order)
+        value, query = values[dealt], queries[dealt]
         counts = state.counts.at[value].add(jnp.where(t + 1 <= n - 1, 1, 0))
-        state = state.replace(time=t + 1, counts=counts)
+        state = state.replace(time=t + 1, values=values, queries=queries, counts=counts)
         return jnp.stack([value, query]), state, reward, t >= n - 2, {}
 
     def is_truncated(self, state, params):
@@ -98,6 +112,7 @@ class CountRecall(environment.Environment[EnvState, EnvParams]):
                 "values": types,
                 "queries": types,
                 "counts": MultiDiscrete([self.max_count + 1] * self.num_types),
+                "in_order": spaces.Discrete(2),
                 "time": spaces.Discrete(self.episode_length + 1),
             }
         )

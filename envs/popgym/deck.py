@@ -7,9 +7,14 @@ A deck is ``num_decks`` standard 52-card decks concatenated, ``N = 52 * num_deck
 - rank   = (i div 4) mod 13   (13 ranks, each repeated for the 4 suits)
 - colour = i mod 2            (2 colours, alternating)
 
-Each episode the deck is shuffled (a uniform permutation) and dealt in order: ``cards[t]`` is the t-th card
-dealt. The original deals from the END of its shuffled index array, so its deal order is ``idx[::-1]``
-(see :func:`deal_order_from_popgym_idx`, used by the cross-check tests).
+Games that deal cards one per step deal lazily (:func:`deal`, one Fisher-Yates step per card: the card dealt at
+position t is uniform over the cards not dealt yet), so a reset costs O(N) instead of a shuffle. This matters
+because gymnax computes a reset on EVERY step (auto-reset). The resulting deal order is a uniform permutation, as
+the original's shuffle-then-deal. A deck given in full (``in_order=True``, e.g. the original's deck replayed by
+the tests) is dealt as given. Games that lay all cards out at once (Concentration) use :func:`shuffled_deck`.
+
+``cards[t]`` is the t-th card dealt. The original deals from the END of its shuffled index array, so its deal
+order is ``idx[::-1]`` (see :func:`deal_order_from_popgym_idx`, used by the cross-check tests).
 """
 
 from __future__ import annotations
@@ -77,3 +82,16 @@ def shuffled_deck(key: jax.Array, num_decks: int) -> jax.Array:
 def deal_order_from_popgym_idx(idx: np.ndarray) -> np.ndarray:
     """The original deck's shuffled ``idx`` array -> card ids in the order the original deals them."""
     return np.asarray(idx)[::-1].astype(np.int32)
+
+
+def deal(key: jax.Array, cards: jax.Array, position: jax.Array, in_order: jax.Array) -> jax.Array:
+    """Deal the card at ``position`` (clamped to N-1): swap it with a uniformly chosen position in [position, N),
+    one Fisher-Yates step, unless ``in_order`` (the deck was given in full: deal it as it is).
+
+    cards: int32[N] card ids or attributes, positions < ``position`` already dealt. Returns int32[N].
+    """
+    n = cards.shape[0]
+    position = jnp.minimum(position, n - 1)
+    other = jnp.where(in_order, position, jax.random.randint(key, (), position, n))
+    here, there = cards[position], cards[other]
+    return cards.at[other].set(here).at[position].set(there)

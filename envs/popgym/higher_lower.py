@@ -25,9 +25,11 @@ HIGHER, LOWER = 0, 1
 
 @struct.dataclass
 class EnvState(environment.EnvState):
-    """ranks: int32[N], rank of the t-th dealt card; time: int32, steps taken this episode."""
+    """ranks: int32[N], rank of the t-th dealt card (positions > time not dealt yet, see ``deck.deal``);
+    in_order: bool, the deck was given in full and is dealt as given; time: int32, steps taken this episode."""
 
     ranks: jax.Array
+    in_order: jax.Array
 
 
 @struct.dataclass
@@ -50,17 +52,26 @@ class HigherLower(environment.Environment[EnvState, EnvParams]):
         return EnvParams()
 
     def reset_env(self, key, params):
-        ranks = deck.card_attribute(deck.shuffled_deck(key, self.num_decks), "ranks")
-        return ranks[0], EnvState(time=jnp.int32(0), ranks=ranks)
+        ranks = deck.card_attribute(jnp.arange(self.num_cards), "ranks")
+        return self._start(deck.deal(key, ranks, 0, jnp.array(False)), jnp.array(False))
+
+    def reset_from_deck(self, cards: jax.Array):
+        """Start an episode with a given deck (int32[N] card ids in deal order, e.g. the original's), dealt as
+        given. Returns (obs, state) like ``reset_env``."""
+        return self._start(deck.card_attribute(cards, "ranks"), jnp.array(True))
+
+    def _start(self, ranks, in_order):
+        return ranks[0], EnvState(time=jnp.int32(0), ranks=ranks, in_order=in_order)
 
     def step_env(self, key, state, action, params):
         n, t = self.num_cards, state.time
         action = jnp.clip(jnp.asarray(action, jnp.int32), HIGHER, LOWER)
-        current = state.ranks[jnp.minimum(t, n - 1)]
-        following = state.ranks[jnp.minimum(t + 1, n - 1)]
+        dealt = jnp.minimum(t + 1, n - 1)
+        ranks = deck.deal(key, state.ranks, dealt, state.in_order)
+        current, following = ranks[jnp.minimum(t, n - 1)], ranks[dealt]
         right = (following > current) == (action == HIGHER)
         reward = jnp.where(following == current, 0.0, jnp.where(right, 1.0, -1.0) / n).astype(jnp.float32)
-        return following, state.replace(time=t + 1), reward, t >= n - 2, {}
+        return following, state.replace(time=t + 1, ranks=ranks), reward, t >= n - 2, {}
 
     def is_truncated(self, state, params):
         return jnp.array(False)
@@ -77,7 +88,11 @@ class HigherLower(environment.Environment[EnvState, EnvParams]):
 
     def state_space(self, params=None):
         return spaces.Dict(
-            {"ranks": MultiDiscrete([deck.NUM_RANKS] * self.num_cards), "time": spaces.Discrete(self.episode_length + 1)}
+            {
+                "ranks": MultiDiscrete([deck.NUM_RANKS] * self.num_cards),
+                "in_order": spaces.Discrete(2),
+                "time": spaces.Discrete(self.episode_length + 1),
+            }
         )
 
 

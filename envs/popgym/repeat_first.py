@@ -21,9 +21,11 @@ from envs.spaces import MultiDiscrete
 
 @struct.dataclass
 class EnvState(environment.EnvState):
-    """suits: int32[N], suit of the t-th dealt card; time: int32, steps taken this episode."""
+    """suits: int32[N], suit of the t-th dealt card (positions > time not dealt yet, see ``deck.deal``);
+    in_order: bool, the deck was given in full and is dealt as given; time: int32, steps taken this episode."""
 
     suits: jax.Array
+    in_order: jax.Array
 
 
 @struct.dataclass
@@ -46,15 +48,24 @@ class RepeatFirst(environment.Environment[EnvState, EnvParams]):
         return EnvParams()
 
     def reset_env(self, key, params):
-        suits = deck.card_attribute(deck.shuffled_deck(key, self.num_decks), "suits")
-        return suits[0], EnvState(time=jnp.int32(0), suits=suits)
+        suits = deck.card_attribute(jnp.arange(self.num_cards), "suits")
+        return self._start(deck.deal(key, suits, 0, jnp.array(False)), jnp.array(False))
+
+    def reset_from_deck(self, cards: jax.Array):
+        """Start an episode with a given deck (int32[N] card ids in deal order, e.g. the original's), dealt as
+        given. Returns (obs, state) like ``reset_env``."""
+        return self._start(deck.card_attribute(cards, "suits"), jnp.array(True))
+
+    def _start(self, suits, in_order):
+        return suits[0], EnvState(time=jnp.int32(0), suits=suits, in_order=in_order)
 
     def step_env(self, key, state, action, params):
         n, t = self.num_cards, state.time
         action = jnp.clip(jnp.asarray(action, jnp.int32), 0, deck.NUM_SUITS - 1)
         reward = (jnp.where(action == state.suits[0], 1.0, -1.0) / (n - 1)).astype(jnp.float32)
-        obs = state.suits[jnp.minimum(t + 1, n - 1)]
-        return obs, state.replace(time=t + 1), reward, t >= n - 2, {}
+        dealt = jnp.minimum(t + 1, n - 1)
+        suits = deck.deal(key, state.suits, dealt, state.in_order)
+        return suits[dealt], state.replace(time=t + 1, suits=suits), reward, t >= n - 2, {}
 
     def is_truncated(self, state, params):
         return jnp.array(False)
@@ -71,7 +82,11 @@ class RepeatFirst(environment.Environment[EnvState, EnvParams]):
 
     def state_space(self, params=None):
         return spaces.Dict(
-            {"suits": MultiDiscrete([deck.NUM_SUITS] * self.num_cards), "time": spaces.Discrete(self.episode_length + 1)}
+            {
+                "suits": MultiDiscrete([deck.NUM_SUITS] * self.num_cards),
+                "in_order": spaces.Discrete(2),
+                "time": spaces.Discrete(self.episode_length + 1),
+            }
         )
 
 

@@ -131,7 +131,8 @@ def rollout_program(env, task, params, horizon):
     """The one compiled program per id: ``horizon`` steps of ``step_env`` + ``is_truncated`` (no auto-reset: that
     would pay a fresh shuffle every step; test_all_ids covers gymnax ``step``) from either a fresh ``reset_env``
     or a given state, acting with the oracle, uniformly at random, or given actions (per episode ``mode``).
-    Returns per-step (obs, reward, terminated, truncated) with leading axes [episodes, horizon]."""
+    Returns per-step (obs, reward, terminated, truncated) with leading axes [episodes, horizon], and the final
+    states [episodes]."""
     space = env.action_space(params)
 
     def one(reset_key, given_state, use_given_state, mode, given_actions, act_keys, step_keys):
@@ -152,7 +153,8 @@ def rollout_program(env, task, params, horizon):
             return (state, seen), (obs, reward, terminated, env.is_truncated(state, params))
 
         seen = jnp.zeros(env.num_actions, bool)  # positions flipped so far (used by the Concentration heuristic)
-        return jax.lax.scan(body, (state, seen), (given_actions, act_keys, step_keys))[1]
+        (final, _), outputs = jax.lax.scan(body, (state, seen), (given_actions, act_keys, step_keys))
+        return outputs, final
 
     # Optimisation level 0 halves XLA's compile time; these programs run for milliseconds.
     return jax.jit(jax.vmap(one), compiler_options={"xla_backend_optimization_level": 0})
@@ -172,7 +174,7 @@ def first_episode_summary(reward, terminated, truncated):
     )
 
 
-def play_original(task, level, env, params, horizon, step_keys, monkeypatch):
+def play_original(task, level, env, params, horizon, step_keys):
     """Run NUM_REPLAYED episodes of the original (its own shuffles, our payout draws for the bandit), actions mixing
     its rewarding action and random ones. Returns our reset states built from its hidden state (batched), our reset
     observations, its reset observations, the actions [E, horizon] and its per-step records."""
@@ -186,10 +188,8 @@ def play_original(task, level, env, params, horizon, step_keys, monkeypatch):
             obs0, state = env.reset_env(jax.random.key(0), params)
             state = state.replace(probs=jnp.asarray(np_env.bandits, jnp.float32))
             np_env._np_random = _FixedUniforms(draws[e])
-        else:  # our reset_env deals the original's deck (its shuffle patched in)
-            decks = original_decks(task, np_env)
-            monkeypatch.setattr(deck, "shuffled_deck", lambda key, num_decks: jnp.asarray(decks.pop(0)))
-            obs0, state = env.reset_env(jax.random.key(0), params)
+        else:  # the original's deck(s), dealt as given
+            obs0, state = env.reset_from_deck(*[jnp.asarray(d) for d in original_decks(task, np_env)])
         states.append(state)
         resets.append((np.asarray(obs0), np.asarray(np_obs)))
         p_oracle, episode = REPLAY_ORACLE_PROBS[e % len(REPLAY_ORACLE_PROBS)], []
@@ -218,23 +218,32 @@ def rollouts(request):
     total = NUM_EPISODES + NUM_REPLAYED
     keys = jax.random.split(jax.random.key(2), 3 * total * horizon).reshape(3, total, horizon)
     reset_keys, act_keys, step_keys = keys[0, :, 0], keys[1], keys[2]
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        replay_states, resets, replay_actions, records = play_original(
-            task, level, env, params, horizon, step_keys[NUM_EPISODES:], monkeypatch
-        )
-    fresh_states = jax.tree.map(lambda x: jnp.zeros((NUM_EPISODES, *x.shape[1:]), x.dtype), replay_states)
-    given_states = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), fresh_states, replay_states)
-    use_given_state = jnp.arange(total) >= NUM_EPISODES
+    replay_states, resets, replay_actions, records = play_original(
+        task, level, env, params, horizon, step_keys[NUM_EPISODES:]
+    )
     counts = MODE_COUNTS.get(task, DEFAULT_MODE_COUNTS)
     modes = np.concatenate([np.full(c, m) for m, c in counts.items()] + [np.full(NUM_REPLAYED, GIVEN)])
     mode = jnp.asarray(modes)
+    # Fresh episodes start from reset_env (lazily dealt decks), except HigherLower's omniscient oracle, which must
+    # see the next card: it starts from a deck shuffled in full and dealt in order.
+    use_given_state = np.arange(total) >= NUM_EPISODES
+    if task == "HigherLower":
+        use_given_state |= modes == ORACLE
+        decks = jax.vmap(lambda k: deck.shuffled_deck(k, env.num_decks))(jax.random.split(jax.random.key(4), total))
+        full_states = jax.vmap(env.reset_from_deck)(decks)[1]
+    else:
+        full_states = jax.tree.map(lambda x: jnp.zeros((total, *x.shape[1:]), x.dtype), replay_states)
+    given_states = jax.tree.map(
+        lambda full, replay: full.at[NUM_EPISODES:].set(replay), full_states, replay_states
+    )
     actions = jnp.concatenate([jnp.zeros((NUM_EPISODES, horizon), jnp.int32), jnp.asarray(replay_actions)])
     program = rollout_program(env, task, params, horizon)
-    obs, reward, terminated, truncated = jax.device_get(
-        program(reset_keys, given_states, use_given_state, mode, actions, act_keys, step_keys)
+    (obs, reward, terminated, truncated), final = jax.device_get(
+        program(reset_keys, given_states, jnp.asarray(use_given_state), mode, actions, act_keys, step_keys)
     )
     summary = first_episode_summary(reward[:NUM_EPISODES], terminated[:NUM_EPISODES], truncated[:NUM_EPISODES])
     by_mode = {m: {k: v[modes[:NUM_EPISODES] == m] for k, v in summary.items()} for m in counts}
+    by_mode["final"] = jax.tree.map(lambda x: x[:NUM_EPISODES][modes[:NUM_EPISODES] == RANDOM], final)
     replayed = jax.tree.map(lambda x: x[NUM_EPISODES:], (obs, reward, terminated, truncated))
     return env_id, by_mode, (resets, records, replayed)
 
@@ -275,6 +284,32 @@ def test_concentration_memory_heuristic_matches_spec(rollouts):
     ret = by_mode[HEURISTIC]["ret"]
     tol = 4 * ret.std() * math.sqrt(1 / len(ret) + 1 / 200)
     assert abs(ret.mean() - SPEC_CONCENTRATION_HEURISTIC[level]) < tol, (ret.mean(), tol)
+
+
+DEALT = {"Autoencode": ("suits",), "RepeatPrevious": ("suits",), "RepeatFirst": ("suits",),
+         "HigherLower": ("ranks",), "CountRecall": ("values", "queries")}  # fmt: skip
+
+
+@pytest.mark.parametrize("rollouts", [f"{t}{lv}" for t in DEALT for lv in LEVELS], indirect=True)
+def test_lazy_dealing_deals_every_card_once_in_uniform_order(rollouts):
+    """After a whole lazily dealt episode (random policy), each deck holds exactly the deck's multiset of card
+    attributes, and equal attributes follow each other at the rate of a uniform shuffle, (N/T - 1)/(N - 1),
+    within 4 standard errors (pooled over episodes and positions)."""
+    env_id, by_mode, _ = rollouts
+    task = task_of(env_id)
+    env, _ = build(env_id)
+    n = env.num_cards
+    assert not np.asarray(by_mode["final"].in_order).any()
+    for field in DEALT[task]:
+        dealt = np.asarray(getattr(by_mode["final"], field))
+        attribute = {"suits": "suits", "ranks": "ranks"}.get(field, getattr(env, "deck_type", None))
+        full = np.sort(np.asarray(deck.card_attribute(np.arange(n), attribute)))
+        np.testing.assert_array_equal(np.sort(dealt, axis=1), np.broadcast_to(full, dealt.shape))
+        types = deck.ATTRIBUTE_SIZES[attribute]
+        p = (n / types - 1) / (n - 1)
+        same = dealt[:, 1:] == dealt[:, :-1]
+        stderr = math.sqrt(p * (1 - p) / same.size)
+        assert abs(same.mean() - p) < 4 * stderr, (field, same.mean(), p)
 
 
 def test_random_policy_matches_spec(rollouts):
