@@ -214,7 +214,7 @@ def plot(record: dict, path: Path) -> None:
     lengths, sizes = record["settings"]["lengths"], record["settings"]["sizes"]
     labels = list(dict.fromkeys(r["label"] for r in record["results"]))
     shown = [lab for lab in labels if not lab.startswith("shm-")]  # ablations crowd the plot; see the table
-    panels = [("T", h) for h in sorted(sizes, reverse=True)] + [("H", max(lengths) if len(sizes) > 1 else None)]
+    panels = [("T", h) for h in sorted(sizes, reverse=True)] + ([("H", None)] if len(sizes) > 1 else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5), squeeze=False)
     cmap = plt.get_cmap("tab20")
     for ax, (axis, fixed) in zip(axes[0], panels):
