@@ -242,9 +242,13 @@ def plot(record: dict, path: Path) -> None:
             ax.set_xlabel("memory size H")
             ax.set_title("time vs H (largest T run at every H, per core)")
         ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].legend(fontsize=7, loc="upper left")
+    handles = {}
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    fig.legend(list(handles.values()), list(handles), fontsize=8, loc="center right")
     fig.suptitle(f"memory cores on {record['host']['device_kind']} ({record['timestamp_utc']})")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.86, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
