@@ -27,7 +27,6 @@ The official row index is ``uniform_(0, 1).long()``, which truncates to 0: every
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import sys
 import time
