@@ -9,14 +9,15 @@ Budget (both memories): 64 envs x 30 steps (one whole episode per env per rollou
 env steps, 4 epochs x 4 minibatches, ent_coef 0.01, gamma 0.99, lambda 0.95, sizes 64 (features, pre, post,
 heads), seed PRNGKey(0). Evaluation: 64 fresh episodes, greedy actions, shm_jax.evaluation (seed 1).
 
-Results measured on the shared 2-core CPU (load average 10-12, i.e. heavily contended):
-- SHM (memory_size 32, shortcut, lr 1e-3): greedy success 1.00 (sampled 1.00), return 11.7;
-  compile 92 s + train 25 s + evaluation 43 s under that load.
-- GRU (hidden 64, lr 3e-3): greedy success 1.00 (sampled 1.00), return 11.7;
-  compile 62 s + train 11 s + evaluation 22 s under that load.
-A common failure mode, seen in other seeds/settings (D = 10, 15; GRU at lr 1e-3; SHM at lr 3e-3 with D = 15),
-is a plateau at about 2/3 (greedy 0.61): the agent serves two colours' doors and has not yet found the third.
-The threshold below (0.7) excludes that plateau as well as chance (1/3; 64 episodes give sd 0.06).
+Results (greedy and sampled evaluation alike; same numbers in two separate runs):
+- SHM (memory_size 32, shortcut, lr 1e-3): success 1.00, return 11.7.
+- GRU (hidden 64, lr 3e-3): success 1.00, return 11.7.
+Test time on the shared 2-core CPU: at load average 5-6, SHM 36 s, GRU 41 s, the Wind test 21 s (whole file 103 s);
+at load 9-10, SHM 81 s, GRU 58 s, Wind 30-46 s. Compilation dominates (the 150 updates themselves take ~10-25 s).
+A common failure mode is a plateau at about 2/3 (greedy 0.61): the agent serves two colours' doors and has not
+found the third. Seen with D = 10 and 15, GRU at lr 1e-3, SHM at lr 3e-3 with D = 15, and SHM with the time
+encoding on (time_encoding=True) at this exact budget; hence every learning-relevant field is pinned below.
+The threshold (0.7) excludes that plateau as well as chance (1/3; 64 episodes give sd 0.06).
 """
 
 from __future__ import annotations
@@ -79,17 +80,14 @@ def test_meta_task_trains():
                          total_timesteps=4 * 100 * 3)
     trainer = ppo.make_train(config)
     assert trainer.action_spec.kind == "box" and trainer.action_spec.sizes == (2,)  # Gaussian policy
-    hparams = ppo.hparams_from_config(config)
-    initial = trainer.init(jax.random.PRNGKey(0), hparams)
-    state, metrics = jax.jit(trainer.train)(jax.random.PRNGKey(0), hparams)
+    state, metrics = jax.jit(trainer.train)(jax.random.PRNGKey(0), ppo.hparams_from_config(config))
     metrics = jax.tree.map(np.asarray, metrics)
     assert metrics["finite"].all() and metrics["finite"].shape == (3,)
     for name in ("total_loss", "policy_loss", "value_loss", "entropy", "grad_norm", "approx_kl"):
         assert np.isfinite(metrics[name]).all(), name
     # Wind trials are 100 steps: every rollout of 100 steps ends one trial per environment.
     np.testing.assert_array_equal(metrics["episode_count"], config.num_envs)
-    changed = jax.tree.map(lambda a, b: bool(np.any(np.asarray(a) != np.asarray(b))), initial.params, state.params)
-    assert all(jax.tree.leaves(changed))
+    assert (metrics["grad_norm"] > 0).all() and int(state.update) == 3  # three real updates happened
 
     result = evaluation.evaluate(_batched(state), episodes=8, greedy=True, trainer=trainer, config=config)
     run = result["per_run"][0]
