@@ -1,0 +1,54 @@
+"""The default preset is what `python train.py` runs: valid, SHM on a task it learns in minutes, any --memory works.
+
+Cheap: validation, CLI parsing and environment/memory construction only; nothing is compiled or trained.
+"""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from shm_jax import ppo
+from shm_jax.config import from_preset, validate
+from shm_jax.memory import memory_names
+
+TRAIN_PY = Path(__file__).resolve().parents[2] / "train.py"
+
+
+def _train_cli():
+    spec = importlib.util.spec_from_file_location("train_cli_for_default_preset", TRAIN_PY)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_default_preset_is_shm_on_repeat_first_easy_with_time_encoding():
+    config = validate(from_preset("default"))
+    assert (config.env_id, config.memory, config.memory_kwargs) == ("RepeatFirstEasy", "shm", {})
+    # RepeatFirstEasy shows no start flag, so SHM (keys from the current input only) needs the time encoding
+    # to single out the first card; the task default must not be silently adding a flag instead.
+    assert config.time_encoding and config.prev_action is None
+    env, params = ppo.make_env(config)
+    assert env.observation_space(params).shape == (4,)  # one-hot suit only: no start flag, no previous action
+
+
+def test_bare_train_py_runs_the_default_preset():
+    assert _train_cli().parse_train_args([]).config == from_preset("default")
+
+
+def test_default_run_is_small_and_compiles_one_chunk_program():
+    config = from_preset("default")
+    steps_per_update = config.num_envs * config.num_steps
+    updates = config.total_timesteps // steps_per_update
+    assert updates * steps_per_update == config.total_timesteps  # no partial update dropped
+    assert updates % config.updates_per_chunk == 0  # equal chunks: a single compiled program
+    assert config.total_timesteps <= 250_000  # minutes on a 2-core CPU, not hours
+
+
+@pytest.mark.parametrize("memory", memory_names())
+def test_any_memory_switches_from_the_default(memory):
+    # `python train.py --memory gru` must not inherit SHM-only constructor arguments from the preset.
+    config = validate(from_preset("default", memory=memory))
+    assert config.memory == memory and config.env_id == "RepeatFirstEasy"
