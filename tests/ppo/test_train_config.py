@@ -11,7 +11,7 @@ from shm_jax.config import TrainConfig, from_preset, validate
 
 
 def test_presets_and_overrides():
-    assert validate(from_preset("default")) == TrainConfig()
+    assert validate(from_preset("default")) == TrainConfig(**cfg.PRESETS["default"])
     paper = from_preset("paper-popgym", env_id="RepeatPreviousHard")
     assert (paper.num_envs, paper.num_steps, paper.num_minibatches, paper.update_epochs) == (64, 1024, 8, 30)
     assert (paper.lr, paper.gamma, paper.gae_lambda, paper.clip_eps, paper.ent_coef, paper.vf_coef) == (
@@ -21,7 +21,7 @@ def test_presets_and_overrides():
     assert from_preset("paper-popgym", env_id="AutoencodeEasy").memory_kwargs["memory_size"] == 128
     assert from_preset("paper-popgym", memory="gru").memory_kwargs == {"hidden_size": 256}
     validate(paper)
-    assert from_preset("default", lr=1e-3).lr == 1e-3
+    assert from_preset("default", lr=2e-3).lr == 2e-3
 
 
 @pytest.mark.parametrize("overrides, field", [
