@@ -435,22 +435,37 @@ def make_train(config: TrainConfig) -> Trainer:
 # Seeds x sweeps
 
 
-def seed_keys(config: TrainConfig) -> jax.Array:
+def split_seed_keys(seed: int, num_seeds: int) -> jax.Array:
     """PRNG keys [num_seeds]: run i uses split(PRNGKey(seed), num_seeds)[i] (also when num_seeds = 1)."""
-    return jax.random.split(jax.random.PRNGKey(config.seed), config.num_seeds)
+    return jax.random.split(jax.random.PRNGKey(int(seed)), num_seeds)
+
+
+def seed_keys(config: TrainConfig) -> jax.Array:
+    """The config's run keys (see ``split_seed_keys``)."""
+    return split_seed_keys(config.seed, config.num_seeds)
+
+
+def sweep_grid(base, sweep: tuple[tuple[str, tuple[float, ...]], ...]):
+    """Stack every combination of ``sweep`` over the ``base`` hyperparameters, in grid order.
+
+    base: a pytree of scalars with the swept names as fields (HParams, or a test double);
+    sweep: ((name, values), ...). Returns (base with leaves [G], the G settings as {name: value}).
+    Without a sweep, G = 1 and the setting is {}.
+    """
+    sweep = tuple(sweep or ())
+    names = [name for name, _ in sweep]
+    settings = [dict(zip(names, map(float, combo))) for combo in itertools.product(*(v for _, v in sweep))] or [{}]
+    for name in names:
+        if not hasattr(base, name):
+            raise ValueError(f"sweep: {name!r} is not a sweepable hyperparameter")
+    points = [base.replace(**{k: jnp.asarray(v, jnp.asarray(getattr(base, k)).dtype) for k, v in setting.items()})
+              for setting in settings]
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *points), settings
 
 
 def hparam_grid(config: TrainConfig) -> tuple[HParams, list[dict[str, float]]]:
-    """Every combination of ``config.sweep`` values: (HParams with leaves float32[G], labels[G]).
-
-    Without a sweep, G = 1 and the label is {}.
-    """
-    names = [name for name, _ in config.sweep]
-    combos = list(itertools.product(*[values for _, values in config.sweep])) or [()]
-    labels = [dict(zip(names, combo)) for combo in combos]
-    base = {name: getattr(config, name) for name in SWEEPABLE}
-    leaves = {name: np.asarray([{**base, **label}[name] for label in labels], np.float32) for name in SWEEPABLE}
-    return HParams(**{k: jnp.asarray(v) for k, v in leaves.items()}), labels
+    """Every combination of ``config.sweep`` values: (HParams with leaves float32[G], labels[G])."""
+    return sweep_grid(hparams_from_config(config), config.sweep)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -52,6 +52,7 @@ from shm_jax import metrics as metrics_lib
 from shm_jax import sharding as sharding_lib
 from shm_jax.checkpoint import Checkpointer
 from shm_jax.plots import plot_learning_curves
+from shm_jax.ppo import split_seed_keys, sweep_grid
 
 CONFIG_FILE = "config.json"
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "gymnax", "chex", "numpy", "tyro", "shm-jax")
@@ -103,32 +104,6 @@ def _field(config: Any, *names: str, default: Any = None) -> Any:
 # The batched program
 
 
-def hparam_grid(base: Any, sweep: tuple[tuple[str, tuple[float, ...]], ...]) -> tuple[Any, list[dict[str, float]]]:
-    """Stack the Cartesian product of ``sweep`` over ``base`` hyperparameters.
-
-    base: HParams pytree of scalars; sweep: ((name, values), ...), names being HParams fields.
-    Returns (HParams with leaves [G], the G settings as {name: value} dicts in grid order).
-    """
-    sweep = tuple(sweep or ())
-    names = [name for name, _ in sweep]
-    settings = [dict(zip(names, map(float, combo))) for combo in itertools.product(*(v for _, v in sweep))]
-    settings = settings or [{}]
-    points = []
-    for setting in settings:
-        for name in setting:
-            if not hasattr(base, name):
-                raise ValueError(f"sweep: {name!r} is not a sweepable hyperparameter")
-        points.append(base.replace(**{k: jnp.asarray(v, dtype=jnp.asarray(getattr(base, k)).dtype)
-                                      for k, v in setting.items()}))
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *points), settings
-
-
-def seed_keys(seed: int, num_seeds: int) -> tuple[jax.Array, list[int]]:
-    """uint32[S, 2] keys and the S seed indices: run s uses ``jax.random.split(PRNGKey(seed), S)[s]``
-    (the TrainConfig convention)."""
-    return jax.random.split(jax.random.PRNGKey(int(seed)), num_seeds), list(range(num_seeds))
-
-
 class BatchedTrain:
     """A single-run Trainer vmapped over seeds (inner) and sweep settings (outer), placed on a mesh.
 
@@ -139,8 +114,8 @@ class BatchedTrain:
     def __init__(self, trainer: Any, base_hparams: Any, *, sweep=(), seed: int = 0, num_seeds: int = 1,
                  num_envs: int | None = None, mesh: jax.sharding.Mesh | None = None):
         self.trainer = trainer
-        self.hparams, self.settings = hparam_grid(base_hparams, sweep)
-        self.keys, self.seeds = seed_keys(seed, num_seeds)
+        self.hparams, self.settings = sweep_grid(base_hparams, sweep)
+        self.keys, self.seeds = split_seed_keys(seed, num_seeds), list(range(num_seeds))
         self.mesh = mesh if mesh is not None else sharding_lib.make_mesh()
         self._init = jax.vmap(jax.vmap(trainer.init, in_axes=(0, None)), in_axes=(None, 0))
         abstract = jax.eval_shape(self._init, self.keys, self.hparams)
