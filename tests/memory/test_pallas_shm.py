@@ -1,0 +1,101 @@
+"""The fused Pallas SHM kernel (interpret mode on CPU) against the reference scan: values and gradients.
+
+The reference is ``hadamard_scan(method="associative")`` on the same C_t = 1 + tanh(a ⊗ b), U_t = w ⊗ k,
+itself checked against a numpy loop in test_scan.py. float32; the kernel sums in a different order, so
+rtol = 1e-4 with an absolute floor of 1e-5 x the largest magnitude.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from shm_jax.memory.pallas_shm import default_block_rows, fused_shm_scan
+from shm_jax.memory.scan import hadamard_scan
+
+
+def assert_close(actual, expected, rtol=1e-4):
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    scale = max(1.0, float(np.abs(expected).max()))
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=1e-5 * scale)
+
+
+def _make_cu(inputs):
+    c = 1.0 + jnp.tanh(inputs["a"][..., :, None] * inputs["b"][..., None, :])
+    return c, inputs["w"][..., :, None] * inputs["k"][..., None, :]
+
+
+def _read(memory, inputs):
+    return jnp.einsum("...ij,...j->...i", memory, inputs["q"])
+
+
+def _reference(carry, starts, a, b, w, k, q):
+    inputs = dict(a=a, b=b, w=w, k=k, q=q)
+    return hadamard_scan(carry, inputs, starts, _make_cu, _read, method="associative")
+
+
+def _loss_and_grads(scan):
+    """A loss that weights every step differently and uses the final carry, so every gradient path counts."""
+
+    def loss(carry, a, b, w, k, q, starts):
+        final, h = scan(carry, starts, a, b, w, k, q)
+        weights = jnp.arange(1, h.shape[0] + 1, dtype=h.dtype)[:, None, None]
+        return jnp.sum(weights * h**2) + jnp.sum(jnp.sin(final)), (final, h)
+
+    return jax.jit(jax.value_and_grad(loss, argnums=range(6), has_aux=True))
+
+
+def _problem(seed, length, batch, hsz):
+    keys = jax.random.split(jax.random.PRNGKey(seed), 6)
+    a, b, w, k, q = (jax.random.normal(key, (length, batch, hsz)) for key in keys[:5])
+    carry = jax.random.normal(keys[5], (batch, hsz, hsz))
+    return carry, a, b, w, k, q
+
+
+@pytest.mark.parametrize(
+    "length, batch, hsz, chunk, rows, reset_steps",
+    [
+        # Several chunks, T not a multiple of the chunk (padded steps), two row blocks, resets at t = 0, inside a
+        # chunk and on a chunk boundary.
+        (13, 2, 8, 4, 4, [(0, 1), (5, 0), (8, 1), (12, 0)]),
+        # One chunk longer than T, one row block, no reset: the carry flows through untouched.
+        (5, 1, 4, 64, 4, []),
+    ],
+)
+def test_fused_matches_reference_values_and_gradients(length, batch, hsz, chunk, rows, reset_steps):
+    carry, a, b, w, k, q = _problem(length, length, batch, hsz)
+    starts = jnp.zeros((length, batch), bool)
+    for t, i in reset_steps:
+        starts = starts.at[t, i].set(True)
+
+    def fused(carry, starts, a, b, w, k, q):
+        return fused_shm_scan(carry, starts, a, b, w, k, q, chunk_size=chunk, block_rows=rows, interpret=True)
+
+    (loss_f, (final_f, h_f)), grads_f = _loss_and_grads(fused)(carry, a, b, w, k, q, starts)
+    (loss_r, (final_r, h_r)), grads_r = _loss_and_grads(_reference)(carry, a, b, w, k, q, starts)
+    assert_close(h_f, h_r)
+    assert_close(final_f, final_r)
+    assert_close(loss_f, loss_r)
+    for name, g_f, g_r in zip(["carry", "a", "b", "w", "k", "q"], grads_f, grads_r):
+        assert float(jnp.max(jnp.abs(g_r))) > 0, name  # every input matters to this loss
+        assert_close(g_f, g_r)
+    if reset_steps:
+        # A reset at t = 0 of sequence 1 cuts M_0 off: its carry gradient must be exactly zero.
+        assert any(t == 0 and i == 1 for t, i in reset_steps)
+        assert float(jnp.max(jnp.abs(grads_f[0][1]))) == 0.0
+        assert float(jnp.max(jnp.abs(grads_f[0][0]))) > 0.0
+
+
+def test_block_rows_default_divides_memory_size():
+    for hsz in (4, 8, 12, 32, 72, 128, 100):
+        rows = default_block_rows(hsz)
+        assert hsz % rows == 0 and rows <= 32
+    assert default_block_rows(128) == 32
+
+
+@pytest.mark.parametrize("kwargs, field", [({"block_rows": 3}, "block_rows"), ({"chunk_size": 0}, "chunk_size")])
+def test_fused_rejects_bad_settings_with_one_line(kwargs, field):
+    carry, a, b, w, k, q = _problem(0, 4, 1, 8)
+    with pytest.raises(ValueError, match=field) as info:
+        fused_shm_scan(carry, jnp.zeros((4, 1), bool), a, b, w, k, q, **kwargs)
+    assert "\n" not in str(info.value)
