@@ -24,18 +24,26 @@ Calibrations (the paper's Fig. 3a ablations):
   the input, E[C] = 1.
 - ``fixed_c``: C = 1 + tanh(W_C), one learned input-independent matrix.
 - ``ones``: C = 1, pure accumulation (linear attention with SHM's update and read).
+
+Precision (``dtype``, see ``shm_jax.memory.precision``): None / float32 is the float32 path. With bfloat16 the
+LayerNorm output, the projections (v, k, q, v_c, η, neural θ) and their activations are computed in bfloat16 from
+float32 parameters; the per-step vectors are cast to float32 where they enter the scan, so C_t, U_t, the memory
+M_t, the recurrence and the read-out M_t q_t are float32 and the carry is always float32. The read-out is cast
+back to the compute dtype before the shortcut / output projection, so y has the compute dtype.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from shm_jax.memory import base
+from shm_jax.memory.precision import compute_dtype
 from shm_jax.memory.scan import associative_hadamard, check_method, hadamard_scan
 
 CALIBRATIONS = ("random_theta", "fixed_theta", "neural_theta", "random_c", "fixed_c", "ones")
@@ -99,6 +107,8 @@ class SHM(nn.Module):
       num_theta: L, rows of the Θ table (128 in the paper).
       scan_method: "associative", "sequential", "chunked", or None for the backend default.
       chunk_size: steps per chunk of the "chunked" scan.
+      dtype: compute dtype of the projections and per-step vectors: None / "float32" (default) or
+        "bfloat16" (params, memory and carry stay float32; see the module docstring).
     """
 
     memory_size: int = 128
@@ -108,8 +118,10 @@ class SHM(nn.Module):
     num_theta: int = 128
     scan_method: str | None = None
     chunk_size: int = 64
+    dtype: Any = None
 
     def __post_init__(self):
+        compute_dtype("SHM", self.dtype)
         base.check_positive("SHM", memory_size=self.memory_size, num_theta=self.num_theta,
                             chunk_size=self.chunk_size)
         if self.projection_size is not None:
@@ -141,7 +153,9 @@ class SHM(nn.Module):
 
     @nn.compact
     def __call__(self, carry: jax.Array, x: jax.Array, starts: jax.Array, noise=None, *, inspect: bool = False):
-        """carry float32[B, H, H], x float32[T, B, D], starts bool[T, B] -> (carry, y float32[T, B, F]).
+        """carry float32[B, H, H], x [T, B, D], starts bool[T, B] -> (carry float32[B, H, H], y [T, B, F]).
+
+        y has the compute dtype (float32 by default, bfloat16 with ``dtype="bfloat16"``).
 
         With ``inspect=True`` it returns (carry, y, {"memory": M [T, B, H, H], "calibration": C [T, B, H, H]})
         computed with the associative scan: for looking inside the memory (plots), not for training.
@@ -151,9 +165,11 @@ class SHM(nn.Module):
         if carry.shape[-2:] != (hsz, hsz) or carry.shape[0] != x.shape[1]:
             raise ValueError(
                 f"SHM: carry must have shape [B, H, H] = {(x.shape[1], hsz, hsz)}, got {tuple(carry.shape)}")
-        x_hat = nn.LayerNorm(epsilon=1e-5, name="norm")(x)
+        dtype = compute_dtype("SHM", self.dtype)
+        x_hat = nn.LayerNorm(epsilon=1e-5, dtype=dtype, name="norm")(x)
         # One fused bias-free projection for v, k, q, v_c and η (column blocks = separate Linear layers).
-        proj = nn.Dense(4 * hsz + 1, use_bias=False, kernel_init=torch_kernel_init(), name="proj")(x_hat)
+        proj = nn.Dense(4 * hsz + 1, use_bias=False, kernel_init=torch_kernel_init(), dtype=dtype,
+                        name="proj")(x_hat)
         v, k, q, v_c, eta = jnp.split(proj, [hsz, 2 * hsz, 3 * hsz, 4 * hsz], axis=-1)
         inputs = {
             "v": v,
@@ -164,6 +180,8 @@ class SHM(nn.Module):
         calibration = self._calibration_inputs(x_hat, v_c, noise)
         fixed_c = calibration.pop("c_fixed", None)
         inputs.update(calibration)
+        # The memory and its recurrence stay float32 whatever the compute dtype (a no-op for float32).
+        inputs = {name: value.astype(jnp.float32) for name, value in inputs.items()}
         make_cu = functools.partial(_make_cu, fixed_c=fixed_c)
 
         if inspect:
@@ -174,12 +192,13 @@ class SHM(nn.Module):
         else:
             carry, h = hadamard_scan(carry, inputs, starts, make_cu, _read,
                                      method=self.scan_method, chunk_size=self.chunk_size)
+        h = h.astype(dtype)
         if self.shortcut:
-            h = h + nn.Dense(hsz, kernel_init=torch_kernel_init(),
-                             bias_init=torch_bias_init(x.shape[-1]), name="shortcut")(x_hat)
+            h = h + nn.Dense(hsz, kernel_init=torch_kernel_init(), bias_init=torch_bias_init(x.shape[-1]),
+                             dtype=dtype, name="shortcut")(x_hat)
         if self.projection_size is not None:
             h = nn.Dense(self.projection_size, kernel_init=torch_kernel_init(),
-                         bias_init=torch_bias_init(hsz), name="out")(h)
+                         bias_init=torch_bias_init(hsz), dtype=dtype, name="out")(h)
         return (carry, h, details) if inspect else (carry, h)
 
     def _calibration_inputs(self, x_hat: jax.Array, v_c: jax.Array, noise) -> dict:
@@ -199,7 +218,8 @@ class SHM(nn.Module):
                     f"{noise.dtype}{list(noise.shape)}")
             return {"row": jnp.take(theta, noise, axis=0, mode="clip"), "col": v_c}
         if mode == "neural_theta":
-            row = nn.Dense(hsz, use_bias=False, kernel_init=torch_kernel_init(), name="theta_net")(x_hat)
+            row = nn.Dense(hsz, use_bias=False, kernel_init=torch_kernel_init(), dtype=x_hat.dtype,
+                           name="theta_net")(x_hat)
             return {"row": row, "col": v_c}
         if mode == "random_c":
             if noise is None:
