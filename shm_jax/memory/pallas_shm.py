@@ -232,7 +232,7 @@ def default_block_rows(hsz: int) -> int:
 
 
 def fused_shm_scan(carry, starts, a, b, w, k, q, *, chunk_size: int = 64, block_rows: int | None = None,
-                   interpret: bool | None = None):
+                   interpret: bool | None = None, pad_hidden: bool | None = None):
     """The SHM recurrence and read-out by the fused kernel, with a custom gradient.
 
     Args:
@@ -241,21 +241,27 @@ def fused_shm_scan(carry, starts, a, b, w, k, q, *, chunk_size: int = 64, block_
       a: θ_t, float[T, B, H] (rows of C);  b: v_c,t, float[T, B, H] (columns of C).
       w: η_t v_t, float[T, B, H];  k: keys [T, B, H];  q: queries [T, B, H].
       chunk_size: L, steps between stored memories (peak extra memory B·(T/L)·H² forward, B·L·H² backward).
-      block_rows: rows of M per program; must divide H (default: ``default_block_rows``).
+      block_rows: rows of M per program; must divide the (padded) H (default: ``default_block_rows``).
       interpret: run Pallas in interpret mode; None = only on CPU, where nothing else exists.
+      pad_hidden: zero-pad H to a power of two (Triton tiles need one); None = whenever compiled. Padded rows
+        and columns have a = b = w = k = q = 0, so C = 1, U = 0 there and nothing leaks into the real entries.
 
     Returns:
       (M_T float32[B, H, H], h float32[T, B, H]).
     """
-    hsz = carry.shape[-1]
-    rows = default_block_rows(hsz) if block_rows is None else block_rows
-    if not isinstance(rows, int) or rows <= 0 or hsz % rows:
-        raise ValueError(f"fused_shm_scan: block_rows must be a positive divisor of H = {hsz}, got {block_rows!r}")
-    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size <= 0:
-        raise ValueError(f"fused_shm_scan: chunk_size must be a positive integer, got {chunk_size!r}")
     if interpret is None:
         interpret = jax.default_backend() == "cpu"
+    hsz = carry.shape[-1]
+    padded = 1 << (hsz - 1).bit_length() if (not interpret if pad_hidden is None else pad_hidden) else hsz
+    rows = default_block_rows(padded) if block_rows is None else block_rows
+    if not isinstance(rows, int) or isinstance(rows, bool) or rows <= 0 or padded % rows:
+        raise ValueError(f"fused_shm_scan: block_rows must be a positive divisor of H = {padded}, got {block_rows!r}")
+    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size <= 0:
+        raise ValueError(f"fused_shm_scan: chunk_size must be a positive integer, got {chunk_size!r}")
     chunk = min(chunk_size, starts.shape[0])
     dtype = carry.dtype
-    a, b, w, k, q = (jnp.asarray(x, dtype) for x in (a, b, w, k, q))
-    return _fused(carry, starts.astype(bool), a, b, w, k, q, chunk, rows, bool(interpret))
+    extra = padded - hsz
+    vectors = [jnp.pad(jnp.asarray(x, dtype), [(0, 0), (0, 0), (0, extra)]) for x in (a, b, w, k, q)]
+    carry_p = jnp.pad(carry, [(0, 0), (0, extra), (0, extra)])
+    final, h = _fused(carry_p, starts.astype(bool), *vectors, chunk, rows, bool(interpret))
+    return final[:, :hsz, :hsz], h[..., :hsz]

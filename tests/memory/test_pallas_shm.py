@@ -99,3 +99,22 @@ def test_fused_rejects_bad_settings_with_one_line(kwargs, field):
     with pytest.raises(ValueError, match=field) as info:
         fused_shm_scan(carry, jnp.zeros((4, 1), bool), a, b, w, k, q, **kwargs)
     assert "\n" not in str(info.value)
+
+
+def test_padding_memory_size_to_a_power_of_two_changes_nothing():
+    """Compiled (Triton) runs pad H to a power of two; padded rows/columns must not leak into the result."""
+    length, batch, hsz = 6, 2, 6
+    carry, a, b, w, k, q = _problem(3, length, batch, hsz)
+    starts = jnp.zeros((length, batch), bool).at[3, 1].set(True)
+
+    def padded(carry, starts, a, b, w, k, q):
+        return fused_shm_scan(carry, starts, a, b, w, k, q, chunk_size=4, interpret=True, pad_hidden=True)
+
+    (_, (final_p, h_p)), grads_p = _loss_and_grads(padded)(carry, a, b, w, k, q, starts)
+    (_, (final_r, h_r)), grads_r = _loss_and_grads(_reference)(carry, a, b, w, k, q, starts)
+    assert h_p.shape == (length, batch, hsz) and final_p.shape == (batch, hsz, hsz)
+    assert_close(h_p, h_r)
+    assert_close(final_p, final_r)
+    for g_p, g_r in zip(grads_p, grads_r):
+        assert g_p.shape == g_r.shape
+        assert_close(g_p, g_r)
