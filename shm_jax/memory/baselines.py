@@ -10,17 +10,24 @@
 Every core: ``initialize_carry(B)`` and ``sample_noise(...)`` work on an unbound module;
 ``__call__(carry, x: float32[T, B, D], starts: bool[T, B], noise) -> (carry, y: float32[T, B, F])``
 with ``F = core.output_size``; the carry is reset to ``initialize_carry`` before every start step.
+
+Precision: every core has a ``dtype`` field (``shm_jax.memory.precision``): None / "float32" is the float32 path;
+"bfloat16" computes the Dense layers and activations in bfloat16 from float32 parameters while the recurrent
+state stays float32 (complex64 for FFM): the HMF cores cast their per-step vectors to float32 where they enter
+the scan, and the GRU's blend (1 - z) n + z h promotes to the float32 carry. y has the compute dtype.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from shm_jax.memory.base import check_positive, check_sequence_inputs, reset_carry
+from shm_jax.memory.precision import compute_dtype
 from shm_jax.memory.scan import check_method, hadamard_scan
 
 
@@ -31,13 +38,15 @@ class _ResettingGRUStep(nn.Module):
     """
 
     hidden_size: int
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, carry, inputs):
         x_t, start_t = inputs
         carry = reset_carry(carry, start_t, jnp.zeros_like(carry))
-        carry, y_t = nn.GRUCell(features=self.hidden_size, name="cell")(carry, x_t)
-        return carry, y_t
+        # GRUCell's matmuls run in ``dtype``; its blend (1 - z) n + z h promotes to the float32 carry.
+        carry, y_t = nn.GRUCell(features=self.hidden_size, dtype=self.dtype, name="cell")(carry, x_t)
+        return carry.astype(jnp.float32), y_t
 
 
 class GRU(nn.Module):
@@ -47,8 +56,10 @@ class GRU(nn.Module):
     """
 
     hidden_size: int = 256
+    dtype: Any = None  # compute dtype: None / "float32" or "bfloat16" (the carry stays float32)
 
     def __post_init__(self):
+        compute_dtype("GRU", self.dtype)
         check_positive("GRU", hidden_size=self.hidden_size)
         super().__post_init__()
 
@@ -72,8 +83,9 @@ class GRU(nn.Module):
             split_rngs={"params": False},
             in_axes=0,
             out_axes=0,
-        )(hidden_size=self.hidden_size, name="gru")
-        return steps(carry, (x, starts.astype(bool)))
+        )(hidden_size=self.hidden_size, dtype=compute_dtype("GRU", self.dtype), name="gru")
+        carry, ys = steps(carry, (x, starts.astype(bool)))
+        return carry, ys.astype(compute_dtype("GRU", self.dtype))
 
 
 class NoMemory(nn.Module):
@@ -83,8 +95,10 @@ class NoMemory(nn.Module):
     """
 
     features: int = 128
+    dtype: Any = None  # compute dtype: None / "float32" or "bfloat16"
 
     def __post_init__(self):
+        compute_dtype("NoMemory", self.dtype)
         check_positive("NoMemory", features=self.features)
         super().__post_init__()
 
@@ -102,8 +116,9 @@ class NoMemory(nn.Module):
     @nn.compact
     def __call__(self, carry, x, starts, noise=None):
         check_sequence_inputs("NoMemory", x, starts)
-        hidden = nn.relu(nn.Dense(self.features, name="hidden")(x))
-        return carry, nn.Dense(self.features, name="out")(hidden)
+        dtype = compute_dtype("NoMemory", self.dtype)
+        hidden = nn.relu(nn.Dense(self.features, dtype=dtype, name="hidden")(x))
+        return carry, nn.Dense(self.features, dtype=dtype, name="out")(hidden)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -140,8 +155,10 @@ class _MatrixMemory(nn.Module):
     output_size: int = 128
     scan_method: str | None = None  # None: the backend default of hadamard_scan
     chunk_size: int = 64
+    dtype: Any = None  # compute dtype: None / "float32" or "bfloat16" (memory and carry stay float32)
 
     def __post_init__(self):
+        compute_dtype(type(self).__name__, self.dtype)
         check_positive(type(self).__name__, memory_size=self.memory_size, output_size=self.output_size)
         check_method(self.scan_method, self.chunk_size)
         super().__post_init__()
@@ -154,18 +171,28 @@ class _MatrixMemory(nn.Module):
     def sample_noise(self, rng, T: int, B: int) -> None:
         return None
 
+    @property
+    def _dtype(self):
+        return compute_dtype(type(self).__name__, self.dtype)
+
     def _scan(self, carry, inputs, starts, make_cu, read):
-        return hadamard_scan(
+        """The HMF scan in float32 (inputs cast where they enter it); h comes back in the compute dtype."""
+        inputs = {name: value.astype(jnp.float32) for name, value in inputs.items()}
+        carry, h = hadamard_scan(
             carry, inputs, starts.astype(bool), make_cu, read, method=self.scan_method, chunk_size=self.chunk_size
         )
+        return carry, h.astype(self._dtype)
+
+    def _norm(self, x: jax.Array) -> jax.Array:
+        return nn.LayerNorm(dtype=self._dtype, name="norm")(x)
 
     def _project(self, x_hat: jax.Array, name: str) -> jax.Array:
-        return nn.Dense(self.memory_size, use_bias=False, name=name)(x_hat)
+        return nn.Dense(self.memory_size, use_bias=False, dtype=self._dtype, name=name)(x_hat)
 
     def _output(self, x_hat: jax.Array, h: jax.Array) -> jax.Array:
         """y = W_o (h + shortcut(x̂)) + b_o, the same read-out as the SHM layer, so only (C, U) differ."""
-        shortcut = nn.Dense(self.memory_size, name="shortcut")(x_hat)
-        return nn.Dense(self.output_size, name="out")(h + shortcut)
+        shortcut = nn.Dense(self.memory_size, dtype=self._dtype, name="shortcut")(x_hat)
+        return nn.Dense(self.output_size, dtype=self._dtype, name="out")(h + shortcut)
 
 
 class LinearAttention(_MatrixMemory):
@@ -182,7 +209,7 @@ class LinearAttention(_MatrixMemory):
     @nn.compact
     def __call__(self, carry, x, starts, noise=None):
         check_sequence_inputs("LinearAttention", x, starts)
-        x_hat = nn.LayerNorm(name="norm")(x)
+        x_hat = self._norm(x)
         inputs = {
             "v": _with_ones_row(self._project(x_hat, "value")),
             "k": _elu_plus_one(self._project(x_hat, "key")),
@@ -218,11 +245,12 @@ class ScalarGated(_MatrixMemory):
     @nn.compact
     def __call__(self, carry, x, starts, noise=None):
         check_sequence_inputs("ScalarGated", x, starts)
-        x_hat = nn.LayerNorm(name="norm")(x)
+        x_hat = self._norm(x)
         forget = nn.sigmoid(
-            nn.Dense(1, bias_init=nn.initializers.constant(self.forget_bias), name="forget_gate")(x_hat)
+            nn.Dense(1, bias_init=nn.initializers.constant(self.forget_bias), dtype=self._dtype,
+                     name="forget_gate")(x_hat)
         )
-        write = nn.sigmoid(nn.Dense(1, name="input_gate")(x_hat))
+        write = nn.sigmoid(nn.Dense(1, dtype=self._dtype, name="input_gate")(x_hat))
         inputs = {
             "f": forget[..., None],  # [T, B, 1, 1]: one scalar per step broadcast over the memory
             "iv": write * _with_ones_row(self._project(x_hat, "value")),
@@ -238,7 +266,7 @@ class ScalarGated(_MatrixMemory):
             return numerator / jnp.maximum(jnp.abs(normaliser), 1.0)[..., None]
 
         carry, h = self._scan(carry, inputs, starts, make_cu, read)
-        h = nn.sigmoid(nn.Dense(self.memory_size, name="output_gate")(x_hat)) * h
+        h = nn.sigmoid(nn.Dense(self.memory_size, dtype=self._dtype, name="output_gate")(x_hat)) * h
         return carry, self._output(x_hat, h)
 
 
@@ -265,8 +293,10 @@ class FFM(nn.Module):
     max_period: int = 1024
     scan_method: str | None = None
     chunk_size: int = 64
+    dtype: Any = None  # compute dtype: None / "float32" or "bfloat16" (the trace state stays complex64)
 
     def __post_init__(self):
+        compute_dtype("FFM", self.dtype)
         check_positive(
             "FFM",
             memory_size=self.memory_size,
@@ -305,7 +335,8 @@ class FFM(nn.Module):
     def __call__(self, carry, x, starts, noise=None):
         check_sequence_inputs("FFM", x, starts)
         m, f = self.memory_size, self.output_size
-        trace_in, thru, gates = jnp.split(nn.Dense(2 * m + 2 * f, name="pre")(x), [m, m + f], axis=-1)
+        dtype = compute_dtype("FFM", self.dtype)
+        trace_in, thru, gates = jnp.split(nn.Dense(2 * m + 2 * f, dtype=dtype, name="pre")(x), [m, m + f], axis=-1)
         gates = nn.sigmoid(gates)
         in_gate, out_gate = gates[..., :m], gates[..., m:]
         gamma = self._decay()
@@ -322,6 +353,6 @@ class FFM(nn.Module):
             carry, written, starts.astype(bool), make_cu, read, method=self.scan_method, chunk_size=self.chunk_size
         )
         features = jnp.concatenate([states.real, states.imag], axis=-1).reshape(states.shape[:2] + (-1,))
-        mixed = nn.Dense(f, name="mix")(features)
-        mixed = nn.LayerNorm(use_scale=False, use_bias=False, name="norm")(mixed)
+        mixed = nn.Dense(f, dtype=dtype, name="mix")(features)
+        mixed = nn.LayerNorm(use_scale=False, use_bias=False, dtype=dtype, name="norm")(mixed)
         return carry, mixed * out_gate + thru * (1.0 - out_gate)
