@@ -44,7 +44,8 @@ import jax.numpy as jnp
 
 from shm_jax.memory import base
 from shm_jax.memory.precision import compute_dtype
-from shm_jax.memory.scan import associative_hadamard, check_method, hadamard_scan
+from shm_jax.memory.pallas_shm import fused_shm_scan
+from shm_jax.memory.scan import SCAN_METHODS, associative_hadamard, check_method, hadamard_scan
 
 CALIBRATIONS = ("random_theta", "fixed_theta", "neural_theta", "random_c", "fixed_c", "ones")
 _NORM_EPS = 1e-5
@@ -96,6 +97,17 @@ def _read(memory: jax.Array, inputs) -> jax.Array:
     return jnp.einsum("...ij,...j->...i", memory, inputs["q"])
 
 
+FUSED = "fused"
+
+
+def _fused_scan(carry, inputs, starts, chunk_size):
+    """The recurrence by the Pallas kernel: C_t = 1 + tanh(row ⊗ col), U_t = (η v) ⊗ k ("ones": row = 0)."""
+    zeros = jnp.zeros_like(inputs["v"])
+    row, col = inputs.get("row", zeros), inputs.get("col", zeros)
+    weighted_v = inputs["eta"] * inputs["v"]
+    return fused_shm_scan(carry, starts, row, col, weighted_v, inputs["k"], inputs["q"], chunk_size=chunk_size)
+
+
 class SHM(nn.Module):
     """The SHM memory core (shm_jax.memory.base interface).
 
@@ -105,8 +117,9 @@ class SHM(nn.Module):
       shortcut: add the POPGym agent's Linear(d -> H, bias) of x̂_t to the read-out.
       calibration: one of CALIBRATIONS (see the module docstring).
       num_theta: L, rows of the Θ table (128 in the paper).
-      scan_method: "associative", "sequential", "chunked", or None for the backend default.
-      chunk_size: steps per chunk of the "chunked" scan.
+      scan_method: "associative", "sequential", "chunked", "fused" (the Pallas kernel of
+        ``pallas_shm``; every calibration but "fixed_c"), or None for the backend default.
+      chunk_size: steps per chunk of the "chunked" scan (checkpoint interval of "sequential"/"fused").
       dtype: compute dtype of the projections and per-step vectors: None / "float32" (default) or
         "bfloat16" (params, memory and carry stay float32; see the module docstring).
     """
@@ -129,7 +142,15 @@ class SHM(nn.Module):
         if self.calibration not in CALIBRATIONS:
             raise ValueError(
                 f"SHM: unknown calibration {self.calibration!r}; valid: {', '.join(CALIBRATIONS)}")
-        check_method(self.scan_method, self.chunk_size)
+        if self.scan_method not in (None, FUSED, *SCAN_METHODS):
+            raise ValueError(f"SHM: unknown scan method {self.scan_method!r}; valid: "
+                             f"{', '.join((*SCAN_METHODS, FUSED))}, or None for the backend default")
+        if self.scan_method == FUSED:
+            if self.calibration == "fixed_c":
+                raise ValueError("SHM: scan_method 'fused' needs C_t = 1 + tanh(row ⊗ col); calibration 'fixed_c' "
+                                 "has no such form: use 'sequential', 'chunked' or 'associative'")
+        else:
+            check_method(self.scan_method, self.chunk_size)
         super().__post_init__()
 
     @property
@@ -189,6 +210,8 @@ class SHM(nn.Module):
             memories = associative_hadamard(carry, c, u, starts)
             carry, h = memories[-1], _read(memories, inputs)
             details = {"memory": memories, "calibration": jnp.broadcast_to(c, memories.shape)}
+        elif self.scan_method == FUSED:
+            carry, h = _fused_scan(carry, inputs, starts, self.chunk_size)
         else:
             carry, h = hadamard_scan(carry, inputs, starts, make_cu, _read,
                                      method=self.scan_method, chunk_size=self.chunk_size)

@@ -12,6 +12,7 @@ import pytest
 
 from shm_jax.memory.pallas_shm import default_block_rows, fused_shm_scan
 from shm_jax.memory.scan import hadamard_scan
+from shm_jax.memory.shm import SHM
 
 
 def assert_close(actual, expected, rtol=1e-4):
@@ -118,3 +119,38 @@ def test_padding_memory_size_to_a_power_of_two_changes_nothing():
     for g_p, g_r in zip(grads_p, grads_r):
         assert g_p.shape == g_r.shape
         assert_close(g_p, g_r)
+
+
+def _shm_problem(core, length=9, batch=2, features=6):
+    x = jax.random.normal(jax.random.PRNGKey(4), (length, batch, features))
+    starts = jnp.zeros((length, batch), bool).at[0].set(True).at[5, 1].set(True)
+    noise = core.sample_noise(jax.random.PRNGKey(5), length, batch)
+    params = core.init(jax.random.PRNGKey(6), core.initialize_carry(batch), x, starts, noise)
+    return params, x, starts, noise
+
+
+@pytest.mark.parametrize("calibration", ["random_theta", "ones"])
+def test_shm_layer_fused_equals_sequential_outputs_and_parameter_gradients(calibration):
+    def run(method):
+        core = SHM(memory_size=8, projection_size=5, shortcut=True, calibration=calibration, scan_method=method,
+                   chunk_size=4)
+        params, x, starts, noise = _shm_problem(core)
+
+        def loss(params, x):
+            final, y = core.apply(params, core.initialize_carry(x.shape[1]), x, starts, noise)
+            return jnp.sum(y**2) + jnp.sum(final), (final, y)
+
+        return jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))(params, x)
+
+    (_, out_fused), grads_fused = run("fused")
+    (_, out_seq), grads_seq = run("sequential")
+    jax.tree.map(assert_close, out_fused, out_seq)
+    jax.tree.map(assert_close, grads_fused, grads_seq)
+
+
+def test_shm_fused_rejects_fixed_c_and_lists_methods():
+    with pytest.raises(ValueError, match="'fused' needs C_t = 1 \\+ tanh"):
+        SHM(memory_size=8, calibration="fixed_c", scan_method="fused")
+    with pytest.raises(ValueError, match="unknown scan method 'fast'; valid: .*fused") as info:
+        SHM(memory_size=8, scan_method="fast")
+    assert "\n" not in str(info.value)
