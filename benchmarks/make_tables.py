@@ -1,10 +1,11 @@
-"""Markdown tables and a scaling plot from a memory_speed JSON (re-runnable without re-measuring).
+"""Markdown tables (and a scaling plot) from a benchmark JSON, re-runnable without re-measuring.
 
     python -m benchmarks.make_tables benchmarks/results/memory_speed_cpu.json
+    python -m benchmarks.make_tables benchmarks/results/ppo_throughput_cpu.json
 
-Writes, next to the JSON, ``memory_speed.md`` and ``memory_scaling.png`` (CPU) or
+memory_speed: writes, next to the JSON, ``memory_speed.md`` and ``memory_scaling.png`` (CPU) or
 ``memory_speed_<device>.md`` / ``memory_scaling_<device>.png`` (other devices), with ``_quick`` appended
-for ``--quick`` runs.
+for ``--quick`` runs. ppo_throughput: ``ppo_throughput[_<device>][_quick].md`` the same way (no plot).
 """
 
 from __future__ import annotations
@@ -15,18 +16,34 @@ import sys
 from pathlib import Path
 
 MIB = 2**20
+NN_SCAN_LABEL = "shm/sequential-autodiff"  # SHM as a linen cell in nn.scan: the memory target's baseline
+# The memory target (issue 6): B = 8, H = 128, T = 1024, forward+backward <= 0.5 s on a 2-core CPU and peak
+# memory <= 1/4 of plain autodiff through a sequential scan.
+TARGET = {"B": 8, "H": 128, "T": 1024, "max_time_s": 0.5, "max_memory_ratio": 0.25}
+
+
+def _device_tag(json_path: Path, prefix: str) -> str:
+    """'<prefix><device>[_quick]' -> '' for the CPU run (it owns the plain names), else '_<device>[_quick]'."""
+    tag = json_path.stem.removeprefix(prefix).removeprefix("cpu")
+    return f"_{tag.lstrip('_')}" if tag.strip("_") else ""
 
 
 def output_paths(json_path: Path) -> tuple[Path, Path]:
     """memory_speed_<device>[_quick].json -> (markdown path, png path)."""
-    tag = json_path.stem.removeprefix("memory_speed_")
-    tag = tag.removeprefix("cpu")  # the CPU run owns the plain names
-    tag = f"_{tag.lstrip('_')}" if tag.strip("_") else ""
+    tag = _device_tag(json_path, "memory_speed_")
     return json_path.with_name(f"memory_speed{tag}.md"), json_path.with_name(f"memory_scaling{tag}.png")
 
 
+def _first_by_key(results: list[dict]) -> dict[tuple[str, int, int], dict]:
+    """(label, T, H) -> the first row with that key (the earliest run, when rows were merged in later)."""
+    out: dict = {}
+    for r in results:
+        out.setdefault((r["label"], r["T"], r["H"]), r)
+    return out
+
+
 def _ok(results: list[dict]) -> dict[tuple[str, int, int], dict]:
-    return {(r["label"], r["T"], r["H"]): r for r in results if r.get("status") == "ok"}
+    return {key: r for key, r in _first_by_key(results).items() if r.get("status") == "ok"}
 
 
 def derived(record: dict) -> dict:
@@ -77,6 +94,80 @@ def derived(record: dict) -> dict:
             "torch_exponent": torch_growth}
 
 
+def memory_target_rows(record: dict) -> list[dict]:
+    """Lean sequential SHM vs the nn.scan autodiff baseline, per (H, T), pairing rows of the same run only.
+
+    The lean path is the fastest ``shm/sequential-<L>`` of the baseline's run; its time and peak memory are
+    compared with the baseline's (a baseline skipped for memory still has its compiled estimate).
+    """
+    rows = []
+    for base in record["results"]:
+        if base["label"] != NN_SCAN_LABEL or base.get("memory", {}).get("peak_estimate") is None:
+            continue
+        run = base.get("run", 0)
+        lean = [r for r in record["results"] if r.get("run", 0) == run and r.get("status") == "ok"
+                and r["label"].startswith("shm/sequential-") and r["label"] != NN_SCAN_LABEL
+                and (r["T"], r["H"]) == (base["T"], base["H"])]
+        if not lean:
+            continue
+        best = min(lean, key=lambda r: r["time_s_median"])
+        base_s = base["time_s_median"] if base.get("status") == "ok" else None
+        memory_ratio = best["memory"]["peak_estimate"] / base["memory"]["peak_estimate"]
+        row = {"H": base["H"], "T": base["T"], "B": base["B"], "run": run, "baseline": base, "lean": best,
+               "speedup": base_s / best["time_s_median"] if base_s else None, "memory_ratio": memory_ratio}
+        if (row["B"], row["H"], row["T"]) == (TARGET["B"], TARGET["H"], TARGET["T"]):
+            row["meets_time"] = best["time_s_median"] <= TARGET["max_time_s"]
+            row["meets_memory"] = memory_ratio <= TARGET["max_memory_ratio"]
+        rows.append(row)
+    return sorted(rows, key=lambda r: (r["run"], r["H"], r["T"]))
+
+
+def _memory_target_section(record: dict) -> list[str]:
+    rows = memory_target_rows(record)
+    if not rows:
+        return []
+    out = ["", "## Memory target: lean sequential SHM vs a straightforward linen cell in nn.scan", "",
+           f"`{NN_SCAN_LABEL}` is SHM written as a linen cell stepped by `nn.scan` with plain autodiff "
+           "(benchmarks/linen_shm_cell.py; same function as the library layer, checked below). The lean path is "
+           "the fastest `shm/sequential-L` measured in the same run. Target at B = "
+           f"{TARGET['B']}, H = {TARGET['H']}, T = {TARGET['T']}: lean fwd+bwd <= {TARGET['max_time_s']} s and "
+           f"peak memory <= {TARGET['max_memory_ratio']:g} x the baseline's.", "",
+           "| run | H | T | nn.scan autodiff (ms) | its MiB | lean path | lean (ms) | lean MiB | "
+           "time baseline / lean | memory lean / baseline | target met |",
+           "|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|"]
+    for row in rows:
+        speed = f"{row['speedup']:.1f}x" if row["speedup"] else "–"
+        met = "–"
+        if "meets_time" in row:
+            met = (f"time {'yes' if row['meets_time'] else 'no'}, "
+                   f"memory {'yes' if row['meets_memory'] else 'no'}")
+        out.append(f"| {row['run']} | {row['H']} | {row['T']} | {_fmt_time(row['baseline'])} | "
+                   f"{_fmt_mem(row['baseline'])} | {row['lean']['label']} | {_fmt_time(row['lean'])} | "
+                   f"{_fmt_mem(row['lean'])} | {speed} | {row['memory_ratio']:.3f} | {met} |")
+    check = record.get("checks", {}).get("nn_scan_equals_shm")
+    if check:
+        out += ["", f"Same function: with the library layer's weights, Θ rows, resets and a random incoming memory, "
+                    f"max |Δy| = {check['output']:.1e} (|y| up to {check['output_scale']:.2f}), max |ΔM_T| = "
+                    f"{check['memory']:.1e}, max |Δ dL/dx| = {check['input_grad']:.1e}; ok = {check['ok']}."]
+    return out
+
+
+def _merged_runs_note(record: dict) -> list[str]:
+    runs = record.get("merged_runs") or []
+    if not runs:
+        return []
+    out = ["- Rows merged in from later runs (`--merge`; the grid tables show each core's first-run row, the "
+           "memory-target table pairs rows of one run):"]
+    for i, r in enumerate(runs, start=1):
+        load0 = ", ".join(f"{x:.2f}" for x in r.get("load_average_start") or [])
+        load1 = ", ".join(f"{x:.2f}" for x in r.get("load_average_end") or [])
+        labels = sorted({e["label"] for e in record["results"] if e.get("run") == i})
+        out.append(f"  run {i}: {r.get('timestamp_utc')} (git {r.get('git_commit')}), "
+                   f"`--only {(r.get('settings') or {}).get('only')}`, load average {load0} -> {load1}; rows: "
+                   + ", ".join(f"`{lab}`" for lab in labels) + ".")
+    return out
+
+
 def _label_order(record: dict):
     order = {}
     for r in record["results"]:
@@ -108,7 +199,7 @@ def _fmt_mem(entry: dict | None) -> str:
 
 def _grid_table(record: dict, cell) -> list[str]:
     lengths, sizes = record["settings"]["lengths"], record["settings"]["sizes"]
-    by_key = {(r["label"], r["T"], r["H"]): r for r in record["results"]}
+    by_key = _first_by_key(record["results"])
     cols = [(h, t) for h in sizes for t in lengths]
     lines = ["| core | " + " | ".join(f"H={h} T={t}" for h, t in cols) + " |",
              "|---|" + "---:|" * len(cols)]
@@ -143,6 +234,7 @@ def markdown(record: dict) -> str:
         + (f"The torch loop ran with {s['torch_threads']} intra-op thread(s)." if "torch_threads" in s else ""),
         f"- Memory: XLA `memory_analysis()` of the compiled fwd+bwd, temp + arguments + outputs − aliased "
         f"(MiB). Budget {s['memory_budget_gb']:g} GiB: larger estimates are skipped (shown in parentheses).",
+        *_merged_runs_note(record),
         "",
         "## Time per forward+backward (ms)",
         "",
@@ -200,6 +292,7 @@ def markdown(record: dict) -> str:
     for (label, h), g in d["growth"].items():
         cells = [f"{g['per_step_us'][t]:.1f}" if t in g["per_step_us"] else "–" for t in lengths]
         out.append(f"| {label} | {h} | " + " | ".join(cells) + f" | {g['exponent']:.2f} |")
+    out += _memory_target_section(record)
     out.append("")
     return "\n".join(out)
 
@@ -258,10 +351,70 @@ def _largest_common_length(ok, label, lengths, sizes) -> int:
     return max(common) if common else lengths[0]
 
 
+def _fmt_s(seconds: float) -> str:
+    """Seconds with three significant digits (0.0123, 1.23, 12.3, 123)."""
+    return f"{seconds:.3g}" if abs(seconds) < 100 else f"{seconds:.0f}"
+
+
+def ppo_markdown(record: dict) -> str:
+    """The end-to-end PPO throughput table of a ppo_throughput JSON, with the SHM / baseline ratios."""
+    s, host = record["settings"], record["host"]
+    load0 = ", ".join(f"{x:.2f}" for x in record["load_average_start"])
+    load1 = ", ".join(f"{x:.2f}" for x in record.get("load_average_end", []))
+    versions = ", ".join(f"{k} {v}" for k, v in record["versions"].items())
+    out = [
+        f"# End-to-end PPO throughput ({host['backend']}{', quick run' if s.get('quick') else ''})",
+        "",
+        "Generated by `python -m benchmarks.make_tables` from `ppo_throughput_*.json` (written by "
+        f"`python -m benchmarks.ppo_throughput`); measured {record['timestamp_utc']} (git {record.get('git_commit')}).",
+        "",
+        f"- Device: {', '.join(host['jax_devices'])} ({host['device_kind']}); CPU {host['cpu_model']}, "
+        f"{host['cpu_count']} cores; default SHM scan on this backend: `{host['default_scan_method']}`.",
+        f"- Versions: {versions}.",
+        f"- Load average (1, 5, 15 min) at start: {load0}; at end: {load1}. Other jobs shared the machine: quote "
+        "the ratios inside this run, not the absolute rates.",
+        f"- Setup: the `{s['preset']}` preset on `{s['env_id']}`, scaled: {s['num_envs']} envs x {s['num_steps']} "
+        f"steps per update ({s['steps_per_update']:,} env steps), {s['num_minibatches']} minibatches of "
+        f"{s['sequences_per_minibatch']} whole sequences, {s['update_epochs']} epochs, {s['seeds']} seed "
+        f"(the paper: 64 envs x 1024 steps, 8 minibatches of 8 sequences, 30 epochs, 3 seeds).",
+        f"- Measurement: jitted `train_chunk` of {s['updates_per_call']} update(s) (rollout + GAE + epochs), "
+        f"compile excluded, one warm-up call, median of {s['repeats']} calls ended by `block_until_ready`. "
+        "Rollout: jitted `rollout` alone, same way; learn = update − rollout.",
+        "",
+        "| memory | H | state floats / env | params | env steps/s | update (s) | rollout (s) | learn (s) | "
+        "rollout steps/s | compile (s) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in record["results"]:
+        if r.get("status") != "ok":
+            out.append(f"| {r['label']} | {r['H']} | {r.get('status')}: {r.get('note', '')} | "
+                       + " | ".join(["–"] * 7) + " |")
+            continue
+        out.append(f"| {r['label']} | {r['H']} | {r['state_floats_per_env']:,} | {r['param_count']:,} | "
+                   f"{r['steps_per_s']:,.0f} | {_fmt_s(r['update_s'])} | {_fmt_s(r['rollout_s'])} | "
+                   f"{_fmt_s(r['learn_s'])} | "
+                   f"{r['rollout_steps_per_s']:,.0f} | {r['compile_s']:.1f} |")
+    out += ["", "## SHM / baseline (same run)", "",
+            "Steps/s ratio above 1: SHM trains faster. Target: SHM's training step within 2x of GRU's "
+            "(time ratio <= 2).", "",
+            "| H | baseline (its H) | SHM / baseline env steps/s | SHM / baseline update time | within 2x |",
+            "|---:|---|---:|---:|---|"]
+    for row in record.get("ratios", []):
+        out.append(f"| {row['H']} | {row['baseline']} ({row['baseline_H']}) | "
+                   f"{row['shm_over_baseline_steps_per_s']:.2f} | {row['shm_over_baseline_update_time']:.2f} | "
+                   f"{'yes' if row['within_2x'] else 'no'} |")
+    out.append("")
+    return "\n".join(out)
+
+
 def write_tables(json_path: Path | str) -> list[Path]:
-    """Write the markdown table and the PNG for one JSON; returns their paths."""
+    """Write the markdown table (and for memory_speed the PNG) for one JSON; returns their paths."""
     json_path = Path(json_path)
     record = json.loads(json_path.read_text())
+    if record.get("benchmark") == "ppo_throughput":
+        md_path = json_path.with_name(f"ppo_throughput{_device_tag(json_path, 'ppo_throughput_')}.md")
+        md_path.write_text(ppo_markdown(record))
+        return [md_path]
     md_path, png_path = output_paths(json_path)
     md_path.write_text(markdown(record))
     plot(record, png_path)
@@ -270,6 +423,7 @@ def write_tables(json_path: Path | str) -> list[Path]:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        raise SystemExit("usage: python -m benchmarks.make_tables benchmarks/results/memory_speed_<device>.json")
+        raise SystemExit("usage: python -m benchmarks.make_tables benchmarks/results/"
+                         "{memory_speed,ppo_throughput}_<device>[_quick].json")
     for p in write_tables(sys.argv[1]):
         print(f"wrote {p}")

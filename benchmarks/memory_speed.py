@@ -2,6 +2,7 @@
 
     python -m benchmarks.memory_speed            # full grid, ~15 min on a 2-core CPU
     python -m benchmarks.memory_speed --quick    # smoke run: small grid, few repeats
+    python -m benchmarks.memory_speed --only '^shm/sequential' --no-torch --merge   # re-run rows, add them
 
 What one measurement is: ``jit(value_and_grad(mean(y²)))`` with respect to the parameters and the input
 x: float32[T, B, D] of one core, carry = initialize_carry(B), a start flag at t = 0 only, the core's own
@@ -10,6 +11,11 @@ each ended by ``block_until_ready``. Memory is XLA's compiled ``memory_analysis(
 outputs − aliased), plus the device's ``memory_stats()`` peak where the backend has one (GPU). A
 configuration whose compiled estimate exceeds ``--memory-budget-gb`` is recorded as skipped with the
 estimate, not run.
+
+The baseline ``shm/sequential-autodiff`` (benchmarks/linen_shm_cell.py) is SHM written the straightforward
+way, a linen cell in ``nn.scan`` with plain autodiff; the tables compare the library's lean sequential path with
+it (time and peak memory, same run). ``--merge`` adds a run's rows to the existing JSON instead of replacing it
+(every row keeps the run it came from; tables show the first run's row where a label was measured twice).
 
 In the same run: the PyTorch per-step loop of the official code (benchmarks/torch_reference.py, each size
 in a fresh process), a check that it computes the same function as the JAX SHM, the host, versions and
@@ -37,6 +43,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.linen_shm_cell import LinenScanSHM, compare_with_shm
+from benchmarks.make_tables import NN_SCAN_LABEL
 from shm_jax.memory import make_memory
 from shm_jax.memory.scan import default_method
 
@@ -72,6 +80,8 @@ def core_specs(grid: "Grid") -> list[CoreSpec]:
     specs = [CoreSpec("shm/associative", "shm", _shm("associative"))]
     specs += [CoreSpec(f"shm/sequential-{c}", "shm", _shm("sequential", c)) for c in grid.sequential_chunks]
     specs += [CoreSpec(f"shm/chunked-{c}", "shm", _shm("chunked", c)) for c in grid.chunked_chunks]
+    specs.append(CoreSpec(NN_SCAN_LABEL, "shm-baseline",
+                          lambda h: LinenScanSHM(memory_size=h, projection_size=OUTPUT_SIZE)))
     for name in ("shm-fixed-theta", "shm-neural-theta", "shm-random-c", "shm-fixed-c", "shm-c1"):
         specs.append(CoreSpec(name, "shm-ablation", _shm(None, name=name), lengths=grid.ablation_lengths))
     specs += [
@@ -247,7 +257,7 @@ def predicted_call_s(done: list[dict], label: str, length: int, hsz: int) -> flo
 
 
 def run(grid: Grid, budget_gb: float, only: str | None = None, max_call_s: float = 15.0,
-        torch_threads: int = 1) -> dict:
+        torch_threads: int = 1, with_torch: bool = True) -> dict:
     """Every (core, T, H) of ``grid``; returns the JSON-ready record (printed line by line as it goes).
 
     A configuration whose predicted single-call time (``predicted_call_s``) exceeds ``max_call_s`` is
@@ -261,6 +271,7 @@ def run(grid: Grid, budget_gb: float, only: str | None = None, max_call_s: float
         "load_average_start": list(os.getloadavg()),
         "settings": {"batch": BATCH, "input_size": INPUT_SIZE, "output_size": OUTPUT_SIZE,
                      "memory_budget_gb": budget_gb, "max_call_s": max_call_s, "torch_threads": torch_threads,
+                     "only": only,
                      **dataclasses.asdict(grid)},
         "results": [], "torch_reference": [], "checks": {},
     }
@@ -268,8 +279,9 @@ def run(grid: Grid, budget_gb: float, only: str | None = None, max_call_s: float
     specs = [s for s in core_specs(grid) if only is None or re.search(only, s.label)]
     jobs = [(s, t, h) for h in grid.sizes for t in grid.lengths for s in specs
             if s.lengths is None or t in s.lengths]
-    torch_ok = torch_available()
-    total = len(jobs) + (len(grid.torch_lengths) + 1 if torch_ok else 0)
+    torch_ok = with_torch and torch_available()
+    with_nn_scan = any(s.label == NN_SCAN_LABEL for s in specs)
+    total = len(jobs) + (len(grid.torch_lengths) + 1 if torch_ok else 0) + with_nn_scan
     done = 0
     began = time.perf_counter()
 
@@ -298,6 +310,13 @@ def run(grid: Grid, budget_gb: float, only: str | None = None, max_call_s: float
         done += 1
         progress(_describe(entry))
 
+    if with_nn_scan:
+        check = compare_with_shm(input_size=INPUT_SIZE)
+        check["ok"] = (check["output"] < 1e-4 * max(check["output_scale"], 1.0)
+                       and check["input_grad"] < 1e-4 * max(check["input_grad_scale"], 1.0))
+        record["checks"]["nn_scan_equals_shm"] = check
+        done += 1
+        progress(f"{NN_SCAN_LABEL} == library SHM: max |dy| {check['output']:.1e}, ok={check['ok']}")
     if torch_ok:
         from benchmarks.torch_reference import compare_with_jax
 
@@ -315,10 +334,30 @@ def run(grid: Grid, budget_gb: float, only: str | None = None, max_call_s: float
             done += 1
             progress(_describe(entry))
     else:
-        record["torch_reference"].append({"status": "skipped", "note": "torch is not importable"})
+        note = "torch is not importable" if with_torch else "--no-torch"
+        record["torch_reference"].append({"status": "skipped", "note": note})
     record["load_average_end"] = list(os.getloadavg())
     record["wall_s"] = time.perf_counter() - began
     return record
+
+
+def merge_records(existing: dict, new: dict) -> dict:
+    """``existing`` with ``new``'s rows appended, each tagged ``run`` (0 = the existing record's own run).
+
+    The header (host, versions, settings, torch results) stays the existing run's; ``new``'s timestamp, git
+    commit, load averages, settings and wall time go to ``merged_runs`` (run i is ``merged_runs[i - 1]``), its
+    checks are added. Ratios should only pair rows of the same run; tables show the first run's row per key.
+    """
+    merged = json.loads(json.dumps(existing))  # deep copy
+    runs = merged.setdefault("merged_runs", [])
+    run_index = len(runs) + 1
+    runs.append({key: new.get(key) for key in ("timestamp_utc", "git_commit", "load_average_start",
+                                               "load_average_end", "wall_s", "settings", "host")})
+    for entry in merged["results"]:
+        entry.setdefault("run", 0)
+    merged["results"] += [{**entry, "run": run_index} for entry in new["results"]]
+    merged.setdefault("checks", {}).update(new.get("checks", {}))
+    return merged
 
 
 def _describe(entry: dict) -> str:
@@ -351,6 +390,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="torch intra-op threads for the reference loop (0: torch's default; on a loaded "
                              "2-core host its 2-thread OpenMP pool ran 10-20x slower than 1 thread)")
     parser.add_argument("--only", default=None, help="regular expression on core labels (e.g. '^shm/')")
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference loop and its check")
+    parser.add_argument("--merge", action="store_true",
+                        help="add this run's rows to the existing JSON in --out (tagged with this run) instead of "
+                             "overwriting it")
     args = parser.parse_args(argv)
     if args.memory_budget_gb is not None and args.memory_budget_gb <= 0:
         parser.error("--memory-budget-gb must be positive")
@@ -382,11 +425,13 @@ def main(argv: list[str] | None = None) -> Path:
     args = parse_args(argv)
     budget = args.memory_budget_gb if args.memory_budget_gb is not None else _default_budget_gb()
     grid = QUICK if args.quick else FULL
-    record = run(grid, budget, args.only, args.max_call_s, args.torch_threads)
+    record = run(grid, budget, args.only, args.max_call_s, args.torch_threads, with_torch=not args.no_torch)
     record["settings"]["quick"] = args.quick
     args.out.mkdir(parents=True, exist_ok=True)
     suffix = "_quick" if args.quick else ""
     path = args.out / f"memory_speed_{device_slug()}{suffix}.json"
+    if args.merge and path.exists():
+        record = merge_records(json.loads(path.read_text()), record)
     path.write_text(json.dumps(record, indent=1))
     print(f"wrote {path}", flush=True)
     from benchmarks.make_tables import write_tables

@@ -1,0 +1,114 @@
+"""The benchmark scripts: the PPO throughput smoke run, the nn.scan SHM baseline, merged memory_speed runs."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks import make_tables, ppo_throughput
+from benchmarks.memory_speed import merge_records
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+
+
+def test_ppo_throughput_quick_writes_json_and_table(tmp_path):
+    path = ppo_throughput.main(["--quick", "--memories", "shm", "gru", "--repeats", "1", "--out", str(tmp_path)])
+    record = json.loads(path.read_text())
+    assert path.name.startswith("ppo_throughput_") and path.name.endswith("_quick.json")
+    assert record["benchmark"] == "ppo_throughput"
+    for key in ("cpu_model", "cpu_count", "backend", "device_kind"):
+        assert record["host"][key]
+    assert record["versions"]["jax"] and "git_commit" in record
+    assert len(record["load_average_start"]) == 3 and len(record["load_average_end"]) == 3
+    settings = record["settings"]
+    assert settings["preset"] == "paper-popgym" and settings["quick"] is True
+    assert settings["steps_per_update"] == settings["num_envs"] * settings["num_steps"]
+
+    rows = {r["label"]: r for r in record["results"]}
+    assert set(rows) == {"shm", "gru"}
+    for row in rows.values():
+        assert row["status"] == "ok", row
+        assert row["finite"]
+        assert row["steps_per_s"] == pytest.approx(settings["steps_per_update"] / row["time_s_median"])
+        assert 0 < row["rollout_s"] and row["compile_s"] > 0
+    h = settings["sizes"][0]
+    assert rows["shm"]["state_floats_per_env"] == h * h and rows["gru"]["state_floats_per_env"] == h
+    (ratio,) = record["ratios"]
+    assert ratio["baseline"] == "gru"
+    assert ratio["shm_over_baseline_steps_per_s"] == pytest.approx(rows["shm"]["steps_per_s"] / rows["gru"]["steps_per_s"])
+
+    (table_path,) = tmp_path.glob("ppo_throughput*_quick.md")
+    table = table_path.read_text()
+    assert "| shm | " in table and "| gru | " in table and "gru (" in table
+
+
+def test_ppo_throughput_cases_skip_a_gru_too_large_for_equal_state():
+    scale = ppo_throughput.FULL
+    by_key = {(c.label, c.size): c for c in ppo_throughput.cases(scale, ppo_throughput.MEMORIES)}
+    assert by_key[("gru-equal-state", 32)].memory_kwargs == {"hidden_size": 1024}
+    big = by_key[("gru-equal-state", 128)]
+    assert big.memory_kwargs is None and "16384" in big.why_not
+    assert by_key[("shm", 128)].memory_kwargs["memory_size"] == 128
+    assert by_key[("shm", 32)].memory_kwargs["projection_size"] == 1024  # the paper's output projection
+    assert [c.size for c in by_key.values() if c.label == "ffm"] == [128]  # FFM does not follow H: once
+    with pytest.raises(ValueError, match="memories"):
+        ppo_throughput.cases(scale, ("lstm",))
+
+
+def test_nn_scan_baseline_computes_the_library_shm():
+    from benchmarks.linen_shm_cell import compare_with_shm
+
+    check = compare_with_shm()
+    assert check["output_scale"] > 0.1 and check["input_grad_scale"] > 0.01  # not a vacuous comparison
+    assert check["output"] < 1e-5 * check["output_scale"]
+    assert check["memory"] < 1e-5
+    assert check["input_grad"] < 1e-5 * check["input_grad_scale"]
+
+
+def _row(label, t, h, seconds, mib, status="ok"):
+    row = {"label": label, "family": "shm" if label != make_tables.NN_SCAN_LABEL else "shm-baseline", "T": t,
+           "H": h, "B": 8, "status": status, "memory": {"peak_estimate": int(mib * 2**20)}, "compile_s": 1.0}
+    if status == "ok":
+        row.update(time_s_median=seconds, time_s_min=seconds, time_s_all=[seconds], per_step_us=seconds / t * 1e6)
+    return row
+
+
+def test_merged_rows_keep_their_run_and_the_target_pairs_rows_of_one_run():
+    existing = json.loads((RESULTS / "memory_speed_cpu.json").read_text())
+    first_seq = next(r for r in existing["results"] if r["label"] == "shm/sequential-64" and r["T"] == 1024
+                     and r["H"] == 128)
+    new = {"timestamp_utc": "t1", "git_commit": "abc", "load_average_start": [1.0, 1.0, 1.0],
+           "load_average_end": [2.0, 2.0, 2.0], "wall_s": 3.0, "settings": {"only": "^shm/sequential"},
+           "host": existing["host"], "checks": {"nn_scan_equals_shm": {
+               "output": 1e-7, "output_scale": 1.0, "memory": 1e-7, "input_grad": 1e-8, "input_grad_scale": 0.1,
+               "ok": True}},
+           "results": [_row("shm/sequential-64", 1024, 128, 0.4, 100), _row("shm/sequential-256", 1024, 128, 0.6, 50),
+                       _row(make_tables.NN_SCAN_LABEL, 1024, 128, 1.6, 1000),
+                       _row("shm/sequential-64", 4096, 128, 1.6, 120),
+                       _row(make_tables.NN_SCAN_LABEL, 4096, 128, None, 4000, status="skipped")]}
+    merged = merge_records(existing, new)
+    assert len(merged["results"]) == len(existing["results"]) + 5
+    assert {r["run"] for r in merged["results"][: len(existing["results"])]} == {0}
+    assert merged["merged_runs"][0]["git_commit"] == "abc"
+    assert "nn_scan_equals_shm" in merged["checks"] and "torch_equals_jax" in merged["checks"]
+    # The grid tables keep the first run's row where a label was measured twice.
+    assert make_tables._ok(merged["results"])[("shm/sequential-64", 1024, 128)]["time_s_median"] == \
+        first_seq["time_s_median"]
+
+    rows = {(r["T"], r["H"]): r for r in make_tables.memory_target_rows(merged)}
+    target = rows[(1024, 128)]
+    assert target["run"] == 1 and target["lean"]["label"] == "shm/sequential-64"  # fastest of run 1, not run 0
+    assert target["speedup"] == pytest.approx(4.0)
+    assert target["memory_ratio"] == pytest.approx(0.1)
+    assert target["meets_time"] and target["meets_memory"]
+    skipped = rows[(4096, 128)]  # baseline skipped: no time, memory from its compiled estimate
+    assert skipped["speedup"] is None and skipped["memory_ratio"] == pytest.approx(0.03)
+    table = make_tables.markdown(merged)
+    assert "## Memory target" in table and "run 1: t1" in table and "time yes, memory yes" in table
+
+
+def test_memory_target_reports_a_miss():
+    record = {"results": [_row("shm/sequential-64", 1024, 128, 0.9, 300),
+                          _row(make_tables.NN_SCAN_LABEL, 1024, 128, 1.5, 1000)]}
+    (row,) = make_tables.memory_target_rows(record)
+    assert row["meets_time"] is False and row["meets_memory"] is False
