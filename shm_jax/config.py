@@ -8,7 +8,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional, Union
+from collections.abc import Mapping
+from typing import Any, Literal, Optional, Union
 
 # Names of the hyperparameters that are traced leaves (``shm_jax.ppo.HParams``), hence sweepable.
 SWEEPABLE = ("lr", "ent_coef", "clip_eps", "gamma", "gae_lambda", "vf_coef", "max_grad_norm")
@@ -54,6 +55,9 @@ class TrainConfig:
     pixel_scale: Optional[bool] = None
     """Divide the raw observation by 255 (None: automatic, on when it is a uint8 image; appended previous-action
     and start-flag features are never scaled)."""
+    precision: Literal["float32", "bfloat16"] = "float32"
+    """Compute dtype of the network and memory core; bfloat16 is mixed precision: bf16 projections and activations,
+    float32 params, memory state, loss, advantages and optimiser state."""
 
     # --- PPO ---
     num_envs: int = 16
@@ -225,6 +229,7 @@ def validate(config: TrainConfig) -> TrainConfig:
     _check_non_negative_float(config, "ent_coef", "vf_coef")
     _check_unit_interval(config, "gamma", "gae_lambda")
     _validate_sweep(config.sweep)
+    _validate_precision(config)
     _validate_memory(config)
     _validate_env(config)
     return config
@@ -269,13 +274,23 @@ def _validate_sweep(sweep: Any) -> None:
             _fail("sweep", f"values of {name!r} must be a non-empty tuple of numbers, got {values!r}")
 
 
+def _validate_precision(config: TrainConfig) -> None:
+    from shm_jax.memory.precision import PRECISIONS
+
+    if not isinstance(config.precision, str) or config.precision not in PRECISIONS:
+        _fail("precision", f"must be one of {', '.join(map(repr, PRECISIONS))}, got {config.precision!r}")
+    if isinstance(config.memory_kwargs, Mapping) and "dtype" in config.memory_kwargs:
+        _fail("memory_kwargs", f"'dtype' is set by the precision field (got memory_kwargs dtype "
+              f"{config.memory_kwargs['dtype']!r}); use precision={config.memory_kwargs['dtype']!r}")
+
+
 def _validate_memory(config: TrainConfig) -> None:
     from shm_jax.memory import make_memory, memory_names
 
     if config.memory not in memory_names():
         _fail("memory", f"unknown memory {config.memory!r}; valid: {', '.join(memory_names())}")
     try:
-        make_memory(config.memory, **dict(config.memory_kwargs))
+        make_memory(config.memory, dtype=config.precision, **dict(config.memory_kwargs))
     except (TypeError, ValueError) as err:
         _fail("memory_kwargs", f"invalid for memory {config.memory!r}: {str(err).splitlines()[0]}")
 

@@ -15,6 +15,11 @@ Layout (the paper's POPGym agent when configured as in ``config.PRESETS["paper-p
 
 Init: orthogonal weights, zero biases; the final actor and critic layers use scale 0.01.
 
+Precision: ``dtype`` (None / "float32", or "bfloat16") is the compute dtype of the Dense layers, the feature
+LayerNorm and the time-encoding blend; parameters stay float32, and the actor output and the value are cast
+back to float32, so log-probabilities, the loss and the optimiser work in float32. The memory core has its own
+``dtype`` (``shm_jax.ppo.make_network`` sets both from ``TrainConfig.precision``).
+
 The agent's recurrent state is ``AgentCarry(memory=<core carry>, step=int32[B])`` where ``step`` is the
 within-episode index of the last processed observation (-1 before any). Start flags reset both.
 
@@ -37,6 +42,7 @@ from flax import struct
 from gymnax.environments import spaces
 
 from shm_jax.initializers import orthogonal
+from shm_jax.memory.precision import compute_dtype
 
 
 # ----------------------------------------------------------------------------------------------
@@ -173,9 +179,9 @@ def episode_steps(prev_step: jax.Array, starts: jax.Array) -> jax.Array:
     return jnp.where(last_start >= 0, idx - last_start, prev_step[None, :] + 1 + idx).astype(jnp.int32)
 
 
-def _dense(features: int, scale: float, name: str) -> nn.Dense:
+def _dense(features: int, scale: float, name: str, dtype: Any = None) -> nn.Dense:
     return nn.Dense(features, kernel_init=orthogonal(scale),
-                    bias_init=nn.initializers.zeros, name=name)
+                    bias_init=nn.initializers.zeros, dtype=dtype, name=name)
 
 
 class ActorCritic(nn.Module):
@@ -183,7 +189,7 @@ class ActorCritic(nn.Module):
 
     ``__call__(carry: AgentCarry, obs[T, B, ...], starts bool[T, B], noise)``
     -> ``(carry, dist, value float32[T, B])`` with ``dist`` the actor output for ``action_spec``
-    (logits float32[T, B, n] or (mean, log_std) float32[T, B, k]).
+    (logits float32[T, B, n] or (mean, log_std) float32[T, B, k]); float32 whatever ``dtype`` is.
     """
 
     memory: nn.Module
@@ -196,6 +202,11 @@ class ActorCritic(nn.Module):
     post_size: int = 64
     head_hidden_size: int = 64
     pixel_features: int = 0
+    dtype: Any = None  # compute dtype of the encoder and heads: None / "float32" or "bfloat16"
+
+    def __post_init__(self):
+        compute_dtype("ActorCritic", self.dtype)
+        super().__post_init__()
 
     def initialize_carry(self, batch_size: int) -> AgentCarry:
         """The state before any observation. Works on an unbound module."""
@@ -214,28 +225,30 @@ class ActorCritic(nn.Module):
             scale = jnp.where(jnp.arange(x.shape[-1]) < self.pixel_features, 1.0 / 255.0, 1.0)
             x = x * scale
         steps = episode_steps(carry.step, starts.astype(bool))
+        dtype = compute_dtype("ActorCritic", self.dtype)
 
-        x = _dense(self.feature_size, 1.0, "feature_map")(x)
+        x = _dense(self.feature_size, 1.0, "feature_map", dtype)(x)
         if self.feature_norm:
-            x = nn.LayerNorm(use_bias=False, use_scale=False, epsilon=1e-5, name="feature_norm")(x)
+            x = nn.LayerNorm(use_bias=False, use_scale=False, epsilon=1e-5, dtype=dtype, name="feature_norm")(x)
         else:
             x = nn.relu(x)
         if self.time_encoding:
-            s = jnp.clip(self.param("time_mix", nn.initializers.constant(0.5), ()), 0.0, 1.0)
-            pe = sinusoidal_encoding(steps, self.feature_size, self.time_encoding_max_len)
+            s = jnp.clip(self.param("time_mix", nn.initializers.constant(0.5), ()), 0.0, 1.0).astype(dtype)
+            pe = sinusoidal_encoding(steps, self.feature_size, self.time_encoding_max_len).astype(dtype)
             x = (1.0 - s) * x + s * pe
-        x = nn.relu(_dense(self.pre_size, math.sqrt(2.0), "pre")(x))
+        x = nn.relu(_dense(self.pre_size, math.sqrt(2.0), "pre", dtype)(x))
 
         memory_carry, y = self.memory(carry.memory, x, starts.astype(bool), noise)
-        trunk = nn.relu(_dense(self.post_size, math.sqrt(2.0), "post")(y))
+        trunk = nn.relu(_dense(self.post_size, math.sqrt(2.0), "post", dtype)(y))
 
-        actor = _dense(self.head_hidden_size, 1.0, "actor_hidden")(trunk)
-        actor = _dense(self.action_spec.num_outputs, 0.01, "actor_out")(actor)
+        actor = _dense(self.head_hidden_size, 1.0, "actor_hidden", dtype)(trunk)
+        # Log-probabilities, the value loss and the optimiser work in float32.
+        actor = _dense(self.action_spec.num_outputs, 0.01, "actor_out", dtype)(actor).astype(jnp.float32)
         if self.action_spec.kind == "box":
             log_std = self.param("log_std", nn.initializers.zeros, (self.action_spec.num_outputs,))
             dist = (actor, jnp.broadcast_to(log_std, actor.shape))
         else:
             dist = actor
-        critic = _dense(self.head_hidden_size, 1.0, "critic_hidden")(trunk)
-        value = _dense(1, 0.01, "critic_out")(critic)[..., 0]
+        critic = _dense(self.head_hidden_size, 1.0, "critic_hidden", dtype)(trunk)
+        value = _dense(1, 0.01, "critic_out", dtype)(critic)[..., 0].astype(jnp.float32)
         return AgentCarry(memory=memory_carry, step=steps[-1]), dist, value

@@ -159,7 +159,7 @@ def make_network(config: TrainConfig, action_spec: ActionSpec, pixel_features: i
     from shm_jax.memory import make_memory
 
     return ActorCritic(
-        memory=make_memory(config.memory, **dict(config.memory_kwargs)),
+        memory=make_memory(config.memory, dtype=config.precision, **dict(config.memory_kwargs)),
         action_spec=action_spec,
         feature_size=config.feature_size,
         feature_norm=config.feature_norm,
@@ -169,6 +169,7 @@ def make_network(config: TrainConfig, action_spec: ActionSpec, pixel_features: i
         post_size=config.post_size,
         head_hidden_size=config.head_hidden_size,
         pixel_features=pixel_features,
+        dtype=config.precision,
     )
 
 

@@ -1,0 +1,57 @@
+"""TrainConfig.precision: validated, wired to the network and its memory core, and a bf16 PPO run trains."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from shm_jax import ppo
+from shm_jax.config import TrainConfig, validate
+
+TINY = dict(env_id="RepeatPreviousEasy", memory="shm", memory_kwargs={"memory_size": 8}, feature_size=8,
+            pre_size=8, post_size=8, head_hidden_size=8, num_envs=4, num_steps=8, total_timesteps=3 * 32,
+            num_minibatches=2, update_epochs=2)
+
+
+def float_dtypes(tree) -> set:
+    return {leaf.dtype for leaf in jax.tree.leaves(tree) if jnp.issubdtype(leaf.dtype, jnp.floating)}
+
+
+def test_precision_defaults_to_float32_and_reaches_network_and_core():
+    assert TrainConfig().precision == "float32"
+    for precision in ("float32", "bfloat16"):
+        network = ppo.make_train(TrainConfig(**TINY, precision=precision)).network
+        assert network.dtype == precision and network.memory.dtype == precision
+
+
+@pytest.mark.parametrize("overrides, field", [
+    (dict(precision="float16"), "precision"),
+    (dict(precision="bf16"), "precision"),
+    (dict(precision=None), "precision"),
+    (dict(memory_kwargs={"memory_size": 8, "dtype": "bfloat16"}), "memory_kwargs"),
+])
+def test_bad_precision_one_line_error(overrides, field):
+    with pytest.raises(ValueError) as err:
+        validate(dataclasses.replace(TrainConfig(**TINY), **overrides))
+    message = str(err.value)
+    assert message.startswith(f"{field}:") and "\n" not in message, message
+
+
+def test_bfloat16_ppo_run_is_finite_and_keeps_float32_state():
+    """A few bf16 updates: finite losses, and params, optimiser state, carry and advantages' inputs in float32."""
+    config = TrainConfig(**TINY, precision="bfloat16")
+    trainer = ppo.make_train(config)
+    state, metrics = jax.jit(trainer.train)(jax.random.PRNGKey(0), ppo.hparams_from_config(config))
+    assert metrics["total_loss"].shape == (trainer.num_updates,) == (3,)
+    for name in ("total_loss", "policy_loss", "value_loss", "entropy", "grad_norm"):
+        assert metrics[name].dtype == jnp.float32 and np.all(np.isfinite(metrics[name])), name
+    assert np.all(metrics["finite"])
+    assert float_dtypes(state.params) == float_dtypes(state.opt_state) == {jnp.dtype(jnp.float32)}
+    assert state.carry.memory.dtype == jnp.float32 and state.carry.memory.shape == (4, 8, 8)
+    assert np.all(np.isfinite(np.asarray(state.carry.memory)))
+    # The updates moved the params (the bf16 gradients reached the float32 master weights).
+    initial = trainer.init(jax.random.PRNGKey(0), ppo.hparams_from_config(config)).params
+    moved = jax.tree.map(lambda a, b: bool(np.any(np.asarray(a) != np.asarray(b))), initial, state.params)
+    assert all(jax.tree.leaves(moved))
