@@ -45,7 +45,8 @@ import jax.numpy as jnp
 from shm_jax.memory import base
 from shm_jax.memory.precision import compute_dtype
 from shm_jax.memory.pallas_shm import fused_shm_scan
-from shm_jax.memory.scan import SCAN_METHODS, associative_hadamard, check_method, hadamard_scan
+from shm_jax.memory.product_scan import product_form_scan
+from shm_jax.memory.scan import SCAN_METHODS, associative_hadamard, check_method, default_method, hadamard_scan
 
 CALIBRATIONS = ("random_theta", "fixed_theta", "neural_theta", "random_c", "fixed_c", "ones")
 _NORM_EPS = 1e-5
@@ -100,12 +101,15 @@ def _read(memory: jax.Array, inputs) -> jax.Array:
 FUSED = "fused"
 
 
-def _fused_scan(carry, inputs, starts, chunk_size):
-    """The recurrence by the Pallas kernel: C_t = 1 + tanh(row ⊗ col), U_t = (η v) ⊗ k ("ones": row = 0)."""
+def _product_form_scan(scan, carry, inputs, starts, chunk_size):
+    """The recurrence by a product-form scan: C_t = 1 + tanh(row ⊗ col), U_t = (η v) ⊗ k ("ones": row = 0).
+
+    scan: ``pallas_shm.fused_shm_scan`` or ``product_scan.product_form_scan`` (same contract).
+    """
     zeros = jnp.zeros_like(inputs["v"])
     row, col = inputs.get("row", zeros), inputs.get("col", zeros)
     weighted_v = inputs["eta"] * inputs["v"]
-    return fused_shm_scan(carry, starts, row, col, weighted_v, inputs["k"], inputs["q"], chunk_size=chunk_size)
+    return scan(carry, starts, row, col, weighted_v, inputs["k"], inputs["q"], chunk_size=chunk_size)
 
 
 class SHM(nn.Module):
@@ -211,7 +215,10 @@ class SHM(nn.Module):
             carry, h = memories[-1], _read(memories, inputs)
             details = {"memory": memories, "calibration": jnp.broadcast_to(c, memories.shape)}
         elif self.scan_method == FUSED:
-            carry, h = _fused_scan(carry, inputs, starts, self.chunk_size)
+            carry, h = _product_form_scan(fused_shm_scan, carry, inputs, starts, self.chunk_size)
+        elif (self.scan_method or default_method()) == "sequential" and "row" in inputs:
+            # C_t = 1 + tanh(row ⊗ col): the specialised loop beats the generic one (product_scan.py).
+            carry, h = _product_form_scan(product_form_scan, carry, inputs, starts, self.chunk_size)
         else:
             carry, h = hadamard_scan(carry, inputs, starts, make_cu, _read,
                                      method=self.scan_method, chunk_size=self.chunk_size)

@@ -1,4 +1,7 @@
-"""The fused Pallas SHM kernel (interpret mode on CPU) against the reference scan: values and gradients.
+"""The SHM product-form scans against the reference scan: values and gradients.
+
+Two implementations of the same contract: the fused Pallas kernel (interpret mode on CPU) and its XLA twin
+``product_form_scan`` (SHM's sequential path).
 
 The reference is ``hadamard_scan(method="associative")`` on the same C_t = 1 + tanh(a ⊗ b), U_t = w ⊗ k,
 itself checked against a numpy loop in test_scan.py. float32; the kernel sums in a different order, so
@@ -11,6 +14,7 @@ import numpy as np
 import pytest
 
 from shm_jax.memory.pallas_shm import default_block_rows, fused_shm_scan
+from shm_jax.memory.product_scan import product_form_scan
 from shm_jax.memory.scan import hadamard_scan
 from shm_jax.memory.shm import SHM
 
@@ -53,6 +57,7 @@ def _problem(seed, length, batch, hsz):
     return carry, a, b, w, k, q
 
 
+@pytest.mark.parametrize("implementation", ["pallas", "xla"])
 @pytest.mark.parametrize(
     "length, batch, hsz, chunk, rows, reset_steps",
     [
@@ -63,13 +68,16 @@ def _problem(seed, length, batch, hsz):
         (5, 1, 4, 64, 4, []),
     ],
 )
-def test_fused_matches_reference_values_and_gradients(length, batch, hsz, chunk, rows, reset_steps):
+def test_product_form_scans_match_reference_values_and_gradients(implementation, length, batch, hsz, chunk, rows,
+                                                                  reset_steps):
     carry, a, b, w, k, q = _problem(length, length, batch, hsz)
     starts = jnp.zeros((length, batch), bool)
     for t, i in reset_steps:
         starts = starts.at[t, i].set(True)
 
     def fused(carry, starts, a, b, w, k, q):
+        if implementation == "xla":
+            return product_form_scan(carry, starts, a, b, w, k, q, chunk_size=chunk)
         return fused_shm_scan(carry, starts, a, b, w, k, q, chunk_size=chunk, block_rows=rows, interpret=True)
 
     (loss_f, (final_f, h_f)), grads_f = _loss_and_grads(fused)(carry, a, b, w, k, q, starts)

@@ -1,0 +1,131 @@
+"""The SHM recurrence in its product form, as a plain XLA loop with a hand-written lean gradient.
+
+    C_t = 1 + tanh(a_t ⊗ b_t),   U_t = w_t ⊗ k_t,   M_t = M_{t-1} ⊙ C_t + U_t,   h_t = M_t q_t
+
+(a = θ_t, b = v_c,t, w = η_t v_t), M reset to 0 before a step whose start flag is set. The same math as
+the Pallas kernel (``pallas_shm``) written for XLA: this is SHM's "sequential" path on CPU.
+
+Why not the generic lean scan of ``scan.py``: its backward pulls cotangents back through ``make_cu`` with
+``jax.vjp``, so the outer products' gradients become broadcast-multiply-reduce ops, and XLA:CPU runs those
+reductions over [B, H, H] several times slower than the same contractions written as batched
+matrix-vector products. Here every reduction is an einsum, and the chunk recompute keeps tanh(a ⊗ b) so the
+adjoint does not evaluate it again (measured: about 1.4x faster forward+backward at B = 8, T = 1024,
+H = 128 on a 2-core CPU; benchmarks/results/memory_speed.md).
+
+Memory: the forward keeps M at chunk boundaries only ([T/L, B, H, H]); the backward recomputes one chunk
+at a time ([L, B, H, H] for M_{t-1} and for tanh), as in ``scan._sequential``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+
+def _chunked(x: jax.Array, chunk: int) -> jax.Array:
+    """[T, ...] -> [ceil(T/L), L, ...], zero-padded; padded steps are identities (a = w = 0, no reset)."""
+    length = x.shape[0]
+    num_chunks = -(-length // chunk)
+    x = jnp.pad(x, [(0, num_chunks * chunk - length)] + [(0, 0)] * (x.ndim - 1))
+    return x.reshape((num_chunks, chunk) + x.shape[1:])
+
+
+def _unchunked(x: jax.Array, length: int) -> jax.Array:
+    return x.reshape((-1,) + x.shape[2:])[:length]
+
+
+def _reset(start: jax.Array, memory: jax.Array) -> jax.Array:
+    """Zero the memories whose sequence starts an episode at this step. start: bool[B]; memory [B, H, H]."""
+    return jnp.where(start[:, None, None], jnp.zeros_like(memory), memory)
+
+
+def _outer(x: jax.Array, y: jax.Array) -> jax.Array:
+    return x[:, :, None] * y[:, None, :]
+
+
+def _forward(carry, starts, a, b, w, k, q, chunk):
+    def chunk_body(memory, xs):
+        def step(memory, xs_t):
+            start, a_t, b_t, w_t, k_t, q_t = xs_t
+            memory = _reset(start, memory) * (1.0 + jnp.tanh(_outer(a_t, b_t))) + _outer(w_t, k_t)
+            return memory, jnp.einsum("bij,bj->bi", memory, q_t)
+
+        boundary = memory
+        memory, h = jax.lax.scan(step, memory, xs)
+        return memory, (h, boundary)
+
+    xs = tuple(_chunked(x, chunk) for x in (starts, a, b, w, k, q))
+    final, (h, boundaries) = jax.lax.scan(chunk_body, carry, xs)
+    return final, _unchunked(h, starts.shape[0]), boundaries
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(7,))
+def _scan(carry, starts, a, b, w, k, q, chunk):
+    final, h, _ = _forward(carry, starts, a, b, w, k, q, chunk)
+    return final, h
+
+
+def _scan_fwd(carry, starts, a, b, w, k, q, chunk):
+    final, h, boundaries = _forward(carry, starts, a, b, w, k, q, chunk)
+    return (final, h), (boundaries, starts, a, b, w, k, q)
+
+
+def _scan_bwd(chunk, residuals, cotangents):
+    boundaries, starts, a, b, w, k, q = residuals
+    d_final, d_h = cotangents
+    xs = tuple(_chunked(x, chunk) for x in (starts, a, b, w, k, q, d_h))
+
+    def chunk_body(grad, xs_chunk):
+        boundary, (starts_c, a_c, b_c, w_c, k_c, q_c, dh_c) = xs_chunk[0], xs_chunk[1:]
+
+        def recompute(memory, xs_t):
+            start, a_t, b_t, w_t, k_t = xs_t
+            prev = _reset(start, memory)
+            tanh = jnp.tanh(_outer(a_t, b_t))
+            return prev * (1.0 + tanh) + _outer(w_t, k_t), (prev, tanh)
+
+        _, (prevs, tanhs) = jax.lax.scan(recompute, boundary, (starts_c, a_c, b_c, w_c, k_c))
+
+        def adjoint(grad, xs_t):
+            # grad = dL/dM_t from the future (already through C_{t+1}); add this step's read-out.
+            start, a_t, b_t, w_t, k_t, q_t, dh_t, prev, tanh = xs_t
+            calibration = 1.0 + tanh
+            memory = prev * calibration + _outer(w_t, k_t)
+            d_q = jnp.einsum("bij,bi->bj", memory, dh_t)
+            grad = grad + _outer(dh_t, q_t)
+            d_logits = grad * prev * (1.0 - tanh * tanh)  # dL/d(a ⊗ b)
+            d_a = jnp.einsum("bij,bj->bi", d_logits, b_t)
+            d_b = jnp.einsum("bij,bi->bj", d_logits, a_t)
+            d_w = jnp.einsum("bij,bj->bi", grad, k_t)
+            d_k = jnp.einsum("bij,bi->bj", grad, w_t)
+            return _reset(start, grad * calibration), (d_a, d_b, d_w, d_k, d_q)
+
+        return jax.lax.scan(adjoint, grad, (starts_c, a_c, b_c, w_c, k_c, q_c, dh_c, prevs, tanhs), reverse=True)
+
+    d_carry, grads = jax.lax.scan(chunk_body, d_final, (boundaries,) + xs, reverse=True)
+    d_a, d_b, d_w, d_k, d_q = (_unchunked(g, starts.shape[0]) for g in grads)
+    return d_carry, None, d_a, d_b, d_w, d_k, d_q
+
+
+_scan.defvjp(_scan_fwd, _scan_bwd)
+
+
+def product_form_scan(carry, starts, a, b, w, k, q, *, chunk_size: int = 64):
+    """The SHM recurrence and read-out with the lean gradient; same contract as ``pallas_shm.fused_shm_scan``.
+
+    Args:
+      carry: M_0, float32[B, H, H].  starts: bool[T, B].
+      a, b: rows and columns of the calibration logits, [T, B, H];  w = η v, k, q: [T, B, H].
+      chunk_size: L, steps between stored memories.
+
+    Returns:
+      (M_T float32[B, H, H], h float32[T, B, H]).
+    """
+    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size <= 0:
+        raise ValueError(f"product_form_scan: chunk_size must be a positive integer, got {chunk_size!r}")
+    chunk = min(chunk_size, starts.shape[0])
+    dtype = carry.dtype
+    a, b, w, k, q = (jnp.asarray(x, dtype) for x in (a, b, w, k, q))
+    return _scan(carry, starts.astype(bool), a, b, w, k, q, chunk)
