@@ -162,3 +162,27 @@ def test_shm_fused_rejects_fixed_c_and_lists_methods():
     with pytest.raises(ValueError, match="unknown scan method 'fast'; valid: .*fused") as info:
         SHM(memory_size=8, scan_method="fast")
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("platform", ["cuda", "tpu"])
+def test_fused_kernel_lowers_for_accelerators(platform, monkeypatch):
+    """Forward and gradient lower to Triton (GPU) and Mosaic (TPU) from this CPU host.
+
+    Lowering runs the Pallas lowering rules (block shapes, loads, loops) but not the device compiler, so a
+    kernel that passes can still fail to compile on the device; one that fails here would surely fail there.
+    """
+    import shm_jax.memory.pallas_shm as pallas_shm
+
+    if platform == "tpu":  # Triton compiler params are chosen on a non-TPU host; TPU takes Mosaic's defaults
+        monkeypatch.setattr(pallas_shm, "_compiler_params", lambda interpret: None)
+    length, batch, hsz = 100, 2, 72  # neither a power of two: padding to 112 steps and 128 rows is exercised
+    carry, a, b, w, k, q = _problem(0, length, batch, hsz)
+    starts = jnp.zeros((length, batch), bool)
+
+    def loss(carry, a, b, w, k, q):
+        _, h = fused_shm_scan(carry, starts, a, b, w, k, q, chunk_size=16, interpret=False)
+        return jnp.sum(h**2)
+
+    for fn in (loss, jax.grad(loss, argnums=range(6))):
+        text = jax.jit(fn).trace(carry, a, b, w, k, q).lower(lowering_platforms=(platform,)).as_text()
+        assert ("triton" if platform == "cuda" else "tpu_custom_call") in text
