@@ -84,6 +84,10 @@ def core_specs(grid: "Grid") -> list[CoreSpec]:
                           lambda h: LinenScanSHM(memory_size=h, projection_size=OUTPUT_SIZE)))
     for name in ("shm-fixed-theta", "shm-neural-theta", "shm-random-c", "shm-fixed-c", "shm-c1"):
         specs.append(CoreSpec(name, "shm-ablation", _shm(None, name=name), lengths=grid.ablation_lengths))
+    # Mixed precision: bf16 projections and activations, float32 memory and carry (the default scan).
+    specs.append(CoreSpec("shm-bf16", "shm-ablation", lambda h: make_memory(
+        "shm", memory_size=h, shortcut=True, projection_size=OUTPUT_SIZE, dtype="bfloat16"),
+        lengths=grid.ablation_lengths))
     specs += [
         CoreSpec("gru", "baseline", lambda h: make_memory("gru", hidden_size=h)),
         CoreSpec("gru-equal-state", "baseline",
