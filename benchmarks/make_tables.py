@@ -162,8 +162,10 @@ def _merged_runs_note(record: dict) -> list[str]:
         load0 = ", ".join(f"{x:.2f}" for x in r.get("load_average_start") or [])
         load1 = ", ".join(f"{x:.2f}" for x in r.get("load_average_end") or [])
         labels = sorted({e["label"] for e in record["results"] if e.get("run") == i})
+        settings = r.get("settings") or {}
+        budget = f", memory budget {settings['memory_budget_gb']:g} GiB" if "memory_budget_gb" in settings else ""
         out.append(f"  run {i}: {r.get('timestamp_utc')} (git {r.get('git_commit')}), "
-                   f"`--only {(r.get('settings') or {}).get('only')}`, load average {load0} -> {load1}; rows: "
+                   f"`--only {settings.get('only')}`{budget}, load average {load0} -> {load1}; rows: "
                    + ", ".join(f"`{lab}`" for lab in labels) + ".")
     return out
 
@@ -203,9 +205,12 @@ def _grid_table(record: dict, cell) -> list[str]:
     cols = [(h, t) for h in sizes for t in lengths]
     lines = ["| core | " + " | ".join(f"H={h} T={t}" for h, t in cols) + " |",
              "|---|" + "---:|" * len(cols)]
-    labels = list(dict.fromkeys(r["label"] for r in record["results"]))
-    for label in labels:
-        lines.append(f"| {label} | " + " | ".join(cell(by_key.get((label, t, h))) for h, t in cols) + " |")
+    runs = {}
+    for r in record["results"]:
+        runs.setdefault(r["label"], r.get("run", 0))
+    for label, run in runs.items():
+        shown = f"{label} (run {run})" if run else label  # rows merged in from a later run say so
+        lines.append(f"| {shown} | " + " | ".join(cell(by_key.get((label, t, h))) for h, t in cols) + " |")
     return lines
 
 
@@ -303,9 +308,10 @@ def plot(record: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ok = _ok(record["results"])
+    first_run = [r for r in record["results"] if r.get("run", 0) == 0]  # one run per figure: no merged rows
+    ok = _ok(first_run)
     lengths, sizes = record["settings"]["lengths"], record["settings"]["sizes"]
-    labels = list(dict.fromkeys(r["label"] for r in record["results"]))
+    labels = list(dict.fromkeys(r["label"] for r in first_run))
     shown = [lab for lab in labels if not lab.startswith("shm-")]  # ablations crowd the plot; see the table
     panels = [("T", h) for h in sorted(sizes, reverse=True)] + ([("H", None)] if len(sizes) > 1 else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5), squeeze=False)
@@ -349,6 +355,30 @@ def plot(record: dict, path: Path) -> None:
 def _largest_common_length(ok, label, lengths, sizes) -> int:
     common = [t for t in lengths if all((label, t, h) in ok for h in sizes)]
     return max(common) if common else lengths[0]
+
+
+PPO_BASELINES = ("gru", "gru-equal-state", "ffm")
+
+
+def ppo_ratios(results: list[dict]) -> list[dict]:
+    """Per H: SHM env steps/s over each baseline's (above 1: SHM faster) and SHM / baseline update time.
+
+    Pairs rows of one ppo_throughput run. GRU rows pair with SHM at the same H; the single FFM row (its size
+    does not follow H) pairs with every H. Ordered by H as measured, then gru, gru-equal-state, ffm.
+    """
+    ok = [r for r in results if r.get("status") == "ok"]
+    out = []
+    for shm in (r for r in ok if r["label"] == "shm"):
+        for label in PPO_BASELINES:
+            for base in ok:
+                if base["label"] != label or (label != "ffm" and base["H"] != shm["H"]):
+                    continue
+                out.append({"H": shm["H"], "shm_state": shm["state_floats_per_env"], "baseline": label,
+                            "baseline_H": base["H"], "baseline_state": base["state_floats_per_env"],
+                            "shm_over_baseline_steps_per_s": shm["steps_per_s"] / base["steps_per_s"],
+                            "shm_over_baseline_update_time": shm["update_s"] / base["update_s"],
+                            "within_2x": shm["update_s"] <= 2.0 * base["update_s"]})
+    return out
 
 
 def _fmt_s(seconds: float) -> str:
@@ -396,11 +426,13 @@ def ppo_markdown(record: dict) -> str:
                    f"{r['rollout_steps_per_s']:,.0f} | {r['compile_s']:.1f} |")
     out += ["", "## SHM / baseline (same run)", "",
             "Steps/s ratio above 1: SHM trains faster. Target: SHM's training step within 2x of GRU's "
-            "(time ratio <= 2).", "",
-            "| H | baseline (its H) | SHM / baseline env steps/s | SHM / baseline update time | within 2x |",
-            "|---:|---|---:|---:|---|"]
-    for row in record.get("ratios", []):
-        out.append(f"| {row['H']} | {row['baseline']} ({row['baseline_H']}) | "
+            "(update-time ratio <= 2). State: floats of memory per environment (SHM H², GRU its hidden size, FFM "
+            "its complex traces x 2; FFM's size does not follow H, so its one row pairs with every H).", "",
+            "| H | SHM state | baseline | baseline state | SHM / baseline env steps/s | SHM / baseline update time "
+            "| within 2x |",
+            "|---:|---:|---|---:|---:|---:|---|"]
+    for row in ppo_ratios(record["results"]):
+        out.append(f"| {row['H']} | {row['shm_state']:,} | {row['baseline']} | {row['baseline_state']:,} | "
                    f"{row['shm_over_baseline_steps_per_s']:.2f} | {row['shm_over_baseline_update_time']:.2f} | "
                    f"{'yes' if row['within_2x'] else 'no'} |")
     out.append("")

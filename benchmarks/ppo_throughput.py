@@ -42,6 +42,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from benchmarks.make_tables import ppo_ratios
 from benchmarks.memory_speed import _git_commit, _versions, device_slug, host_info
 from shm_jax.config import from_preset
 from shm_jax.ppo import hparams_from_config, make_train
@@ -176,24 +177,6 @@ def measure_case(scale: Scale, case: Case, seed: int = 0) -> dict:
     }
 
 
-def ratios(results: list[dict]) -> list[dict]:
-    """Per H: SHM steps/s over each baseline's (above 1: SHM trains faster) and the time ratio SHM / baseline.
-
-    GRU rows pair with SHM at the same H; the single FFM row (its size does not follow H) pairs with every H.
-    """
-    ok = [r for r in results if r.get("status") == "ok"]
-    out = []
-    for shm in (r for r in ok if r["label"] == "shm"):
-        for base in ok:
-            if base["label"] == "shm" or (base["label"] != "ffm" and base["H"] != shm["H"]):
-                continue
-            out.append({"H": shm["H"], "baseline": base["label"], "baseline_H": base["H"],
-                        "shm_over_baseline_steps_per_s": shm["steps_per_s"] / base["steps_per_s"],
-                        "shm_over_baseline_update_time": shm["update_s"] / base["update_s"],
-                        "within_2x": shm["update_s"] <= 2.0 * base["update_s"]})
-    return out
-
-
 def run(scale: Scale, memories: tuple[str, ...] = MEMORIES) -> dict:
     """Measure every case of ``scale``; returns the JSON-ready record (one progress line per case)."""
     record = {
@@ -222,7 +205,7 @@ def run(scale: Scale, memories: tuple[str, ...] = MEMORIES) -> dict:
             jax.clear_caches()
         record["results"].append(entry)
         print(f"[{i + 1}/{len(todo)}] {time.perf_counter() - began:6.0f}s  {_describe(entry)}", flush=True)
-    record["ratios"] = ratios(record["results"])
+    record["ratios"] = ppo_ratios(record["results"])
     record["load_average_end"] = list(os.getloadavg())
     record["wall_s"] = time.perf_counter() - began
     return record
