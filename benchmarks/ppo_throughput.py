@@ -1,6 +1,7 @@
 """End-to-end recurrent-PPO throughput (rollout + update) of SHM next to GRU and FFM, same task, same run.
 
-    python -m benchmarks.ppo_throughput            # the paper-popgym setup scaled to a CPU (~10 min on 2 cores)
+    python -m benchmarks.ppo_throughput            # paper-popgym scaled to a CPU (24 min on 2 busy cores,
+                                                   # 14 of them the hidden-1024 GRU; --memories shm gru ffm: ~10)
     python -m benchmarks.ppo_throughput --quick    # smoke run: tiny sizes, seconds per memory
     python -m benchmarks.ppo_throughput --sizes 128 --memories shm gru --out /tmp/bench
 
