@@ -35,7 +35,8 @@ def test_ppo_throughput_quick_writes_json_and_table(tmp_path):
     assert rows["shm"]["state_floats_per_env"] == h * h and rows["gru"]["state_floats_per_env"] == h
     (ratio,) = record["ratios"]
     assert ratio["baseline"] == "gru"
-    assert ratio["shm_over_baseline_steps_per_s"] == pytest.approx(rows["shm"]["steps_per_s"] / rows["gru"]["steps_per_s"])
+    expected = rows["shm"]["steps_per_s"] / rows["gru"]["steps_per_s"]
+    assert ratio["shm_over_baseline_steps_per_s"] == pytest.approx(expected)
 
     (table_path,) = tmp_path.glob("ppo_throughput*_quick.md")
     table = table_path.read_text()
