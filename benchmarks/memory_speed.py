@@ -80,6 +80,10 @@ def core_specs(grid: "Grid") -> list[CoreSpec]:
     specs = [CoreSpec("shm/associative", "shm", _shm("associative"))]
     specs += [CoreSpec(f"shm/sequential-{c}", "shm", _shm("sequential", c)) for c in grid.sequential_chunks]
     specs += [CoreSpec(f"shm/chunked-{c}", "shm", _shm("chunked", c)) for c in grid.chunked_chunks]
+    # The fused Pallas kernel: compiled on GPU/TPU; on CPU only Pallas' interpret mode exists (a test path).
+    specs += [CoreSpec(f"shm/fused-{c}", "shm", lambda h, c=c: None if jax.default_backend() == "cpu" else
+                       _shm("fused", c)(h), why_not="Pallas kernel: interpret mode only on CPU (a test path)")
+              for c in grid.chunked_chunks]
     specs.append(CoreSpec(NN_SCAN_LABEL, "shm-baseline",
                           lambda h: LinenScanSHM(memory_size=h, projection_size=OUTPUT_SIZE)))
     for name in ("shm-fixed-theta", "shm-neural-theta", "shm-random-c", "shm-fixed-c", "shm-c1"):
@@ -241,7 +245,7 @@ class Grid:
     torch_repeats: int
 
 
-FULL = Grid(lengths=(256, 1024, 4096), sizes=(32, 128), sequential_chunks=(64, 256), chunked_chunks=(16, 64),
+FULL = Grid(lengths=(256, 1024, 4096), sizes=(32, 128), sequential_chunks=(16, 64, 256), chunked_chunks=(16, 64),
             ablation_lengths=(1024,), repeats=5, torch_lengths=(256, 1024), torch_size=32, torch_repeats=3)
 QUICK = Grid(lengths=(64, 256), sizes=(32,), sequential_chunks=(64,), chunked_chunks=(16,),
              ablation_lengths=(256,), repeats=3, torch_lengths=(64, 256), torch_size=32, torch_repeats=2)
