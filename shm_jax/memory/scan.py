@@ -36,8 +36,10 @@ SCAN_METHODS = ("associative", "sequential", "chunked")
 # the fastest path at every size we train with; the log-depth scan only adds work when there is no parallel
 # hardware to spread it over. GPU/TPU: NOT measured yet (no accelerator was available when this was
 # written); "chunked" is the reasoned choice there: parallel over time inside a chunk, bounded memory,
-# and no per-step kernel launches across the whole sequence. Re-run benchmarks/memory_speed.py on the device
-# and update this table.
+# and no per-step kernel launches across the whole sequence. SHM also has a fused Pallas kernel
+# (scan_method="fused", shm_jax/memory/pallas_shm.py) that the roofline estimate (benchmarks/roofline.py) expects to
+# beat both on a GPU; it is tested in interpret mode and lowers for GPU/TPU but has never run on one. Re-run
+# benchmarks/memory_speed.py on the device and update this table.
 DEFAULT_METHOD_BY_BACKEND = {"cpu": "sequential", "gpu": "chunked", "tpu": "chunked"}
 
 Pytree = Any
