@@ -188,7 +188,7 @@ READING = (
     "(~3 ms at ~1 µs each): inside the 10 ms target if the kernel gets there. None of this is measured: no "
     "GPU was available. CPU: the 'memory' term uses DRAM bandwidth, but the sequential scan's state "
     "(B·H²·4 bytes = 512 KiB at B = 8, H = 128) stays in cache, so that bound does not apply (the measured "
-    "time beats it); its real floor is compute + tanh (~0.2 s together), and the measured time is ~2-5x "
+    "time beats it); its real floor is compute + tanh (0.1-0.2 s together), and the measured time is a few times "
     "above it: XLA runs the step as several small loops over the state instead of one fused pass. The "
     "associative scan materialises [T, B, H, H] tensors (512 MiB each here) and is DRAM bound, as measured.\n"
 )
