@@ -214,12 +214,26 @@ def _grid_table(record: dict, cell) -> list[str]:
     return lines
 
 
-def markdown(record: dict) -> str:
-    d = derived(record)
-    s, host = record["settings"], record["host"]
+def _run_facts(record: dict) -> tuple[str, str, str]:
+    """Load average at start and end and the library versions of one benchmark run, as table text."""
     load0 = ", ".join(f"{x:.2f}" for x in record["load_average_start"])
     load1 = ", ".join(f"{x:.2f}" for x in record.get("load_average_end", []))
     versions = ", ".join(f"{k} {v}" for k, v in record["versions"].items())
+    return load0, load1, versions
+
+
+def save_and_tabulate(path, record: dict) -> None:
+    """Write a benchmark's JSON record and regenerate its markdown tables, saying what was written."""
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"wrote {path}", flush=True)
+    for written in write_tables(path):
+        print(f"wrote {written}", flush=True)
+
+
+def markdown(record: dict) -> str:
+    d = derived(record)
+    s, host = record["settings"], record["host"]
+    load0, load1, versions = _run_facts(record)
     out = [
         f"# Memory-core speed and memory ({host['backend']}{', quick run' if s.get('quick') else ''})",
         "",
@@ -389,9 +403,7 @@ def _fmt_s(seconds: float) -> str:
 def ppo_markdown(record: dict) -> str:
     """The end-to-end PPO throughput table of a ppo_throughput JSON, with the SHM / baseline ratios."""
     s, host = record["settings"], record["host"]
-    load0 = ", ".join(f"{x:.2f}" for x in record["load_average_start"])
-    load1 = ", ".join(f"{x:.2f}" for x in record.get("load_average_end", []))
-    versions = ", ".join(f"{k} {v}" for k, v in record["versions"].items())
+    load0, load1, versions = _run_facts(record)
     out = [
         f"# End-to-end PPO throughput ({host['backend']}{', quick run' if s.get('quick') else ''})",
         "",

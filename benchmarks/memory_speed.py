@@ -440,12 +440,9 @@ def main(argv: list[str] | None = None) -> Path:
     path = args.out / f"memory_speed_{device_slug()}{suffix}.json"
     if args.merge and path.exists():
         record = merge_records(json.loads(path.read_text()), record)
-    path.write_text(json.dumps(record, indent=1))
-    print(f"wrote {path}", flush=True)
-    from benchmarks.make_tables import write_tables
+    from benchmarks.make_tables import save_and_tabulate
 
-    for written in write_tables(path):
-        print(f"wrote {written}", flush=True)
+    save_and_tabulate(path, record)
     return path
 
 

@@ -266,12 +266,9 @@ def main(argv: list[str] | None = None) -> Path:
     args.out.mkdir(parents=True, exist_ok=True)
     suffix = "_quick" if args.quick else ""
     path = args.out / f"ppo_throughput_{device_slug()}{suffix}.json"
-    path.write_text(json.dumps(record, indent=1) + "\n")
-    print(f"wrote {path}", flush=True)
-    from benchmarks.make_tables import write_tables
+    from benchmarks.make_tables import save_and_tabulate
 
-    for written in write_tables(path):
-        print(f"wrote {written}", flush=True)
+    save_and_tabulate(path, record)
     return path
 
 
