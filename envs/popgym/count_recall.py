@@ -19,8 +19,8 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
 
-from envs import registry
-from envs.popgym import deck
+from envs.popgym import card_game, deck
+from envs.popgym.card_game import EnvParams  # noqa: F401  (this game's params)
 from envs.spaces import MultiDiscrete
 
 
@@ -36,30 +36,17 @@ class EnvState(environment.EnvState):
     in_order: jax.Array
 
 
-@struct.dataclass
-class EnvParams:
-    """Nothing tunable: the episode length follows from the (static) number of decks, and the episode always
-    ends by termination (no time limit), so there is no ``max_steps_in_episode``."""
-
-
-class CountRecall(environment.Environment[EnvState, EnvParams]):
+class CountRecall(card_game.CardGame):
     """CountRecall with ``num_decks`` decks counting ``deck_type`` ("colors", "suits" or "ranks").
 
     Easy 1 deck / colors, Medium 2 / suits, Hard 4 / ranks. See the module docstring.
     """
 
     def __init__(self, num_decks: int = 1, deck_type: str = "colors"):
-        super().__init__()
-        self.num_decks = int(num_decks)
-        self.num_cards = deck.num_cards(num_decks)
+        super().__init__(num_decks)
         self.deck_type = deck_type
         self.num_types = deck.check_attribute(deck_type)
         self.max_count = self.num_cards // self.num_types
-        self.episode_length = self.num_cards - 1
-
-    @property
-    def default_params(self) -> EnvParams:
-        return EnvParams()
 
     def reset_env(self, key, params):
         key_values, key_queries = jax.random.split(key)
@@ -80,27 +67,20 @@ class CountRecall(environment.Environment[EnvState, EnvParams]):
 
     def step_env(self, key, state, action, params):
         n, t = self.num_cards, state.time
-        action = jnp.clip(jnp.asarray(action, jnp.int32), 0, self.max_count)
         target = state.counts[state.queries[jnp.minimum(t, n - 1)]]
-        reward = (jnp.where(action == target, 1.0, -1.0) / (n - 1)).astype(jnp.float32)
-        dealt = jnp.minimum(t + 1, n - 1)
+        reward = card_game.right_or_wrong(self.clip_action(action) == target, n - 1).astype(jnp.float32)
+        dealt = self.next_position(t)
         key_values, key_queries = jax.random.split(key)
         values = deck.deal(key_values, state.values, dealt, state.in_order)
         queries = deck.deal(key_queries, state.queries, dealt, state.in_order)
         value, query = values[dealt], queries[dealt]
         counts = state.counts.at[value].add(jnp.where(t + 1 <= n - 1, 1, 0))
         state = state.replace(time=t + 1, values=values, queries=queries, counts=counts)
-        return jnp.stack([value, query]), state, reward, t >= n - 2, {}
-
-    def is_truncated(self, state, params):
-        return jnp.array(False)
+        return jnp.stack([value, query]), state, reward, self.terminated(t), {}
 
     @property
     def num_actions(self) -> int:
         return self.max_count + 1
-
-    def action_space(self, params=None):
-        return spaces.Discrete(self.max_count + 1)
 
     def observation_space(self, params=None):
         return MultiDiscrete([self.num_types, self.num_types])
@@ -118,7 +98,4 @@ class CountRecall(environment.Environment[EnvState, EnvParams]):
         )
 
 
-for _level, _decks, _type in (("Easy", 1, "colors"), ("Medium", 2, "suits"), ("Hard", 4, "ranks")):
-    registry.register(
-        f"CountRecall{_level}", CountRecall, needs_prev_action=False, family="popgym", num_decks=_decks, deck_type=_type
-    )
+card_game.register_levels("CountRecall", CountRecall, num_decks=(1, 2, 4), deck_type=("colors", "suits", "ranks"))
