@@ -33,11 +33,9 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pl_triton
 
+from shm_jax.memory.scan import pad_time
+
 _SQ = pl.squeezed
-
-
-def _pad_steps(length: int, chunk: int) -> int:
-    return -(-length // chunk) * chunk
 
 
 def _step_forward(memory, start, a, b, w, k):
@@ -185,24 +183,20 @@ def _backward_call(starts, a, b, w, k, q, boundaries, dh, dm_final, *, chunk, ro
     return da, dw, db.sum(axis=1), dk.sum(axis=1), dq.sum(axis=1), dm0
 
 
-def _pad_time(x, length: int):
-    return jnp.pad(x, [(0, length - x.shape[0])] + [(0, 0)] * (x.ndim - 1))
-
-
 def _row_side(x, length: int):
     """[T, B, H] -> [B, H, T'] zero-padded to T' steps."""
-    return jnp.transpose(_pad_time(x, length), (1, 2, 0))
+    return jnp.transpose(pad_time(x, length), (1, 2, 0))
 
 
 def _col_side(x, length: int):
     """[T, B, H] -> [B, T', H] zero-padded to T' steps."""
-    return jnp.transpose(_pad_time(x, length), (1, 0, 2))
+    return jnp.transpose(pad_time(x, length), (1, 0, 2))
 
 
 def _to_kernel_layout(starts, a, b, w, k, q, chunk):
     """Time-major [T, B, H] -> padded batch-major kernel layouts. Padded steps are identities (a = w = 0)."""
-    steps = _pad_steps(starts.shape[0], chunk)
-    starts_k = jnp.transpose(_pad_time(starts.astype(a.dtype), steps))[:, None, :]  # [B, 1, T']
+    steps = -(-starts.shape[0] // chunk) * chunk
+    starts_k = jnp.transpose(pad_time(starts.astype(a.dtype), steps))[:, None, :]  # [B, 1, T']
     return (starts_k, _row_side(a, steps), _col_side(b, steps), _row_side(w, steps), _col_side(k, steps),
             _col_side(q, steps))
 

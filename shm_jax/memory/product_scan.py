@@ -13,7 +13,8 @@ adjoint does not evaluate it again (measured: about 1.4x faster forward+backward
 H = 128 on a 2-core CPU; benchmarks/results/memory_speed.md).
 
 Memory: the forward keeps M at chunk boundaries only ([T/L, B, H, H]); the backward recomputes one chunk
-at a time ([L, B, H, H] for M_{t-1} and for tanh), as in ``scan._sequential``.
+at a time ([L, B, H, H] for M_{t-1} and for tanh), as in ``scan._sequential``. Padded steps (T not a
+multiple of L) are zeros: a = w = 0 makes them identities, no reset.
 """
 
 from __future__ import annotations
@@ -23,17 +24,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-
-def _chunked(x: jax.Array, chunk: int) -> jax.Array:
-    """[T, ...] -> [ceil(T/L), L, ...], zero-padded; padded steps are identities (a = w = 0, no reset)."""
-    length = x.shape[0]
-    num_chunks = -(-length // chunk)
-    x = jnp.pad(x, [(0, num_chunks * chunk - length)] + [(0, 0)] * (x.ndim - 1))
-    return x.reshape((num_chunks, chunk) + x.shape[1:])
-
-
-def _unchunked(x: jax.Array, length: int) -> jax.Array:
-    return x.reshape((-1,) + x.shape[2:])[:length]
+from shm_jax.memory.scan import from_chunks, to_chunks
 
 
 def _reset(start: jax.Array, memory: jax.Array) -> jax.Array:
@@ -56,9 +47,9 @@ def _forward(carry, starts, a, b, w, k, q, chunk):
         memory, h = jax.lax.scan(step, memory, xs)
         return memory, (h, boundary)
 
-    xs = tuple(_chunked(x, chunk) for x in (starts, a, b, w, k, q))
+    xs = tuple(to_chunks(x, chunk) for x in (starts, a, b, w, k, q))
     final, (h, boundaries) = jax.lax.scan(chunk_body, carry, xs)
-    return final, _unchunked(h, starts.shape[0]), boundaries
+    return final, from_chunks(h, starts.shape[0]), boundaries
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(7,))
@@ -75,7 +66,7 @@ def _scan_fwd(carry, starts, a, b, w, k, q, chunk):
 def _scan_bwd(chunk, residuals, cotangents):
     boundaries, starts, a, b, w, k, q = residuals
     d_final, d_h = cotangents
-    xs = tuple(_chunked(x, chunk) for x in (starts, a, b, w, k, q, d_h))
+    xs = tuple(to_chunks(x, chunk) for x in (starts, a, b, w, k, q, d_h))
 
     def chunk_body(grad, xs_chunk):
         boundary, (starts_c, a_c, b_c, w_c, k_c, q_c, dh_c) = xs_chunk[0], xs_chunk[1:]
@@ -105,7 +96,7 @@ def _scan_bwd(chunk, residuals, cotangents):
         return jax.lax.scan(adjoint, grad, (starts_c, a_c, b_c, w_c, k_c, q_c, dh_c, prevs, tanhs), reverse=True)
 
     d_carry, grads = jax.lax.scan(chunk_body, d_final, (boundaries,) + xs, reverse=True)
-    d_a, d_b, d_w, d_k, d_q = (_unchunked(g, starts.shape[0]) for g in grads)
+    d_a, d_b, d_w, d_k, d_q = (from_chunks(g, starts.shape[0]) for g in grads)
     return d_carry, None, d_a, d_b, d_w, d_k, d_q
 
 

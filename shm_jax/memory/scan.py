@@ -52,12 +52,16 @@ def default_method() -> str:
     return DEFAULT_METHOD_BY_BACKEND.get(jax.default_backend(), "sequential")
 
 
-def check_method(method: str | None, chunk_size: int = 64) -> str:
-    """Resolve ``None`` to the backend default; one-line ValueError for unknown names or bad chunks."""
+def check_method(method: str | None, chunk_size: int = 64, extra_methods: tuple[str, ...] = ()) -> str:
+    """Resolve ``None`` to the backend default; one-line ValueError for unknown names or bad chunks.
+
+    extra_methods: names a model adds on top of SCAN_METHODS (SHM's "fused" kernel).
+    """
     if method is None:
         method = default_method()
-    if method not in SCAN_METHODS:
-        raise ValueError(f"scan: unknown scan method {method!r}; valid: {', '.join(SCAN_METHODS)}")
+    valid = SCAN_METHODS + tuple(extra_methods)
+    if method not in valid:
+        raise ValueError(f"scan: unknown scan method {method!r}; valid: {', '.join(valid)}")
     if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size <= 0:
         raise ValueError(f"scan: chunk_size must be a positive integer, got {chunk_size!r}")
     return method
@@ -115,19 +119,6 @@ def _associative(carry, inputs, starts, make_cu, read):
     return memories[-1], read(memories, inputs)
 
 
-def _sequential_autodiff(carry, inputs, starts, make_cu, read):
-    """The plain per-step loop; autodiff keeps every step's residuals (reference for the lean path)."""
-
-    def step(memory, xs):
-        inputs_t, start_t = xs
-        c, u = make_cu(inputs_t)
-        memory = jnp.where(_flag_like(start_t, memory), jnp.zeros_like(memory), memory)
-        memory = memory * c + u
-        return memory, read(memory, inputs_t)
-
-    return jax.lax.scan(step, carry, (inputs, starts))
-
-
 def _unbroadcast(ct: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     """Sum a cotangent of a broadcast result back to the operand's ``shape``."""
     extra = ct.ndim - len(shape)
@@ -136,8 +127,20 @@ def _unbroadcast(ct: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     return jnp.sum(ct, axis=axes, keepdims=True) if axes else ct
 
 
-def _pad_time(x: jax.Array, length: int) -> jax.Array:
+def pad_time(x: jax.Array, length: int) -> jax.Array:
+    """Zero-pad the leading (time) axis of x to ``length`` steps."""
     return jnp.pad(x, [(0, length - x.shape[0])] + [(0, 0)] * (x.ndim - 1))
+
+
+def to_chunks(x: jax.Array, chunk: int) -> jax.Array:
+    """[T, ...] -> [ceil(T/L), L, ...], zero-padded at the end."""
+    num_chunks = -(-x.shape[0] // chunk)
+    return pad_time(x, num_chunks * chunk).reshape((num_chunks, chunk) + x.shape[1:])
+
+
+def from_chunks(x: jax.Array, length: int) -> jax.Array:
+    """[N, L, ...] -> [T, ...]: undo ``to_chunks``, dropping the padded steps."""
+    return x.reshape((-1,) + x.shape[2:])[:length]
 
 
 def _sequential(carry, inputs, starts, make_cu, read, chunk_size):
@@ -169,19 +172,15 @@ def _lean_step(cu_fn, cu_consts, memory, inputs_t, start_t, valid_t):
     return jnp.where(_flag_like(valid_t, memory), new, memory), prev
 
 
-def _chunk_view(length, chunk, inputs, starts):
-    num_chunks = -(-length // chunk)
-    padded = num_chunks * chunk
-
-    def view(x):
-        return _pad_time(x, padded).reshape((num_chunks, chunk) + x.shape[1:])
-
+def _chunk_view(chunk, inputs, starts):
+    """Chunked inputs and starts, plus valid: bool[N, L, B], False on the padded steps."""
+    view = functools.partial(to_chunks, chunk=chunk)
     valid = view(jnp.ones(starts.shape, bool))
     return jax.tree.map(view, inputs), view(starts), valid
 
 
 def _lean_forward(cu_fn, read_fn, chunk, length, carry, inputs, starts, cu_consts, read_consts):
-    inputs_c, starts_c, valid_c = _chunk_view(length, chunk, inputs, starts)
+    inputs_c, starts_c, valid_c = _chunk_view(chunk, inputs, starts)
 
     def chunk_body(memory, xs):
         def step(memory, xs_t):
@@ -194,7 +193,7 @@ def _lean_forward(cu_fn, read_fn, chunk, length, carry, inputs, starts, cu_const
         return memory, (ys, boundary)
 
     final, (ys, boundaries) = jax.lax.scan(chunk_body, carry, (inputs_c, starts_c, valid_c))
-    ys = jax.tree.map(lambda y: y.reshape((-1,) + y.shape[2:])[:length], ys)
+    ys = jax.tree.map(functools.partial(from_chunks, length=length), ys)
     return final, ys, boundaries
 
 
@@ -213,8 +212,8 @@ def _lean_scan_fwd(cu_fn, read_fn, chunk, length, carry, inputs, starts, cu_cons
 def _lean_scan_bwd(cu_fn, read_fn, chunk, length, residuals, cotangents):
     boundaries, inputs, starts, cu_consts, read_consts = residuals
     d_final, d_ys = cotangents
-    inputs_c, starts_c, valid_c = _chunk_view(length, chunk, inputs, starts)
-    d_ys_c, _, _ = _chunk_view(length, chunk, d_ys, starts)
+    inputs_c, starts_c, valid_c = _chunk_view(chunk, inputs, starts)
+    d_ys_c, _, _ = _chunk_view(chunk, d_ys, starts)
     zeros_like = functools.partial(jax.tree.map, jnp.zeros_like)
 
     def chunk_body(acc, xs):
@@ -255,7 +254,7 @@ def _lean_scan_bwd(cu_fn, read_fn, chunk, length, residuals, cotangents):
     init = (d_final, zeros_like(cu_consts), zeros_like(read_consts))
     (d_carry, d_cu_consts, d_read_consts), d_inputs = jax.lax.scan(
         chunk_body, init, (boundaries, inputs_c, starts_c, valid_c, d_ys_c), reverse=True)
-    d_inputs = jax.tree.map(lambda d: d.reshape((-1,) + d.shape[2:])[:length], d_inputs)
+    d_inputs = jax.tree.map(functools.partial(from_chunks, length=length), d_inputs)
     return d_carry, d_inputs, None, d_cu_consts, d_read_consts
 
 
@@ -264,16 +263,7 @@ _lean_scan.defvjp(_lean_scan_fwd, _lean_scan_bwd)
 
 def _chunked(carry, inputs, starts, make_cu, read, chunk_size):
     length = starts.shape[0]
-    chunk = min(chunk_size, length)
-    num_chunks = -(-length // chunk)
-    pad = num_chunks * chunk - length
-
-    def to_chunks(x):
-        x = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1))
-        return x.reshape((num_chunks, chunk) + x.shape[1:])
-
-    valid = to_chunks(jnp.ones((length,) + starts.shape[1:], bool))
-    xs = (jax.tree.map(to_chunks, inputs), to_chunks(starts.astype(bool)), valid)
+    xs = _chunk_view(min(chunk_size, length), inputs, starts.astype(bool))
 
     @jax.checkpoint  # keep only the memory at chunk boundaries; recompute inside a chunk in the backward
     def body(memory, chunk_xs):
@@ -287,7 +277,7 @@ def _chunked(carry, inputs, starts, make_cu, read, chunk_size):
         return memories[-1], read(memories, inputs_c)
 
     final, ys = jax.lax.scan(body, carry, xs)
-    ys = jax.tree.map(lambda y: y.reshape((num_chunks * chunk,) + y.shape[2:])[:length], ys)
+    ys = jax.tree.map(functools.partial(from_chunks, length=length), ys)
     return final, ys
 
 

@@ -46,7 +46,7 @@ from shm_jax.memory import base
 from shm_jax.memory.precision import compute_dtype
 from shm_jax.memory.pallas_shm import fused_shm_scan
 from shm_jax.memory.product_scan import product_form_scan
-from shm_jax.memory.scan import SCAN_METHODS, associative_hadamard, check_method, default_method, hadamard_scan
+from shm_jax.memory.scan import associative_hadamard, check_method, default_method, hadamard_scan
 
 CALIBRATIONS = ("random_theta", "fixed_theta", "neural_theta", "random_c", "fixed_c", "ones")
 _NORM_EPS = 1e-5
@@ -106,8 +106,10 @@ def _product_form_scan(scan, carry, inputs, starts, chunk_size):
 
     scan: ``pallas_shm.fused_shm_scan`` or ``product_scan.product_form_scan`` (same contract).
     """
-    zeros = jnp.zeros_like(inputs["v"])
-    row, col = inputs.get("row", zeros), inputs.get("col", zeros)
+    if "row" in inputs:
+        row, col = inputs["row"], inputs["col"]
+    else:
+        row = col = jnp.zeros_like(inputs["v"])
     weighted_v = inputs["eta"] * inputs["v"]
     return scan(carry, starts, row, col, weighted_v, inputs["k"], inputs["q"], chunk_size=chunk_size)
 
@@ -146,15 +148,10 @@ class SHM(nn.Module):
         if self.calibration not in CALIBRATIONS:
             raise ValueError(
                 f"SHM: unknown calibration {self.calibration!r}; valid: {', '.join(CALIBRATIONS)}")
-        if self.scan_method not in (None, FUSED, *SCAN_METHODS):
-            raise ValueError(f"SHM: unknown scan method {self.scan_method!r}; valid: "
-                             f"{', '.join((*SCAN_METHODS, FUSED))}, or None for the backend default")
-        if self.scan_method == FUSED:
-            if self.calibration == "fixed_c":
-                raise ValueError("SHM: scan_method 'fused' needs C_t = 1 + tanh(row ⊗ col); calibration 'fixed_c' "
-                                 "has no such form: use 'sequential', 'chunked' or 'associative'")
-        else:
-            check_method(self.scan_method, self.chunk_size)
+        check_method(self.scan_method, self.chunk_size, extra_methods=(FUSED,))
+        if self.scan_method == FUSED and self.calibration == "fixed_c":
+            raise ValueError("SHM: scan_method 'fused' needs C_t = 1 + tanh(row ⊗ col); calibration 'fixed_c' "
+                             "has no such form: use 'sequential', 'chunked' or 'associative'")
         super().__post_init__()
 
     @property
