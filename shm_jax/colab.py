@@ -147,11 +147,6 @@ def stale_modules() -> list[str]:
     return stale
 
 
-def is_colab() -> bool:
-    """Whether this process runs inside Google Colab."""
-    return "google.colab" in sys.modules or bool(os.environ.get("COLAB_RELEASE_TAG"))
-
-
 def notebook_size(environ: Mapping[str, str] | None = None, default: str = DEFAULT_SIZE) -> str:
     """``SHM_NOTEBOOK_SIZE``: "tiny" (seconds, for the tests) or "full" (the default)."""
     environ = os.environ if environ is None else environ
@@ -182,8 +177,8 @@ def describe_devices() -> str:
 def save_and_show(fig, name: str, directory: str | os.PathLike | None = None, dpi: int = 110) -> Path:
     """Save matplotlib ``fig`` as ``<directory>/<name>.png`` (default: ``output_dir()``), close it, display it.
 
-    Displaying the saved file works whatever matplotlib backend is active (the trainer's plotting
-    switches matplotlib to Agg, which would hide ``plt.show()`` output in a notebook).
+    Displaying the saved file works whatever matplotlib backend is active (``plt.show()`` shows nothing
+    under a non-interactive backend such as Agg).
     """
     import matplotlib.pyplot as plt
 

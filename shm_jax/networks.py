@@ -222,8 +222,8 @@ class ActorCritic(nn.Module):
         T, B = starts.shape
         x = obs.reshape(T, B, -1).astype(jnp.float32)
         if self.pixel_features:
-            scale = jnp.where(jnp.arange(x.shape[-1]) < self.pixel_features, 1.0 / 255.0, 1.0)
-            x = x * scale
+            # Divide (not multiply by 1/255): x / 255 is the exact pixel scaling; dividing by 1.0 is exact too.
+            x = x / jnp.where(jnp.arange(x.shape[-1]) < self.pixel_features, 255.0, 1.0)
         steps = episode_steps(carry.step, starts.astype(bool))
         dtype = compute_dtype("ActorCritic", self.dtype)
 
