@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.linen_shm_cell import LinenScanSHM, compare_with_shm
-from benchmarks.make_tables import NN_SCAN_LABEL
+from benchmarks.make_tables import NN_SCAN_LABEL, save_and_tabulate
 from shm_jax.memory import make_memory
 from shm_jax.memory.scan import default_method
 
@@ -440,8 +440,6 @@ def main(argv: list[str] | None = None) -> Path:
     path = args.out / f"memory_speed_{device_slug()}{suffix}.json"
     if args.merge and path.exists():
         record = merge_records(json.loads(path.read_text()), record)
-    from benchmarks.make_tables import save_and_tabulate
-
     save_and_tabulate(path, record)
     return path
 

@@ -43,7 +43,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from benchmarks.make_tables import ppo_ratios
+from benchmarks.make_tables import ppo_ratios, save_and_tabulate
 from benchmarks.memory_speed import _git_commit, _versions, device_slug, host_info
 from shm_jax.config import from_preset
 from shm_jax.ppo import hparams_from_config, make_train
@@ -266,8 +266,6 @@ def main(argv: list[str] | None = None) -> Path:
     args.out.mkdir(parents=True, exist_ok=True)
     suffix = "_quick" if args.quick else ""
     path = args.out / f"ppo_throughput_{device_slug()}{suffix}.json"
-    from benchmarks.make_tables import save_and_tabulate
-
     save_and_tabulate(path, record)
     return path
 

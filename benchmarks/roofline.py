@@ -42,6 +42,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
+from benchmarks.make_tables import _ok
 from benchmarks.memory_speed import REPO_ROOT, _git_commit, _versions, host_info
 
 FLOPS_PER_ELEMENT_STEP = 39
@@ -84,7 +85,7 @@ def measure_cpu_device(size: int = 1 << 24, repeats: int = 5) -> Device:
     flops, tanh_rate = 0.0, 0.0
     for size_small in (1 << 14, 1 << 17, 1 << 20):
         x = jnp.linspace(0.0, 1.0, size_small, dtype=jnp.float32)
-        passes = (1 << 24) // size_small
+        passes = size // size_small
         fma = jax.jit(lambda y: jax.lax.fori_loop(0, 10 * passes, lambda _, z: z * 0.999 + 0.001, y))
         tanh = jax.jit(lambda y: jax.lax.fori_loop(0, passes, lambda _, z: jnp.tanh(z) + 0.5, y))
         flops = max(flops, 2 * 10 * passes * size_small / best(fma, x))
@@ -97,7 +98,7 @@ def measure_cpu_device(size: int = 1 << 24, repeats: int = 5) -> Device:
         return jax.lax.scan(lambda c, _: (c + 1.0, None), x, None, length=1000)[0]
 
     launch = best(empty_loop, jnp.zeros(())) / 1000
-    return Device(f"this CPU ({host_info()['cpu_count']} cores, measured)", flops, tanh_rate, bandwidth,
+    return Device(f"this CPU ({os.cpu_count()} cores, measured)", flops, tanh_rate, bandwidth,
                   launch, launch, "measured with XLA micro-kernels")
 
 
@@ -136,17 +137,17 @@ CASES = [  # (device key, B, T, H)
 METHODS = ("fused", "sequential", "associative", "chunked")
 
 
-def measured_cpu_times(results_dir: Path) -> dict[str, float]:
-    """Measured fwd+bwd seconds at B = 8, T = 1024, H = 128 from memory_speed_cpu.json, by method."""
+def measured_cpu_times(results_dir: Path, batch: int, length: int, hsz: int) -> dict[str, float]:
+    """Measured fwd+bwd seconds of the library's SHM scans (family "shm") at (B, T, H), fastest per method,
+    from memory_speed_cpu.json (each core's first-run row, as the tables show them)."""
     path = results_dir / "memory_speed_cpu.json"
     if not path.exists():
         return {}
     best: dict[str, float] = {}
-    for row in json.loads(path.read_text())["results"]:
-        label = row.get("label", "")
-        if row.get("status") != "ok" or row.get("T") != 1024 or row.get("H") != 128 or not label.startswith("shm/"):
+    for row in _ok(json.loads(path.read_text())["results"]).values():
+        if row.get("family") != "shm" or (row.get("B"), row["T"], row["H"]) != (batch, length, hsz):
             continue
-        method = label.split("/")[1].split("-")[0]
+        method = row["label"].split("/")[1].split("-")[0]
         best[method] = min(best.get(method, math.inf), row["time_s_median"])
     return best
 
@@ -201,7 +202,8 @@ def main(argv: list[str] | None = None) -> Path:
                         help="folder holding memory_speed_cpu.json (measured times to compare with)")
     args = parser.parse_args(argv)
     devices = {"cpu": measure_cpu_device(), "h100": H100, "h200": H200}
-    measured = measured_cpu_times(args.measured)
+    _, *cpu_case = next(case for case in CASES if case[0] == "cpu")
+    measured = measured_cpu_times(args.measured, *cpu_case)
     estimates = []
     for key, batch, length, hsz in CASES:
         for method in METHODS:
