@@ -198,13 +198,15 @@ def eval_main(argv: list[str]) -> int:
     from pathlib import Path
 
     from shm_jax import evaluation
-    from shm_jax.trainer import load_run_config
 
     command = _cli(EvalCommand, argv, prog="python train.py eval", description=EvalCommand.__doc__)
-    config = load_run_config(command.run_dir, TrainConfig, purpose="eval")  # one-line error for a bad directory
+    # Restore once (one-line "eval: ..." errors for a bad directory or checkpoint), evaluate every policy from it.
+    config, trainer, state, program = evaluation.load_run(command.run_dir)
     episodes = command.episodes or config.eval_episodes or 32
     policies = {"both": (True, False), "greedy": (True,), "sampled": (False,)}[command.policy]
-    results = [evaluation.evaluate(command.run_dir, episodes=episodes, greedy=g, seed=command.seed) for g in policies]
+    results = [evaluation.evaluate(state, episodes=episodes, greedy=g, seed=command.seed, trainer=trainer,
+                                   config=config, settings=program.settings, seeds=program.seeds)
+               for g in policies]
     out = Path(command.run_dir) / "eval.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     for result in results:

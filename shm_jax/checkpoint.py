@@ -72,15 +72,17 @@ class Checkpointer:
         self._manager.save(step, args=args)
         self._manager.wait_until_finished()
 
-    def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict[str, np.ndarray], dict[str, Any]]:
+    def restore(self, abstract_state: Any, step: int | None = None,
+                purpose: str = "resume") -> tuple[Any, dict[str, np.ndarray], dict[str, Any]]:
         """Restore (state, history, meta) of ``step`` (default: the latest).
 
         abstract_state: the runner-state pytree of ``jax.ShapeDtypeStruct`` (with shardings) that
         the checkpoint must match, e.g. ``jax.eval_shape`` of the batched init.
+        purpose: the prefix of the one-line errors ("resume", "eval") for a missing or unreadable checkpoint.
         """
         step = self.latest_step() if step is None else step
         if step is None:
-            raise ValueError(f"resume: no checkpoint in {self.directory}")
+            raise ValueError(f"{purpose}: no checkpoint in {self.directory}")
         ocp = self._ocp
         target = jax.tree.map(lambda x: _abstract_key_data(x) if _is_typed_key(x) else x, abstract_state)
         args = ocp.args.Composite(
@@ -88,7 +90,11 @@ class Checkpointer:
             history=ocp.args.StandardRestore(),
             meta=ocp.args.JsonRestore(),
         )
-        restored = self._manager.restore(step, args=args)
+        try:
+            restored = self._manager.restore(step, args=args)
+        except Exception as err:  # orbax raises many types for a damaged checkpoint: say it in one line
+            first_line = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            raise ValueError(f"{purpose}: checkpoint in {self.directory} is unreadable ({first_line})") from None
         state = jax.tree.map(
             lambda abstract, x: jax.random.wrap_key_data(x, impl=_impl_of(abstract)) if _is_typed_key(abstract) else x,
             abstract_state, restored["state"],

@@ -154,23 +154,17 @@ def summarize_episodes(raw: dict[str, np.ndarray], settings: list[dict], seeds: 
 def load_run(run_dir: Path | str) -> tuple[Any, Any, Any, Any]:
     """(config, trainer, batched runner state, BatchedTrain) restored from ``run_dir``'s latest checkpoint."""
     from shm_jax.checkpoint import Checkpointer
-    from shm_jax.config import TrainConfig, validate
+    from shm_jax.config import TrainConfig
     from shm_jax.ppo import hparams_from_config, make_train
     from shm_jax.trainer import BatchedTrain, load_run_config
 
-    config = load_run_config(run_dir, TrainConfig)
-    validate(config)
-    trainer = make_train(config)
+    config = load_run_config(run_dir, TrainConfig, purpose="eval")
+    trainer = make_train(config)  # validates the config
     program = BatchedTrain(trainer, hparams_from_config(config), sweep=config.sweep, seed=config.seed,
                            num_seeds=config.num_seeds, num_envs=config.num_envs)
     checkpointer = Checkpointer(run_dir, create=False)
     try:
-        state, _, _ = checkpointer.restore(program.abstract_state())
-    except ValueError:
-        raise
-    except Exception as err:  # orbax raises many types for a damaged checkpoint
-        raise ValueError(f"eval: checkpoint in {checkpointer.directory} is unreadable "
-                         f"({(str(err).strip().splitlines() or [type(err).__name__])[0][:200]})") from None
+        state, _, _ = checkpointer.restore(program.abstract_state(), purpose="eval")
     finally:
         checkpointer.close()
     return config, trainer, state, program

@@ -429,13 +429,7 @@ def run(
     jsonl = run_dir / "metrics.jsonl"
 
     if resume_dir is not None:
-        try:
-            state, saved_history, meta = checkpointer.restore(program.abstract_state())
-        except Exception as err:  # orbax raises many types for a damaged checkpoint
-            if isinstance(err, ValueError) and str(err).startswith("resume:"):
-                raise
-            first_line = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-            raise ValueError(f"resume: checkpoint in {checkpointer.directory} is unreadable ({first_line})") from None
+        state, saved_history, meta = checkpointer.restore(program.abstract_state(), purpose="resume")
         history.load_state(saved_history)
         updates_done = int(meta["updates_done"])
         history.truncate(updates_done)
