@@ -54,6 +54,18 @@ def register(
         _ALIASES[alias] = env_id
 
 
+LEVELS = ("Easy", "Medium", "Hard")
+
+
+def register_levels(name: str, factory: Callable[..., environment.Environment], *, needs_prev_action: bool = False,
+                    family: str = "popgym", **levels: tuple) -> None:
+    """Register ``name + level`` for Easy, Medium, Hard; each keyword gives the constructor argument per level,
+    e.g. ``num_decks=(1, 2, 3)``."""
+    for i, level in enumerate(LEVELS):
+        kwargs = {arg: values[i] for arg, values in levels.items()}
+        register(f"{name}{level}", factory, needs_prev_action=needs_prev_action, family=family, **kwargs)
+
+
 def list_ids(family: str | None = None, *, include_aliases: bool = False) -> list[str]:
     """Canonical ids (sorted), optionally of one family, optionally with aliases."""
     ids = [k for k, s in _SPECS.items() if family is None or s.family == family]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from envs import registry
 from envs.popgym import card_game, deck
 from envs.popgym.card_game import EnvParams  # noqa: F401  (this game's params)
 from envs.popgym.card_game import SuitDeckState as EnvState  # noqa: F401  (this game's state)
@@ -52,4 +53,4 @@ class Autoencode(card_game.OneDeckGame):
         return MultiDiscrete([2, deck.NUM_SUITS])
 
 
-card_game.register_levels("Autoencode", Autoencode, num_decks=(1, 2, 3))
+registry.register_levels("Autoencode", Autoencode, num_decks=(1, 2, 3))

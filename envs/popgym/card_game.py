@@ -6,7 +6,6 @@
 - :class:`OneDeckGame`: one deck of which only one attribute (suits or ranks) matters, dealt lazily one card per
   step; a game only says how a step scores and what it shows (:meth:`OneDeckGame.score`).
 - :func:`right_or_wrong`: the +1/M or -1/M reward that every card game pays over M scored steps.
-- :func:`register_levels`: one registry id per difficulty (Easy, Medium, Hard).
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ from envs import registry
 from envs.popgym import deck
 from envs.spaces import MultiDiscrete
 
-LEVELS = ("Easy", "Medium", "Hard")
 
 
 @struct.dataclass
@@ -55,14 +53,6 @@ def right_or_wrong(right: jax.Array, num_scored: int) -> jax.Array:
     return jnp.where(right, 1.0, -1.0) / num_scored
 
 
-def register_levels(name: str, game: type, needs_prev_action: bool = False, **levels: tuple) -> None:
-    """Register ``name + level`` for Easy, Medium, Hard; each keyword gives the constructor argument per level,
-    e.g. ``num_decks=(1, 2, 3)``."""
-    for i, level in enumerate(LEVELS):
-        kwargs = {arg: values[i] for arg, values in levels.items()}
-        registry.register(f"{name}{level}", game, needs_prev_action=needs_prev_action, family="popgym", **kwargs)
-
-
 class CardGame(environment.Environment):
     """A card game over ``num_decks`` decks, terminated after ``episode_length`` steps, never truncated.
 
@@ -74,6 +64,11 @@ class CardGame(environment.Environment):
         self.num_decks = int(num_decks)
         self.num_cards = deck.num_cards(num_decks)
         self.episode_length = self.num_cards - 1
+
+    def fresh_deck(self, key: jax.Array, attribute: str) -> jax.Array:
+        """int32[N]: ``attribute`` of a newly shuffled deck, dealt lazily (``deck.deal``)."""
+        cards = deck.card_attribute(jnp.arange(self.num_cards), attribute)
+        return deck.deal(key, cards, 0, jnp.array(False))
 
     @property
     def default_params(self) -> EnvParams:
@@ -113,8 +108,7 @@ class OneDeckGame(CardGame):
         return getattr(state, self.attribute)
 
     def reset_env(self, key, params):
-        cards = deck.card_attribute(jnp.arange(self.num_cards), self.attribute)
-        return self._start(deck.deal(key, cards, 0, jnp.array(False)), jnp.array(False))
+        return self._start(self.fresh_deck(key, self.attribute), jnp.array(False))
 
     def reset_from_deck(self, cards: jax.Array):
         """Start an episode with a given deck (int32[N] card ids in deal order, e.g. the original's), dealt as

@@ -129,7 +129,5 @@ class Concentration(environment.Environment[EnvState, EnvParams]):
         )
 
 
-for _level, _decks, _type in (("Easy", 1, "colors"), ("Medium", 2, "colors"), ("Hard", 1, "ranks")):
-    registry.register(
-        f"Concentration{_level}", Concentration, needs_prev_action=True, family="popgym", num_decks=_decks, deck_type=_type
-    )
+registry.register_levels("Concentration", Concentration, needs_prev_action=True, num_decks=(1, 2, 1),
+                         deck_type=("colors", "colors", "ranks"))

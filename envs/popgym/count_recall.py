@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
 
+from envs import registry
 from envs.popgym import card_game, deck
 from envs.popgym.card_game import EnvParams  # noqa: F401  (this game's params)
 from envs.spaces import MultiDiscrete
@@ -50,9 +51,8 @@ class CountRecall(card_game.CardGame):
 
     def reset_env(self, key, params):
         key_values, key_queries = jax.random.split(key)
-        types = deck.card_attribute(jnp.arange(self.num_cards), self.deck_type)
-        no = jnp.array(False)
-        return self._start(deck.deal(key_values, types, 0, no), deck.deal(key_queries, types, 0, no), no)
+        return self._start(self.fresh_deck(key_values, self.deck_type), self.fresh_deck(key_queries, self.deck_type),
+                           jnp.array(False))
 
     def reset_from_deck(self, value_cards: jax.Array, query_cards: jax.Array):
         """Start an episode with given decks (int32[N] card ids in deal order each, e.g. the original's), dealt
@@ -98,4 +98,4 @@ class CountRecall(card_game.CardGame):
         )
 
 
-card_game.register_levels("CountRecall", CountRecall, num_decks=(1, 2, 4), deck_type=("colors", "suits", "ranks"))
+registry.register_levels("CountRecall", CountRecall, num_decks=(1, 2, 4), deck_type=("colors", "suits", "ranks"))

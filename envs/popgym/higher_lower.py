@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from envs import registry
 from envs.popgym import card_game
 from envs.popgym.card_game import EnvParams  # noqa: F401  (this game's params)
 from envs.popgym.card_game import RankDeckState as EnvState  # noqa: F401  (this game's state)
@@ -32,4 +33,4 @@ class HigherLower(card_game.OneDeckGame):
         return following, jnp.where(following == current, 0.0, card_game.right_or_wrong(right, self.num_cards))
 
 
-card_game.register_levels("HigherLower", HigherLower, num_decks=(1, 2, 3))
+registry.register_levels("HigherLower", HigherLower, num_decks=(1, 2, 3))

@@ -14,7 +14,7 @@ from flax import struct
 from gymnax.environments import environment, spaces
 
 from envs.popgym.maze import FREE, WALL, hunt_and_kill, outer_entrances
-from envs.registry import register
+from envs.registry import register_levels
 from envs.spaces import MultiDiscrete
 
 # cell codes (popgym Cell) and actions (popgym Actions)
@@ -184,8 +184,7 @@ class LabyrinthExplore(Labyrinth):
         return self.observe(key, state, action, params), state, reward, done, {"success": done}
 
 
-for _level, _dims in (("Easy", (10, 10)), ("Medium", (14, 14)), ("Hard", (18, 18))):
-    # the original MazeEnv declares obs_requires_prev_action=True (its observation already ends in
-    # the last action; the wrapper adds the episode-start flag)
-    register(f"LabyrinthEscape{_level}", LabyrinthEscape, needs_prev_action=True, family="popgym", maze_dims=_dims)
-    register(f"LabyrinthExplore{_level}", LabyrinthExplore, needs_prev_action=True, family="popgym", maze_dims=_dims)
+# the original MazeEnv declares obs_requires_prev_action=True (its observation already ends in the last action;
+# the wrapper adds the episode-start flag)
+for _game in (LabyrinthEscape, LabyrinthExplore):
+    register_levels(_game.__name__, _game, needs_prev_action=True, maze_dims=((10, 10), (14, 14), (18, 18)))

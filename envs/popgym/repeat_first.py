@@ -9,6 +9,7 @@ Observation int32 scalar, the suit, space Discrete(4). Action Discrete(4); out-o
 
 from __future__ import annotations
 
+from envs import registry
 from envs.popgym import card_game, deck
 from envs.popgym.card_game import EnvParams  # noqa: F401  (this game's params)
 from envs.popgym.card_game import SuitDeckState as EnvState  # noqa: F401  (this game's state)
@@ -24,4 +25,4 @@ class RepeatFirst(card_game.OneDeckGame):
         return cards[dealt], card_game.right_or_wrong(action == state.suits[0], self.num_cards - 1)
 
 
-card_game.register_levels("RepeatFirst", RepeatFirst, num_decks=(1, 8, 16))
+registry.register_levels("RepeatFirst", RepeatFirst, num_decks=(1, 8, 16))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from envs import registry
 from envs.popgym import card_game, deck
 from envs.popgym.card_game import EnvParams  # noqa: F401  (this game's params)
 from envs.popgym.card_game import SuitDeckState as EnvState  # noqa: F401  (this game's state)
@@ -35,4 +36,4 @@ class RepeatPrevious(card_game.OneDeckGame):
         return cards[dealt], jnp.where(t >= k - 1, card_game.right_or_wrong(action == target, n - k), 0.0)
 
 
-card_game.register_levels("RepeatPrevious", RepeatPrevious, num_decks=(1, 2, 3), k=(4, 32, 64))
+registry.register_levels("RepeatPrevious", RepeatPrevious, num_decks=(1, 2, 3), k=(4, 32, 64))
