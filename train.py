@@ -22,11 +22,13 @@ import dataclasses
 import io
 import json
 import sys
+from pathlib import Path
 from typing import Annotated, Literal, Optional
 
 import tyro
 
-from shm_jax.config import PRESETS, TrainConfig, from_preset
+from shm_jax import rundir, trainer
+from shm_jax.config import PRESETS, ConfigError, TrainConfig, from_preset
 
 SweepType = tuple[tuple[str, tuple[float, ...]], ...]
 ARG_ALIASES = {"--env": "--env-id"}  # short spellings for common options
@@ -43,11 +45,11 @@ def parse_sweep(items: list[str]) -> SweepType:
         for part in item.split():
             name, sep, values = part.partition("=")
             if not sep or not name or not values:
-                raise ValueError(f"sweep: expected NAME=V1,V2,... (e.g. lr=1e-4,3e-4), got {part!r}")
+                raise ConfigError("sweep", f"expected NAME=V1,V2,... (e.g. lr=1e-4,3e-4), got {part!r}")
             try:
                 numbers = tuple(float(v) for v in values.split(","))
             except ValueError:
-                raise ValueError(f"sweep: values of {name!r} must be numbers separated by commas, got {values!r}") from None
+                raise ConfigError("sweep", f"values of {name!r} must be numbers separated by commas, got {values!r}") from None
             sweep.append((name.replace("-", "_"), numbers))
     return tuple(sweep)
 
@@ -117,7 +119,7 @@ def _preset_from_argv(argv: list[str]) -> tuple[str, dict[str, str]]:
     pre.add_argument("--memory")
     known, _ = pre.parse_known_args(argv)
     if known.preset not in PRESETS:
-        raise ValueError(f"preset: unknown preset {known.preset!r}; valid: {', '.join(sorted(PRESETS))}")
+        raise ConfigError("preset", f"unknown preset {known.preset!r}; valid: {', '.join(sorted(PRESETS))}")
     chosen = {k: v for k, v in (("env_id", known.env_id), ("memory", known.memory)) if v is not None}
     return known.preset, chosen
 
@@ -126,7 +128,7 @@ _BOX_CHARS = "╭╮╰╯│─"
 
 
 def _cli(cls, argv: list[str], **kwargs):
-    """tyro.cli, with its boxed parse errors turned into one ValueError line (help output unchanged)."""
+    """tyro.cli, with its boxed parse errors turned into one ConfigError line (help output unchanged)."""
     captured = io.StringIO()
     try:
         with contextlib.redirect_stderr(captured):
@@ -146,11 +148,11 @@ def _cli(cls, argv: list[str], **kwargs):
                 break
             body.append(line)
         message = " ".join(body) or title
-        raise ValueError(f"{message.rstrip(':. ')} (see {kwargs.get('prog', 'train.py')} --help)") from None
+        raise ConfigError("arguments", f"{message.rstrip(':. ')} (see {kwargs.get('prog', 'train.py')} --help)") from None
 
 
 def parse_train_args(argv: list[str]) -> TrainCommand:
-    """Parse training options; a bad option raises a one-line ValueError before anything compiles."""
+    """Parse training options; a bad option raises a one-line ConfigError before anything compiles."""
     argv = _apply_aliases(argv)
     preset, chosen = _preset_from_argv(argv)
     default = TrainCommand(config=from_preset(preset, **chosen), preset=preset)
@@ -178,11 +180,9 @@ def _print_summary(run_dir) -> None:
 
 
 def train_main(argv: list[str]) -> int:
-    from shm_jax import trainer
-
     command = parse_train_args(argv)
     if command.resume is not None:
-        config = trainer.load_run_config(command.resume, TrainConfig)
+        config = rundir.load_config(command.resume, purpose="resume")
         others = [a for a in argv if a.startswith("--") and a.split("=")[0] not in ("--resume",)]
         if others:
             print(f"note: --resume continues with the run's saved config.json; ignoring {' '.join(others)}",
@@ -195,18 +195,14 @@ def train_main(argv: list[str]) -> int:
 
 
 def eval_main(argv: list[str]) -> int:
-    from pathlib import Path
-
-    from shm_jax import evaluation
-
     command = _cli(EvalCommand, argv, prog="python train.py eval", description=EvalCommand.__doc__)
-    # Restore once (one-line "eval: ..." errors for a bad directory or checkpoint), evaluate every policy from it.
-    config, trainer, state, program = evaluation.load_run(command.run_dir)
-    episodes = command.episodes or config.eval_episodes or 32
+    if command.episodes is not None and (not isinstance(command.episodes, int) or command.episodes <= 0):
+        raise ConfigError("episodes", f"must be a positive integer, got {command.episodes!r}")
+    loaded = trainer.load_run(command.run_dir, purpose="eval")  # restored once for every policy
+    episodes = command.episodes or loaded.config.run.eval_episodes or 32
     policies = {"both": (True, False), "greedy": (True,), "sampled": (False,)}[command.policy]
-    results = [evaluation.evaluate(state, episodes=episodes, greedy=g, seed=command.seed, trainer=trainer,
-                                   config=config, settings=program.settings, seeds=program.seeds)
-               for g in policies]
+    results = [trainer.evaluate_agents(loaded.built, loaded.program, loaded.state, episodes=episodes, greedy=g,
+                                       seed=command.seed) for g in policies]
     out = Path(command.run_dir) / "eval.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     for result in results:
@@ -221,24 +217,22 @@ def eval_main(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command; a ConfigError (bad option, run directory or checkpoint) prints one line and exits 2,
+    anything else raises with its traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] == "eval":
             return eval_main(argv[1:])
         return train_main(argv)
-    except ValueError as err:
-        print(f"error: {str(err).splitlines()[0] if str(err) else type(err).__name__}", file=sys.stderr)
+    except ConfigError as err:
+        print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
         return 2
+    except trainer.NonFiniteLossError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("aborted (no checkpoint saved for the unfinished chunk)", file=sys.stderr)
         return 130
-    except RuntimeError as err:
-        from shm_jax.trainer import NonFiniteLossError
-
-        if isinstance(err, NonFiniteLossError):
-            print(f"error: {err}", file=sys.stderr)
-            return 1
-        raise
 
 
 if __name__ == "__main__":

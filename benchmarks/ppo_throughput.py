@@ -46,7 +46,7 @@ import numpy as np
 from benchmarks.make_tables import ppo_ratios, save_and_tabulate
 from benchmarks.memory_speed import _git_commit, _versions, device_slug, host_info
 from shm_jax.config import from_preset
-from shm_jax.ppo import hparams_from_config, make_train
+from shm_jax.build import build
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PRESET = "paper-popgym"
@@ -91,7 +91,7 @@ def cases(scale: Scale, memories: tuple[str, ...]) -> list[Case]:
     for i, hsz in enumerate(scale.sizes):
         for label in memories:
             if label == "shm":
-                paper = from_preset(PRESET, memory="shm", env_id=scale.env_id).memory_kwargs
+                paper = from_preset(PRESET, memory="shm", env_id=scale.env_id).agent.memory_kwargs
                 out.append(Case(label, "shm", hsz, {**paper, "memory_size": hsz}))
             elif label == "gru":
                 out.append(Case(label, "gru", hsz, {"hidden_size": hsz}))
@@ -107,7 +107,7 @@ def cases(scale: Scale, memories: tuple[str, ...]) -> list[Case]:
             elif label == "ffm":
                 if i == 0:
                     out.append(Case(label, "ffm", hsz,
-                                    dict(from_preset(PRESET, memory="ffm", env_id=scale.env_id).memory_kwargs)))
+                                    dict(from_preset(PRESET, memory="ffm", env_id=scale.env_id).agent.memory_kwargs)))
             else:
                 raise ValueError(f"memories: unknown memory {label!r}; valid: {', '.join(MEMORIES)}")
     return out
@@ -138,10 +138,9 @@ def _state_floats(trainer) -> int:
 
 def measure_case(scale: Scale, case: Case, seed: int = 0) -> dict:
     """Compile, warm up and time ``updates_per_call`` PPO updates and the rollout alone for one case."""
-    config = _config(scale, case)
-    trainer = make_train(config)
-    hparams = hparams_from_config(config)
-    state = jax.jit(trainer.init)(jax.random.PRNGKey(seed), hparams)
+    built = build(_config(scale, case))
+    trainer, hparams = built.ppo, built.hparams
+    state = jax.jit(trainer.init)(jax.random.PRNGKey(seed))
     param_count = int(sum(np.size(p) for p in jax.tree.leaves(state.params)))
 
     chunk = jax.jit(trainer.train_chunk, static_argnums=2)

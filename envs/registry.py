@@ -14,6 +14,8 @@ from typing import Any, Callable
 
 from gymnax.environments import environment
 
+from envs import wrappers
+
 
 @dataclasses.dataclass(frozen=True)
 class EnvSpec:
@@ -23,6 +25,9 @@ class EnvSpec:
     kwargs: constructor arguments fixed by this id (e.g. difficulty sizes).
     needs_prev_action: the original declares the task needs the previous action in the observation.
     family: "popgym", "credit" or "meta" (for docs and listing).
+    eval_tasks: ``eval_tasks(params) -> params`` with a leading task axis on every leaf: the tasks an agent is
+        evaluated on when they differ from the training distribution (meta-RL: the held-out test tasks); None
+        evaluates on the training distribution.
     """
 
     env_id: str
@@ -30,6 +35,7 @@ class EnvSpec:
     kwargs: dict[str, Any]
     needs_prev_action: bool = False
     family: str = "popgym"
+    eval_tasks: Callable[[Any], Any] | None = None
 
 
 _SPECS: dict[str, EnvSpec] = {}
@@ -43,13 +49,14 @@ def register(
     aliases: tuple[str, ...] = (),
     needs_prev_action: bool = False,
     family: str = "popgym",
+    eval_tasks: Callable[[Any], Any] | None = None,
     **kwargs: Any,
 ) -> None:
-    """Register ``env_id`` (and ``aliases`` that resolve to it)."""
+    """Register ``env_id`` (and ``aliases`` that resolve to it); see :class:`EnvSpec` for the fields."""
     for name in (env_id, *aliases):
         if name in _SPECS or name in _ALIASES:
             raise ValueError(f"register: environment id {name!r} is already registered")
-    _SPECS[env_id] = EnvSpec(env_id, factory, dict(kwargs), needs_prev_action, family)
+    _SPECS[env_id] = EnvSpec(env_id, factory, dict(kwargs), needs_prev_action, family, eval_tasks)
     for alias in aliases:
         _ALIASES[alias] = env_id
 
@@ -132,8 +139,6 @@ def make(
     The returned env has ``reset(key, params)``, ``step(key, state, action, params)`` (gymnax 1.0 6-tuple with
     auto-reset), ``observation_space(params)``, ``action_space(params)`` (the raw env's) and ``default_params``.
     """
-    from envs import wrappers  # local import: wrappers must not depend on the registry
-
     spec = resolve(env_id)
     ctor_names, ctor_var_keyword = _constructor_arguments(spec.factory)
     ctor_overrides = {k: v for k, v in overrides.items() if k in ctor_names}

@@ -21,6 +21,9 @@ from typing import Any
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
+
+from shm_jax.config import ConfigError
 
 CHECKPOINT_SUBDIR = "checkpoints"
 
@@ -43,10 +46,7 @@ class Checkpointer:
     """Save and restore (state, history, meta) under ``run_dir/checkpoints``; keeps the last ``max_to_keep``."""
 
     def __init__(self, run_dir: Path | str, *, max_to_keep: int = 3, create: bool = True):
-        import orbax.checkpoint as ocp  # imported here: it is slow to import and only needed when saving
-
         logging.getLogger("absl").setLevel(logging.WARNING)  # orbax logs every save at INFO
-        self._ocp = ocp
         self.directory = Path(run_dir).absolute() / CHECKPOINT_SUBDIR
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep, enable_async_checkpointing=False, create=create
@@ -63,7 +63,6 @@ class Checkpointer:
         """Save checkpoint ``step`` (= updates done). Overwrites nothing: a step saved twice is skipped."""
         if step in self._manager.all_steps():
             return
-        ocp = self._ocp
         args = ocp.args.Composite(
             state=ocp.args.StandardSave(_unwrap_keys(state)),
             history=ocp.args.StandardSave({k: np.asarray(v) for k, v in history.items()}),
@@ -82,8 +81,7 @@ class Checkpointer:
         """
         step = self.latest_step() if step is None else step
         if step is None:
-            raise ValueError(f"{purpose}: no checkpoint in {self.directory}")
-        ocp = self._ocp
+            raise ConfigError(purpose, f"no checkpoint in {self.directory}")
         target = jax.tree.map(lambda x: _abstract_key_data(x) if _is_typed_key(x) else x, abstract_state)
         args = ocp.args.Composite(
             state=ocp.args.StandardRestore(target),
@@ -94,7 +92,7 @@ class Checkpointer:
             restored = self._manager.restore(step, args=args)
         except Exception as err:  # orbax raises many types for a damaged checkpoint: say it in one line
             first_line = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-            raise ValueError(f"{purpose}: checkpoint in {self.directory} is unreadable ({first_line})") from None
+            raise ConfigError(purpose, f"checkpoint in {self.directory} is unreadable ({first_line})") from None
         state = jax.tree.map(
             lambda abstract, x: jax.random.wrap_key_data(x, impl=_impl_of(abstract)) if _is_typed_key(abstract) else x,
             abstract_state, restored["state"],

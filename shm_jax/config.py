@@ -1,119 +1,296 @@
-"""Training configuration: one frozen dataclass, named presets, and validation before compiling.
+"""Training configuration: four frozen sections, named presets, field checks, and (de)serialisation.
 
-``TrainConfig`` holds every option of a run; its field comments double as ``--help`` text for the CLI.
-``from_preset(name, **overrides)`` starts from a named preset; ``validate(config)`` raises a one-line
-``ValueError`` naming the offending field before anything is traced or compiled.
+``TrainConfig(env, agent, ppo, run)`` holds every option of a run; ``TrainConfig()`` is the default
+preset (what ``python train.py`` runs). Field docstrings double as ``--help`` text. Every option has
+ONE name, used as the field name, the CLI flag (``--num-envs``), the key of a flat override
+(``from_preset("default", num_envs=8)``) and, for sweepable options, the sweep name (``lr=1e-3,3e-4``).
+
+``validate(config)`` checks every field (types, ranges, cross-field rules, sweep values by the same
+rule as the plain option) and raises :class:`ConfigError` naming the field. Names that need the
+package to check (memory and environment ids, memory kwargs) are checked by ``shm_jax.build``.
+
+This module imports nothing from the package, so every other module may import it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
-from typing import Any, Literal, Optional, Union
+from typing import Any, Callable, Literal, Optional, Union
 
-# Names of the hyperparameters that are traced leaves (``shm_jax.ppo.HParams``), hence sweepable.
-SWEEPABLE = ("lr", "ent_coef", "clip_eps", "gamma", "gae_lambda", "vf_coef", "max_grad_norm")
+OverrideValue = Union[int, float, bool, str]
+SweepValues = tuple[tuple[str, tuple[float, ...]], ...]
 
 # Environment id prefixes served outside the ``envs`` registry.
 PROBE_PREFIX = "probe:"  # shm_jax.probes, e.g. "probe:Recall"
 GYMNAX_PREFIX = "gymnax:"  # gymnax built-ins, e.g. "gymnax:CartPole-v1"
 
-OverrideValue = Union[int, float, bool, str]
+PRECISIONS = ("float32", "bfloat16")
+
+
+class ConfigError(ValueError):
+    """A bad option: ``str(err)`` is one line, ``"<field>: <what is wrong and what is allowed>"``."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+# ----------------------------------------------------------------------------------------------------
+# Field checks: each takes (field, value) and raises ConfigError
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def positive_int(field: str, value: Any) -> None:
+    if not _is_int(value) or value <= 0:
+        raise ConfigError(field, f"must be a positive integer, got {value!r}")
+
+
+def non_negative_int(field: str, value: Any) -> None:
+    if not _is_int(value) or value < 0:
+        raise ConfigError(field, f"must be a non-negative integer, got {value!r}")
+
+
+def positive_number(field: str, value: Any) -> None:
+    if not _is_number(value) or not value > 0:
+        raise ConfigError(field, f"must be a positive finite number, got {value!r}")
+
+
+def non_negative_number(field: str, value: Any) -> None:
+    if not _is_number(value) or not value >= 0:
+        raise ConfigError(field, f"must be a non-negative finite number, got {value!r}")
+
+
+def unit_interval(field: str, value: Any) -> None:
+    if not _is_number(value) or not 0 <= value <= 1:
+        raise ConfigError(field, f"must be a number in [0, 1], got {value!r}")
+
+
+def boolean(field: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(field, f"must be true or false, got {value!r}")
+
+
+def optional_boolean(field: str, value: Any) -> None:
+    if value is not None and not isinstance(value, bool):
+        raise ConfigError(field, f"must be true, false or None (automatic), got {value!r}")
+
+
+def non_empty_string(field: str, value: Any) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(field, f"must be a non-empty string, got {value!r}")
+
+
+def optional_name(field: str, value: Any) -> None:
+    if value is not None and (not isinstance(value, str) or not value.strip() or "/" in value):
+        raise ConfigError(field, f"must be None or a folder name without '/', got {value!r}")
+
+
+def keyword_mapping(field: str, value: Any) -> None:
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise ConfigError(field, f"must be a mapping of argument names to values, got {value!r}")
+    for key, item in value.items():
+        if not isinstance(item, (int, float, bool, str)) and item is not None:
+            raise ConfigError(field, f"value of {key!r} must be a number, bool or string, got {item!r}")
+
+
+def one_of(*choices: str) -> Callable[[str, Any], None]:
+    def check(field: str, value: Any) -> None:
+        if value not in choices:
+            raise ConfigError(field, f"must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+    return check
+
+
+def option(default: Any, check: Callable[[str, Any], None], *, sweepable: bool = False) -> Any:
+    """A config field with its check (and whether it is a traced, sweepable hyperparameter)."""
+    metadata = {"check": check, "sweepable": sweepable}
+    if isinstance(default, dict):
+        return dataclasses.field(default_factory=lambda: dict(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The sections
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvConfig:
+    """The task."""
+
+    env_id: str = option("RepeatFirstEasy", non_empty_string)
+    """Environment id: an ``envs`` id or alias, ``probe:<Name>`` (shm_jax.probes) or ``gymnax:<id>``."""
+    env_overrides: dict[str, OverrideValue] = option({}, keyword_mapping)
+    """Environment constructor arguments or EnvParams fields, e.g. ``{"num_decks": 2}``."""
+    prev_action: Optional[bool] = option(None, optional_boolean)
+    """Append the previous action and an episode-start flag to observations (None: the task's default)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentConfig:
+    """The network: encoder -> memory core -> actor and critic heads (``shm_jax.networks``)."""
+
+    memory: str = option("shm", non_empty_string)
+    """Memory core name (``shm_jax.memory.memory_names()``)."""
+    memory_kwargs: dict[str, OverrideValue] = option({}, keyword_mapping)
+    """Constructor arguments of the memory core, e.g. ``{"memory_size": 32}``."""
+    feature_size: int = option(128, positive_int)
+    """Width of the observation feature map Linear(obs_dim -> feature_size)."""
+    feature_norm: bool = option(True, boolean)
+    """LayerNorm without affine parameters after the feature map (else ReLU)."""
+    time_encoding: bool = option(True, boolean)
+    """Blend a sinusoidal encoding of the within-episode step into the features (the paper's SHM agent)."""
+    time_encoding_max_len: int = option(1024, positive_int)
+    """Period scale of the time encoding (ln(max_len) replaces ln(10000)); steps are clipped below it."""
+    pre_size: int = option(64, positive_int)
+    """Width of Linear+ReLU between the features and the memory core."""
+    post_size: int = option(64, positive_int)
+    """Width of Linear+ReLU after the memory core (the shared trunk of both heads)."""
+    head_hidden_size: int = option(64, positive_int)
+    """Hidden width of the actor and critic heads (Linear -> Linear, no activation between)."""
+    pixel_scale: Optional[bool] = option(None, optional_boolean)
+    """Divide the raw observation by 255 (None: automatic, on when it is a uint8 image; appended previous-action
+    and start-flag features are never scaled)."""
+    precision: Literal["float32", "bfloat16"] = option("float32", one_of(*PRECISIONS))
+    """Compute dtype of the network and memory core; bfloat16 is mixed precision: bf16 projections and activations,
+    float32 params, memory state, loss, advantages and optimiser state."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig:
+    """Recurrent PPO (``shm_jax.ppo``): sizes are static, sweepable numbers are traced hyperparameters."""
+
+    num_envs: int = option(16, positive_int)
+    """Parallel environments per run."""
+    num_steps: int = option(128, positive_int)
+    """Rollout length per update (the sequence length the memory trains on)."""
+    total_timesteps: int = option(204_800, positive_int)
+    """Environment steps per run; updates = total_timesteps // (num_envs * num_steps)."""
+    num_minibatches: int = option(4, positive_int)
+    """Minibatches per epoch; each holds whole sequences of num_envs / num_minibatches environments."""
+    update_epochs: int = option(4, positive_int)
+    """Passes over each rollout."""
+    lr: float = option(1e-3, positive_number, sweepable=True)
+    """Adam learning rate (sweepable)."""
+    anneal_lr: bool = option(False, boolean)
+    """Linearly anneal the learning rate to 0 over the run."""
+    adam_eps: float = option(1e-5, positive_number)
+    """Adam epsilon."""
+    gamma: float = option(0.99, unit_interval, sweepable=True)
+    """Discount (sweepable)."""
+    gae_lambda: float = option(0.95, unit_interval, sweepable=True)
+    """GAE lambda (sweepable)."""
+    clip_eps: float = option(0.2, positive_number, sweepable=True)
+    """PPO ratio clip (sweepable); also clips the value change when clip_value_loss is on."""
+    clip_value_loss: bool = option(True, boolean)
+    """PPO2-style clipped value loss."""
+    ent_coef: float = option(0.01, non_negative_number, sweepable=True)
+    """Entropy bonus coefficient (sweepable)."""
+    vf_coef: float = option(0.5, non_negative_number, sweepable=True)
+    """Value loss coefficient (sweepable)."""
+    max_grad_norm: float = option(0.5, positive_number, sweepable=True)
+    """Global gradient-norm clip (sweepable)."""
+    normalize_advantages: bool = option(True, boolean)
+    """Standardise advantages per minibatch."""
+
+
+def _sweep(field: str, value: Any) -> None:
+    if not isinstance(value, (tuple, list)):
+        raise ConfigError(field, f"must be a tuple of (name, values) pairs, got {value!r}")
+    seen = set()
+    for entry in value:
+        if not isinstance(entry, (tuple, list)) or len(entry) != 2:
+            raise ConfigError(field, f"each entry must be a (name, values) pair, got {entry!r}")
+        name, values = entry
+        if name not in SWEEPABLE:
+            raise ConfigError(field, f"unknown sweep name {name!r}; sweepable: {', '.join(SWEEPABLE)}")
+        if name in seen:
+            raise ConfigError(field, f"{name!r} appears twice")
+        seen.add(name)
+        if not isinstance(values, (tuple, list)) or not values:
+            raise ConfigError(field, f"values of {name!r} must be a non-empty tuple of numbers, got {values!r}")
+        check = _FIELDS[name].metadata["check"]
+        for v in values:  # each swept value obeys the rule of the plain option
+            try:
+                check(name, v)
+            except ConfigError as err:
+                raise ConfigError(field, f"{name}={v!r}: {str(err).split(': ', 1)[1]}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Seeds, sweeps and the host loop (``shm_jax.trainer``)."""
+
+    seed: int = option(0, non_negative_int)
+    """Base seed; run i uses jax.random.split(PRNGKey(seed), num_seeds)[i]."""
+    num_seeds: int = option(1, positive_int)
+    """Independent runs vmapped in one program."""
+    sweep: SweepValues = option((), _sweep)
+    """Hyperparameter grid, e.g. (("lr", (1e-4, 3e-4)),); every combination x every seed runs in one program."""
+    updates_per_chunk: int = option(10, positive_int)
+    """PPO updates per jitted chunk between host-side logging."""
+    checkpoint_every: int = option(0, non_negative_int)
+    """Save a checkpoint every this many chunks (0: only at the end)."""
+    out_dir: str = option("runs", non_empty_string)
+    """Directory under which each run writes its folder."""
+    run_name: Optional[str] = option(None, optional_name)
+    """Run folder name (None: derived from env, memory and time)."""
+    eval_episodes: int = option(32, non_negative_int)
+    """Episodes of the final evaluation (0 disables)."""
+    tensorboard: bool = option(False, boolean)
+    """Also write TensorBoard event files (needs tensorboardX)."""
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Every option of a recurrent-PPO run (sizes, algorithm, seeds/sweeps, host loop)."""
+    """Every option of a recurrent-PPO run; ``TrainConfig()`` is the default preset."""
 
-    # --- task ---
-    env_id: str = "RepeatPreviousEasy"
-    """Environment id: an ``envs`` id or alias, ``probe:<Name>`` (shm_jax.probes) or ``gymnax:<id>``."""
-    env_overrides: dict[str, OverrideValue] = dataclasses.field(default_factory=dict)
-    """Environment constructor arguments or EnvParams fields, e.g. ``{"num_decks": 2}``."""
-    prev_action: Optional[bool] = None
-    """Append the previous action and an episode-start flag to observations (None: the task's default)."""
+    env: EnvConfig = dataclasses.field(default_factory=EnvConfig)
+    agent: AgentConfig = dataclasses.field(default_factory=AgentConfig)
+    ppo: PPOConfig = dataclasses.field(default_factory=PPOConfig)
+    run: RunConfig = dataclasses.field(default_factory=RunConfig)
 
-    # --- agent ---
-    memory: str = "gru"
-    """Memory core name (``shm_jax.memory.memory_names()``)."""
-    memory_kwargs: dict[str, OverrideValue] = dataclasses.field(default_factory=dict)
-    """Constructor arguments of the memory core, e.g. ``{"memory_size": 32}``."""
-    feature_size: int = 128
-    """Width of the observation feature map Linear(obs_dim -> feature_size)."""
-    feature_norm: bool = True
-    """LayerNorm without affine parameters after the feature map (else ReLU)."""
-    time_encoding: bool = False
-    """Blend a sinusoidal encoding of the within-episode step into the features (the paper's SHM agent)."""
-    time_encoding_max_len: int = 1024
-    """Period scale of the time encoding (ln(max_len) replaces ln(10000)); steps are clipped below it."""
-    pre_size: int = 64
-    """Width of Linear+ReLU between the features and the memory core."""
-    post_size: int = 64
-    """Width of Linear+ReLU after the memory core (the shared trunk of both heads)."""
-    head_hidden_size: int = 64
-    """Hidden width of the actor and critic heads (Linear -> Linear, no activation between)."""
-    pixel_scale: Optional[bool] = None
-    """Divide the raw observation by 255 (None: automatic, on when it is a uint8 image; appended previous-action
-    and start-flag features are never scaled)."""
-    precision: Literal["float32", "bfloat16"] = "float32"
-    """Compute dtype of the network and memory core; bfloat16 is mixed precision: bf16 projections and activations,
-    float32 params, memory state, loss, advantages and optimiser state."""
 
-    # --- PPO ---
-    num_envs: int = 16
-    """Parallel environments per run."""
-    num_steps: int = 128
-    """Rollout length per update (the sequence length the memory trains on)."""
-    total_timesteps: int = 500_000
-    """Environment steps per run; updates = total_timesteps // (num_envs * num_steps)."""
-    num_minibatches: int = 4
-    """Minibatches per epoch; each holds whole sequences of num_envs / num_minibatches environments."""
-    update_epochs: int = 4
-    """Passes over each rollout."""
-    lr: float = 3e-4
-    """Adam learning rate (sweepable)."""
-    anneal_lr: bool = False
-    """Linearly anneal the learning rate to 0 over the run."""
-    adam_eps: float = 1e-5
-    """Adam epsilon."""
-    gamma: float = 0.99
-    """Discount (sweepable)."""
-    gae_lambda: float = 0.95
-    """GAE lambda (sweepable)."""
-    clip_eps: float = 0.2
-    """PPO ratio clip (sweepable); also clips the value change when clip_value_loss is on."""
-    clip_value_loss: bool = True
-    """PPO2-style clipped value loss."""
-    ent_coef: float = 0.01
-    """Entropy bonus coefficient (sweepable)."""
-    vf_coef: float = 0.5
-    """Value loss coefficient (sweepable)."""
-    max_grad_norm: float = 0.5
-    """Global gradient-norm clip (sweepable)."""
-    normalize_advantages: bool = True
-    """Standardise advantages per minibatch."""
+SECTIONS: dict[str, type] = {"env": EnvConfig, "agent": AgentConfig, "ppo": PPOConfig, "run": RunConfig}
+_SECTION_OF: dict[str, str] = {f.name: section for section, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
+_FIELDS: dict[str, dataclasses.Field] = {f.name: f for cls in SECTIONS.values() for f in dataclasses.fields(cls)}
 
-    # --- seeds and sweeps ---
-    seed: int = 0
-    """Base seed; run i uses jax.random.split(PRNGKey(seed), num_seeds)[i]."""
-    num_seeds: int = 1
-    """Independent runs vmapped in one program."""
-    sweep: tuple[tuple[str, tuple[float, ...]], ...] = ()
-    """Hyperparameter grid, e.g. (("lr", (1e-4, 3e-4)),); every combination x every seed runs in one program."""
+SWEEPABLE: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(PPOConfig) if f.metadata["sweepable"])
+"""Names of the traced PPO hyperparameters; ``shm_jax.ppo`` builds its hyperparameter pytree from them."""
 
-    # --- host loop (shm_jax.trainer) ---
-    updates_per_chunk: int = 10
-    """PPO updates per jitted chunk between host-side logging."""
-    checkpoint_every: int = 0
-    """Save a checkpoint every this many chunks (0: only at the end)."""
-    out_dir: str = "runs"
-    """Directory under which each run writes its folder."""
-    run_name: Optional[str] = None
-    """Run folder name (None: derived from env, memory and time)."""
-    eval_episodes: int = 32
-    """Episodes of the final evaluation (0 disables)."""
-    tensorboard: bool = False
-    """Also write TensorBoard event files (needs tensorboardX)."""
+
+def field_names() -> list[str]:
+    """Every option name (flat, as the CLI and ``with_overrides`` spell them)."""
+    return sorted(_SECTION_OF)
+
+
+def with_overrides(config: TrainConfig, **overrides: Any) -> TrainConfig:
+    """``config`` with options replaced by their flat names, e.g. ``with_overrides(c, lr=1e-3, memory="gru")``."""
+    unknown = sorted(set(overrides) - set(_SECTION_OF))
+    if unknown:
+        raise ConfigError(unknown[0], f"unknown config field; valid fields: {', '.join(field_names())}")
+    sections = {}
+    for section in SECTIONS:
+        values = {k: v for k, v in overrides.items() if _SECTION_OF[k] == section}
+        sections[section] = dataclasses.replace(getattr(config, section), **values)
+    return TrainConfig(**sections)
+
+
+def flat_view(config: TrainConfig) -> dict[str, Any]:
+    """Every option by its flat name: ``{"env_id": ..., "lr": ..., ...}``."""
+    return {name: getattr(getattr(config, section), name) for name, section in _SECTION_OF.items()}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Presets
 
 
 def _paper_memory_kwargs(memory: str, env_id: str) -> dict[str, Any]:
@@ -131,32 +308,12 @@ def _paper_memory_kwargs(memory: str, env_id: str) -> dict[str, Any]:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # What `python train.py` runs: SHM learning a POPGym Easy task on a 2-core CPU in a few minutes. SHM with its
-    # own defaults (H = 128, no shortcut, no output projection; memory_kwargs stay empty so `--memory gru` alone
-    # switches core) and the paper agent's time encoding: RepeatFirstEasy shows no start flag, and SHM's keys
-    # depend on the current input only, so the encoded step is what singles out the first card. It leaves chance
-    # (-0.5) after ~40k steps and passes 0.9 by ~75k. (On RepeatPreviousEasy SHM barely moves at this budget: a
-    # fixed 3-step lag needs order, which sum-normalised keys and random calibration do not give; GRU solves it.)
-    "default": dict(
-        env_id="RepeatFirstEasy",
-        memory="shm",
-        memory_kwargs={},
-        time_encoding=True,
-        num_envs=16,
-        num_steps=128,
-        total_timesteps=204_800,  # 100 updates of 16 x 128 steps
-        lr=1e-3,
-        ent_coef=0.01,
-    ),
-    # The paper's POPGym setup (shm_model.md §10) in PureJaxRL layout: 64 envs x 1024 steps, 8 minibatches.
+    # `python train.py`: TrainConfig() itself. SHM (H = 128, no shortcut, no output projection) with the paper
+    # agent's time encoding on RepeatFirstEasy: the task shows no start flag and SHM's keys depend on the current
+    # input only, so the encoded step is what singles out the first card.
+    "default": {},
+    # The paper's POPGym setup in PureJaxRL layout: 64 envs x 1024 steps, 8 minibatches, 30 epochs.
     "paper-popgym": dict(
-        memory="shm",
-        time_encoding=True,
-        feature_size=128,
-        feature_norm=True,
-        pre_size=64,
-        post_size=64,
-        head_hidden_size=64,
         num_envs=64,
         num_steps=1024,
         total_timesteps=15_000_000,
@@ -178,133 +335,90 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def from_preset(name: str = "default", **overrides: Any) -> TrainConfig:
-    """A TrainConfig from preset ``name`` with ``overrides`` applied (unknown names raise ValueError).
+    """A TrainConfig from preset ``name`` with flat ``overrides`` applied (unknown names raise ConfigError).
 
     For "paper-popgym", memory_kwargs default to the paper's sizes for the chosen memory and env_id.
     """
     if name not in PRESETS:
-        raise ValueError(f"preset: unknown preset {name!r}; valid: {', '.join(sorted(PRESETS))}")
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise ValueError(f"{unknown[0]}: unknown config field; valid fields: {', '.join(sorted(fields))}")
+        raise ConfigError("preset", f"unknown preset {name!r}; valid: {', '.join(sorted(PRESETS))}")
     values = {**PRESETS[name], **overrides}
+    config = with_overrides(TrainConfig(), **values)
     if name == "paper-popgym" and "memory_kwargs" not in overrides:
-        values["memory_kwargs"] = _paper_memory_kwargs(
-            values.get("memory", TrainConfig.memory), values.get("env_id", TrainConfig.env_id))
-    return TrainConfig(**values)
-
-
-def _fail(field: str, message: str) -> None:
-    raise ValueError(f"{field}: {message}")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def validate(config: TrainConfig) -> TrainConfig:
-    """Check every field; raise a one-line ValueError naming the field and what is allowed.
-
-    Builds the environment and memory core objects (cheap, Python only) to check names and kwargs.
-    Returns the config unchanged so calls can be chained.
-    """
-    for field in ("feature_size", "pre_size", "post_size", "head_hidden_size", "num_envs", "num_steps",
-                  "total_timesteps", "num_minibatches", "update_epochs", "num_seeds", "updates_per_chunk",
-                  "time_encoding_max_len"):
-        value = getattr(config, field)
-        if not _is_int(value) or value <= 0:
-            _fail(field, f"must be a positive integer, got {value!r}")
-    for field in ("checkpoint_every", "eval_episodes", "seed"):
-        value = getattr(config, field)
-        if not _is_int(value) or value < 0:
-            _fail(field, f"must be a non-negative integer, got {value!r}")
-    if config.num_envs % config.num_minibatches:
-        _fail("num_minibatches", f"must divide num_envs={config.num_envs} (minibatches hold whole "
-              f"environment sequences), got {config.num_minibatches}")
-    if config.total_timesteps < config.num_envs * config.num_steps:
-        _fail("total_timesteps", f"must be at least num_envs*num_steps={config.num_envs * config.num_steps} "
-              f"(one update), got {config.total_timesteps}")
-    _check_positive_float(config, "lr", "adam_eps", "clip_eps", "max_grad_norm")
-    _check_non_negative_float(config, "ent_coef", "vf_coef")
-    _check_unit_interval(config, "gamma", "gae_lambda")
-    _validate_sweep(config.sweep)
-    _validate_precision(config)
-    _validate_memory(config)
-    _validate_env(config)
+        config = with_overrides(config, memory_kwargs=_paper_memory_kwargs(config.agent.memory, config.env.env_id))
     return config
 
 
-def _check_positive_float(config: TrainConfig, *fields: str) -> None:
-    for field in fields:
-        value = getattr(config, field)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            _fail(field, f"must be a positive number, got {value!r}")
+# ----------------------------------------------------------------------------------------------------
+# Validation
 
 
-def _check_non_negative_float(config: TrainConfig, *fields: str) -> None:
-    for field in fields:
-        value = getattr(config, field)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-            _fail(field, f"must be a non-negative number, got {value!r}")
+def validate(config: TrainConfig) -> TrainConfig:
+    """Check every field and the cross-field rules; raise a one-line ConfigError naming the field.
+
+    Returns the config unchanged so calls can be chained.
+    """
+    if not isinstance(config, TrainConfig):
+        raise ConfigError("config", f"must be a TrainConfig, got {type(config).__name__}")
+    for section, cls in SECTIONS.items():
+        values = getattr(config, section)
+        if not isinstance(values, cls):
+            raise ConfigError(section, f"must be a {cls.__name__}, got {type(values).__name__}")
+        for f in dataclasses.fields(cls):
+            f.metadata["check"](f.name, getattr(values, f.name))
+    ppo = config.ppo
+    if ppo.num_envs % ppo.num_minibatches:
+        raise ConfigError("num_minibatches", f"must divide num_envs={ppo.num_envs} (minibatches hold whole "
+                          f"environment sequences), got {ppo.num_minibatches}")
+    if ppo.total_timesteps < ppo.num_envs * ppo.num_steps:
+        raise ConfigError("total_timesteps", f"must be at least num_envs*num_steps={ppo.num_envs * ppo.num_steps} "
+                          f"(one update), got {ppo.total_timesteps}")
+    if "dtype" in config.agent.memory_kwargs:
+        dtype = config.agent.memory_kwargs["dtype"]
+        raise ConfigError("memory_kwargs", f"'dtype' is set by the precision option (got memory_kwargs dtype "
+                          f"{dtype!r}); use precision={dtype!r}")
+    return config
 
 
-def _check_unit_interval(config: TrainConfig, *fields: str) -> None:
-    for field in fields:
-        value = getattr(config, field)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-            _fail(field, f"must be in [0, 1], got {value!r}")
+# ----------------------------------------------------------------------------------------------------
+# JSON-ready dicts (config.json)
 
 
-def _validate_sweep(sweep: Any) -> None:
-    if not isinstance(sweep, (tuple, list)):
-        _fail("sweep", f"must be a tuple of (name, values) pairs, got {sweep!r}")
-    seen = set()
-    for entry in sweep:
-        if not isinstance(entry, (tuple, list)) or len(entry) != 2:
-            _fail("sweep", f"each entry must be a (name, values) pair, got {entry!r}")
-        name, values = entry
-        if name not in SWEEPABLE:
-            _fail("sweep", f"unknown sweep name {name!r}; sweepable: {', '.join(SWEEPABLE)}")
-        if name in seen:
-            _fail("sweep", f"{name!r} appears twice")
-        seen.add(name)
-        if (not isinstance(values, (tuple, list)) or not values
-                or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values)):
-            _fail("sweep", f"values of {name!r} must be a non-empty tuple of numbers, got {values!r}")
+def to_dict(config: TrainConfig) -> dict[str, Any]:
+    """``{"env": {...}, "agent": {...}, "ppo": {...}, "run": {...}}`` with JSON types (tuples become lists)."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, (tuple, list)):
+            return [plain(v) for v in value]
+        if isinstance(value, Mapping):
+            return {str(k): plain(v) for k, v in value.items()}
+        return value
+
+    return {section: {f.name: plain(getattr(getattr(config, section), f.name)) for f in dataclasses.fields(cls)}
+            for section, cls in SECTIONS.items()}
 
 
-def _validate_precision(config: TrainConfig) -> None:
-    from shm_jax.memory.precision import PRECISIONS
-
-    if not isinstance(config.precision, str) or config.precision not in PRECISIONS:
-        _fail("precision", f"must be one of {', '.join(map(repr, PRECISIONS))}, got {config.precision!r}")
-    if isinstance(config.memory_kwargs, Mapping) and "dtype" in config.memory_kwargs:
-        _fail("memory_kwargs", f"'dtype' is set by the precision field (got memory_kwargs dtype "
-              f"{config.memory_kwargs['dtype']!r}); use precision={config.memory_kwargs['dtype']!r}")
-
-
-def _validate_memory(config: TrainConfig) -> None:
-    from shm_jax.memory import make_memory, memory_names
-
-    if config.memory not in memory_names():
-        _fail("memory", f"unknown memory {config.memory!r}; valid: {', '.join(memory_names())}")
-    try:
-        make_memory(config.memory, dtype=config.precision, **dict(config.memory_kwargs))
-    except (TypeError, ValueError) as err:
-        _fail("memory_kwargs", f"invalid for memory {config.memory!r}: {str(err).splitlines()[0]}")
+def _from_json(name: str, value: Any) -> Any:
+    if name == "sweep":
+        return tuple((entry[0], tuple(entry[1])) if isinstance(entry, (list, tuple)) and len(entry) == 2 else entry
+                     for entry in value) if isinstance(value, (list, tuple)) else value
+    if isinstance(value, list):
+        return tuple(value)
+    return value
 
 
-def _validate_env(config: TrainConfig) -> None:
-    from shm_jax.ppo import make_env  # late import: ppo imports this module
+def from_dict(data: Mapping[str, Any]) -> TrainConfig:
+    """The inverse of :func:`to_dict`; also reads the flat one-level dicts older runs saved.
 
-    try:
-        make_env(config)
-    except ValueError as err:
-        message = str(err).splitlines()[0].removeprefix("env: ")
-        field = "env_overrides" if config.env_overrides and "override" in message else "env_id"
-        if message.startswith(("env_id:", "env_overrides:")):
-            raise ValueError(message) from None
-        _fail(field, message)
-    except TypeError as err:
-        _fail("env_overrides", f"invalid for {config.env_id!r}: {str(err).splitlines()[0]}")
+    Options missing from ``data`` keep their defaults; unknown names raise ConfigError.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError("config", f"must be a JSON object, got {type(data).__name__}")
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in SECTIONS and isinstance(value, Mapping):
+            for name, item in value.items():
+                if _SECTION_OF.get(name) != key:
+                    raise ConfigError(f"{key}.{name}", f"unknown option in section {key!r}")
+                flat[name] = item
+        else:
+            flat[key] = value
+    return with_overrides(TrainConfig(), **{k: _from_json(k, v) for k, v in flat.items()})

@@ -1,57 +1,43 @@
-"""Recurrent PPO as pure, jittable functions (PureJaxRL layout, specs/recurrent_ppo.md §4-§7).
+"""Recurrent PPO as one object: static structure, traced hyperparameters (PureJaxRL layout).
 
-``make_train(config) -> Trainer``. One update = rollout (``lax.scan`` over ``num_steps`` of vmapped
-env steps, memory carry threaded, core noise sampled per step and stored) -> GAE -> epochs of
-minibatches, each minibatch holding whole sequences of a subset of environments re-run from the
-carry stored at the start of the rollout.
+``PPO`` holds what shapes the program (environment, network, sizes, switches); the numbers a sweep
+varies are a separate pytree, ``hp`` (:data:`Hyperparameters`, one float32 scalar per name in
+``shm_jax.config.SWEEPABLE``), passed to every method that needs them. Seeds and sweeps are then
+plain vmaps: ``jax.vmap(jax.vmap(ppo.train, (0, None)), (None, 0))(rngs, hp_grid)``; the host loop
+uses ``shm_jax.batched.BatchedProgram``.
 
-Alignment (the classic bug, recurrent_ppo.md §5/§7): the transition stored at step t holds the start
-flag s_t of its own observation o_t; the carry is reset before o_t when s_t = 1; s_{t+1} = terminated_t
-OR truncated_t. GAE: delta_t = r_t + gamma (1 - terminated_t) V'_{t+1} - V_t with V'_{t+1} =
-V(final_observation_t) (computed in the rollout with the carry that processed the ending episode)
-where truncated_t, else V(o_{t+1}); the trace is cut at every boundary.
+One update = ``rollout`` (``lax.scan`` over ``num_steps`` vmapped env steps, memory carry threaded,
+core noise sampled per step and stored) -> GAE -> epochs of minibatches, each holding whole sequences
+of a subset of environments re-run from the carry stored at the start of the rollout (``loss``).
 
-Numeric hyperparameters (``HParams``) are traced leaves, so seeds and sweeps are plain vmaps:
-``jax.vmap(jax.vmap(trainer.train, (0, None)), (None, 0))(rngs, hparams_grid)`` — or use
-``make_batched_train(config)``.
+Alignment: the transition stored at step t holds the start flag s_t of its own observation o_t; the
+carry is reset before o_t when s_t = 1; s_{t+1} = terminated_t OR truncated_t. GAE:
+delta_t = r_t + gamma (1 - terminated_t) V'_{t+1} - V_t with V'_{t+1} = V(final_observation_t)
+(computed in the rollout with the carry that processed the ending episode) where truncated_t, else
+V(o_{t+1}); the trace is cut at every boundary.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import struct
 
 from shm_jax import networks
-from shm_jax.config import GYMNAX_PREFIX, PROBE_PREFIX, SWEEPABLE, TrainConfig, validate
+from shm_jax.config import SWEEPABLE, PPOConfig
 from shm_jax.networks import ActionSpec, ActorCritic, AgentCarry
 
-
-# ----------------------------------------------------------------------------------------------
-# Hyperparameters and state
-
-
-class HParams(struct.PyTreeNode):
-    """The sweepable hyperparameters, float32 scalar leaves (add a leading axis to vmap)."""
-
-    lr: jax.Array
-    ent_coef: jax.Array
-    clip_eps: jax.Array
-    gamma: jax.Array
-    gae_lambda: jax.Array
-    vf_coef: jax.Array
-    max_grad_norm: jax.Array
+Hyperparameters = dict[str, jax.Array]
+"""The traced hyperparameters: ``{name: float32 scalar}`` for every name in ``SWEEPABLE`` (add axes to vmap)."""
 
 
-def hparams_from_config(config: TrainConfig) -> HParams:
-    """HParams with the config's values (float32 scalars)."""
-    return HParams(**{name: jnp.float32(getattr(config, name)) for name in SWEEPABLE})
+def hyperparameters(config: PPOConfig) -> Hyperparameters:
+    """The config's sweepable values as float32 scalars."""
+    return {name: jnp.float32(getattr(config, name)) for name in SWEEPABLE}
 
 
 class RunnerState(struct.PyTreeNode):
@@ -97,84 +83,14 @@ class Transition(struct.PyTreeNode):
     bootstrap_value: jax.Array
 
 
-# ----------------------------------------------------------------------------------------------
-# Environments
+class Rollout(struct.PyTreeNode):
+    """What one rollout gives the update: trajectory Transition[T, N], the carry before it, V(o_T) float32[N],
+    and episode statistics summed over the rollout (scalars)."""
 
-
-def make_env(config: TrainConfig):
-    """(env, env_params) for ``config.env_id``: ``probe:<Name>``, ``gymnax:<id>`` or an ``envs`` id."""
-    env_id, overrides = config.env_id, dict(config.env_overrides)
-    if env_id.startswith(PROBE_PREFIX):
-        from shm_jax.probes import make_probe
-
-        return make_probe(env_id[len(PROBE_PREFIX):], **overrides)
-    if env_id.startswith(GYMNAX_PREFIX):
-        import gymnax
-
-        name = env_id[len(GYMNAX_PREFIX):]
-        if name not in gymnax.registered_envs:
-            raise ValueError(f"env_id: unknown gymnax environment {name!r}; valid: {', '.join(gymnax.registered_envs)}")
-        env, params = gymnax.make(name)
-        if overrides:
-            fields = set(params.__dataclass_fields__)
-            bad = sorted(set(overrides) - fields)
-            if bad:
-                raise ValueError(f"env_overrides: unknown override {bad[0]!r} for {name}; EnvParams fields: "
-                                 f"{', '.join(sorted(fields))}")
-            params = params.replace(**overrides)
-        return env, params
-    import envs
-
-    envs.resolve(env_id)  # one-line ValueError naming the closest ids
-    if not hasattr(envs, "make"):
-        raise ValueError(f"env_id: envs.make is not available yet; use a probe: or gymnax: id")
-    return envs.make(env_id, prev_action=config.prev_action, **overrides)
-
-
-def pixel_feature_count(config: TrainConfig) -> int:
-    """How many leading features of the flat observation are uint8 pixels the network divides by 255.
-
-    ``config.pixel_scale``: False -> 0; None (auto) -> the raw observation's size when it is one uint8
-    array, else 0; True -> the raw observation's size whatever its dtype. ``envs``' flatten keeps the raw
-    observation first, before an appended previous action and start flag.
-    """
-    if config.pixel_scale is False:
-        return 0
-    if config.env_id.startswith((PROBE_PREFIX, GYMNAX_PREFIX)):
-        env, params = make_env(config)
-    else:
-        import envs
-
-        env, params = envs.make(config.env_id, prev_action=False, flatten=False, log=False,
-                                **dict(config.env_overrides))
-    obs, _ = jax.eval_shape(env.reset, jax.random.PRNGKey(0), params)
-    leaves = jax.tree.leaves(obs)
-    if len(leaves) != 1 or (config.pixel_scale is None and leaves[0].dtype != jnp.uint8):
-        return 0
-    return int(np.prod(leaves[0].shape, dtype=np.int64))
-
-
-def make_network(config: TrainConfig, action_spec: ActionSpec, pixel_features: int = 0) -> ActorCritic:
-    """The ActorCritic for ``config`` (memory core built with ``make_memory``)."""
-    from shm_jax.memory import make_memory
-
-    return ActorCritic(
-        memory=make_memory(config.memory, dtype=config.precision, **dict(config.memory_kwargs)),
-        action_spec=action_spec,
-        feature_size=config.feature_size,
-        feature_norm=config.feature_norm,
-        time_encoding=config.time_encoding,
-        time_encoding_max_len=config.time_encoding_max_len,
-        pre_size=config.pre_size,
-        post_size=config.post_size,
-        head_hidden_size=config.head_hidden_size,
-        pixel_features=pixel_features,
-        dtype=config.precision,
-    )
-
-
-# ----------------------------------------------------------------------------------------------
-# GAE
+    trajectory: Transition
+    start_carry: AgentCarry
+    last_value: jax.Array
+    stats: dict
 
 
 def compute_gae(
@@ -209,95 +125,137 @@ def compute_gae(
     return advantages, advantages + values
 
 
-# ----------------------------------------------------------------------------------------------
-# The trainer
+def ppo_loss(new_log_prob: jax.Array, new_value: jax.Array, entropy: jax.Array, old: Transition,
+             advantages: jax.Array, targets: jax.Array, hp: Hyperparameters, *, normalize_advantages: bool,
+             clip_value_loss: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The clipped PPO objective on re-computed log-probs, values and entropies (all float32[T, n]).
+
+    total = -mean(min(r A, clip(r, 1 +- clip_eps) A)) + vf_coef * 0.5 mean(value error) - ent_coef * mean(entropy),
+    r = exp(new - old log-prob), A optionally standardised; value error (V - target)^2, with clip_value_loss the
+    max of that and (V_old + clip(V - V_old, +-clip_eps) - target)^2. Returns (total, diagnostics).
+    """
+    log_ratio = new_log_prob - old.log_prob
+    ratio = jnp.exp(log_ratio)
+    adv = advantages
+    if normalize_advantages:
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    clip_eps = hp["clip_eps"]
+    policy_loss = -jnp.mean(jnp.minimum(ratio * adv, jnp.clip(ratio, 1 - clip_eps, 1 + clip_eps) * adv))
+    value_error = jnp.square(new_value - targets)
+    if clip_value_loss:
+        clipped = old.value + jnp.clip(new_value - old.value, -clip_eps, clip_eps)
+        value_error = jnp.maximum(value_error, jnp.square(clipped - targets))
+    value_loss = 0.5 * jnp.mean(value_error)
+    mean_entropy = jnp.mean(entropy)
+    total = policy_loss + hp["vf_coef"] * value_loss - hp["ent_coef"] * mean_entropy
+    aux = {
+        "total_loss": total,
+        "policy_loss": policy_loss,
+        "value_loss": value_loss,
+        "entropy": mean_entropy,
+        "approx_kl": jnp.mean((ratio - 1.0) - log_ratio),
+        "clip_frac": jnp.mean((jnp.abs(ratio - 1.0) > clip_eps).astype(jnp.float32)),
+    }
+    return total, aux
 
 
 @dataclasses.dataclass(frozen=True)
-class Trainer:
-    """Pure functions of one run (no vmap inside). See the module docstring."""
+class PPO:
+    """Recurrent PPO for one run (no vmap inside); every method is pure and jittable.
 
-    config: TrainConfig
+    env, env_params: a gymnax-style environment (auto-reset ``step``) and its params; network: the
+    ActorCritic; num_envs, num_steps: rollout shape; num_updates: updates of a whole run;
+    num_minibatches, update_epochs: how each rollout is learned from; adam_eps, anneal_lr,
+    clip_value_loss, normalize_advantages: static switches of the update.
+    """
+
     env: Any
     env_params: Any
     network: ActorCritic
-    action_spec: ActionSpec
+    num_envs: int
+    num_steps: int
     num_updates: int
-    steps_per_update: int
-    init: Callable
-    rollout: Callable
-    update: Callable
-    train_chunk: Callable
-    train: Callable
-    act: Callable
-    evaluate_sequence: Callable
-    initialize_carry: Callable
-    sample_noise: Callable
+    num_minibatches: int
+    update_epochs: int
+    adam_eps: float
+    anneal_lr: bool
+    clip_value_loss: bool
+    normalize_advantages: bool
 
+    @classmethod
+    def from_config(cls, config: PPOConfig, *, env: Any, env_params: Any, network: ActorCritic) -> PPO:
+        return cls(env=env, env_params=env_params, network=network, num_envs=config.num_envs,
+                   num_steps=config.num_steps,
+                   num_updates=config.total_timesteps // (config.num_envs * config.num_steps),
+                   num_minibatches=config.num_minibatches, update_epochs=config.update_epochs,
+                   adam_eps=config.adam_eps, anneal_lr=config.anneal_lr, clip_value_loss=config.clip_value_loss,
+                   normalize_advantages=config.normalize_advantages)
 
-def make_train(config: TrainConfig) -> Trainer:
-    """Build the pure training functions for ``config`` (validated first)."""
-    validate(config)
-    env, env_params = make_env(config)
-    spec = networks.action_spec_from_space(env.action_space(env_params))
-    network = make_network(config, spec, pixel_feature_count(config))
-    num_envs, num_steps = config.num_envs, config.num_steps
-    steps_per_update = num_envs * num_steps
-    num_updates = config.total_timesteps // steps_per_update
-    envs_per_minibatch = num_envs // config.num_minibatches
-    optimizer = optax.scale_by_adam(eps=config.adam_eps)
+    @property
+    def action_spec(self) -> ActionSpec:
+        return self.network.action_spec
 
-    def apply(params, carry, obs, starts, noise):
-        return network.apply(params, carry, obs, starts, noise)
+    @property
+    def steps_per_update(self) -> int:
+        return self.num_envs * self.num_steps
 
-    vmapped_reset = jax.vmap(env.reset, in_axes=(0, None))
-    vmapped_step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+    @property
+    def optimizer(self) -> optax.GradientTransformation:
+        """Adam's direction; the (possibly annealed) learning rate is applied in ``_minibatch_step``."""
+        return optax.scale_by_adam(eps=self.adam_eps)
 
-    # --- init ---------------------------------------------------------------------------------
-    def init(rng: jax.Array, hparams: HParams) -> RunnerState:
-        """Fresh params, optimiser, envs and carry. hparams is unused (kept for a uniform signature)."""
-        del hparams
+    def _apply(self, params, carry, obs, starts, noise):
+        return self.network.apply(params, carry, obs, starts, noise)
+
+    # --- init -----------------------------------------------------------------------------------
+
+    def init(self, rng: jax.Array) -> RunnerState:
+        """Fresh params, optimiser, envs and carry."""
+        n = self.num_envs
         rng, k_params, k_reset, k_noise = jax.random.split(rng, 4)
-        obs, env_state = vmapped_reset(jax.random.split(k_reset, num_envs), env_params)
-        starts = jnp.ones((num_envs,), bool)
-        carry = network.initialize_carry(num_envs)
-        noise = network.sample_noise(k_noise, 1, num_envs)
-        params = network.init(k_params, carry, obs[None], starts[None], noise)
+        obs, env_state = jax.vmap(self.env.reset, in_axes=(0, None))(jax.random.split(k_reset, n), self.env_params)
+        starts = jnp.ones((n,), bool)
+        carry = self.network.initialize_carry(n)
+        noise = self.network.sample_noise(k_noise, 1, n)
+        params = self.network.init(k_params, carry, obs[None], starts[None], noise)
         return RunnerState(
             params=params,
-            opt_state=optimizer.init(params),
+            opt_state=self.optimizer.init(params),
             env_state=env_state,
             last_obs=obs,
             last_start=starts,
             carry=carry,
-            episode_return=jnp.zeros((num_envs,), jnp.float32),
-            episode_length=jnp.zeros((num_envs,), jnp.int32),
+            episode_return=jnp.zeros((n,), jnp.float32),
+            episode_length=jnp.zeros((n,), jnp.int32),
             rng=rng,
             update=jnp.int32(0),
         )
 
-    # --- rollout ------------------------------------------------------------------------------
-    def env_step(state: RunnerState, _):
+    # --- rollout --------------------------------------------------------------------------------
+
+    def _env_step(self, state: RunnerState, _) -> tuple[RunnerState, tuple[Transition, dict]]:
+        n, spec = self.num_envs, self.action_spec
         rng, k_noise, k_act, k_env, k_boot = jax.random.split(state.rng, 5)
-        noise = network.sample_noise(k_noise, 1, num_envs)
-        carry, dist, value = apply(state.params, state.carry, state.last_obs[None], state.last_start[None], noise)
+        noise = self.network.sample_noise(k_noise, 1, n)
+        carry, dist, value = self._apply(state.params, state.carry, state.last_obs[None], state.last_start[None],
+                                         noise)
         dist = jax.tree.map(lambda x: x[0], dist)
         action = networks.sample_action(spec, dist, k_act)
         logp = networks.log_prob(spec, dist, action)
-        obs, env_state, reward, terminated, truncated, info = vmapped_step(
-            jax.random.split(k_env, num_envs), state.env_state, networks.env_action(spec, action), env_params)
+        obs, env_state, reward, terminated, truncated, info = jax.vmap(self.env.step, in_axes=(0, 0, 0, None))(
+            jax.random.split(k_env, n), state.env_state, networks.env_action(spec, action), self.env_params)
         reward = reward.astype(jnp.float32)
         terminated, truncated = terminated.astype(bool), truncated.astype(bool)
         done = jnp.logical_or(terminated, truncated)
 
         # V(final observation) with the carry that processed the ending episode; only where truncated.
         def truncation_value():
-            boot_noise = network.sample_noise(k_boot, 1, num_envs)
+            boot_noise = self.network.sample_noise(k_boot, 1, n)
             final_obs = info["final_observation"].reshape(state.last_obs.shape).astype(state.last_obs.dtype)
-            _, _, v = apply(state.params, carry, final_obs[None], jnp.zeros((1, num_envs), bool), boot_noise)
+            _, _, v = self._apply(state.params, carry, final_obs[None], jnp.zeros((1, n), bool), boot_noise)
             return jnp.where(truncated, v[0], 0.0)
 
-        bootstrap_value = jax.lax.cond(jnp.any(truncated), truncation_value, lambda: jnp.zeros((num_envs,)))
+        bootstrap_value = jax.lax.cond(jnp.any(truncated), truncation_value, lambda: jnp.zeros((n,)))
 
         episode_return = state.episode_return + reward
         episode_length = state.episode_length + 1
@@ -319,83 +277,71 @@ def make_train(config: TrainConfig) -> Trainer:
             episode_length=jnp.where(done, 0, episode_length), rng=rng)
         return state, (transition, stats)
 
-    def rollout(state: RunnerState):
-        """Collect num_steps steps. Returns (state, trajectory Transition[T, N], start carry, last_value[N], stats)."""
+    def rollout(self, state: RunnerState) -> tuple[RunnerState, Rollout]:
+        """Collect num_steps steps of every environment with the current params."""
         start_carry = state.carry
-        state, (traj, stats) = jax.lax.scan(env_step, state, None, length=num_steps)
+        state, (trajectory, stats) = jax.lax.scan(self._env_step, state, None, length=self.num_steps)
         rng, k_noise = jax.random.split(state.rng)
-        noise = network.sample_noise(k_noise, 1, num_envs)
-        _, _, last_value = apply(state.params, state.carry, state.last_obs[None], state.last_start[None], noise)
-        stats = jax.tree.map(jnp.sum, stats)
-        return state.replace(rng=rng), traj, start_carry, last_value[0], stats
+        noise = self.network.sample_noise(k_noise, 1, self.num_envs)
+        _, _, last_value = self._apply(state.params, state.carry, state.last_obs[None], state.last_start[None], noise)
+        rollout = Rollout(trajectory=trajectory, start_carry=start_carry, last_value=last_value[0],
+                          stats=jax.tree.map(jnp.sum, stats))
+        return state.replace(rng=rng), rollout
 
-    def evaluate_sequence(params, start_carry: AgentCarry, traj: Transition):
-        """Re-run whole sequences from start_carry: (log_prob float32[T, n], value float32[T, n], entropy)."""
-        _, dist, value = apply(params, start_carry, traj.obs, traj.start, traj.noise)
-        return networks.log_prob(spec, dist, traj.action), value, networks.entropy(spec, dist)
+    # --- loss and update ------------------------------------------------------------------------
 
-    # --- loss and update ----------------------------------------------------------------------
-    def loss_fn(params, hp: HParams, start_carry, traj: Transition, advantages, targets):
-        logp, value, ent = evaluate_sequence(params, start_carry, traj)
-        log_ratio = logp - traj.log_prob
-        ratio = jnp.exp(log_ratio)
-        adv = advantages
-        if config.normalize_advantages:
-            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-        policy_loss = -jnp.mean(jnp.minimum(ratio * adv, jnp.clip(ratio, 1 - hp.clip_eps, 1 + hp.clip_eps) * adv))
-        value_error = jnp.square(value - targets)
-        if config.clip_value_loss:
-            clipped = traj.value + jnp.clip(value - traj.value, -hp.clip_eps, hp.clip_eps)
-            value_error = jnp.maximum(value_error, jnp.square(clipped - targets))
-        value_loss = 0.5 * jnp.mean(value_error)
-        entropy = jnp.mean(ent)
-        total = policy_loss + hp.vf_coef * value_loss - hp.ent_coef * entropy
-        aux = {
-            "total_loss": total,
-            "policy_loss": policy_loss,
-            "value_loss": value_loss,
-            "entropy": entropy,
-            "approx_kl": jnp.mean((ratio - 1.0) - log_ratio),
-            "clip_frac": jnp.mean((jnp.abs(ratio - 1.0) > hp.clip_eps).astype(jnp.float32)),
-        }
-        return total, aux
+    def replay(self, params, start_carry: AgentCarry, trajectory: Transition):
+        """Re-run whole sequences from start_carry with the stored noise: (log_prob, value, entropy) float32[T, n]."""
+        _, dist, value = self._apply(params, start_carry, trajectory.obs, trajectory.start, trajectory.noise)
+        spec = self.action_spec
+        return networks.log_prob(spec, dist, trajectory.action), value, networks.entropy(spec, dist)
 
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    def loss(self, params, hp: Hyperparameters, start_carry: AgentCarry, trajectory: Transition,
+             advantages: jax.Array, targets: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """The PPO loss of whole sequences (see :func:`ppo_loss`): (total, diagnostics)."""
+        log_prob, value, entropy = self.replay(params, start_carry, trajectory)
+        return ppo_loss(log_prob, value, entropy, trajectory, advantages, targets, hp,
+                        normalize_advantages=self.normalize_advantages, clip_value_loss=self.clip_value_loss)
 
-    def minibatch_step(carry, env_idx, hp, lr, start_carry, traj, advantages, targets):
+    def _minibatch_step(self, carry, env_idx, hp, lr, rollout: Rollout, advantages, targets):
         params, opt_state = carry
         pick_t = lambda x: x[:, env_idx]  # noqa: E731  [T, N, ...] -> [T, n, ...]
-        (_, aux), grads = grad_fn(
-            params, hp, jax.tree.map(lambda x: x[env_idx], start_carry), jax.tree.map(pick_t, traj),
-            pick_t(advantages), pick_t(targets))
+        (_, aux), grads = jax.value_and_grad(self.loss, has_aux=True)(
+            params, hp, jax.tree.map(lambda x: x[env_idx], rollout.start_carry),
+            jax.tree.map(pick_t, rollout.trajectory), pick_t(advantages), pick_t(targets))
         grad_norm = optax.tree.norm(grads)
-        scale = jnp.where(grad_norm > hp.max_grad_norm, hp.max_grad_norm / grad_norm, 1.0)
+        scale = jnp.where(grad_norm > hp["max_grad_norm"], hp["max_grad_norm"] / grad_norm, 1.0)
         grads = jax.tree.map(lambda g: g * scale, grads)
-        direction, opt_state = optimizer.update(grads, opt_state, params)
+        direction, opt_state = self.optimizer.update(grads, opt_state, params)
         params = jax.tree.map(lambda p, d: p - lr * d, params, direction)
         return (params, opt_state), {**aux, "grad_norm": grad_norm}
 
-    def update(state: RunnerState, hp: HParams):
-        """One PPO update. Returns (state, metrics: dict of float32/int32 scalars)."""
-        state, traj, start_carry, last_value, stats = rollout(state)
+    def learning_rate(self, hp: Hyperparameters, update: jax.Array) -> jax.Array:
+        """hp["lr"], linearly annealed to 0 over num_updates when anneal_lr is on."""
+        if self.anneal_lr:
+            return hp["lr"] * (1.0 - update.astype(jnp.float32) / self.num_updates)
+        return hp["lr"]
+
+    def update(self, state: RunnerState, hp: Hyperparameters) -> tuple[RunnerState, dict[str, jax.Array]]:
+        """One PPO update (rollout, GAE, epochs of minibatches): (state, metrics of float32/int32 scalars)."""
+        state, rollout = self.rollout(state)
+        traj = rollout.trajectory
         advantages, targets = compute_gae(traj.value, traj.reward, traj.terminated, traj.truncated,
-                                          traj.bootstrap_value, last_value, hp.gamma, hp.gae_lambda)
-        if config.anneal_lr:
-            lr = hp.lr * (1.0 - state.update.astype(jnp.float32) / num_updates)
-        else:
-            lr = hp.lr
+                                          traj.bootstrap_value, rollout.last_value, hp["gamma"], hp["gae_lambda"])
+        lr = self.learning_rate(hp, state.update)
+        envs_per_minibatch = self.num_envs // self.num_minibatches
 
         def epoch(carry, key):
-            order = jax.random.permutation(key, num_envs).reshape(config.num_minibatches, envs_per_minibatch)
-            step = lambda c, idx: minibatch_step(c, idx, hp, lr, start_carry, traj, advantages, targets)  # noqa: E731
+            order = jax.random.permutation(key, self.num_envs).reshape(self.num_minibatches, envs_per_minibatch)
+            step = lambda c, idx: self._minibatch_step(c, idx, hp, lr, rollout, advantages, targets)  # noqa: E731
             return jax.lax.scan(step, carry, order)
 
         rng, k_epochs = jax.random.split(state.rng)
         (params, opt_state), losses = jax.lax.scan(
-            epoch, (state.params, state.opt_state), jax.random.split(k_epochs, config.update_epochs))
+            epoch, (state.params, state.opt_state), jax.random.split(k_epochs, self.update_epochs))
         finite = jnp.all(jnp.isfinite(losses["total_loss"])) & jnp.all(jnp.isfinite(losses["grad_norm"]))
         metrics = {
-            **stats,
+            **rollout.stats,
             **jax.tree.map(jnp.mean, losses),
             "first_minibatch_approx_kl": losses["approx_kl"][0, 0],
             "value_mean": jnp.mean(traj.value),
@@ -407,99 +353,28 @@ def make_train(config: TrainConfig) -> Trainer:
         state = state.replace(params=params, opt_state=opt_state, rng=rng, update=state.update + 1)
         return state, metrics
 
-    def train_chunk(state: RunnerState, hp: HParams, num_updates_in_chunk: int):
-        """lax.scan of ``num_updates_in_chunk`` (static) updates: (state, metrics with leading axis K)."""
-        return jax.lax.scan(lambda s, _: update(s, hp), state, None, length=num_updates_in_chunk)
+    def train_chunk(self, state: RunnerState, hp: Hyperparameters, num_updates: int):
+        """``num_updates`` (static) updates in one ``lax.scan``: (state, metrics with leading axis num_updates)."""
+        return jax.lax.scan(lambda s, _: self.update(s, hp), state, None, length=num_updates)
 
-    def train(rng: jax.Array, hp: HParams):
-        """The whole run: init + num_updates updates. (state, metrics[num_updates])."""
-        return train_chunk(init(rng, hp), hp, num_updates)
+    def train(self, rng: jax.Array, hp: Hyperparameters):
+        """A whole run, init + num_updates updates: (state, metrics[num_updates])."""
+        return self.train_chunk(self.init(rng), hp, self.num_updates)
 
-    def act(params, obs, carry: AgentCarry, start, noise, rng, greedy: bool = False):
-        """One step for B envs: obs [B, ...], start bool[B], noise from sample_noise(rng, 1, B).
+    # --- acting -----------------------------------------------------------------------------------
 
-        Returns (env action, new carry). ``greedy`` (static) takes the mode instead of sampling.
+    def act(self, params, obs: jax.Array, carry: AgentCarry, start: jax.Array, rng: jax.Array,
+            greedy: bool = False, noise: Any = None) -> tuple[jax.Array, AgentCarry]:
+        """One step for B envs: obs [B, ...], start bool[B] -> (env action [B, ...], new carry).
+
+        ``rng`` draws the core's noise (unless ``noise`` from ``network.sample_noise(_, 1, B)`` is given, e.g. a
+        rollout's stored noise) and the action; ``greedy`` (static) takes the mode instead of sampling.
         """
-        carry, dist, _ = apply(params, carry, obs[None], start[None], noise)
+        k_noise, k_act = jax.random.split(rng)
+        if noise is None:
+            noise = self.network.sample_noise(k_noise, 1, start.shape[0])
+        carry, dist, _ = self._apply(params, carry, obs[None], start[None], noise)
         dist = jax.tree.map(lambda x: x[0], dist)
-        raw = networks.mode_action(spec, dist) if greedy else networks.sample_action(spec, dist, rng)
+        spec = self.action_spec
+        raw = networks.mode_action(spec, dist) if greedy else networks.sample_action(spec, dist, k_act)
         return networks.env_action(spec, raw), carry
-
-    return Trainer(
-        config=config, env=env, env_params=env_params, network=network, action_spec=spec,
-        num_updates=num_updates, steps_per_update=steps_per_update, init=init, rollout=rollout,
-        update=update, train_chunk=train_chunk, train=train, act=act, evaluate_sequence=evaluate_sequence,
-        initialize_carry=network.initialize_carry, sample_noise=network.sample_noise)
-
-
-# ----------------------------------------------------------------------------------------------
-# Seeds x sweeps
-
-
-def split_seed_keys(seed: int, num_seeds: int) -> jax.Array:
-    """PRNG keys [num_seeds]: run i uses split(PRNGKey(seed), num_seeds)[i] (also when num_seeds = 1)."""
-    return jax.random.split(jax.random.PRNGKey(int(seed)), num_seeds)
-
-
-def seed_keys(config: TrainConfig) -> jax.Array:
-    """The config's run keys (see ``split_seed_keys``)."""
-    return split_seed_keys(config.seed, config.num_seeds)
-
-
-def sweep_grid(base, sweep: tuple[tuple[str, tuple[float, ...]], ...]):
-    """Stack every combination of ``sweep`` over the ``base`` hyperparameters, in grid order.
-
-    base: a pytree of scalars with the swept names as fields (HParams, or a test double);
-    sweep: ((name, values), ...). Returns (base with leaves [G], the G settings as {name: value}).
-    Without a sweep, G = 1 and the setting is {}.
-    """
-    sweep = tuple(sweep or ())
-    names = [name for name, _ in sweep]
-    settings = [dict(zip(names, map(float, combo))) for combo in itertools.product(*(v for _, v in sweep))] or [{}]
-    for name in names:
-        if not hasattr(base, name):
-            raise ValueError(f"sweep: {name!r} is not a sweepable hyperparameter")
-    points = [base.replace(**{k: jnp.asarray(v, jnp.asarray(getattr(base, k)).dtype) for k, v in setting.items()})
-              for setting in settings]
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *points), settings
-
-
-def hparam_grid(config: TrainConfig) -> tuple[HParams, list[dict[str, float]]]:
-    """Every combination of ``config.sweep`` values: (HParams with leaves float32[G], labels[G])."""
-    return sweep_grid(hparams_from_config(config), config.sweep)
-
-
-@dataclasses.dataclass(frozen=True)
-class BatchedTrainer:
-    """A Trainer vmapped over a hyperparameter grid G (outer) and seeds S (inner).
-
-    hparams: HParams[G]; labels: the swept values of each grid point; rngs: keys [S].
-    init(rngs, hparams) -> RunnerState[G, S]; update/train_chunk/train as in Trainer with [G, S]
-    leading axes on states and metrics (train_chunk: metrics [G, S, K]). Not jitted: wrap in jax.jit
-    (train_chunk with static_argnums=2).
-    """
-
-    trainer: Trainer
-    hparams: HParams
-    labels: list
-    rngs: jax.Array
-    init: Callable
-    update: Callable
-    train_chunk: Callable
-    train: Callable
-
-
-def make_batched_train(config: TrainConfig) -> BatchedTrainer:
-    """Seeds x hyperparameter grid in one program (see BatchedTrainer)."""
-    trainer = make_train(config)
-    hparams, labels = hparam_grid(config)
-    seeds_then_grid = lambda f: jax.vmap(jax.vmap(f, in_axes=(0, None)), in_axes=(None, 0))  # noqa: E731
-    states_then_grid = lambda f: jax.vmap(jax.vmap(f, in_axes=(0, None)), in_axes=(0, 0))  # noqa: E731
-
-    def train_chunk(states, hp, num_updates_in_chunk: int):
-        return states_then_grid(lambda s, h: trainer.train_chunk(s, h, num_updates_in_chunk))(states, hp)
-
-    return BatchedTrainer(
-        trainer=trainer, hparams=hparams, labels=labels, rngs=seed_keys(config),
-        init=seeds_then_grid(trainer.init), update=states_then_grid(trainer.update),
-        train_chunk=train_chunk, train=seeds_then_grid(trainer.train))

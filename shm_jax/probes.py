@@ -27,6 +27,8 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
 
+from shm_jax.config import ConfigError
+
 
 @struct.dataclass
 class ProbeState:
@@ -202,12 +204,12 @@ PROBES = {cls.__name__: cls for cls in (ConstantReward, MatchObservation, Recall
 def make_probe(name: str, **overrides) -> tuple[environment.Environment, ProbeParams]:
     """Build probe ``name`` (a key of PROBES); overrides naming EnvParams fields replace params."""
     if name not in PROBES:
-        raise ValueError(f"env_id: unknown probe {name!r}; valid: {', '.join('probe:' + n for n in PROBES)}")
+        raise ConfigError("env_id", f"unknown probe {name!r}; valid: {', '.join('probe:' + n for n in PROBES)}")
     param_fields = {f.name for f in dataclasses.fields(ProbeParams)}
     param_overrides = {k: v for k, v in overrides.items() if k in param_fields}
     ctor_overrides = {k: v for k, v in overrides.items() if k not in param_fields}
     try:
         env = PROBES[name](**ctor_overrides)
     except TypeError as err:
-        raise ValueError(f"env_overrides: invalid override for probe {name!r}: {err}") from None
+        raise ConfigError("env_overrides", f"invalid override for probe {name!r}: {err}") from None
     return env, env.default_params.replace(**param_overrides)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from envs.meta.navigation import NavigationEnv, NavParams
+from envs.meta.navigation import NavigationEnv, NavParams, held_out_params
 from envs.meta.tasks import point_robot_tasks
 from envs.registry import register
 
@@ -60,4 +60,4 @@ class PointRobot(NavigationEnv):
 
 for _train, _test in ((50, 150), (10, 190)):
     register(f"PointRobot-{_train}-{_test}", PointRobot, aliases=(f"point_robot_{_train}_{_test}",),
-             needs_prev_action=False, family="meta", num_train=_train, num_test=_test)
+             needs_prev_action=False, family="meta", num_train=_train, num_test=_test, eval_tasks=held_out_params)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from envs.meta.navigation import NavigationEnv, NavParams
+from envs.meta.navigation import NavigationEnv, NavParams, held_out_params
 from envs.meta.tasks import wind_tasks
 from envs.registry import register
 
@@ -50,4 +50,4 @@ class Wind(NavigationEnv):
 
 for _train, _test in ((50, 150), (10, 190)):
     register(f"Wind-{_train}-{_test}", Wind, aliases=(f"wind_{_train}_{_test}",), needs_prev_action=True,
-             family="meta", num_train=_train, num_test=_test)
+             family="meta", num_train=_train, num_test=_test, eval_tasks=held_out_params)

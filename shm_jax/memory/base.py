@@ -1,6 +1,6 @@
-"""The one seam every memory model implements.
+"""The one seam every memory model implements: :class:`MemoryCore`.
 
-A memory core is a ``flax.linen.Module`` with three methods:
+A memory core is a ``flax.linen.Module`` with an ``output_size`` and three methods:
 
 - ``initialize_carry(batch_size) -> carry``: the state at the start of an episode (pytree of
   arrays with leading axis ``B``). Pure; callable on an unbound module.
@@ -10,15 +10,34 @@ A memory core is a ``flax.linen.Module`` with three methods:
   the policy acted with.
 - ``__call__(carry, x[T, B, D], starts[T, B], noise) -> (carry, y[T, B, F])``: ``starts[t, b]``
   is true when ``x[t, b]`` is the first step of an episode; the carry is reset to
-  ``initialize_carry`` before that step is processed.
+  ``initialize_carry`` before that step is processed. ``F = output_size``; ``y`` has the core's
+  compute dtype, the carry keeps its float32 (or complex64) state whatever that dtype is.
 
-The same call serves acting (``T = 1``) and training on whole sequences.
+The same call serves acting (``T = 1``) and training on whole sequences. Cores that expose their
+internals (SHM: M_t and C_t) ``sow`` them into the ``"intermediates"`` collection when it is mutable.
+``tests/memory/test_conformance.py`` checks every registered core against this contract.
 """
 
 from __future__ import annotations
 
+from typing import Any, Protocol, runtime_checkable
+
 import jax
 import jax.numpy as jnp
+
+
+@runtime_checkable
+class MemoryCore(Protocol):
+    """The memory-core contract (see the module docstring); flax modules satisfy it structurally."""
+
+    @property
+    def output_size(self) -> int: ...
+
+    def initialize_carry(self, batch_size: int) -> Any: ...
+
+    def sample_noise(self, rng: jax.Array, length: int, batch_size: int) -> Any: ...
+
+    def __call__(self, carry: Any, x: jax.Array, starts: jax.Array, noise: Any = None) -> tuple[Any, jax.Array]: ...
 
 
 def check_sequence_inputs(name: str, x: jax.Array, starts: jax.Array) -> None:

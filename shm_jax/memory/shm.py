@@ -174,13 +174,14 @@ class SHM(nn.Module):
         return None
 
     @nn.compact
-    def __call__(self, carry: jax.Array, x: jax.Array, starts: jax.Array, noise=None, *, inspect: bool = False):
+    def __call__(self, carry: jax.Array, x: jax.Array, starts: jax.Array, noise=None):
         """carry float32[B, H, H], x [T, B, D], starts bool[T, B] -> (carry float32[B, H, H], y [T, B, F]).
 
         y has the compute dtype (float32 by default, bfloat16 with ``dtype="bfloat16"``).
 
-        With ``inspect=True`` it returns (carry, y, {"memory": M [T, B, H, H], "calibration": C [T, B, H, H]})
-        computed with the associative scan: for looking inside the memory (plots), not for training.
+        When the ``"intermediates"`` collection is mutable (``apply(..., mutable=["intermediates"])``) the layer
+        also sows ``memory`` M and ``calibration`` C, float32[T, B, H, H] each, recomputed with the associative
+        scan: for looking inside the memory (plots), not for training. y and the carry are the same either way.
         """
         base.check_sequence_inputs("SHM", x, starts)
         hsz = self.memory_size
@@ -206,12 +207,12 @@ class SHM(nn.Module):
         inputs = {name: value.astype(jnp.float32) for name, value in inputs.items()}
         make_cu = functools.partial(_make_cu, fixed_c=fixed_c)
 
-        if inspect:
+        if self.is_mutable_collection("intermediates"):
             c, u = make_cu(inputs)
             memories = associative_hadamard(carry, c, u, starts)
-            carry, h = memories[-1], _read(memories, inputs)
-            details = {"memory": memories, "calibration": jnp.broadcast_to(c, memories.shape)}
-        elif self.scan_method == FUSED:
+            self.sow("intermediates", "memory", memories)
+            self.sow("intermediates", "calibration", jnp.broadcast_to(c, memories.shape))
+        if self.scan_method == FUSED:
             carry, h = _product_form_scan(fused_shm_scan, carry, inputs, starts, self.chunk_size)
         elif (self.scan_method or default_method()) == "sequential" and "row" in inputs:
             # C_t = 1 + tanh(row ⊗ col): the specialised loop beats the generic one (product_scan.py).
@@ -226,7 +227,7 @@ class SHM(nn.Module):
         if self.projection_size is not None:
             h = nn.Dense(self.projection_size, kernel_init=torch_kernel_init(),
                          bias_init=torch_bias_init(hsz), dtype=dtype, name="out")(h)
-        return (carry, h, details) if inspect else (carry, h)
+        return carry, h
 
     def _calibration_inputs(self, x_hat: jax.Array, v_c: jax.Array, noise) -> dict:
         """Per-step vectors (or one fixed matrix) that define C_t for the chosen calibration."""

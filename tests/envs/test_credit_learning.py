@@ -26,8 +26,9 @@ import jax
 import numpy as np
 import pytest
 
-from shm_jax import evaluation, ppo
-from shm_jax.config import TrainConfig
+from shm_jax.build import build
+from shm_jax.config import from_preset
+from shm_jax.evaluation import evaluate
 
 DISTRACTOR_LEN = 5
 EPISODE_LEN = 15 + DISTRACTOR_LEN + 10  # explore + distractor + reward chapters
@@ -53,18 +54,19 @@ def _batched(tree):
 ])
 def test_visual_match_colour_is_remembered(memory, memory_kwargs, lr):
     """Budget and results in the module docstring (SHM and GRU both reach greedy success 1.00)."""
-    config = TrainConfig(memory=memory, memory_kwargs=memory_kwargs, lr=lr,
+    config = from_preset("default", memory=memory, memory_kwargs=memory_kwargs, lr=lr,
                          total_timesteps=VISUAL_MATCH["num_envs"] * EPISODE_LEN * UPDATES, **VISUAL_MATCH)
-    trainer = ppo.make_train(config)
+    built = build(config)
+    trainer = built.ppo
     assert trainer.num_updates == UPDATES
-    state, metrics = jax.jit(trainer.train)(jax.random.PRNGKey(0), ppo.hparams_from_config(config))
+    state, metrics = jax.jit(trainer.train)(jax.random.PRNGKey(0), built.hparams)
     metrics = jax.tree.map(np.asarray, metrics)
     assert metrics["finite"].all()
     # Rollouts of T steps from a reset hold exactly one whole episode per environment.
-    np.testing.assert_array_equal(metrics["episode_count"], config.num_envs)
+    np.testing.assert_array_equal(metrics["episode_count"], config.ppo.num_envs)
 
-    result = evaluation.evaluate(_batched(state), episodes=EVAL_EPISODES, greedy=True, seed=1,
-                                 trainer=trainer, config=config)
+    result = evaluate(built.policy(greedy=True), built.env, built.env_params, _batched(state.params),
+                      episodes=EVAL_EPISODES, seed=1, task_params=built.eval_tasks)
     run = result["per_run"][0]
     assert result["episodes"] == EVAL_EPISODES and run["unfinished"] == 0 and run["mean_length"] == EPISODE_LEN
     train_success = metrics["success_sum"][-10:].sum() / metrics["episode_count"][-10:].sum()
@@ -74,22 +76,24 @@ def test_visual_match_colour_is_remembered(memory, memory_kwargs, lr):
 
 def test_meta_task_trains():
     """A few updates of a Gaussian-policy agent on Wind (continuous, meta-RL); evaluated on held-out tasks."""
-    config = TrainConfig(env_id="Wind-50-150", memory="gru", memory_kwargs={"hidden_size": 16},
-                         feature_size=16, pre_size=16, post_size=16, head_hidden_size=16,
-                         num_envs=4, num_steps=100, num_minibatches=2, update_epochs=2,
+    config = from_preset("default", env_id="Wind-50-150", memory="gru", memory_kwargs={"hidden_size": 16},
+                         time_encoding=False, feature_size=16, pre_size=16, post_size=16, head_hidden_size=16,
+                         num_envs=4, num_steps=100, num_minibatches=2, update_epochs=2, lr=3e-4,
                          total_timesteps=4 * 100 * 3)
-    trainer = ppo.make_train(config)
+    built = build(config)
+    trainer = built.ppo
     assert trainer.action_spec.kind == "box" and trainer.action_spec.sizes == (2,)  # Gaussian policy
-    state, metrics = jax.jit(trainer.train)(jax.random.PRNGKey(0), ppo.hparams_from_config(config))
+    state, metrics = jax.jit(trainer.train)(jax.random.PRNGKey(0), built.hparams)
     metrics = jax.tree.map(np.asarray, metrics)
     assert metrics["finite"].all() and metrics["finite"].shape == (3,)
     for name in ("total_loss", "policy_loss", "value_loss", "entropy", "grad_norm", "approx_kl"):
         assert np.isfinite(metrics[name]).all(), name
     # Wind trials are 100 steps: every rollout of 100 steps ends one trial per environment.
-    np.testing.assert_array_equal(metrics["episode_count"], config.num_envs)
+    np.testing.assert_array_equal(metrics["episode_count"], config.ppo.num_envs)
     assert (metrics["grad_norm"] > 0).all() and int(state.update) == 3  # three real updates happened
 
-    result = evaluation.evaluate(_batched(state), episodes=8, greedy=True, trainer=trainer, config=config)
+    result = evaluate(built.policy(greedy=True), built.env, built.env_params, _batched(state.params), episodes=8,
+                      task_params=built.eval_tasks)
     run = result["per_run"][0]
     assert result["task_split"] == "held-out test tasks" and result["episodes"] == 150  # one trial per test task
     assert run["unfinished"] == 0 and run["mean_length"] == 100

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from shm_jax import ppo
-from shm_jax.config import from_preset, validate
+from shm_jax.build import build, make_env
+from shm_jax.config import TrainConfig, from_preset, validate
 from shm_jax.memory import memory_names
 
 TRAIN_PY = Path(__file__).resolve().parents[2] / "train.py"
@@ -26,11 +26,12 @@ def _train_cli():
 
 def test_default_preset_is_shm_on_repeat_first_easy_with_time_encoding():
     config = validate(from_preset("default"))
-    assert (config.env_id, config.memory, config.memory_kwargs) == ("RepeatFirstEasy", "shm", {})
+    assert config == TrainConfig()  # the dataclass defaults are the default preset
+    assert (config.env.env_id, config.agent.memory, config.agent.memory_kwargs) == ("RepeatFirstEasy", "shm", {})
     # RepeatFirstEasy shows no start flag, so SHM (keys from the current input only) needs the time encoding
     # to single out the first card; the task default must not be silently adding a flag instead.
-    assert config.time_encoding and config.prev_action is None
-    env, params = ppo.make_env(config)
+    assert config.agent.time_encoding and config.env.prev_action is None
+    env, params = make_env(config.env)
     assert env.observation_space(params).shape == (4,)  # one-hot suit only: no start flag, no previous action
 
 
@@ -40,15 +41,16 @@ def test_bare_train_py_runs_the_default_preset():
 
 def test_default_run_is_small_and_compiles_one_chunk_program():
     config = from_preset("default")
-    steps_per_update = config.num_envs * config.num_steps
-    updates = config.total_timesteps // steps_per_update
-    assert updates * steps_per_update == config.total_timesteps  # no partial update dropped
-    assert updates % config.updates_per_chunk == 0  # equal chunks: a single compiled program
-    assert config.total_timesteps <= 250_000  # minutes on a 2-core CPU, not hours
+    steps_per_update = config.ppo.num_envs * config.ppo.num_steps
+    updates = config.ppo.total_timesteps // steps_per_update
+    assert updates * steps_per_update == config.ppo.total_timesteps  # no partial update dropped
+    assert updates % config.run.updates_per_chunk == 0  # equal chunks: a single compiled program
+    assert config.ppo.total_timesteps <= 250_000  # minutes on a 2-core CPU, not hours
 
 
 @pytest.mark.parametrize("memory", memory_names())
 def test_any_memory_switches_from_the_default(memory):
     # `python train.py --memory gru` must not inherit SHM-only constructor arguments from the preset.
-    config = validate(from_preset("default", memory=memory))
-    assert config.memory == memory and config.env_id == "RepeatFirstEasy"
+    config = from_preset("default", memory=memory)
+    build(config)  # the memory kwargs and the environment are checked by the build step
+    assert config.agent.memory == memory and config.env.env_id == "RepeatFirstEasy"

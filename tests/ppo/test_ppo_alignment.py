@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from shm_jax import ppo
-from shm_jax.config import TrainConfig
+from shm_jax.build import build
+from shm_jax.config import from_preset
 
 
 def test_gae_hand_computed_boundaries():
@@ -49,16 +50,18 @@ def test_gae_lambda_one_is_discounted_return_minus_value():
 @pytest.fixture(scope="module")
 def shm_run():
     """A tiny SHM agent on ConstantReward(episode_length=3, truncated, obs = [1, t]): one rollout."""
-    config = TrainConfig(
-        env_id="probe:ConstantReward", env_overrides={"episode_length": 3, "truncate": True, "observe_time": True},
+    config = from_preset(
+        "default", env_id="probe:ConstantReward",
+        env_overrides={"episode_length": 3, "truncate": True, "observe_time": True},
         memory="shm", memory_kwargs={"memory_size": 4}, time_encoding=True, feature_size=8, pre_size=8,
         post_size=8, head_hidden_size=8, num_envs=2, num_steps=8, total_timesteps=16, num_minibatches=2,
         update_epochs=1)
-    trainer = ppo.make_train(config)
-    hp = ppo.hparams_from_config(config)
-    state = jax.jit(trainer.init)(jax.random.PRNGKey(0), hp)
-    new_state, traj, start_carry, last_value, stats = jax.jit(trainer.rollout)(state)
-    return trainer, hp, state, new_state, traj, start_carry, last_value, stats
+    built = build(config)
+    trainer, hp = built.ppo, built.hparams
+    state = jax.jit(trainer.init)(jax.random.PRNGKey(0))
+    new_state, rollout = jax.jit(trainer.rollout)(state)
+    return (trainer, hp, state, new_state, rollout.trajectory, rollout.start_carry, rollout.last_value,
+            rollout.stats)
 
 
 def test_rollout_start_flags_follow_episode_ends(shm_run):
@@ -80,7 +83,7 @@ def test_rollout_start_flags_follow_episode_ends(shm_run):
 
 def test_acting_equals_sequence_rerun_with_stored_noise(shm_run):
     trainer, hp, state, new_state, traj, start_carry, last_value, stats = shm_run
-    evaluate = jax.jit(trainer.evaluate_sequence)
+    evaluate = jax.jit(trainer.replay)
     logp, value, _ = evaluate(state.params, start_carry, traj)
     np.testing.assert_allclose(logp, traj.log_prob, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(value, traj.value, rtol=1e-5, atol=1e-6)
@@ -92,7 +95,7 @@ def test_acting_equals_sequence_rerun_with_stored_noise(shm_run):
 
 def test_carry_reset_exactly_at_episode_start(shm_run):
     trainer, hp, state, new_state, traj, start_carry, last_value, stats = shm_run
-    evaluate = jax.jit(trainer.evaluate_sequence)
+    evaluate = jax.jit(trainer.replay)
     # Re-running the episode that starts at t=3 from a garbage carry reproduces the rollout's values.
     garbage = jax.tree.map(lambda x: jnp.full_like(x, 7), start_carry)
     segment = jax.tree.map(lambda x: x[3:6], traj)
@@ -106,17 +109,19 @@ def test_carry_reset_exactly_at_episode_start(shm_run):
 
 def test_truncation_bootstrap_uses_carry_of_the_ending_episode():
     """V(final obs) is the value after o0 o1 o2 final_obs with no reset before final_obs (GRU: no noise)."""
-    config = TrainConfig(
-        env_id="probe:ConstantReward", env_overrides={"episode_length": 3, "truncate": True, "observe_time": True},
-        memory="gru", memory_kwargs={"hidden_size": 4}, feature_size=8, pre_size=8, post_size=8,
-        head_hidden_size=8, num_envs=2, num_steps=4, total_timesteps=8, num_minibatches=1, update_epochs=1)
-    trainer = ppo.make_train(config)
-    hp = ppo.hparams_from_config(config)
-    state = jax.jit(trainer.init)(jax.random.PRNGKey(1), hp)
-    _, traj, start_carry, _, _ = jax.jit(trainer.rollout)(state)
+    config = from_preset(
+        "default", env_id="probe:ConstantReward",
+        env_overrides={"episode_length": 3, "truncate": True, "observe_time": True},
+        memory="gru", memory_kwargs={"hidden_size": 4}, time_encoding=False, feature_size=8, pre_size=8,
+        post_size=8, head_hidden_size=8, num_envs=2, num_steps=4, total_timesteps=8, num_minibatches=1,
+        update_epochs=1)
+    trainer = build(config).ppo
+    state = jax.jit(trainer.init)(jax.random.PRNGKey(1))
+    _, rollout = jax.jit(trainer.rollout)(state)
+    traj, start_carry = rollout.trajectory, rollout.start_carry
     seq = jax.tree.map(lambda x: x[:4], traj)
     seq = seq.replace(obs=seq.obs.at[3].set(jnp.array([[1.0, 3.0]] * 2)), start=seq.start.at[3].set(False))
-    evaluate = jax.jit(trainer.evaluate_sequence)
+    evaluate = jax.jit(trainer.replay)
     _, value, _ = evaluate(state.params, start_carry, seq)
     np.testing.assert_allclose(traj.bootstrap_value[2], value[3], rtol=1e-5, atol=1e-6)
     assert np.all(np.asarray(traj.bootstrap_value)[[0, 1, 3]] == 0.0)
@@ -145,6 +150,7 @@ def test_act_threads_the_same_carry_as_the_rollout(shm_run):
     carry = start_carry
     for t in range(traj.obs.shape[0]):
         noise = jax.tree.map(lambda x: x[t][None], traj.noise)
-        action, carry = act(state.params, traj.obs[t], carry, traj.start[t], noise, jax.random.PRNGKey(t), greedy=True)
+        action, carry = act(state.params, traj.obs[t], carry, traj.start[t], jax.random.PRNGKey(t), greedy=True,
+                            noise=noise)
         assert action.shape == (2,) and np.all((np.asarray(action) >= 0) & (np.asarray(action) < 2))
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), carry, new_state.carry)

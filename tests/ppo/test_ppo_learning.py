@@ -4,10 +4,10 @@ import jax
 import numpy as np
 import pytest
 
-from shm_jax import ppo
-from shm_jax.config import TrainConfig
+from shm_jax.build import build
+from shm_jax.config import from_preset
 
-TINY = dict(feature_size=32, pre_size=32, post_size=32, head_hidden_size=32, num_envs=16, num_steps=32,
+TINY = dict(time_encoding=False, feature_size=32, pre_size=32, post_size=32, head_hidden_size=32, num_envs=16, num_steps=32,
             num_minibatches=2, update_epochs=4, lr=3e-3, ent_coef=0.0, clip_value_loss=False, vf_coef=1.0,
             max_grad_norm=1.0)
 
@@ -15,10 +15,10 @@ TINY = dict(feature_size=32, pre_size=32, post_size=32, head_hidden_size=32, num
 def _train(env_id, memory, memory_kwargs, updates, **overrides):
     """Run ``updates`` PPO updates; return per-update metrics as numpy arrays."""
     kw = {**TINY, **overrides}
-    config = TrainConfig(env_id=env_id, memory=memory, memory_kwargs=memory_kwargs,
+    config = from_preset("default", env_id=env_id, memory=memory, memory_kwargs=memory_kwargs,
                          total_timesteps=kw["num_envs"] * kw["num_steps"] * updates, **kw)
-    trainer = ppo.make_train(config)
-    _, metrics = jax.jit(trainer.train)(jax.random.PRNGKey(0), ppo.hparams_from_config(config))
+    built = build(config)
+    _, metrics = jax.jit(built.ppo.train)(jax.random.PRNGKey(0), built.hparams)
     metrics = jax.tree.map(np.asarray, metrics)
     assert metrics["finite"].all()
     return metrics

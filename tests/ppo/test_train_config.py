@@ -1,27 +1,30 @@
-"""TrainConfig presets and validation: bad input -> one-line ValueError naming the field, before compiling."""
+"""TrainConfig sections, presets and validation: bad input -> one-line ConfigError naming the field, before compiling."""
 
-import dataclasses
+import json
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from shm_jax import config as cfg
-from shm_jax import ppo
-from shm_jax.config import TrainConfig, from_preset, validate
+from shm_jax.build import build
+from shm_jax.config import ConfigError, TrainConfig, from_dict, from_preset, to_dict, validate, with_overrides
+from shm_jax.ppo import hyperparameters
 
 
 def test_presets_and_overrides():
-    assert validate(from_preset("default")) == TrainConfig(**cfg.PRESETS["default"])
+    assert validate(from_preset("default")) == TrainConfig()
     paper = from_preset("paper-popgym", env_id="RepeatPreviousHard")
-    assert (paper.num_envs, paper.num_steps, paper.num_minibatches, paper.update_epochs) == (64, 1024, 8, 30)
-    assert (paper.lr, paper.gamma, paper.gae_lambda, paper.clip_eps, paper.ent_coef, paper.vf_coef) == (
-        5e-5, 0.99, 1.0, 0.2, 0.0, 1.0)
-    assert paper.total_timesteps == 15_000_000 and paper.max_grad_norm == 0.5 and paper.time_encoding
-    assert paper.memory == "shm" and paper.memory_kwargs["memory_size"] == 32
-    assert from_preset("paper-popgym", env_id="AutoencodeEasy").memory_kwargs["memory_size"] == 128
-    assert from_preset("paper-popgym", memory="gru").memory_kwargs == {"hidden_size": 256}
+    p = paper.ppo
+    assert (p.num_envs, p.num_steps, p.num_minibatches, p.update_epochs) == (64, 1024, 8, 30)
+    assert (p.lr, p.gamma, p.gae_lambda, p.clip_eps, p.ent_coef, p.vf_coef) == (5e-5, 0.99, 1.0, 0.2, 0.0, 1.0)
+    assert p.total_timesteps == 15_000_000 and p.max_grad_norm == 0.5 and paper.agent.time_encoding
+    assert paper.agent.memory == "shm" and paper.agent.memory_kwargs["memory_size"] == 32
+    assert from_preset("paper-popgym", env_id="AutoencodeEasy").agent.memory_kwargs["memory_size"] == 128
+    assert from_preset("paper-popgym", memory="gru").agent.memory_kwargs == {"hidden_size": 256}
     validate(paper)
-    assert from_preset("default", lr=2e-3).lr == 2e-3
+    assert from_preset("default", lr=2e-3).ppo.lr == 2e-3
 
 
 @pytest.mark.parametrize("overrides, field", [
@@ -47,13 +50,14 @@ def test_presets_and_overrides():
     (dict(sweep=(("learning_rate", (1e-3,)),)), "sweep"),
     (dict(sweep=(("lr", ()),)), "sweep"),
     (dict(sweep=(("lr", (1e-3,)), ("lr", (2e-3,)))), "sweep"),
+    (dict(sweep=(("lr", (-1e-3, 1e-3)),)), "sweep"),  # swept values obey the plain option's rule
+    (dict(sweep=(("gamma", (0.9, 2.0)),)), "sweep"),
 ])
 def test_bad_config_one_line_error_naming_field(overrides, field):
-    config = dataclasses.replace(TrainConfig(), **overrides)
-    with pytest.raises(ValueError) as err:
-        validate(config)
+    with pytest.raises(ConfigError) as err:
+        build(from_preset("default", **overrides))
     message = str(err.value)
-    assert message.startswith(f"{field}:"), message
+    assert message.startswith(f"{field}:") and err.value.field == field, message
     assert "\n" not in message
 
 
@@ -64,9 +68,31 @@ def test_unknown_preset_and_field():
         from_preset("default", learning_rate=1e-3)
 
 
-def test_make_train_validates_before_compiling():
+def test_build_validates_before_compiling():
     with pytest.raises(ValueError, match="^num_minibatches:"):
-        ppo.make_train(TrainConfig(num_envs=5, num_minibatches=2))
+        build(from_preset("default", num_envs=5, num_minibatches=2))
+
+
+def test_config_json_round_trip_and_old_flat_files_still_load():
+    config = from_preset("paper-popgym", env_id="AutoencodeEasy", sweep=(("lr", (1e-4, 3e-4)),), num_seeds=2)
+    data = json.loads(json.dumps(to_dict(config)))
+    assert set(data) == {"env", "agent", "ppo", "run"} and data["ppo"]["lr"] == 5e-5
+    assert from_dict(data) == config
+    # a flat config.json of an older run: every option at the top level
+    flat = {name: value for section in data.values() for name, value in section.items()}
+    assert from_dict(flat) == config
+    with pytest.raises(ConfigError, match="^no_such_field: unknown config field"):
+        from_dict({**flat, "no_such_field": 1})
+    with pytest.raises(ConfigError, match=r"^ppo\.memory: unknown option in section 'ppo'"):
+        from_dict({**data, "ppo": {**data["ppo"], "memory": "gru"}})
+
+
+def test_every_option_has_one_name_and_one_section():
+    names = cfg.field_names()
+    assert len(names) == len(set(names)) == sum(len(vars(s())) for s in cfg.SECTIONS.values())
+    assert set(cfg.SWEEPABLE) <= set(vars(cfg.PPOConfig()))
+    assert with_overrides(TrainConfig(), memory="gru", lr=2e-3) == TrainConfig(
+        agent=cfg.AgentConfig(memory="gru"), ppo=cfg.PPOConfig(lr=2e-3))
 
 
 @pytest.mark.parametrize("env_id, kind, pixels", [
@@ -78,31 +104,47 @@ def test_make_train_validates_before_compiling():
 ])
 def test_real_envs_trace_through_one_update(env_id, kind, pixels):
     """Every action kind and observation style traces through a whole update (eval_shape: nothing compiles)."""
-    config = TrainConfig(env_id=env_id, memory="mlp", memory_kwargs={"features": 8}, feature_size=8, pre_size=8,
-                         post_size=8, head_hidden_size=8, num_envs=2, num_steps=4, total_timesteps=8,
+    config = from_preset("default", env_id=env_id, memory="mlp", memory_kwargs={"features": 8}, feature_size=8,
+                         pre_size=8, post_size=8, head_hidden_size=8, num_envs=2, num_steps=4, total_timesteps=8,
                          num_minibatches=1, update_epochs=1)
-    trainer = ppo.make_train(config)
-    assert trainer.action_spec.kind == kind and trainer.network.pixel_features == pixels
-    hp = ppo.hparams_from_config(config)
-    state = jax.eval_shape(trainer.init, jax.random.PRNGKey(0), hp)
-    _, metrics = jax.eval_shape(trainer.update, state, hp)
+    built = build(config)
+    assert built.action_spec.kind == kind and built.network.pixel_features == pixels
+    state = jax.eval_shape(built.ppo.init, jax.random.PRNGKey(0))
+    _, metrics = jax.eval_shape(built.ppo.update, state, built.hparams)
     assert set(metrics) >= {"episode_return_sum", "episode_count", "success_sum", "total_loss", "policy_loss",
                             "value_loss", "entropy", "approx_kl", "clip_frac", "grad_norm", "finite"}
     assert all(m.shape == () for m in metrics.values())
 
 
-def test_sweepable_names_are_hparams_fields():
-    assert set(cfg.SWEEPABLE) == {f for f in ppo.HParams.__dataclass_fields__}
+def test_every_sweepable_name_is_a_traced_hyperparameter_the_update_uses():
+    """One compiled update; changing any one sweepable value (a traced input) changes what it computes."""
+    config = from_preset("default", env_id="probe:Recall", env_overrides={"delay": 2}, memory="mlp",
+                         memory_kwargs={"features": 8},
+                         time_encoding=False, feature_size=8, pre_size=8, post_size=8, head_hidden_size=8,
+                         num_envs=4, num_steps=8, total_timesteps=32, num_minibatches=1, update_epochs=2,
+                         max_grad_norm=0.05)
+    built = build(config)
+    assert set(built.hparams) == set(cfg.SWEEPABLE) == set(hyperparameters(config.ppo))
+    state = jax.jit(built.ppo.init)(jax.random.PRNGKey(0))
+    update = jax.jit(built.ppo.update)
+    base_state, base = update(state, built.hparams)
+    changed = {"lr": 3e-2, "gamma": 0.5, "gae_lambda": 0.5, "clip_eps": 1e-3, "ent_coef": 0.5, "vf_coef": 2.0,
+               "max_grad_norm": 10.0}
+    assert set(changed) == set(cfg.SWEEPABLE)
+    for name, value in changed.items():
+        new_state, metrics = update(state, {**built.hparams, name: jnp.float32(value)})
+        differs = [not np.allclose(a, b) for a, b in zip(jax.tree.leaves(new_state.params),
+                                                           jax.tree.leaves(base_state.params))]
+        assert any(differs) or not np.isclose(metrics["total_loss"], base["total_loss"]), name
 
 
 def test_paper_preset_traces_at_full_size():
     """64 envs x 1024 steps, SHM m = 128 with the 1024 projection: one update traces (nothing runs)."""
-    config = from_preset("paper-popgym", env_id="RepeatPreviousEasy")
-    trainer = ppo.make_train(config)
+    built = build(from_preset("paper-popgym", env_id="RepeatPreviousEasy"))
+    trainer = built.ppo
     assert trainer.num_updates == 15_000_000 // 65_536 and trainer.steps_per_update == 65_536
-    hp = ppo.hparams_from_config(config)
-    state = jax.eval_shape(trainer.init, jax.random.PRNGKey(0), hp)
+    state = jax.eval_shape(trainer.init, jax.random.PRNGKey(0))
     assert state.carry.memory.shape == (64, 128, 128)
     assert state.params["params"]["post"]["kernel"].shape == (1024, 64)
-    _, metrics = jax.eval_shape(trainer.update, state, hp)
+    _, metrics = jax.eval_shape(trainer.update, state, built.hparams)
     assert metrics["total_loss"].shape == ()

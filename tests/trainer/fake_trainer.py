@@ -1,4 +1,4 @@
-"""A tiny stand-in with the PPO Trainer contract (shm_jax.ppo.make_train), to test the host loop fast.
+"""A tiny stand-in with the algorithm contract of ``shm_jax.batched.Algorithm``, to test the host loop fast.
 
 Each "update" draws a batch of per-environment observations, takes one SGD step of a linear
 regression whose loss averages over environments (so sharding the env axis needs an all-reduce),
@@ -8,19 +8,12 @@ advances a per-environment state and carry, and reports the contract's metrics. 
 
 from __future__ import annotations
 
-import dataclasses
-
 import flax.struct
 import jax
 import jax.numpy as jnp
 
-
-class FakeHParams(flax.struct.PyTreeNode):
-    lr: jax.Array
-    ent_coef: jax.Array
-    clip_eps: jax.Array
-    gamma: jax.Array
-    gae_lambda: jax.Array
+from shm_jax.batched import BatchedProgram
+from shm_jax.config import TrainConfig, with_overrides
 
 
 class FakeRunnerState(flax.struct.PyTreeNode):
@@ -33,40 +26,30 @@ class FakeRunnerState(flax.struct.PyTreeNode):
     update: jax.Array  # int32[]
 
 
-@dataclasses.dataclass(frozen=True)
-class FakeConfig:
-    env_id: str = "Fake"
-    memory: str = "none"
-    num_envs: int = 4
-    num_steps: int = 8
-    num_updates: int = 6
-    lr: float = 0.05
-    seed: int = 0
-    num_seeds: int = 2
-    sweep: tuple = ()
-    updates_per_chunk: int = 2
-    checkpoint_every: int = 1  # chunks
-    run_name: str | None = None
-    eval_episodes: int = 0
-    out_dir: str = "runs"
-    tensorboard: bool = False
+def fake_config(num_updates: int = 6, **overrides) -> TrainConfig:
+    """A real TrainConfig for the fake: env "Fake", memory "none", 4 envs x 8 steps, ``num_updates`` updates."""
+    defaults = dict(env_id="Fake", memory="none", num_envs=4, num_steps=8, lr=0.05, num_seeds=2,
+                    updates_per_chunk=2, checkpoint_every=1, eval_episodes=0, out_dir="runs")
+    values = {**defaults, **overrides}
+    return with_overrides(TrainConfig(), total_timesteps=num_updates * values["num_envs"] * values["num_steps"],
+                          **values)
 
 
-def fake_hparams(config: FakeConfig) -> FakeHParams:
-    f = lambda v: jnp.float32(v)  # noqa: E731
-    return FakeHParams(lr=f(config.lr), ent_coef=f(0.0), clip_eps=f(0.2), gamma=f(0.99), gae_lambda=f(0.95))
+def fake_hparams(config: TrainConfig) -> dict:
+    ppo = config.ppo
+    return {name: jnp.float32(getattr(ppo, name)) for name in ("lr", "ent_coef", "clip_eps", "gamma", "gae_lambda")}
 
 
-class FakeTrainer:
+class FakeAlgorithm:
     obs_dim = 3
     carry_dim = 2
 
-    def __init__(self, config: FakeConfig):
-        self.num_envs = config.num_envs
-        self.num_updates = config.num_updates
-        self.steps_per_update = config.num_envs * config.num_steps
+    def __init__(self, config: TrainConfig):
+        self.num_envs = config.ppo.num_envs
+        self.steps_per_update = config.ppo.num_envs * config.ppo.num_steps
+        self.num_updates = config.ppo.total_timesteps // self.steps_per_update
 
-    def init(self, rng, hparams):
+    def init(self, rng):
         rng, sub = jax.random.split(rng)
         obs = jax.random.normal(sub, (self.num_envs, self.obs_dim))
         return FakeRunnerState(
@@ -84,7 +67,7 @@ class FakeTrainer:
             return jnp.mean((obs @ params["w"] - target) ** 2)
 
         loss, grads = jax.value_and_grad(loss_fn)(state.params)
-        params = jax.tree.map(lambda p, g: p - hparams.lr * g, state.params, grads)
+        params = jax.tree.map(lambda p, g: p - hparams["lr"] * g, state.params, grads)
         carry = jnp.tanh(state.carry + obs[:, : self.carry_dim])
         episode_return = -((obs @ params["w"] - target) ** 2)  # [E]
         metrics = {
@@ -100,3 +83,9 @@ class FakeTrainer:
 
     def train_chunk(self, state, hparams, num_updates):
         return jax.lax.scan(lambda s, _: self.update(s, hparams), state, None, length=num_updates)
+
+
+def fake_program(config: TrainConfig, mesh=None) -> BatchedProgram:
+    """The batched program of the fake for ``config`` (sweep, seeds and env count from the config)."""
+    return BatchedProgram(FakeAlgorithm(config), fake_hparams(config), sweep=config.run.sweep, seed=config.run.seed,
+                          num_seeds=config.run.num_seeds, num_envs=config.ppo.num_envs, mesh=mesh)

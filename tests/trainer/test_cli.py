@@ -16,7 +16,8 @@ import pytest
 import train
 from shm_jax import trainer as trainer_lib
 from shm_jax.checkpoint import Checkpointer
-from shm_jax.config import from_preset
+from shm_jax.build import build
+from shm_jax.config import from_preset, with_overrides
 
 REPO = Path(__file__).parents[2]
 TINY = ["--num-envs", "4", "--num-steps", "8", "--num-minibatches", "2", "--update-epochs", "1",
@@ -38,7 +39,8 @@ def test_cli_smoke_run_writes_everything_and_eval_subcommand_works(tmp_path):
     png = run_dir / "learning_curve.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["memory_kwargs"] == {"hidden_size": 8} and config["sweep"] == [["lr", [0.001, 0.0003]]]
+    assert config["agent"]["memory_kwargs"] == {"hidden_size": 8}
+    assert config["run"]["sweep"] == [["lr", [0.001, 0.0003]]]
     assert {d["platform"] for d in json.loads((run_dir / "devices.json").read_text())["devices"]} == {"cpu"}
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert len(records) == 4 * 4  # 4 updates x (2 settings x 2 seeds)
@@ -94,13 +96,13 @@ def test_real_trainer_resume_is_exact(tmp_path):
                          num_minibatches=2, update_epochs=1, feature_size=8, pre_size=8, post_size=8,
                          head_hidden_size=8, total_timesteps=4 * 32, updates_per_chunk=2, num_seeds=2,
                          eval_episodes=0, out_dir=str(tmp_path / "straight"))
-    trainer, hparams = trainer_lib._build(config)
-    program = trainer_lib.BatchedTrain(trainer, hparams, seed=config.seed, num_seeds=2, num_envs=4)
-    straight = trainer_lib.run(config, program=program, progress=False)
-    halves_config = trainer_lib.dataclasses.replace(config, out_dir=str(tmp_path / "halves"))
-    halves = trainer_lib.run(halves_config, program=program, progress=False, stop_after_updates=2)
+    built = build(config)
+    program = built.program()
+    straight = trainer_lib.run(config, built=built, program=program, progress=False)
+    halves_config = with_overrides(config, out_dir=str(tmp_path / "halves"))
+    halves = trainer_lib.run(halves_config, built=built, program=program, progress=False, stop_after_updates=2)
     assert Checkpointer(halves, create=False).all_steps() == [2]
-    trainer_lib.run(halves_config, program=program, progress=False, resume_dir=halves)
+    trainer_lib.run(halves_config, built=built, program=program, progress=False, resume_dir=halves)
 
     def final(run_dir):
         checkpointer = Checkpointer(run_dir, create=False)

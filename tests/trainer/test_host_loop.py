@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import json
 import os
@@ -16,21 +15,21 @@ import jax
 import numpy as np
 import pytest
 
-from fake_trainer import FakeConfig, FakeTrainer, fake_hparams
+from fake_trainer import fake_config, fake_program
+from shm_jax import rundir
 from shm_jax import trainer as trainer_lib
 from shm_jax.checkpoint import Checkpointer
+from shm_jax.config import ConfigError, with_overrides
 
 HERE = Path(__file__).parent
 
 
 def _run(config, **kwargs):
-    return trainer_lib.run(config, trainer=FakeTrainer(config), base_hparams=fake_hparams(config),
-                           progress=False, **kwargs)
+    return trainer_lib.run(config, program=fake_program(config), progress=False, **kwargs)
 
 
 def _restore(run_dir, config, step=None):
-    program = trainer_lib.BatchedTrain(FakeTrainer(config), fake_hparams(config), sweep=config.sweep,
-                                       seed=config.seed, num_seeds=config.num_seeds, num_envs=config.num_envs)
+    program = fake_program(config)
     checkpointer = Checkpointer(run_dir, create=False)
     try:
         return checkpointer.restore(program.abstract_state(), step)
@@ -43,15 +42,15 @@ def _jsonl(run_dir):
 
 
 def test_run_writes_a_self_describing_directory(tmp_path):
-    config = FakeConfig(out_dir=str(tmp_path), sweep=(("lr", (0.01, 0.05)),), num_seeds=2, num_updates=4,
-                        tensorboard=True)
+    config = fake_config(out_dir=str(tmp_path), sweep=(("lr", (0.01, 0.05)),), num_seeds=2, num_updates=4,
+                         tensorboard=True)
     run_dir = _run(config)
     # TensorBoard logs only when tensorboardX is importable; otherwise the run goes on without them
     assert (run_dir / "tensorboard").is_dir() == (importlib.util.find_spec("tensorboardX") is not None)
     assert run_dir.parent == tmp_path and run_dir.name.startswith("Fake-none-")
     for name in ("config.json", "versions.json", "devices.json", "metrics.jsonl", "summary.json", "learning_curve.png"):
         assert (run_dir / name).is_file(), name
-    assert json.loads((run_dir / "config.json").read_text())["sweep"] == [["lr", [0.01, 0.05]]]
+    assert json.loads((run_dir / "config.json").read_text())["run"]["sweep"] == [["lr", [0.01, 0.05]]]
     assert json.loads((run_dir / "versions.json").read_text())["jax"] == jax.__version__
     # one CSV per (setting, seed), one jsonl record per (update, run)
     assert sorted(p.name for p in (run_dir / "csv").iterdir()) == [
@@ -77,9 +76,9 @@ def test_run_writes_a_self_describing_directory(tmp_path):
 
 
 def test_resume_continues_exactly(tmp_path):
-    config = FakeConfig(out_dir=str(tmp_path / "a"), num_seeds=2, num_updates=6, updates_per_chunk=2)
+    config = fake_config(out_dir=str(tmp_path / "a"), num_seeds=2, num_updates=6, updates_per_chunk=2)
     straight = _run(config)
-    halves = _run(dataclasses.replace(config, out_dir=str(tmp_path / "b")), stop_after_updates=2)
+    halves = _run(with_overrides(config, out_dir=str(tmp_path / "b")), stop_after_updates=2)
     assert json.loads((halves / "summary.json").read_text())["status"] == "interrupted"
     resumed = _run(config, resume_dir=halves)
     assert resumed == halves
@@ -95,7 +94,7 @@ def test_resume_continues_exactly(tmp_path):
 
 def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     # lr 1e30: update 1 is finite (params ~1e30), update 2 overflows
-    config = FakeConfig(out_dir=str(tmp_path), lr=1e30, num_seeds=1, num_updates=6, updates_per_chunk=1)
+    config = fake_config(out_dir=str(tmp_path), lr=1e30, num_seeds=1, num_updates=6, updates_per_chunk=1)
     with pytest.raises(trainer_lib.NonFiniteLossError, match="non-finite loss at update 2.*last good checkpoint: update 1"):
         _run(config)
     (run_dir,) = tmp_path.iterdir()
@@ -109,29 +108,29 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 
 
 def test_resume_from_missing_or_corrupted_directory_is_one_line_error(tmp_path):
-    config = FakeConfig(out_dir=str(tmp_path), num_seeds=1, num_updates=2, updates_per_chunk=2)
-    with pytest.raises(ValueError, match=r"^resume: run directory .* does not exist$"):
-        trainer_lib.load_run_config(tmp_path / "nope", FakeConfig)
+    config = fake_config(out_dir=str(tmp_path), num_seeds=1, num_updates=2, updates_per_chunk=2)
+    with pytest.raises(ConfigError, match=r"^resume: run directory .* does not exist$"):
+        rundir.load_config(tmp_path / "nope")
     run_dir = _run(config)
-    assert trainer_lib.load_run_config(run_dir, FakeConfig) == config
+    assert rundir.load_config(run_dir) == config
     # damage every file of the saved state
     for path in (run_dir / "checkpoints").rglob("*"):
         if path.is_file() and "state" in path.parts:
             path.write_bytes(b"garbage")
-    with pytest.raises(ValueError, match=r"^resume: checkpoint in .* is unreadable") as info:
+    with pytest.raises(ConfigError, match=r"^resume: checkpoint in .* is unreadable") as info:
         _run(config, resume_dir=run_dir)
     assert "\n" not in str(info.value)
     (run_dir / "config.json").write_text("{not json")
-    with pytest.raises(ValueError, match=r"^resume: .*config.json is corrupted"):
-        trainer_lib.load_run_config(run_dir, FakeConfig)
+    with pytest.raises(ConfigError, match=r"^resume: .*config.json is corrupted"):
+        rundir.load_config(run_dir)
 
 
 SIGINT_SCRIPT = """
 import sys
-from fake_trainer import FakeConfig, FakeTrainer, fake_hparams
+from fake_trainer import fake_config, fake_program
 from shm_jax import trainer
-config = FakeConfig(out_dir=sys.argv[1], num_seeds=1, num_updates=100000, updates_per_chunk=1, checkpoint_every=0)
-trainer.run(config, trainer=FakeTrainer(config), base_hparams=fake_hparams(config), progress=False)
+config = fake_config(out_dir=sys.argv[1], num_seeds=1, num_updates=100000, updates_per_chunk=1, checkpoint_every=0)
+trainer.run(config, program=fake_program(config), progress=False)
 """
 
 
@@ -153,7 +152,7 @@ def test_ctrl_c_finishes_the_chunk_saves_and_resume_works(tmp_path, signum):
     done = summary["updates"]
     assert summary["status"] == "interrupted" and 0 < done < 100000
     assert Checkpointer(run_dir, create=False).latest_step() == done
-    config = FakeConfig(out_dir=str(tmp_path), num_seeds=1, num_updates=100000, updates_per_chunk=1, checkpoint_every=0)
+    config = fake_config(out_dir=str(tmp_path), num_seeds=1, num_updates=100000, updates_per_chunk=1, checkpoint_every=0)
     _run(config, resume_dir=run_dir, stop_after_updates=done + 3)
     assert Checkpointer(run_dir, create=False).latest_step() == done + 3
     assert [r["update"] for r in _jsonl(run_dir)] == list(range(1, done + 4))

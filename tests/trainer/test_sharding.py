@@ -14,14 +14,12 @@ import os
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
 import jax, numpy as np
 from jax.sharding import PartitionSpec as P
-from fake_trainer import FakeConfig, FakeTrainer, fake_hparams
+from fake_trainer import fake_config, fake_program
 from shm_jax import sharding
-from shm_jax.trainer import BatchedTrain
 assert len(jax.devices()) == 4, jax.devices()
 
 def train(config, mesh):
-    program = BatchedTrain(FakeTrainer(config), fake_hparams(config), sweep=config.sweep, seed=config.seed,
-                           num_seeds=config.num_seeds, num_envs=config.num_envs, mesh=mesh)
+    program = fake_program(config, mesh=mesh)
     state = program.init()
     history = []
     for _ in range(2):
@@ -32,9 +30,9 @@ def train(config, mesh):
 single = sharding.make_mesh(jax.devices()[:1])
 full = sharding.make_mesh()
 cases = {
-    "seeds": FakeConfig(num_seeds=4, num_envs=2, sweep=(("lr", (0.01, 0.05)),)),
-    "settings": FakeConfig(num_seeds=1, num_envs=2, sweep=(("lr", (0.01, 0.02, 0.03, 0.05)),)),
-    "envs": FakeConfig(num_seeds=1, num_envs=8),
+    "seeds": fake_config(num_seeds=4, num_envs=2, sweep=(("lr", (0.01, 0.05)),)),
+    "settings": fake_config(num_seeds=1, num_envs=2, sweep=(("lr", (0.01, 0.02, 0.03, 0.05)),)),
+    "envs": fake_config(num_seeds=1, num_envs=8),
 }
 for expected_axis, config in cases.items():
     program_1, state_1, hist_1 = train(config, single)

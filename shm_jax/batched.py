@@ -1,0 +1,143 @@
+"""The batched program: every (sweep setting, seed) run of one algorithm in one jitted program.
+
+Runner-state leaves and metrics have leading axes ``[G, S]``: G sweep settings (outer; the
+hyperparameter pytree gets a leading G axis), S seeds (inner; one PRNG key each). The state is
+placed on a device mesh by ``shm_jax.sharding``. The host loop, evaluation, the notebooks and the
+tests all run through :class:`BatchedProgram`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any, Protocol
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from shm_jax import sharding
+
+
+class Algorithm(Protocol):
+    """What the batched program needs of a single-run algorithm (``shm_jax.ppo.PPO`` is one)."""
+
+    num_updates: int
+    steps_per_update: int
+
+    def init(self, rng: jax.Array) -> Any: ...
+
+    def train_chunk(self, state: Any, hp: Any, num_updates: int) -> tuple[Any, dict[str, jax.Array]]: ...
+
+
+def split_seed_keys(seed: int, num_seeds: int) -> jax.Array:
+    """PRNG keys [num_seeds]: run i uses split(PRNGKey(seed), num_seeds)[i] (also when num_seeds = 1)."""
+    return jax.random.split(jax.random.PRNGKey(int(seed)), num_seeds)
+
+
+def sweep_grid(base: dict[str, Any], sweep) -> tuple[dict[str, jax.Array], list[dict[str, float]]]:
+    """Stack every combination of ``sweep`` over the ``base`` hyperparameters, in grid order.
+
+    base: ``{name: scalar}``; sweep: ((name, values), ...). Returns (base with leaves [G], the G settings
+    as {name: value}). Without a sweep, G = 1 and the setting is {}.
+    """
+    sweep = tuple(sweep or ())
+    names = [name for name, _ in sweep]
+    for name in names:
+        if name not in base:
+            raise ValueError(f"sweep: {name!r} is not a hyperparameter of this algorithm; valid: {', '.join(base)}")
+    settings = [dict(zip(names, map(float, combo))) for combo in itertools.product(*(v for _, v in sweep))] or [{}]
+    points = [{**base, **{k: jnp.asarray(v, jnp.asarray(base[k]).dtype) for k, v in setting.items()}}
+              for setting in settings]
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *points), settings
+
+
+class BatchedProgram:
+    """One algorithm vmapped over seeds (inner) and sweep settings (outer), placed on a mesh.
+
+    algorithm: an :class:`Algorithm`; base_hparams: its hyperparameters ``{name: scalar}``;
+    sweep, seed, num_seeds: the grid and the seeds; num_envs: the per-run environment count, for
+    sharding environments when the device count divides neither seeds nor settings.
+    """
+
+    def __init__(self, algorithm: Algorithm, base_hparams: dict[str, Any], *, sweep=(), seed: int = 0,
+                 num_seeds: int = 1, num_envs: int | None = None, mesh: jax.sharding.Mesh | None = None):
+        self.algorithm = algorithm
+        self.hparams, self.settings = sweep_grid(base_hparams, sweep)
+        self.keys, self.seeds = split_seed_keys(seed, num_seeds), list(range(num_seeds))
+        self.mesh = mesh if mesh is not None else sharding.make_mesh()
+        self.state_sharding, self.sharded_axis = sharding.plan_state_sharding(
+            self._abstract_init(), self.mesh, num_envs=num_envs)
+        self._replicated = sharding.replicated(self.mesh)
+        self.hparams = jax.device_put(self.hparams, self._replicated)
+        self._compiled: dict[int, Any] = {}
+        self.compile_seconds = 0.0
+
+    @property
+    def num_runs(self) -> int:
+        return len(self.settings) * len(self.seeds)
+
+    @property
+    def num_updates(self) -> int:
+        return int(self.algorithm.num_updates)
+
+    @property
+    def steps_per_update(self) -> int:
+        return int(self.algorithm.steps_per_update)
+
+    # --- the vmapped functions (not jitted: compose them, e.g. several programs in one jit) ---------
+
+    def init_all(self, keys: jax.Array) -> Any:
+        """Fresh states [G, S, ...] from seed keys [S] (vmapped; every setting starts alike)."""
+        init = jax.vmap(self.algorithm.init)
+        return jax.vmap(lambda _: init(keys))(jnp.arange(len(self.settings)))
+
+    def chunk_all(self, states: Any, hparams: Any, num_updates: int) -> tuple[Any, dict[str, jax.Array]]:
+        """``num_updates`` updates of every run: (states [G, S, ...], metrics [G, S, num_updates])."""
+        run_one = lambda st, hp: self.algorithm.train_chunk(st, hp, num_updates)  # noqa: E731
+        return jax.vmap(jax.vmap(run_one, in_axes=(0, None)), in_axes=(0, 0))(states, hparams)
+
+    # --- placed and compiled ------------------------------------------------------------------------
+
+    def _abstract_init(self) -> Any:
+        return jax.eval_shape(self.init_all, self.keys)
+
+    def abstract_state(self) -> Any:
+        """The state pytree of ShapeDtypeStructs with shardings (the restore target)."""
+        return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                            self._abstract_init(), self.state_sharding)
+
+    def init(self) -> Any:
+        """The fresh state, leaves [G, S, ...], already sharded.
+
+        Each run is initialised by one un-vmapped jitted call and the results are stacked: a vmapped
+        orthogonal initialiser becomes a batched LAPACK QR, which can deadlock the XLA CPU thread pool
+        on small machines; an initialiser added later could bring that back. Same numbers per run.
+        """
+        init_one = jax.jit(self.algorithm.init)
+        runs = [[init_one(key) for key in self.keys] for _ in self.settings]
+        stack = lambda *xs: jnp.stack(xs)  # noqa: E731
+        stacked = jax.tree.map(stack, *[jax.tree.map(stack, *row) for row in runs])
+        return jax.device_put(stacked, self.state_sharding)
+
+    def _chunk_fn(self, k: int):
+        def chunk(states, hparams):
+            states, metrics = self.chunk_all(states, hparams, k)
+            # metrics are tiny: replicate them so every process can read them on the host
+            return states, jax.lax.with_sharding_constraint(metrics, self._replicated)
+
+        donate = (0,) if jax.default_backend() != "cpu" else ()  # CPU ignores donation (with a warning)
+        return jax.jit(chunk, out_shardings=(self.state_sharding, self._replicated), donate_argnums=donate)
+
+    def compiled_chunk(self, state: Any, k: int) -> Any:
+        """The compiled chunk of ``k`` updates (ahead-of-time, cached; compile time is recorded)."""
+        if k not in self._compiled:
+            start = time.perf_counter()
+            self._compiled[k] = self._chunk_fn(k).lower(state, self.hparams).compile()
+            self.compile_seconds += time.perf_counter() - start
+        return self._compiled[k]
+
+    def run_chunk(self, state: Any, k: int) -> tuple[Any, dict[str, np.ndarray]]:
+        """k updates of every run: (new state, metrics dict of numpy [G, S, k])."""
+        new_state, metrics = self.compiled_chunk(state, k)(state, self.hparams)
+        return new_state, {key: np.asarray(value) for key, value in jax.device_get(metrics).items()}
