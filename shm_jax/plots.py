@@ -6,6 +6,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from shm_jax.metrics import History, setting_label
 
@@ -26,11 +27,9 @@ def plot_learning_curves(history: History, path: Path, *, title: str = "", metri
     """Write the learning-curve PNG to ``path``; returns the path, or None when there is nothing to plot."""
     if history.num_updates == 0 or metric not in history.data:
         return None
+    steps = history.env_steps()
     # A bare Figure renders without pyplot's global backend state: no display needed on servers, and
     # notebooks keep their inline backend.
-    from matplotlib.figure import Figure
-
-    steps = history.env_steps()
     fig = Figure(figsize=(7, 4.5))
     ax = fig.subplots()
     for g, setting in enumerate(history.settings):

@@ -28,6 +28,7 @@ import warnings
 from typing import Any, Sequence
 
 import jax
+import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 DATA_AXIS = "data"
@@ -39,8 +40,6 @@ _NOT_PER_ENV = ("params", "opt_state", "rng", ".key")
 def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
     """A 1-D mesh named ``"data"`` over ``devices`` (default: every device of every process)."""
     devices = list(jax.devices() if devices is None else devices)
-    import numpy as np
-
     return Mesh(np.asarray(devices), (DATA_AXIS,))
 
 
