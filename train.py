@@ -11,7 +11,8 @@ Usage:
 Every run writes runs/<env>-<memory>-<UTC time>/: config.json, versions.json, devices.json, metrics.jsonl,
 csv/<setting>_seed<i>.csv, summary.json (final return and MMER per run, mean +- std per setting),
 learning_curve.png, checkpoints/ and, with --tensorboard (needs tensorboardX; skipped otherwise),
-tensorboard/. Ctrl-C stops after the current chunk and saves a checkpoint; --resume continues it.
+tensorboard/. Checkpoints are saved after the first update and then every 10 minutes (--checkpoint-minutes);
+Ctrl-C stops after the running update, saves and exits 130 (SIGTERM: 143); --resume continues it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Literal, Optional
@@ -28,7 +30,10 @@ from typing import Annotated, Literal, Optional
 import tyro
 
 from shm_jax import rundir, trainer
-from shm_jax.config import PRESETS, ConfigError, TrainConfig, from_preset
+from shm_jax.checkpoint import CheckpointWriteError
+from shm_jax.config import (PRESETS, RESUMABLE, ConfigError, TrainConfig, field_names, flat_view, from_preset,
+                            validate, with_overrides)
+from shm_jax.stopping import EXIT_CODES
 
 SweepType = tuple[tuple[str, tuple[float, ...]], ...]
 ARG_ALIASES = {"--env": "--env-id"}  # short spellings for common options
@@ -84,8 +89,8 @@ class TrainCommand:
     preset: Literal[tuple(PRESETS)] = "default"  # type: ignore[valid-type]
     """Start from this preset; every other option overrides it (its defaults show with --preset X --help)."""
     resume: Optional[str] = None
-    """Continue the run saved in this run directory exactly where it stopped (its config.json is used;
-    other options are ignored)."""
+    """Continue the run saved in this run directory from its newest intact checkpoint, with its config.json;
+    hyperparameters (e.g. --lr) and host-loop options given next to it change (recorded in config.json)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,19 +184,52 @@ def _print_summary(run_dir) -> None:
     print(f"Run directory: {run_dir}")
 
 
+def _given_options(argv: list[str]) -> set[str]:
+    """The option names written on the command line (``--lr 1e-3``, ``--lr=1e-3``, ``--no-tensorboard``)."""
+    flags = {f"--{name.replace('_', '-')}": name for name in field_names()}
+    flags.update({f"--no-{name.replace('_', '-')}": name for name in field_names()})
+    return {flags[arg.split("=")[0]] for arg in _apply_aliases(argv) if arg.split("=")[0] in flags}
+
+
+def resume_config(command: TrainCommand, argv: list[str]) -> tuple[TrainConfig, dict[str, tuple]]:
+    """The saved config of ``--resume RUN`` with the options given next to it: only hyperparameters and host-loop
+    settings may change (ConfigError for anything that shapes the saved state). Returns (config, {name: (old, new)})."""
+    saved = rundir.load_config(command.resume, purpose="resume")
+    if "--preset" in {arg.split("=")[0] for arg in argv}:
+        raise ConfigError("preset", "cannot be combined with --resume (the run keeps its saved config)")
+    wanted = {name: flat_view(command.config)[name] for name in sorted(_given_options(argv))}
+    swept = {name for name, _ in saved.run.sweep}
+    for name in wanted:
+        if name in swept:
+            raise ConfigError(name, "is swept in this run; it cannot be changed on --resume")
+        if name not in RESUMABLE:
+            raise ConfigError(name, f"cannot change on --resume (the saved state depends on it); options that can: "
+                              f"{', '.join(RESUMABLE)}")
+    old = flat_view(saved)
+    changes = {name: (old[name], value) for name, value in wanted.items() if value != old[name]}
+    return validate(with_overrides(saved, **{name: new for name, (_, new) in changes.items()})), changes
+
+
+def _exit_code(run_dir: Path) -> int:
+    """0 for a finished run, 130 / 143 for one stopped by SIGINT / SIGTERM."""
+    path = Path(run_dir) / "summary.json"
+    summary = json.loads(path.read_text()) if path.is_file() else {}
+    return EXIT_CODES.get(summary.get("stop_signal", ""), 0) if summary.get("status") == "interrupted" else 0
+
+
 def train_main(argv: list[str]) -> int:
     command = parse_train_args(argv)
     if command.resume is not None:
-        config = rundir.load_config(command.resume, purpose="resume")
-        others = [a for a in argv if a.startswith("--") and a.split("=")[0] not in ("--resume",)]
-        if others:
-            print(f"note: --resume continues with the run's saved config.json; ignoring {' '.join(others)}",
-                  file=sys.stderr)
+        config, changes = resume_config(command, argv)
+        if changes:
+            for name, (old, new) in changes.items():
+                print(f"resume: {name} {old!r} -> {new!r} (recorded in config.json)", file=sys.stderr)
+            rundir.record_resume(Path(command.resume), config, changes)
         run_dir = trainer.run(config, resume_dir=command.resume)
     else:
         run_dir = trainer.run(command.config)
     _print_summary(run_dir)
-    return 0
+    return _exit_code(run_dir)
 
 
 def eval_main(argv: list[str]) -> int:
@@ -217,7 +255,8 @@ def eval_main(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command; a ConfigError (bad option, run directory or checkpoint) prints one line and exits 2,
+    """Run the command. A ConfigError (bad option, run directory or checkpoint) prints one line and exits 2;
+    every run diverged or a checkpoint could not be written: one line, exit 1; a second Ctrl-C: exit 130;
     anything else raises with its traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -227,12 +266,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
         return 2
-    except trainer.NonFiniteLossError as err:
+    except (trainer.NonFiniteLossError, CheckpointWriteError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("aborted (no checkpoint saved for the unfinished chunk)", file=sys.stderr)
-        return 130
+        print("\naborted at once: the update in progress is lost; the newest checkpoint on disk is kept",
+              file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        # an XLA computation may still run on a worker thread: leave without waiting for it to finish
+        os._exit(130)
 
 
 if __name__ == "__main__":

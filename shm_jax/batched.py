@@ -20,14 +20,17 @@ from shm_jax import sharding
 
 
 class Algorithm(Protocol):
-    """What the batched program needs of a single-run algorithm (``shm_jax.ppo.PPO`` is one)."""
+    """What the batched program needs of a single-run algorithm (``shm_jax.ppo.PPO`` is one).
+
+    ``update`` returns per-update scalar metrics including ``finite`` (bool: the update is usable).
+    """
 
     num_updates: int
     steps_per_update: int
 
     def init(self, rng: jax.Array) -> Any: ...
 
-    def train_chunk(self, state: Any, hp: Any, num_updates: int) -> tuple[Any, dict[str, jax.Array]]: ...
+    def update(self, state: Any, hp: Any) -> tuple[Any, dict[str, jax.Array]]: ...
 
 
 def split_seed_keys(seed: int, num_seeds: int) -> jax.Array:
@@ -92,10 +95,32 @@ class BatchedProgram:
         init = jax.vmap(self.algorithm.init)
         return jax.vmap(lambda _: init(keys))(jnp.arange(len(self.settings)))
 
-    def chunk_all(self, states: Any, hparams: Any, num_updates: int) -> tuple[Any, dict[str, jax.Array]]:
-        """``num_updates`` updates of every run: (states [G, S, ...], metrics [G, S, num_updates])."""
-        run_one = lambda st, hp: self.algorithm.train_chunk(st, hp, num_updates)  # noqa: E731
-        return jax.vmap(jax.vmap(run_one, in_axes=(0, None)), in_axes=(0, 0))(states, hparams)
+    def chunk_all(self, states: Any, hparams: Any, active: jax.Array,
+                  num_updates: int) -> tuple[Any, dict[str, jax.Array], jax.Array]:
+        """``num_updates`` updates of every run: (states [G, S, ...], metrics [G, S, num_updates], active [G, S]).
+
+        active bool[G, S]: the runs still training. An update whose ``finite`` metric is false is discarded: the
+        run keeps its state from before that update and is frozen (active False) from then on, so a diverging
+        run neither reaches a checkpoint nor stops the others. Metrics of frozen updates are NaN (floats) or 0;
+        ``metrics["active"]`` says which updates counted.
+        """
+        def run_one(state, hp, alive):
+            def step(carry, _):
+                state, alive = carry
+                new_state, metrics = self.algorithm.update(state, hp)
+                ok = jnp.logical_and(alive, metrics["finite"])
+                state = jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_state, state)
+                metrics = {k: jnp.where(ok, v, _missing(v)) for k, v in metrics.items()}
+                return (state, ok), {**metrics, "active": ok}
+
+            (state, alive), metrics = jax.lax.scan(step, (state, alive), None, length=num_updates)
+            return state, metrics, alive
+
+        return jax.vmap(jax.vmap(run_one, in_axes=(0, None, 0)), in_axes=(0, 0, 0))(states, hparams, active)
+
+    def all_active(self) -> jax.Array:
+        """bool[G, S] of True: every run training."""
+        return jnp.ones((len(self.settings), len(self.seeds)), bool)
 
     # --- placed and compiled ------------------------------------------------------------------------
 
@@ -121,23 +146,44 @@ class BatchedProgram:
         return jax.device_put(stacked, self.state_sharding)
 
     def _chunk_fn(self, k: int):
-        def chunk(states, hparams):
-            states, metrics = self.chunk_all(states, hparams, k)
+        def chunk(states, hparams, active):
+            states, metrics, active = self.chunk_all(states, hparams, active, k)
             # metrics are tiny: replicate them so every process can read them on the host
-            return states, jax.lax.with_sharding_constraint(metrics, self._replicated)
+            return states, jax.lax.with_sharding_constraint(metrics, self._replicated), active
 
         donate = (0,) if jax.default_backend() != "cpu" else ()  # CPU ignores donation (with a warning)
-        return jax.jit(chunk, out_shardings=(self.state_sharding, self._replicated), donate_argnums=donate)
+        return jax.jit(chunk, out_shardings=(self.state_sharding, self._replicated, self._replicated),
+                       donate_argnums=donate)
 
     def compiled_chunk(self, state: Any, k: int) -> Any:
         """The compiled chunk of ``k`` updates (ahead-of-time, cached; compile time is recorded)."""
         if k not in self._compiled:
             start = time.perf_counter()
-            self._compiled[k] = self._chunk_fn(k).lower(state, self.hparams).compile()
+            active = jax.device_put(self.all_active(), self._replicated)
+            self._compiled[k] = self._chunk_fn(k).lower(state, self.hparams, active).compile()
             self.compile_seconds += time.perf_counter() - start
         return self._compiled[k]
 
-    def run_chunk(self, state: Any, k: int) -> tuple[Any, dict[str, np.ndarray]]:
-        """k updates of every run: (new state, metrics dict of numpy [G, S, k])."""
-        new_state, metrics = self.compiled_chunk(state, k)(state, self.hparams)
+    def dispatch_chunk(self, state: Any, k: int, active: Any = None) -> tuple[Any, dict[str, jax.Array], jax.Array]:
+        """Start k updates of every run without waiting: (new state, metrics, active), all device arrays."""
+        active = self.all_active() if active is None else active
+        return self.compiled_chunk(state, k)(state, self.hparams, jax.device_put(active, self._replicated))
+
+    def run_chunk(self, state: Any, k: int, active: Any = None) -> tuple[Any, dict[str, np.ndarray]]:
+        """k updates of every run, waited for: (new state, metrics dict of numpy [G, S, k])."""
+        new_state, metrics, _ = self.dispatch_chunk(state, k, active)
         return new_state, {key: np.asarray(value) for key, value in jax.device_get(metrics).items()}
+
+    def with_hparams(self, base_hparams: dict[str, Any], sweep=()) -> None:
+        """Replace the hyperparameters (same grid size) without recompiling: they are traced inputs."""
+        hparams, settings = sweep_grid(base_hparams, sweep)
+        if len(settings) != len(self.settings):
+            raise ValueError(f"sweep: the grid has {len(settings)} settings, this program {len(self.settings)}")
+        self.hparams, self.settings = jax.device_put(hparams, self._replicated), settings
+
+
+def _missing(value: jax.Array) -> jax.Array:
+    """What a discarded update reports: NaN for floats, 0 / False otherwise."""
+    if jnp.issubdtype(value.dtype, jnp.floating):
+        return jnp.full_like(value, jnp.nan)
+    return jnp.zeros_like(value)

@@ -235,10 +235,16 @@ class RunConfig:
     """Independent runs vmapped in one program."""
     sweep: SweepValues = option((), _sweep)
     """Hyperparameter grid, e.g. (("lr", (1e-4, 3e-4)),); every combination x every seed runs in one program."""
-    updates_per_chunk: int = option(10, positive_int)
-    """PPO updates per jitted chunk between host-side logging."""
+    updates_per_chunk: int = option(1, positive_int)
+    """PPO updates per jitted call. Between calls the host logs, checkpoints and checks for Ctrl-C, so 1 (the
+    default) stops within one update; raise it only when updates take milliseconds."""
     checkpoint_every: int = option(0, non_negative_int)
-    """Save a checkpoint every this many chunks (0: only at the end)."""
+    """Also save a checkpoint every this many chunks (0: only by time, see checkpoint_minutes)."""
+    checkpoint_minutes: float = option(10.0, non_negative_number)
+    """Save a checkpoint after the first chunk and then whenever this many minutes of training have passed since
+    the last one (0: no time-based saves), so a kill loses at most this much; saves are written in the background."""
+    keep_checkpoints: int = option(3, positive_int)
+    """How many of the newest checkpoints to keep on disk."""
     out_dir: str = option("runs", non_empty_string)
     """Directory under which each run writes its folder."""
     run_name: Optional[str] = option(None, optional_name)
@@ -329,8 +335,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         vf_coef=1.0,
         max_grad_norm=0.5,
         num_seeds=3,
-        updates_per_chunk=1,
-    ),
+        ),
 }
 
 
@@ -383,6 +388,14 @@ def validate(config: TrainConfig) -> TrainConfig:
 # JSON-ready dicts (config.json)
 
 
+RECORD_KEYS = ("resumed",)
+"""Keys config.json may hold next to the sections: a record of the run, not options (see ``rundir.record_resume``)."""
+
+RESUMABLE = SWEEPABLE + ("eval_episodes", "checkpoint_every", "checkpoint_minutes", "keep_checkpoints", "tensorboard",
+                         "updates_per_chunk")
+"""Options ``--resume`` may change: traced hyperparameters and host-loop settings (the saved state fits either way)."""
+
+
 def to_dict(config: TrainConfig) -> dict[str, Any]:
     """``{"env": {...}, "agent": {...}, "ppo": {...}, "run": {...}}`` with JSON types (tuples become lists)."""
     def plain(value: Any) -> Any:
@@ -414,6 +427,8 @@ def from_dict(data: Mapping[str, Any]) -> TrainConfig:
         raise ConfigError("config", f"must be a JSON object, got {type(data).__name__}")
     flat: dict[str, Any] = {}
     for key, value in data.items():
+        if key in RECORD_KEYS:
+            continue
         if key in SECTIONS and isinstance(value, Mapping):
             for name, item in value.items():
                 if _SECTION_OF.get(name) != key:

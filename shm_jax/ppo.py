@@ -125,6 +125,12 @@ def compute_gae(
     return advantages, advantages + values
 
 
+def _all_finite(tree: Any) -> jax.Array:
+    """bool: every floating leaf of ``tree`` is finite (an overflowing step can leave inf without a NaN loss)."""
+    checks = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
+    return jnp.all(jnp.stack(checks)) if checks else jnp.bool_(True)
+
+
 def ppo_loss(new_log_prob: jax.Array, new_value: jax.Array, entropy: jax.Array, old: Transition,
              advantages: jax.Array, targets: jax.Array, hp: Hyperparameters, *, normalize_advantages: bool,
              clip_value_loss: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -339,7 +345,8 @@ class PPO:
         rng, k_epochs = jax.random.split(state.rng)
         (params, opt_state), losses = jax.lax.scan(
             epoch, (state.params, state.opt_state), jax.random.split(k_epochs, self.update_epochs))
-        finite = jnp.all(jnp.isfinite(losses["total_loss"])) & jnp.all(jnp.isfinite(losses["grad_norm"]))
+        finite = (jnp.all(jnp.isfinite(losses["total_loss"])) & jnp.all(jnp.isfinite(losses["grad_norm"]))
+                  & _all_finite(params))
         metrics = {
             **rollout.stats,
             **jax.tree.map(jnp.mean, losses),

@@ -52,6 +52,15 @@ def write_config(run_dir: Path, config: TrainConfig) -> None:
     (Path(run_dir) / CONFIG_FILE).write_text(json.dumps(to_dict(config), indent=2) + "\n")
 
 
+def record_resume(run_dir: Path, config: TrainConfig, changes: dict[str, tuple[Any, Any]]) -> None:
+    """Write the config a resumed run continues with, keeping a dated record of each change (old, new)."""
+    path = Path(run_dir) / CONFIG_FILE
+    previous = json.loads(path.read_text()).get("resumed", []) if path.is_file() else []
+    stamp = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    record = previous + [{"time": stamp, "changed": {k: list(v) for k, v in changes.items()}}]
+    path.write_text(json.dumps({**to_dict(config), "resumed": record}, indent=2) + "\n")
+
+
 def load_config(run_dir: Path | str, purpose: str = "resume") -> TrainConfig:
     """The config saved in ``run_dir``; one-line ConfigError (field ``purpose``) when the directory is
     missing, not a run directory, or its config.json is damaged."""

@@ -1,4 +1,11 @@
-"""Stop requests: the first Ctrl-C (SIGINT) or SIGTERM asks the host loop to stop and save."""
+"""Stop requests and waiting that stays responsive to them.
+
+The first Ctrl-C (SIGINT) or SIGTERM is acknowledged at once and asks the host loop to stop after the
+update that is running and save; a second Ctrl-C stops at once (the newest checkpoint on disk stays).
+Python runs signal handlers only in the main thread and only between bytecodes, so the main thread
+must never sit inside one long C call (an XLA computation, a compilation): :func:`wait_ready` and
+:func:`call_interruptibly` wait in short slices instead.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +13,33 @@ import contextlib
 import signal
 import sys
 import threading
+import time
+from typing import Any, Callable
+
+import jax
+
+EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}  # 128 + the signal number, what shells report
+_POLL_SECONDS = 0.05
 
 
 class StopFlag:
-    """Set by the first SIGINT/SIGTERM; the loop stops after the current chunk. A second SIGINT aborts."""
+    """Set by the first SIGINT/SIGTERM. ``status_line()`` (set by the loop) says what stopping will keep."""
 
     def __init__(self) -> None:
         self.requested = False
         self.signal_name = ""
+        self.status_line: Callable[[], str] = lambda: "stopping after the update that is running"
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES.get(self.signal_name, 0)
 
     def _handle(self, signum, frame) -> None:
+        name = signal.Signals(signum).name
         if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        self.requested = True
-        self.signal_name = signal.Signals(signum).name
-        print(f"\n{self.signal_name} received: finishing the current chunk, then saving a checkpoint "
-              "(Ctrl-C again aborts without saving)", file=sys.stderr, flush=True)
+        self.requested, self.signal_name = True, name
+        print(f"\n{name} received: {self.status_line()} (Ctrl-C again stops at once)", file=sys.stderr, flush=True)
 
     @contextlib.contextmanager
     def installed(self):
@@ -35,3 +53,29 @@ class StopFlag:
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
+
+
+def wait_ready(tree: Any) -> None:
+    """Block until every array of ``tree`` is computed, in short sleeps so signal handlers run meanwhile."""
+    leaves = [x for x in jax.tree.leaves(tree) if hasattr(x, "is_ready")]
+    while not all(x.is_ready() for x in leaves):
+        time.sleep(_POLL_SECONDS)
+
+
+def call_interruptibly(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` on a daemon thread (e.g. a compilation), the main thread waiting in short slices."""
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            result["value"] = fn(*args)
+        except BaseException as err:  # re-raised in the caller's thread
+            result["error"] = err
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(_POLL_SECONDS)
+    if "error" in result:
+        raise result["error"]
+    return result["value"]

@@ -3,21 +3,21 @@
 ``run(config) -> run_dir`` is the whole pipeline behind ``python train.py``:
 
 1. ``shm_jax.build.build(config)`` validates the config and builds env, network, hyperparameters and
-   the PPO object once; ``Built.program()`` is the :class:`~shm_jax.batched.BatchedProgram` of every
-   (sweep setting, seed) run, placed on a device mesh;
-2. a loop of jitted chunks of K = ``updates_per_chunk`` PPO updates (lowered to a nearby divisor of
-   the number of updates when there is one, so a single compiled program serves every chunk; see
-   :func:`effective_chunk_size`); between chunks, on the host: tqdm progress (env steps per run,
-   rate, recent mean return, ETA), ``metrics.jsonl``, one CSV per (setting, seed), optional
-   TensorBoard, a checkpoint every ``checkpoint_every`` chunks (0: none on the way) and always at
-   the end or when stopped;
-3. ``summary.json`` (final return and MMER per run, mean +- std per setting), ``learning_curve.png``
-   and a greedy and sampled evaluation of every agent (``eval.json``).
+   the PPO object once; the memory estimate (``shm_jax.resources``) must fit; ``Built.program()`` is
+   the :class:`~shm_jax.batched.BatchedProgram` of every (sweep setting, seed) run, on a device mesh;
+2. a loop of jitted chunks of ``updates_per_chunk`` PPO updates (default 1); after each chunk, on the
+   host: the progress bar (env steps per run, rate, recent mean return, ETA), ``metrics.jsonl``, one
+   CSV per run, optional TensorBoard, and a checkpoint after the first chunk, then every
+   ``checkpoint_minutes`` of training (and every ``checkpoint_every`` chunks), written in the background;
+3. ``summary.json`` (final return and MMER per run, mean +- std per setting; training, compile and
+   evaluation time apart), ``learning_curve.png``, and a greedy and sampled evaluation (``eval.json``).
 
-Stopping: Ctrl-C or SIGTERM finishes the current chunk, saves a checkpoint and returns (a second
-Ctrl-C aborts at once). A non-finite loss (the algorithm's ``finite`` metric) stops the run before the
-bad state is saved: the last good checkpoint stays the latest, and :class:`NonFiniteLossError` says so.
-``run(config, resume_dir=RUN_DIR)`` continues a stopped run exactly (same chunks, same numbers).
+Stopping: Ctrl-C or SIGTERM is acknowledged at once; the run stops after the running chunk, saves and
+returns (``summary.json`` status "interrupted", ``stop_signal``); a second Ctrl-C raises
+KeyboardInterrupt at once, keeping the newest checkpoint. A run whose update is non-finite is frozen at
+its state before that update (see ``BatchedProgram.chunk_all``) while the others go on; when every run
+has diverged, the loop saves and raises :class:`NonFiniteLossError`. ``run(config, resume_dir=RUN_DIR)``
+continues from the newest intact checkpoint exactly (same numbers as an uninterrupted run).
 """
 
 from __future__ import annotations
@@ -38,16 +38,17 @@ from shm_jax import metrics as metrics_lib
 from shm_jax import rundir
 from shm_jax.batched import BatchedProgram
 from shm_jax.build import Built, build
-from shm_jax.checkpoint import Checkpointer
+from shm_jax.checkpoint import Checkpointer, CheckpointWriteError
 from shm_jax.config import TrainConfig
 from shm_jax.evaluation import evaluate, reports_success
 from shm_jax.plots import plot_learning_curves
-from shm_jax.stopping import StopFlag
+from shm_jax.resources import check_fits, estimate_ppo
+from shm_jax.stopping import StopFlag, call_interruptibly, wait_ready
 from shm_jax.tensorboard import TensorBoardLog
 
 
 class NonFiniteLossError(RuntimeError):
-    """Training produced a non-finite loss; the run stopped and kept its last good checkpoint."""
+    """Every run diverged (non-finite loss); each was saved as it was before its divergence."""
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -73,7 +74,7 @@ class LoadedRun:
 
 
 def load_run(run_dir: Path | str, purpose: str = "eval") -> LoadedRun:
-    """Rebuild the run saved in ``run_dir`` from its config.json and restore the latest checkpoint
+    """Rebuild the run saved in ``run_dir`` from its config.json and restore the newest intact checkpoint
     (one-line ConfigError prefixed ``purpose`` for a bad directory or checkpoint)."""
     config = rundir.load_config(run_dir, purpose=purpose)
     built = build(config)
@@ -87,15 +88,15 @@ def load_run(run_dir: Path | str, purpose: str = "eval") -> LoadedRun:
 
 
 # ----------------------------------------------------------------------------------------------------
-# The loop
+# Small pieces of the loop
 
 
 def _recent_return(chunk: dict[str, np.ndarray]) -> float:
     """Episode-weighted mean return of the last chunk over all runs (NaN if no episode finished)."""
     if "episode_return_sum" not in chunk:
         return math.nan
-    count = float(np.sum(chunk["episode_count"]))
-    return float(np.sum(chunk["episode_return_sum"]) / count) if count > 0 else math.nan
+    count = float(np.nansum(chunk["episode_count"]))
+    return float(np.nansum(chunk["episode_return_sum"]) / count) if count > 0 else math.nan
 
 
 def effective_chunk_size(num_updates: int, requested: int) -> int:
@@ -106,22 +107,41 @@ def effective_chunk_size(num_updates: int, requested: int) -> int:
     return divisor if 4 * divisor >= requested else requested
 
 
-def _first_nonfinite(chunk: dict[str, np.ndarray]) -> int | None:
-    """Index of the first update in the chunk whose ``finite`` flag is false in any run, else None."""
-    if "finite" not in chunk:
-        return None
-    bad = ~np.asarray(chunk["finite"]).astype(bool).all(axis=(0, 1))
-    return int(np.argmax(bad)) if bad.any() else None
+def _newly_diverged(chunk: dict[str, np.ndarray], was_active: np.ndarray, first_update: int,
+                    labels: list[list[str]]) -> list[tuple[str, int]]:
+    """(run label, update number) of the runs whose ``active`` flag dropped during this chunk."""
+    active = np.asarray(chunk["active"]).astype(bool)  # [G, S, K]
+    found = []
+    for g, s in zip(*np.nonzero(was_active & ~active[..., -1])):
+        found.append((labels[g][s], first_update + int(np.argmax(~active[g, s]))))
+    return found
 
 
-def _final_evaluation(config: TrainConfig, built: Built | None, state: Any,
-                      program: BatchedProgram) -> list[dict[str, Any]]:
-    """Greedy and sampled evaluation of every trained agent (config.run.eval_episodes fresh episodes each)."""
-    episodes = config.run.eval_episodes
-    if episodes <= 0 or built is None:
-        return []
-    print(f"Evaluating on {episodes} fresh episodes per agent (greedy and sampled)...", file=sys.stderr, flush=True)
-    return [evaluate_agents(built, program, state, episodes=episodes, greedy=greedy) for greedy in (True, False)]
+class _SavePolicy:
+    """When to checkpoint: after the first chunk, every ``every_chunks`` chunks, every ``minutes`` of training."""
+
+    def __init__(self, minutes: float, every_chunks: int):
+        self.seconds = minutes * 60.0
+        self.every_chunks = every_chunks
+        self.chunks = 0
+        self.last = None  # time of the last save; None: nothing saved in this session yet
+
+    def due(self, now: float) -> bool:
+        self.chunks += 1
+        if self.last is None:
+            return True
+        if self.every_chunks and self.chunks % self.every_chunks == 0:
+            return True
+        return self.seconds > 0 and now - self.last >= self.seconds
+
+
+def _progress_bar(total: int, initial: int, *, enabled: bool):
+    return tqdm(total=total, initial=initial, unit="step", unit_scale=True, dynamic_ncols=True,
+                disable=not enabled, desc="env steps/run", file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The loop
 
 
 def run(
@@ -136,137 +156,203 @@ def run(
 ) -> Path:
     """Train every (sweep setting, seed) of ``config``; returns the run directory.
 
-    resume_dir: continue the run saved there (pass the config saved in it, ``rundir.load_config``).
+    resume_dir: continue the run saved there (pass the config saved in it, ``rundir.load_config``, possibly
+        with changed hyperparameters, see ``rundir.record_resume``). A finished run is left as it is.
     built, program: what ``build(config)`` and ``built.program(mesh)`` give, to reuse them (notebooks,
-        tests); a program alone (a test algorithm) trains without the final evaluation.
+        tests); a program alone (a test algorithm) trains without the memory check and final evaluation.
     stop_after_updates: stop (and save) once this many updates are done in total, as if interrupted.
-    Raises NonFiniteLossError when the loss becomes non-finite (the last good checkpoint is kept).
+    Raises NonFiniteLossError when every run has diverged.
     """
     if program is None:
         built = built if built is not None else build(config)
         program = built.program(mesh)
-    run_cfg = config.run
-    is_main = jax.process_index() == 0
-    num_updates, steps_per_update = program.num_updates, program.steps_per_update
-    chunk_size = effective_chunk_size(num_updates, run_cfg.updates_per_chunk)
-    # checkpoint_every counts chunks of the requested size (0: only at the end and when stopped)
-    every = run_cfg.checkpoint_every * run_cfg.updates_per_chunk if run_cfg.checkpoint_every > 0 else num_updates
+    if built is not None:  # before anything compiles: does the run fit in memory?
+        blame = "memory_kwargs" if config.agent.memory_kwargs else "num_envs"
+        check_fits(estimate_ppo(built.ppo, built.hparams, program.num_runs), devices=list(program.mesh.devices.flat),
+                   blame=blame)
+    loop = _HostLoop(config, program, built, progress=progress)
+    return loop.run(resume_dir, stop_after_updates)
 
-    if resume_dir is not None:
-        run_dir = Path(resume_dir)
-    else:
-        run_dir = rundir.new_run_dir(run_cfg.out_dir, config.env.env_id, config.agent.memory, run_cfg.run_name)
-        if is_main:
-            rundir.write_config(run_dir, config)
-    if is_main:
-        rundir.write_provenance(run_dir, sharded_axis=program.sharded_axis)
-    track_success = reports_success(built.env, built.env_params) if built is not None else True
-    history = metrics_lib.History(program.settings, program.seeds, steps_per_update, track_success=track_success)
-    checkpointer = Checkpointer(run_dir, max_to_keep=3)
-    tensorboard = TensorBoardLog(run_dir / "tensorboard", run_cfg.tensorboard and is_main)
-    jsonl = run_dir / "metrics.jsonl"
 
-    if resume_dir is not None:
-        state, saved_history, meta = checkpointer.restore(program.abstract_state(), purpose="resume")
-        history.load_state(saved_history)
-        updates_done = int(meta["updates_done"])
-        history.truncate(updates_done)
-        if is_main:
-            metrics_lib.rewrite_jsonl(jsonl, history)
-            tensorboard.write(history, 0)
-        print(f"Resuming {run_dir} at update {updates_done}/{num_updates}", file=sys.stderr)
-    else:
-        state, updates_done = program.init(), 0
+class _HostLoop:
+    """One session of a run: restore or start, chunks, saves, the end of the run."""
 
-    def save(status: str) -> None:
-        meta = {"updates_done": updates_done, "num_updates": num_updates, "status": status,
-                "settings": program.settings, "seeds": program.seeds}
-        checkpointer.save(updates_done, state, history.to_state(), meta)
+    def __init__(self, config: TrainConfig, program: BatchedProgram, built: Built | None, *, progress: bool):
+        self.config, self.program, self.built = config, program, built
+        self.progress = progress
+        self.is_main = jax.process_index() == 0
+        self.num_updates, self.steps_per_update = program.num_updates, program.steps_per_update
+        self.chunk_size = effective_chunk_size(self.num_updates, config.run.updates_per_chunk)
+        self.labels = [[metrics_lib.run_label(setting, seed) for seed in program.seeds] for setting in program.settings]
+        self.diverged: list[dict[str, Any]] = []
+        self.timing = {"compile_seconds": 0.0, "train_seconds": 0.0, "eval_seconds": 0.0}
 
-    def finish(status: str, extra: dict[str, Any] | None = None) -> None:
-        if not is_main:
-            return
-        metrics_lib.write_csvs(run_dir / "csv", history)
-        elapsed = time.perf_counter() - loop_start
-        timing = {"compile_seconds": round(program.compile_seconds, 3),
-                  "train_seconds_this_session": round(elapsed, 3),
-                  "env_steps_per_second_all_runs": round(session_steps * program.num_runs / elapsed, 1)
-                  if elapsed > 0 else None}
-        summary = metrics_lib.summarize(history, status=status, extra={
-            "run_dir": str(run_dir), "env_id": config.env.env_id, "memory": config.agent.memory,
-            "num_updates": num_updates, "updates_per_chunk": chunk_size, "sharded_axis": program.sharded_axis,
-            "timing": timing, **(extra or {})})
-        metrics_lib.write_summary(run_dir / "summary.json", summary)
-        if summary.get("evaluation"):
-            (run_dir / "eval.json").write_text(json.dumps(summary["evaluation"], indent=2) + "\n")
-        plot_learning_curves(history, run_dir / "learning_curve.png",
-                             title=f"{config.env.env_id} / {config.agent.memory}")
+    def run(self, resume_dir: Path | str | None, stop_after_updates: int | None) -> Path:
+        config, program = self.config, self.program
+        if resume_dir is not None:
+            run_dir = Path(resume_dir)
+        else:
+            run_dir = rundir.new_run_dir(config.run.out_dir, config.env.env_id, config.agent.memory,
+                                         config.run.run_name)
+            if self.is_main:
+                rundir.write_config(run_dir, config)
+        self.run_dir = run_dir
+        self.checkpointer = Checkpointer(run_dir, max_to_keep=config.run.keep_checkpoints)
+        try:
+            return self._run(resume_dir, stop_after_updates)
+        finally:
+            self.checkpointer.close()
 
-    if updates_done < num_updates:  # compile before the progress bar starts its clock
-        if is_main:
-            print(f"Compiling the training program for {program.num_runs} run(s) "
-                  f"({len(program.settings)} setting(s) x {len(program.seeds)} seed(s))...", file=sys.stderr, flush=True)
-        program.compiled_chunk(state, min(chunk_size, num_updates - updates_done))
-        if is_main:
-            print(f"Compiled in {program.compile_seconds:.1f} s", file=sys.stderr, flush=True)
-    bar = _progress_bar(num_updates * steps_per_update, updates_done * steps_per_update, enabled=progress and is_main)
-    stop = StopFlag()
-    status = "finished"
-    loop_start, session_steps = time.perf_counter(), 0
-    try:
+    def _run(self, resume_dir, stop_after_updates) -> Path:
+        config, program, run_dir = self.config, self.program, self.run_dir
+        track_success = reports_success(self.built.env, self.built.env_params) if self.built is not None else True
+        self.history = metrics_lib.History(program.settings, program.seeds, self.steps_per_update,
+                                           track_success=track_success)
+        jsonl = run_dir / "metrics.jsonl"
+        if resume_dir is not None:
+            state, saved_history, meta = self.checkpointer.restore(program.abstract_state(), purpose="resume")
+            updates_done = int(meta["updates_done"])
+            if meta.get("status") == "finished" or updates_done >= self.num_updates:
+                print(f"{run_dir} already finished all {self.num_updates} updates; nothing to do (evaluate it "
+                      f"with: python train.py eval {run_dir})", file=sys.stderr)
+                return run_dir
+            self.history.load_state(saved_history)
+            self.history.truncate(updates_done)
+            self.diverged = list(meta.get("diverged", []))
+            if self.checkpointer.removed_temporary:
+                print(f"resume: removed unfinished checkpoint folder(s) {', '.join(self.checkpointer.removed_temporary)}",
+                      file=sys.stderr)
+            print(f"Resuming {run_dir} at update {updates_done}/{self.num_updates}", file=sys.stderr)
+        else:
+            state, updates_done = program.init(), 0
+        self._session_start = updates_done
+        self.tensorboard = TensorBoardLog(run_dir / "tensorboard", config.run.tensorboard and self.is_main)
+        if self.is_main:
+            rundir.write_provenance(run_dir, sharded_axis=program.sharded_axis)
+            if resume_dir is not None:
+                metrics_lib.rewrite_jsonl(jsonl, self.history)
+                self.tensorboard.write(self.history, 0)
+        try:
+            return self._loop(state, updates_done, stop_after_updates, jsonl)
+        finally:
+            self.tensorboard.close()
+
+    def _loop(self, state, updates_done: int, stop_after_updates, jsonl: Path) -> Path:
+        config, program = self.config, self.program
+        stop = StopFlag()
+        active = program.all_active()  # a resumed run gives every run another chance (e.g. with a lower lr)
+        saver = _SavePolicy(config.run.checkpoint_minutes, config.run.checkpoint_every)
+        last_saved = self.checkpointer.latest_step()
+        status = "finished"
+
+        def status_line() -> str:
+            kept = f"update {last_saved}" if last_saved is not None else "none yet"
+            return (f"stopping after update {min(updates_done + self.chunk_size, self.num_updates)} (running now), "
+                    f"then saving a checkpoint; newest checkpoint on disk: {kept}")
+
+        stop.status_line = status_line
         with stop.installed():
-            last_saved = updates_done
-            while updates_done < num_updates:
-                if stop.requested or (stop_after_updates is not None and updates_done >= stop_after_updates):
-                    status = "interrupted"
-                    break
-                k = min(chunk_size, num_updates - updates_done)
-                program.compiled_chunk(state, k)  # compile outside the timed region
-                new_state, chunk = program.run_chunk(state, k)
-                bad = _first_nonfinite(chunk)
-                if bad is not None:
-                    # keep the finite prefix for the logs; never save the non-finite state
-                    history.append({key: v[..., :bad] for key, v in chunk.items()})
-                    if is_main:
-                        metrics_lib.append_jsonl(jsonl, history, updates_done)
-                    updates_done += bad
-                    bar.close()
-                    latest = checkpointer.latest_step()
-                    finish("nonfinite", {"nonfinite_at_update": updates_done + 1, "last_good_checkpoint": latest})
-                    raise NonFiniteLossError(
-                        f"non-finite loss at update {updates_done + 1}: run stopped; last good checkpoint: "
-                        + (f"update {latest} in {checkpointer.directory}" if latest is not None else "none")
-                        + " (lower the learning rate, then --resume or start again)")
-                state = new_state
-                history.append(chunk)
-                if is_main:
-                    metrics_lib.append_jsonl(jsonl, history, updates_done)
-                    tensorboard.write(history, updates_done)
-                updates_done += k
-                session_steps += k * steps_per_update
-                bar.update(k * steps_per_update)
-                recent = _recent_return(chunk)
-                rate = bar.format_dict.get("rate") or 0.0
-                bar.set_postfix(ret=f"{recent:.3f}", all_runs_sps=f"{rate * program.num_runs:.3g}", refresh=True)
-                if updates_done // every > last_saved // every and updates_done < num_updates:
-                    save("running")
-                    last_saved = updates_done
-                    if is_main:
-                        metrics_lib.write_csvs(run_dir / "csv", history)
-            bar.close()
-            save(status)
-            finish(status, {"evaluation": _final_evaluation(config, built, state, program)}
-                   if status == "finished" else None)
-    finally:
-        bar.close()
-        tensorboard.close()
-        checkpointer.close()
-    if status == "interrupted" and is_main:
-        print(f"Stopped at update {updates_done}/{num_updates}; checkpoint saved. "
-              f"Resume with: python train.py --resume {run_dir}", file=sys.stderr, flush=True)
-    return run_dir
+            if updates_done < self.num_updates:  # compile before the progress bar starts its clock
+                k = min(self.chunk_size, self.num_updates - updates_done)
+                if self.is_main:
+                    print(f"Compiling the training program for {program.num_runs} run(s) ({len(program.settings)} "
+                          f"setting(s) x {len(program.seeds)} seed(s))...", file=sys.stderr, flush=True)
+                call_interruptibly(program.compiled_chunk, state, k)
+                if self.is_main:
+                    print(f"Compiled in {program.compile_seconds:.1f} s", file=sys.stderr, flush=True)
+            bar = _progress_bar(self.num_updates * self.steps_per_update, updates_done * self.steps_per_update,
+                                enabled=self.progress and self.is_main)
+            start = time.perf_counter()
+            try:
+                while updates_done < self.num_updates:
+                    if stop.requested or (stop_after_updates is not None and updates_done >= stop_after_updates):
+                        status = "interrupted"
+                        break
+                    k = min(self.chunk_size, self.num_updates - updates_done)
+                    call_interruptibly(program.compiled_chunk, state, k)  # a shorter last chunk compiles once
+                    new_state, chunk, new_active = program.dispatch_chunk(state, k, active)
+                    wait_ready(chunk)
+                    chunk = {key: np.asarray(value) for key, value in jax.device_get(chunk).items()}
+                    for label, at in _newly_diverged(chunk, np.asarray(active), updates_done + 1, self.labels):
+                        self.diverged.append({"run": label, "at_update": at})
+                        print(f"\nrun {label}: non-finite loss at update {at}; frozen at its state before it, the "
+                              f"other runs go on", file=sys.stderr, flush=True)
+                    state, active = new_state, np.asarray(new_active)
+                    self.history.append(chunk)
+                    if self.is_main:
+                        metrics_lib.append_jsonl(jsonl, self.history, updates_done)
+                        self.tensorboard.write(self.history, updates_done)
+                    updates_done += k
+                    bar.update(k * self.steps_per_update)
+                    rate = bar.format_dict.get("rate") or 0.0
+                    bar.set_postfix(ret=f"{_recent_return(chunk):.3f}", all_runs_sps=f"{rate * program.num_runs:.3g}",
+                                    refresh=True)
+                    if not active.any():
+                        status = "nonfinite"
+                        break
+                    if updates_done < self.num_updates and saver.due(time.monotonic()):
+                        self._save(updates_done, state, "running")
+                        saver.last, last_saved = time.monotonic(), updates_done
+                        if self.is_main:
+                            metrics_lib.write_csvs(self.run_dir / "csv", self.history)
+            finally:
+                bar.close()
+                self.timing["train_seconds"] += time.perf_counter() - start
+        self.timing["compile_seconds"] = program.compile_seconds
+        self._save(updates_done, state, status)
+        self.checkpointer.wait()
+        self._finish(status, state, stop)
+        if status == "nonfinite":
+            runs = ", ".join(f"{d['run']} at update {d['at_update']}" for d in self.diverged)
+            raise NonFiniteLossError(
+                f"non-finite loss in every run ({runs}): run stopped; last good checkpoint: update {updates_done} in "
+                f"{self.checkpointer.directory} holds each run as it was before it diverged (lower the learning "
+                f"rate, then: python train.py --resume {self.run_dir} --lr <smaller>)")
+        if status == "interrupted" and self.is_main:
+            print(f"Stopped at update {updates_done}/{self.num_updates}; checkpoint saved. "
+                  f"Resume with: python train.py --resume {self.run_dir}", file=sys.stderr, flush=True)
+        return self.run_dir
 
+    def _save(self, updates_done: int, state: Any, status: str) -> None:
+        meta = {"updates_done": updates_done, "num_updates": self.num_updates, "status": status,
+                "settings": self.program.settings, "seeds": self.program.seeds, "diverged": self.diverged}
+        try:
+            self.checkpointer.save(updates_done, state, self.history.to_state(), meta)
+        except CheckpointWriteError as err:
+            latest = self.checkpointer.latest_step()
+            raise CheckpointWriteError(f"{err}; the last good checkpoint is "
+                                       f"{'update ' + str(latest) if latest is not None else 'none'} in "
+                                       f"{self.checkpointer.directory}") from None
 
-def _progress_bar(total: int, initial: int, *, enabled: bool):
-    return tqdm(total=total, initial=initial, unit="step", unit_scale=True, dynamic_ncols=True,
-                disable=not enabled, desc="env steps/run", file=sys.stderr)
+    def _finish(self, status: str, state: Any, stop: StopFlag) -> None:
+        evaluation = []
+        if status == "finished" and self.built is not None and self.config.run.eval_episodes > 0:
+            start = time.perf_counter()
+            episodes = self.config.run.eval_episodes
+            if self.is_main:
+                print(f"Evaluating on {episodes} fresh episodes per agent (greedy and sampled)...", file=sys.stderr,
+                      flush=True)
+            evaluation = [evaluate_agents(self.built, self.program, state, episodes=episodes, greedy=greedy)
+                          for greedy in (True, False)]
+            self.timing["eval_seconds"] = time.perf_counter() - start
+        if not self.is_main:
+            return
+        history, program = self.history, self.program
+        metrics_lib.write_csvs(self.run_dir / "csv", history)
+        train_s = self.timing["train_seconds"]
+        session_steps = self.steps_per_update * program.num_runs * (history.num_updates - self._session_start)
+        timing = {key: round(value, 3) for key, value in self.timing.items()}
+        timing["env_steps_per_second_all_runs"] = round(session_steps / train_s, 1) if train_s > 0 else None
+        extra = {"run_dir": str(self.run_dir), "env_id": self.config.env.env_id, "memory": self.config.agent.memory,
+                 "num_updates": self.num_updates, "updates_per_chunk": self.chunk_size,
+                 "sharded_axis": program.sharded_axis, "timing": timing, "diverged": self.diverged}
+        if stop.requested:
+            extra["stop_signal"] = stop.signal_name
+        if evaluation:
+            extra["evaluation"] = evaluation
+        summary = metrics_lib.summarize(history, status=status, extra=extra)
+        metrics_lib.write_summary(self.run_dir / "summary.json", summary)
+        if evaluation:
+            (self.run_dir / "eval.json").write_text(json.dumps(evaluation, indent=2) + "\n")
+        plot_learning_curves(history, self.run_dir / "learning_curve.png",
+                             title=f"{self.config.env.env_id} / {self.config.agent.memory}")

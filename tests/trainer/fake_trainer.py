@@ -41,10 +41,13 @@ def fake_hparams(config: TrainConfig) -> dict:
 
 
 class FakeAlgorithm:
+    """``work``: iterations of a dummy [64, 64] matmul chain per update, to make an update take long."""
+
     obs_dim = 3
     carry_dim = 2
 
-    def __init__(self, config: TrainConfig):
+    def __init__(self, config: TrainConfig, work: int = 0):
+        self.work = work
         self.num_envs = config.ppo.num_envs
         self.steps_per_update = config.ppo.num_envs * config.ppo.num_steps
         self.num_updates = config.ppo.total_timesteps // self.steps_per_update
@@ -61,6 +64,10 @@ class FakeAlgorithm:
     def update(self, state, hparams):
         rng, sub = jax.random.split(state.rng)
         obs = state.env_state + jax.random.normal(sub, state.env_state.shape)
+        if self.work:  # a slow update whose result does not depend on the work (it is multiplied by 0)
+            m = jnp.eye(64) * 0.5
+            busy = jax.lax.fori_loop(0, self.work, lambda i, x: jnp.tanh(x @ m), jnp.ones((64, 64)))
+            obs = obs + 0.0 * busy[0, 0]
         target = obs.sum(-1)
 
         def loss_fn(params):
@@ -85,7 +92,7 @@ class FakeAlgorithm:
         return jax.lax.scan(lambda s, _: self.update(s, hparams), state, None, length=num_updates)
 
 
-def fake_program(config: TrainConfig, mesh=None) -> BatchedProgram:
+def fake_program(config: TrainConfig, mesh=None, work: int = 0) -> BatchedProgram:
     """The batched program of the fake for ``config`` (sweep, seeds and env count from the config)."""
-    return BatchedProgram(FakeAlgorithm(config), fake_hparams(config), sweep=config.run.sweep, seed=config.run.seed,
+    return BatchedProgram(FakeAlgorithm(config, work), fake_hparams(config), sweep=config.run.sweep, seed=config.run.seed,
                           num_seeds=config.run.num_seeds, num_envs=config.ppo.num_envs, mesh=mesh)

@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 import train
+from shm_jax import resources, rundir
 from shm_jax import trainer as trainer_lib
+from shm_jax.batched import BatchedProgram
 from shm_jax.checkpoint import Checkpointer
 from shm_jax.build import build
 from shm_jax.config import from_preset, with_overrides
@@ -51,6 +53,8 @@ def test_cli_smoke_run_writes_everything_and_eval_subcommand_works(tmp_path):
     assert [s["label"] for s in summary["per_setting"]] == ["lr=0.001", "lr=0.0003"]
     assert "final_success_rate" not in summary["per_setting"][0]  # RepeatPrevious defines no success
     assert [e["policy"] for e in summary["evaluation"]] == ["greedy", "sampled"]
+    timing = summary["timing"]  # training, compiling and the final evaluation are timed apart
+    assert timing["train_seconds"] > 0 and timing["eval_seconds"] > 0 and timing["compile_seconds"] > 0
     assert Checkpointer(run_dir, create=False).latest_step() == 4
 
     # the eval subcommand reads the run back (in-process: same code path as `python train.py eval`)
@@ -61,24 +65,110 @@ def test_cli_smoke_run_writes_everything_and_eval_subcommand_works(tmp_path):
     assert all(-1.0 <= r["mean_return"] <= 1.0 and r["unfinished"] == 0 for r in greedy["per_run"])
 
 
-@pytest.mark.parametrize("args, message", [
+@pytest.fixture(scope="module")
+def saved_run(tmp_path_factory):
+    """A run directory with a config.json (no checkpoint needed: these errors come first)."""
+    run_dir = tmp_path_factory.mktemp("saved") / "run"
+    run_dir.mkdir()
+    rundir.write_config(run_dir, from_preset("default"))
+    return run_dir
+
+
+# Every bad input a user can type, the option its one-line error must name, checked before anything compiles.
+BAD_INPUTS = [
     (["--env", "NoSuchEnv"], "env_id: unknown environment id 'NoSuchEnv'"),
+    (["--env", "RepeatPreviousEasyy"], "env_id: unknown environment id"),
+    (["--env", "probe:Nope"], "env_id: unknown probe 'Nope'"),
+    (["--env", "gymnax:Nope-v0"], "env_id: unknown gymnax environment"),
+    (["--env-overrides", "no_such_option", "1"], "env_overrides: invalid for 'RepeatFirstEasy'"),
     (["--memory", "lstm"], "memory: unknown memory 'lstm'"),
-    (["--preset", "paper-popgm"], "preset: unknown preset 'paper-popgm'; valid: default, paper-popgym"),
+    (["--memory", "gru", "--memory-kwargs", "hidden", "3"], "memory_kwargs: invalid for memory 'gru'"),
+    (["--memory", "gru", "--memory-kwargs", "hidden_size", "0"], "memory_kwargs: invalid for memory 'gru'"),
+    (["--memory-kwargs", "memory_size", "-4"], "memory_kwargs: invalid for memory 'shm'"),
+    (["--memory-kwargs", "dtype", "bfloat16"], "memory_kwargs: 'dtype' is set by the precision option"),
+    (["--memory-kwargs", "memory_size", "4096"], "memory_kwargs: the run needs at least"),
+    (["--memory-kwargs", "memory_size", "100000"], "memory_kwargs: the run needs at least"),
+    (["--num-envs", "1000000", "--total-timesteps", "128000000"], "num_envs: the run needs at least"),
+    (["--num-seeds", "40000"], "num_seeds: the run needs at least"),
+    (["--num-envs", "0"], "num_envs: must be a positive integer"),
+    (["--num-envs", "6", "--num-minibatches", "4"], "num_minibatches: must divide num_envs=6"),
+    (["--num-steps", "-3"], "num_steps: must be a positive integer"),
+    (["--total-timesteps", "10"], "total_timesteps: must be at least num_envs*num_steps"),
+    (["--update-epochs", "0"], "update_epochs: must be a positive integer"),
+    (["--lr", "0"], "lr: must be a positive finite number"),
+    (["--lr", "-1e-3"], "lr: must be a positive finite number"),
+    (["--lr", "inf"], "lr: must be a positive finite number"),
+    (["--lr", "nan"], "lr: must be a positive finite number"),
+    (["--gamma", "1.5"], "gamma: must be a number in [0, 1]"),
+    (["--gae-lambda", "-0.1"], "gae_lambda: must be a number in [0, 1]"),
+    (["--clip-eps", "0"], "clip_eps: must be a positive finite number"),
+    (["--ent-coef", "-0.01"], "ent_coef: must be a non-negative finite number"),
+    (["--vf-coef", "-1"], "vf_coef: must be a non-negative finite number"),
+    (["--max-grad-norm", "0"], "max_grad_norm: must be a positive finite number"),
+    (["--adam-eps", "0"], "adam_eps: must be a positive finite number"),
+    (["--num-seeds", "0"], "num_seeds: must be a positive integer"),
+    (["--seed", "-1"], "seed: must be a non-negative integer"),
     (["--sweep", "learning_rate=1e-4,3e-4"], "sweep: unknown sweep name 'learning_rate'"),
     (["--sweep", "lr=fast"], "sweep: values of 'lr' must be numbers"),
-    (["--num-envs", "6", "--num-minibatches", "4"], "num_minibatches: must divide num_envs=6"),
+    (["--sweep", "lr=-1e-3,1e-3"], "sweep: lr=-0.001: must be a positive finite number"),
+    (["--sweep", "gamma=0.9,2"], "sweep: gamma=2.0: must be a number in [0, 1]"),
+    (["--sweep", "lr=1e-3", "lr=2e-3"], "sweep: 'lr' appears twice"),
+    (["--sweep", "lr"], "sweep: expected NAME=V1,V2"),
+    (["--preset", "paper-popgm"], "preset: unknown preset 'paper-popgm'; valid: default, paper-popgym"),
+    (["--updates-per-chunk", "0"], "updates_per_chunk: must be a positive integer"),
+    (["--checkpoint-every", "-1"], "checkpoint_every: must be a non-negative integer"),
+    (["--checkpoint-minutes", "-5"], "checkpoint_minutes: must be a non-negative finite number"),
+    (["--keep-checkpoints", "0"], "keep_checkpoints: must be a positive integer"),
+    (["--eval-episodes", "-1"], "eval_episodes: must be a non-negative integer"),
+    (["--feature-size", "0"], "feature_size: must be a positive integer"),
+    (["--pre-size", "-1"], "pre_size: must be a positive integer"),
+    (["--time-encoding-max-len", "0"], "time_encoding_max_len: must be a positive integer"),
+    (["--run-name", "a/b"], "run_name: must be None or a folder name without '/'"),
+    (["--precision", "float16"], "--precision"),
+    (["--num-envs", "abc"], "--num-envs"),
     (["--no-such-flag", "1"], "Unrecognized options: --no-such-flag"),
     (["--resume", "/nonexistent/run"], "resume: run directory '/nonexistent/run' does not exist"),
+    (["--resume", "{saved}", "--num-envs", "8"], "num_envs: cannot change on --resume"),
+    (["--resume", "{saved}", "--preset", "paper-popgym"], "preset: cannot be combined with --resume"),
     (["eval", "/nonexistent/run"], "eval: run directory '/nonexistent/run' does not exist"),
-])
-def test_bad_input_is_a_one_line_error_before_compiling(tmp_path, capsys, args, message):
-    start = time.perf_counter()
+    (["eval", "{saved}", "--episodes", "0"], "episodes: must be a positive integer"),
+    (["eval", "{saved}"], "eval: no checkpoint in"),
+]
+
+
+def test_the_bad_input_list_is_long():
+    assert len(BAD_INPUTS) >= 40
+
+
+@pytest.mark.parametrize("args, message", BAD_INPUTS, ids=[" ".join(a)[:40] for a, _ in BAD_INPUTS])
+def test_bad_input_is_a_one_line_error_before_compiling(tmp_path, capsys, monkeypatch, saved_run, args, message):
+    def compiling(*_, **__):
+        raise AssertionError("the program was being compiled")
+
+    monkeypatch.setattr(BatchedProgram, "compiled_chunk", compiling)
+    # a 16 GiB host, whatever this machine has free: the memory estimate gives the same verdict everywhere
+    monkeypatch.setattr(resources, "_host_available", lambda: 16 * 2**30)
+    args = [a.replace("{saved}", str(saved_run)) for a in args]
     assert train.main([*args, "--out-dir", str(tmp_path)] if args[0] != "eval" else args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err, err
     assert not list(tmp_path.iterdir())  # no run directory: it failed before building anything
-    assert time.perf_counter() - start < 30
+
+
+def test_the_memory_estimate_accepts_the_presets(monkeypatch):
+    """No false alarm: the default run and the paper's POPGym run fit a 16 GiB host."""
+    monkeypatch.setattr(resources, "_host_available", lambda: 16 * 2**30)
+    for config in (from_preset("default"), from_preset("paper-popgym", env_id="RepeatPreviousEasy")):
+        built = build(config)
+        estimate = resources.estimate_ppo(built.ppo, built.hparams, config.run.num_seeds)
+        resources.check_fits(estimate)
+        assert 0 < estimate.total < 16 * 2**30
+    # the estimate grows with the memory: SHM's [H, H] carry and the chunk of [H, H] states its backward recomputes
+    small = build(from_preset("default", memory_kwargs={"memory_size": 32}))
+    large = build(from_preset("default", memory_kwargs={"memory_size": 256}))
+    e_small = resources.estimate_ppo(small.ppo, small.hparams, 1)
+    e_large = resources.estimate_ppo(large.ppo, large.hparams, 1)
+    assert e_large.largest_array == 64 * e_small.largest_array and e_large.state > 10 * e_small.state
 
 
 def test_exit_code_and_message_of_a_bad_option_in_a_fresh_process():

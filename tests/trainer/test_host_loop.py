@@ -93,18 +93,24 @@ def test_resume_continues_exactly(tmp_path):
 
 
 def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
-    # lr 1e30: update 1 is finite (params ~1e30), update 2 overflows
+    # lr 1e30: update 1 is finite (params ~1e30), update 2 overflows: the run is frozen at its update-1 state
     config = fake_config(out_dir=str(tmp_path), lr=1e30, num_seeds=1, num_updates=6, updates_per_chunk=1)
-    with pytest.raises(trainer_lib.NonFiniteLossError, match="non-finite loss at update 2.*last good checkpoint: update 1"):
+    with pytest.raises(trainer_lib.NonFiniteLossError,
+                       match=r"non-finite loss in every run \(seed0 at update 2\).*last good checkpoint: update 2"):
         _run(config)
     (run_dir,) = tmp_path.iterdir()
-    assert Checkpointer(run_dir, create=False).all_steps() == [1]
+    assert Checkpointer(run_dir, create=False).all_steps() == [1, 2]
+    state_1, _, _ = _restore(run_dir, config, step=1)
     state, _, meta = _restore(run_dir, config)
-    assert meta["updates_done"] == 1
+    assert meta["updates_done"] == 2 and meta["diverged"] == [{"run": "seed0", "at_update": 2}]
+    for a, b in zip(jax.tree.leaves(state_1), jax.tree.leaves(state)):  # rolled back: the update-1 state
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert all(np.isfinite(np.asarray(leaf, dtype=np.float64)).all() for leaf in jax.tree.leaves(state))
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["status"] == "nonfinite" and summary["nonfinite_at_update"] == 2
-    assert [r["update"] for r in _jsonl(run_dir)] == [1]
+    assert summary["status"] == "nonfinite" and summary["diverged"] == [{"run": "seed0", "at_update": 2}]
+    records = _jsonl(run_dir)
+    assert [(r["update"], r["active"]) for r in records] == [(1, True), (2, False)]
+    assert records[1]["total_loss" if "total_loss" in records[1] else "loss"] is None  # NaN: not a result
 
 
 def test_resume_from_missing_or_corrupted_directory_is_one_line_error(tmp_path):
@@ -117,7 +123,7 @@ def test_resume_from_missing_or_corrupted_directory_is_one_line_error(tmp_path):
     for path in (run_dir / "checkpoints").rglob("*"):
         if path.is_file() and "state" in path.parts:
             path.write_bytes(b"garbage")
-    with pytest.raises(ConfigError, match=r"^resume: checkpoint in .* is unreadable") as info:
+    with pytest.raises(ConfigError, match=r"^resume: no readable checkpoint in .*: 2 \(") as info:
         _run(config, resume_dir=run_dir)
     assert "\n" not in str(info.value)
     (run_dir / "config.json").write_text("{not json")
@@ -151,6 +157,7 @@ def test_ctrl_c_finishes_the_chunk_saves_and_resume_works(tmp_path, signum):
     summary = json.loads((run_dir / "summary.json").read_text())
     done = summary["updates"]
     assert summary["status"] == "interrupted" and 0 < done < 100000
+    assert summary["stop_signal"] == signal.Signals(signum).name
     assert Checkpointer(run_dir, create=False).latest_step() == done
     config = fake_config(out_dir=str(tmp_path), num_seeds=1, num_updates=100000, updates_per_chunk=1, checkpoint_every=0)
     _run(config, resume_dir=run_dir, stop_after_updates=done + 3)
