@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -209,3 +210,84 @@ def test_real_trainer_resume_is_exact(tmp_path):
     for key in hist_a:
         np.testing.assert_array_equal(hist_a[key], hist_b[key])
     assert int(np.asarray(state_b.update).max()) == 4
+
+
+class _Stderr:
+    """Lines a child process writes to stderr, with the time each arrived (read on a thread)."""
+
+    def __init__(self, proc):
+        import threading
+
+        self.lines: list[tuple[float, str]] = []
+        self._thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        self._thread.start()
+
+    def _read(self, proc):
+        for line in proc.stderr:
+            self.lines.append((time.monotonic(), line))
+
+    def wait_for(self, text: str, timeout: float) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for at, line in list(self.lines):
+                if text in line:
+                    return at
+            time.sleep(0.02)
+        raise AssertionError(f"no {text!r} in stderr: {''.join(l for _, l in self.lines)[-3000:]}")
+
+    def text(self) -> str:
+        return "".join(line for _, line in self.lines)
+
+
+def _updates_logged(run_dir: Path) -> int:
+    path = run_dir / "metrics.jsonl"
+    return len({json.loads(line)["update"] for line in path.read_text().splitlines()}) if path.is_file() else 0
+
+
+def test_signals_are_acknowledged_at_once_stop_after_the_running_update_and_set_the_exit_code(tmp_path):
+    """The real CLI with updates of a few seconds: SIGTERM -> acknowledged while the update still runs, stops after
+    it, saves, exit 143; --resume with a new lr -> recorded; then Ctrl-C twice -> exit 130 at once, the newest
+    checkpoint intact."""
+    args = ["--env", "RepeatPreviousEasy", "--memory", "gru", "--memory-kwargs", "hidden_size", "64",
+            "--num-envs", "32", "--num-steps", "256", "--num-minibatches", "2", "--update-epochs", "24",
+            "--total-timesteps", str(32 * 256 * 1000), "--run-name", "run", "--out-dir", str(tmp_path)]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
+    run_dir = tmp_path / "run"
+
+    def start(argv):
+        proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *argv], cwd=REPO, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return proc, _Stderr(proc)
+
+    proc, err = start(args)
+    deadline = time.monotonic() + 900
+    while _updates_logged(run_dir) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, err.text()[-3000:]
+    logged = _updates_logged(run_dir)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    acked = err.wait_for("SIGTERM received: stopping after update", timeout=60)
+    assert _updates_logged(run_dir) == logged, "the acknowledgement came only after the running update ended"
+    assert proc.wait(timeout=600) == 143, err.text()[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["stop_signal"] == "SIGTERM"
+    assert summary["updates"] == logged + 1  # the update that was running when the signal came, no more
+    assert Checkpointer(run_dir, create=False).latest_step() == logged + 1
+    print(f"SIGTERM acknowledged after {acked - sent:.2f} s")
+
+    proc, err = start(["--resume", str(run_dir), "--lr", "5e-4"])
+    err.wait_for("resume: lr 0.001 -> 0.0005 (recorded in config.json)", timeout=120)
+    while _updates_logged(run_dir) < logged + 2 and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, err.text()[-3000:]
+    proc.send_signal(signal.SIGINT)
+    err.wait_for("SIGINT received: stopping after update", timeout=60)
+    running = _updates_logged(run_dir)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    assert "aborted at once" in err.text() and _updates_logged(run_dir) == running  # did not wait for the update
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["ppo"]["lr"] == 5e-4 and config["resumed"][0]["changed"] == {"lr": [1e-3, 5e-4]}
+    loaded = trainer_lib.load_run(run_dir, purpose="resume")  # the newest checkpoint reads back
+    assert int(np.asarray(loaded.state.update).max()) >= logged + 1
