@@ -155,6 +155,9 @@ class BatchedProgram:
         return jax.jit(chunk, out_shardings=(self.state_sharding, self._replicated, self._replicated),
                        donate_argnums=donate)
 
+    def is_compiled(self, k: int) -> bool:
+        return k in self._compiled
+
     def compiled_chunk(self, state: Any, k: int) -> Any:
         """The compiled chunk of ``k`` updates (ahead-of-time, cached; compile time is recorded)."""
         if k not in self._compiled:

@@ -269,7 +269,8 @@ class _HostLoop:
                         status = "interrupted"
                         break
                     k = min(self.chunk_size, self.num_updates - updates_done)
-                    call_interruptibly(program.compiled_chunk, state, k)  # a shorter last chunk compiles once
+                    if not program.is_compiled(k):  # a shorter last chunk compiles once
+                        call_interruptibly(program.compiled_chunk, state, k)
                     new_state, chunk, new_active = program.dispatch_chunk(state, k, active)
                     wait_ready(chunk)
                     chunk = {key: np.asarray(value) for key, value in jax.device_get(chunk).items()}

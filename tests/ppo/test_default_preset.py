@@ -54,3 +54,25 @@ def test_any_memory_switches_from_the_default(memory):
     config = from_preset("default", memory=memory)
     build(config)  # the memory kwargs and the environment are checked by the build step
     assert config.agent.memory == memory and config.env.env_id == "RepeatFirstEasy"
+
+
+def test_a_whole_run_builds_the_environment_and_the_memory_core_once(monkeypatch, tmp_path):
+    """build(config) is the one place things are built: CLI parse, validation, training and evaluation reuse it."""
+    import envs
+    from shm_jax import build as build_module
+
+    counts = {"env": 0, "memory": 0}
+
+    def counting(key, fn):
+        def wrapped(*args, **kwargs):
+            counts[key] += 1
+            return fn(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(envs, "make", counting("env", envs.make))
+    monkeypatch.setattr(build_module, "make_memory", counting("memory", build_module.make_memory))
+    argv = ["--memory-kwargs", "memory_size", "4", "--feature-size", "8", "--pre-size", "8", "--post-size", "8",
+            "--head-hidden-size", "8", "--num-envs", "2", "--num-steps", "4", "--num-minibatches", "1",
+            "--update-epochs", "1", "--total-timesteps", "8", "--eval-episodes", "1", "--out-dir", str(tmp_path)]
+    assert _train_cli().main(argv) == 0
+    assert counts == {"env": 1, "memory": 1}
