@@ -105,15 +105,23 @@ class Checkpointer:
         try:
             self._manager.save(step, args=args)
         except Exception as err:  # orbax wraps OS errors (ENOSPC, EACCES) in several types
-            self._remove_temporary()
+            self._clean_up_after_failure()
             raise CheckpointWriteError(f"checkpoint {step} was not written ({_first_line(err)})") from None
+
+    def _clean_up_after_failure(self) -> None:
+        """Let a save still in flight finish (it may be the last good one), then drop half-written folders."""
+        try:
+            self._manager.wait_until_finished()
+        except Exception:  # that save failed too: its folder is removed below
+            pass
+        self._remove_temporary()
 
     def wait(self) -> None:
         """Block until every started save is on disk; CheckpointWriteError if one failed."""
         try:
             self._manager.wait_until_finished()
         except Exception as err:
-            self._remove_temporary()
+            self._clean_up_after_failure()
             raise CheckpointWriteError(f"a checkpoint was not written ({_first_line(err)})") from None
 
     def restore(self, abstract_state: Any, step: int | None = None,

@@ -18,6 +18,8 @@ CONFIG = from_preset(
 
 
 def _close(a, b):
+    if isinstance(a, dict) and isinstance(b, dict):  # the program's metrics add "active" (every run trained)
+        assert np.all(a.pop("active", True))
     jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6), a, b)
 
 
