@@ -242,64 +242,77 @@ class _HostLoop:
         stop = StopFlag()
         active = program.all_active()  # a resumed run gives every run another chance (e.g. with a lower lr)
         saver = _SavePolicy(config.run.checkpoint_minutes, config.run.checkpoint_every)
-        last_saved = self.checkpointer.latest_step()
+        self.last_saved = self.checkpointer.latest_step()
+        self.updates_done = updates_done
+        stop.status_line = self._status_line
         status = "finished"
-
-        def status_line() -> str:
-            kept = f"update {last_saved}" if last_saved is not None else "none yet"
-            return (f"stopping after update {min(updates_done + self.chunk_size, self.num_updates)} (running now), "
-                    f"then saving a checkpoint; newest checkpoint on disk: {kept}")
-
-        stop.status_line = status_line
         with stop.installed():
             if updates_done < self.num_updates:  # compile before the progress bar starts its clock
-                k = min(self.chunk_size, self.num_updates - updates_done)
-                if self.is_main:
-                    print(f"Compiling the training program for {program.num_runs} run(s) ({len(program.settings)} "
-                          f"setting(s) x {len(program.seeds)} seed(s))...", file=sys.stderr, flush=True)
-                call_interruptibly(program.compiled_chunk, state, k)
-                if self.is_main:
-                    print(f"Compiled in {program.compile_seconds:.1f} s", file=sys.stderr, flush=True)
+                self._compile(state, min(self.chunk_size, self.num_updates - updates_done))
             bar = _progress_bar(self.num_updates * self.steps_per_update, updates_done * self.steps_per_update,
                                 enabled=self.progress and self.is_main)
             start = time.perf_counter()
             try:
-                while updates_done < self.num_updates:
-                    if stop.requested or (stop_after_updates is not None and updates_done >= stop_after_updates):
+                while self.updates_done < self.num_updates:
+                    if stop.requested or (stop_after_updates is not None and self.updates_done >= stop_after_updates):
                         status = "interrupted"
                         break
-                    k = min(self.chunk_size, self.num_updates - updates_done)
-                    if not program.is_compiled(k):  # a shorter last chunk compiles once
-                        call_interruptibly(program.compiled_chunk, state, k)
-                    new_state, chunk, new_active = program.dispatch_chunk(state, k, active)
-                    wait_ready(chunk)
-                    chunk = {key: np.asarray(value) for key, value in jax.device_get(chunk).items()}
-                    for label, at in _newly_diverged(chunk, np.asarray(active), updates_done + 1, self.labels):
-                        self.diverged.append({"run": label, "at_update": at})
-                        print(f"\nrun {label}: non-finite loss at update {at}; frozen at its state before it, the "
-                              f"other runs go on", file=sys.stderr, flush=True)
-                    state, active = new_state, np.asarray(new_active)
-                    self.history.append(chunk)
-                    if self.is_main:
-                        metrics_lib.append_jsonl(jsonl, self.history, updates_done)
-                        self.tensorboard.write(self.history, updates_done)
-                    updates_done += k
-                    bar.update(k * self.steps_per_update)
+                    state, active, chunk = self._train_chunk(state, active, jsonl)
+                    bar.update(chunk["active"].shape[-1] * self.steps_per_update)
                     rate = bar.format_dict.get("rate") or 0.0
                     bar.set_postfix(ret=f"{_recent_return(chunk):.3f}", all_runs_sps=f"{rate * program.num_runs:.3g}",
                                     refresh=True)
                     if not active.any():
                         status = "nonfinite"
                         break
-                    if updates_done < self.num_updates and saver.due(time.monotonic()):
-                        self._save(updates_done, state, "running")
-                        saver.last, last_saved = time.monotonic(), updates_done
+                    if self.updates_done < self.num_updates and saver.due(time.monotonic()):
+                        self._save(self.updates_done, state, "running")
+                        saver.last, self.last_saved = time.monotonic(), self.updates_done
                         if self.is_main:
                             metrics_lib.write_csvs(self.run_dir / "csv", self.history)
             finally:
                 bar.close()
                 self.timing["train_seconds"] += time.perf_counter() - start
-        self.timing["compile_seconds"] = program.compile_seconds
+        return self._end(status, state, stop)
+
+    def _status_line(self) -> str:
+        """What the first Ctrl-C will do, said the moment it arrives."""
+        kept = f"update {self.last_saved}" if self.last_saved is not None else "none yet"
+        running = min(self.updates_done + self.chunk_size, self.num_updates)
+        return f"stopping after update {running} (running now), then saving a checkpoint; newest on disk: {kept}"
+
+    def _compile(self, state: Any, k: int) -> None:
+        program = self.program
+        if self.is_main:
+            print(f"Compiling the training program for {program.num_runs} run(s) ({len(program.settings)} "
+                  f"setting(s) x {len(program.seeds)} seed(s))...", file=sys.stderr, flush=True)
+        call_interruptibly(program.compiled_chunk, state, k)
+        if self.is_main:
+            print(f"Compiled in {program.compile_seconds:.1f} s", file=sys.stderr, flush=True)
+
+    def _train_chunk(self, state: Any, active: np.ndarray, jsonl: Path):
+        """One chunk of updates of every run, waited for and logged: (state, active [G, S], metrics [G, S, k])."""
+        k = min(self.chunk_size, self.num_updates - self.updates_done)
+        if not self.program.is_compiled(k):  # a shorter last chunk compiles once
+            call_interruptibly(self.program.compiled_chunk, state, k)
+        new_state, chunk, new_active = self.program.dispatch_chunk(state, k, active)
+        wait_ready(chunk)
+        chunk = {key: np.asarray(value) for key, value in jax.device_get(chunk).items()}
+        for label, at in _newly_diverged(chunk, np.asarray(active), self.updates_done + 1, self.labels):
+            self.diverged.append({"run": label, "at_update": at})
+            print(f"\nrun {label}: non-finite loss at update {at}; frozen at its state before it, the other runs "
+                  f"go on", file=sys.stderr, flush=True)
+        self.history.append(chunk)
+        if self.is_main:
+            metrics_lib.append_jsonl(jsonl, self.history, self.updates_done)
+            self.tensorboard.write(self.history, self.updates_done)
+        self.updates_done += k
+        return new_state, np.asarray(new_active), chunk
+
+    def _end(self, status: str, state: Any, stop: StopFlag) -> Path:
+        """Save the last state, write the summary (and evaluate a finished run), say how it ended."""
+        updates_done = self.updates_done
+        self.timing["compile_seconds"] = self.program.compile_seconds
         self._save(updates_done, state, status)
         self.checkpointer.wait()
         self._finish(status, state, stop)
