@@ -1,7 +1,7 @@
 """The official SHM per-step loop, re-implemented in PyTorch from the equations: the speed baseline.
 
 Structure follows the POPGym agent of the official code (``popgym/baselines/ray_models/ray_shm.py``,
-thaihungle/SHM), as specified in /work/shared/specs/shm_model.md §2 and §5:
+thaihungle/SHM, read at commit 651f9e2):
 
     x̂ = LayerNorm(x)                                   (learnable scale and bias, eps 1e-5)
     k = relu(W_k x̂) / (1e-5 + Σ relu(W_k x̂)),  q likewise,  v = W_v x̂,  v_c = W_c x̂  (no biases)
@@ -20,8 +20,8 @@ slice (SelectBackward) allocates a zero tensor of the FULL source shape and copi
 into one slot; autograd then adds the T full-size gradients together. For C ([B, T, H, H]) that is
 O(B·T·H²) work per step and O(B·T²·H²) per backward pass, while the forward pass is O(B·T·H²).
 
-The official row index is ``uniform_(0, 1).long()``, which truncates to 0: every step uses Θ[0]
-(spec §6.1). ``official_rows`` reproduces that; the JAX comparison passes the JAX layer's own indices.
+The official row index is ``uniform_(0, 1).long()``, which truncates to 0: every step uses Θ[0].
+``official_rows`` reproduces that; the JAX comparison passes the JAX layer's own indices.
 """
 
 from __future__ import annotations

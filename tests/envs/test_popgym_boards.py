@@ -20,7 +20,7 @@ popgym_minesweeper = pytest.importorskip("popgym.envs.minesweeper")
 LEVELS = ("Easy", "Medium", "Hard")
 BOARD = {"Easy": 8, "Medium": 10, "Hard": 12}
 MINES_M = {"Easy": 14, "Medium": 30, "Hard": 54}
-# Spec §3.6 / §3.8: random-policy mean return of the original over 100 episodes.
+# Random-policy mean return of the original popgym over 100 episodes.
 SPEC_RANDOM = {
     "Battleship": {"Easy": -0.450, "Medium": -0.432, "Hard": -0.389},
     "Minesweeper": {"Easy": -0.302, "Medium": -0.415, "Hard": -0.448},

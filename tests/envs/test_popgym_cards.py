@@ -1,4 +1,4 @@
-"""Card games and MultiarmedBandit: exact lengths and oracle returns (spec §3 / §6), random-policy returns against
+"""Card games and MultiarmedBandit: exact lengths and oracle returns (as the original popgym gives them), random-policy returns against
 the spec's reference values, and step-by-step equivalence with the original numpy popgym (same hidden deck /
 bandit probabilities, same actions).
 
@@ -33,7 +33,7 @@ CARD_GAMES = ("Autoencode", "RepeatPrevious", "RepeatFirst", "CountRecall", "Hig
 TASKS = CARD_GAMES + ("MultiArmedBandit",)
 ALL_IDS = [f"{t}{lv}" for t in TASKS for lv in LEVELS]
 
-# Spec §3 / §6 (verified on the original).
+# Verified on the original popgym.
 SPEC_LENGTH = {
     "Autoencode": (103, 207, 311),
     "RepeatPrevious": (51, 103, 155),
@@ -278,7 +278,7 @@ def test_oracle_length_and_return(rollouts):
 
 @pytest.mark.parametrize("rollouts", [f"Concentration{lv}" for lv in LEVELS], indirect=True)
 def test_concentration_memory_heuristic_matches_spec(rollouts):
-    """Spec §3.7: a perfect-memory player returns 0.815 / 0.814 / 0.701 (200 episodes)."""
+    """A perfect-memory player of the original returns 0.815 / 0.814 / 0.701 (200 episodes)."""
     env_id, by_mode, _ = rollouts
     level = LEVELS.index(env_id[len("Concentration"):])
     ret = by_mode[HEURISTIC]["ret"]

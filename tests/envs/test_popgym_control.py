@@ -82,7 +82,7 @@ def test_cartpole_lengths_and_returns():
     assert [float(p.noise_sigma) for p in params] == [0, 0, 0, 0.1, 0.2, 0.3]
 
     ret, length, term, trunc = first_episodes(env, params, 600, "random")
-    # spec §3.10: random returns +0.125 / +0.062 / +0.042 (mean length 25), noisy +0.125 at every level
+    # the original's random returns +0.125 / +0.062 / +0.042 (mean length 25), noisy +0.125 at every level
     for i, ref in enumerate([0.125, 0.062, 0.042, 0.125, 0.125, 0.125]):
         assert_random_mean(ret[i], ref)
         # every step pays exactly 1/L, the falling step included
@@ -103,7 +103,7 @@ def test_pendulum_lengths_and_returns():
     ret, length, term, trunc = first_episodes(env, params, 200, "random")
     for i, p in enumerate(params):
         assert (length[i] == p.max_steps_in_episode).all() and trunc[i].all() and not term[i].any()
-        assert_random_mean(ret[i], 0.26)  # spec §3.11: about +0.26 at every level
+        assert_random_mean(ret[i], 0.26)  # the original's: about +0.26 at every level
         assert (np.abs(ret[i]) <= 1.0).all()
 
 

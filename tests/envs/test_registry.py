@@ -8,7 +8,7 @@ import envs
 from envs import registry
 
 LEVELS = ("Easy", "Medium", "Hard")
-# Spec §4: popjym's ids (its registry), and the original popgym class names where they differ.
+# popjym's ids (its registry), and the original popgym class names where they differ.
 POPJYM_TASKS = (
     "Autoencode", "Battleship", "StatelessCartPole", "NoisyStatelessCartPole", "Concentration", "CountRecall",
     "HigherLower", "Minesweeper", "MultiArmedBandit", "StatelessPendulum", "NoisyStatelessPendulum", "RepeatFirst",
@@ -23,7 +23,7 @@ POPGYM_CLASS_NAMES = {
     "NoisyStatelessPendulum": "NoisyPositionOnlyPendulum",
 }
 MINE = ("Autoencode", "RepeatPrevious", "RepeatFirst", "CountRecall", "HigherLower", "Concentration", "MultiArmedBandit")
-# Spec §4: the original's obs_requires_prev_action.
+# The original's obs_requires_prev_action.
 NEEDS_PREV_ACTION = {"Battleship", "Concentration", "Minesweeper", "MultiArmedBandit"}
 
 
@@ -63,7 +63,7 @@ def test_difficulty_sizes_follow_the_spec():
         "HigherLower": lambda e: e.num_cards, "Concentration": lambda e: (e.num_cards, e.num_values, e.episode_length),
         "MultiArmedBandit": lambda e: (e.num_bandits, e.episode_length),
     }  # fmt: skip
-    expected = {  # spec §3.1-§3.9
+    expected = {  # the original popgym's sizes
         "Autoencode": (52, 104, 156),
         "RepeatPrevious": ((52, 4), (104, 32), (156, 64)),
         "RepeatFirst": (52, 416, 832),

@@ -103,7 +103,7 @@ def test_calibration_is_one_on_average_at_init():
 
 
 def test_popgym_parameter_count_matches_the_official_core():
-    """d = 64, H = 32, shortcut, projection to 1024: 48,352 parameters (spec §4)."""
+    """d = 64, H = 32, shortcut, projection to 1024: 48,352 parameters, the official POPGym core's count."""
     core = make_memory("shm", memory_size=32, projection_size=1024, shortcut=True)
     x = jnp.zeros((1, 1, 64))
     params = core.init(jax.random.PRNGKey(0), core.initialize_carry(1), x, jnp.ones((1, 1), bool),
