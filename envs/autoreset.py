@@ -90,19 +90,26 @@ class AutoResetWrapper(_InnerWrapper):
         """Replace (obs, state) of every env where ``done`` by ``reset_env(key_reset[i], params[i])``."""
         batch = done.shape[0]
         per_round = resets_per_round(batch, self.rounds_per_batch)
-        num_rounds = math.ceil(batch / per_round)
-        # Finished envs first, in index order; the tail is padded with `batch` (out of range: dropped on write).
-        order = jnp.nonzero(done, size=num_rounds * per_round, fill_value=batch)[0]
-        rounds_needed = (jnp.sum(done, dtype=jnp.int32) + per_round - 1) // per_round
 
-        def one_round(carry):
-            r, obs, state = carry
-            index = jax.lax.dynamic_slice(order, (r * per_round,), (per_round,))
-            safe = jnp.minimum(index, batch - 1)
-            obs_re, state_re = jax.vmap(self.reset_env, in_axes=(0, params_axes))(
-                key_reset[safe], _take(params, params_batched, safe))
-            put = lambda x, y: x.at[index].set(y.astype(x.dtype), mode="drop")  # noqa: E731
-            return r + 1, jax.tree.map(put, obs, obs_re), jax.tree.map(put, state, state_re)
+        def reset_the_finished(obs, state):
+            # finished_upto[i] = number of finished envs among 0..i (a log-depth scan: XLA:CPU's cumsum is O(B^2)).
+            finished_upto = jax.lax.associative_scan(jnp.add, done.astype(jnp.int32))
+            finished = finished_upto[-1]
 
-        _, obs, state = jax.lax.while_loop(lambda c: c[0] < rounds_needed, one_round, (jnp.int32(0), obs, state))
-        return obs, state
+            def one_round(carry):
+                r, obs, state = carry
+                rank = r * per_round + jnp.arange(per_round, dtype=jnp.int32)  # the k-th finished env, k = rank
+                index = jnp.searchsorted(finished_upto, rank + 1, side="left")
+                index = jnp.where(rank < finished, index, batch)  # past the last finished env: dropped on write
+                safe = jnp.minimum(index, batch - 1)
+                obs_re, state_re = jax.vmap(self.reset_env, in_axes=(0, params_axes))(
+                    key_reset[safe], _take(params, params_batched, safe))
+                put = lambda x, y: x.at[index].set(y.astype(x.dtype), mode="drop")  # noqa: E731
+                return r + 1, jax.tree.map(put, obs, obs_re), jax.tree.map(put, state, state_re)
+
+            rounds = (finished + per_round - 1) // per_round
+            _, obs, state = jax.lax.while_loop(lambda c: c[0] < rounds, one_round, (jnp.int32(0), obs, state))
+            return obs, state
+
+        # Most steps end no episode: skip even the bookkeeping then.
+        return jax.lax.cond(jnp.any(done), reset_the_finished, lambda obs, state: (obs, state), obs, state)
