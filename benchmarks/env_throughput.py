@@ -4,9 +4,10 @@
     python -m benchmarks.env_throughput --quick    # smoke run: 1024 envs x 64 steps, 1 repeat
     python -m benchmarks.env_throughput --ids RepeatPreviousEasy AutoencodeEasy --note "idle machine"
 
-What one JAX measurement is: the raw environment (``envs.resolve(id)``, no wrappers) stepped with gymnax
-``step`` (auto-reset, so every step also pays a reset) under ``jit(vmap(lax.scan))`` over ``B`` envs and ``T``
-steps, uniform-random actions sampled inside the scan. Compile time is taken apart (``lower().compile()``); the
+What one JAX measurement is: the raw environment with the project's auto-reset (``envs.make(id, prev_action=False,
+flatten=False, log=False)``: no observation wrappers; under vmap only the envs whose episode ended compute a reset,
+``envs/autoreset.py``) stepped under ``jit(vmap(lax.scan))`` over ``B`` envs and ``T`` steps, uniform-random
+actions sampled inside the scan. Compile time is taken apart (``lower().compile()``); the
 run time is the median of the repeats, each ended by ``block_until_ready``; steps/s = B * T / time.
 The original: one numpy env (the popgym class of the same task and level), uniform-random actions, ``reset`` on
 every episode end, steps/s over a fixed number of steps (ids the original lacks are left empty).
@@ -48,9 +49,7 @@ def device_tag() -> str:
 
 def jax_steps_per_second(env_id: str, batch: int, steps: int, repeats: int) -> dict:
     """Compile time and median steps/s of ``batch`` raw envs x ``steps`` auto-resetting steps, random actions."""
-    spec = envs.resolve(env_id)
-    env = spec.factory(**spec.kwargs)
-    params = env.default_params
+    env, params = envs.make(env_id, prev_action=False, flatten=False, log=False)
     space = env.action_space(params)
 
     def run(key):
@@ -138,11 +137,12 @@ def markdown(record: dict) -> str:
     lines = [
         f"# Environment throughput ({device['platform']}: {device['kind']}; jax {record['versions']['jax']})",
         "",
-        f"Raw env, gymnax `step` with auto-reset, `jit(vmap(lax.scan))`, random actions, "
+        f"Raw env with envs' auto-reset (resets only the envs that finished), `jit(vmap(lax.scan))`, random actions, "
         f"{record['settings']['steps']} steps, median of {record['settings']['repeats']}. "
         f"Original: one numpy popgym env, {record['settings']['numpy_steps']} random steps. "
-        f"Host: {record['host']['cpu_count']} CPUs, load average {record['host']['loadavg_start']} -> "
-        f"{record['host']['loadavg_end']}. {record['note']}",
+        f"Host: {record['host']['cpu_count']} CPUs, load average " + "; ".join(
+            f"{p['loadavg_start']} -> {p['loadavg_end']}" for p in record.get("pieces") or [record["host"]])
+        + (f" ({len(record['pieces'])} pieces)" if len(record.get("pieces") or []) > 1 else "") + f". {record['note']}",
         "",
         "| id | " + " | ".join(f"JAX steps/s, B={b}" for b in batches) + " | compile s | numpy popgym steps/s | "
         + "JAX / numpy (largest B) |",
@@ -165,6 +165,23 @@ def markdown(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def append_piece(previous: dict, record: dict, piece: dict) -> dict:
+    """``previous`` with the rows of ``record`` added (a re-measured id replaces its row) and ``piece`` listed.
+    ValueError when the two runs' settings or device differ."""
+    for field in ("settings", "device", "quick"):
+        if previous.get(field) != record.get(field):
+            raise ValueError(f"--append: {field} differ from the existing results ({previous.get(field)} vs "
+                             f"{record.get(field)}); write to another --out")
+    measured = {row["id"] for row in record["results"]}
+    merged = dict(previous)
+    merged["results"] = sorted([r for r in previous["results"] if r["id"] not in measured] + record["results"],
+                               key=lambda r: r["id"])
+    merged["pieces"] = previous.get("pieces", []) + [piece]
+    merged["host"] = {**previous["host"], "loadavg_end": record["host"]["loadavg_end"]}
+    merged["note"] = " ".join(dict.fromkeys(n for n in (previous.get("note"), record.get("note")) if n))
+    return merged
+
+
 def main(argv=None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1024 envs x 64 steps, 1 repeat, 2000 numpy steps")
@@ -175,6 +192,9 @@ def main(argv=None) -> Path:
     parser.add_argument("--numpy-steps", type=int, default=None)
     parser.add_argument("--note", default="", help="free text stored with the results (e.g. machine load)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results")
+    parser.add_argument("--append", action="store_true",
+                        help="add these ids to the existing results file of the same settings (a run split into "
+                             "pieces); each piece's load average and note are kept")
     args = parser.parse_args(argv)
     quick = args.quick
     batch_sizes = args.batch_sizes or ([1024] if quick else [1024, 8192])
@@ -221,6 +241,11 @@ def main(argv=None) -> Path:
     tag = device_tag()
     suffix = "_quick" if quick else ""
     json_path = args.out / f"env_throughput_{tag}{suffix}.json"
+    piece = {"ids": ids, "date_utc": record["date_utc"], "loadavg_start": record["host"]["loadavg_start"],
+             "loadavg_end": record["host"]["loadavg_end"], "note": args.note}
+    record["pieces"] = [piece]
+    if args.append and json_path.is_file():
+        record = append_piece(json.loads(json_path.read_text()), record, piece)
     json_path.write_text(json.dumps(record, indent=1) + "\n")
     md_tag = "" if tag == "cpu" else f"_{tag}"
     (args.out / f"env_throughput{md_tag}{suffix}.md").write_text(markdown(record))

@@ -15,6 +15,7 @@ from typing import Any, Callable
 from gymnax.environments import environment
 
 from envs import wrappers
+from envs.autoreset import AutoResetWrapper
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,10 +135,11 @@ def make(
     log: outermost EpisodeStatsWrapper adding ``episode_return``, ``episode_length`` and ``episode_done`` to info.
     checked: also check every action against the action space with ``jax.experimental.checkify``; run the
         stepping code through ``envs.wrappers.run_checked`` to get a clear error. Without it, out-of-range actions
-        are clipped to the valid range (every environment documents this).
+        are clipped to the valid range (every environment documents this). Checked mode keeps gymnax's own auto-reset
+        (a reset on every step): checkify cannot trace through ``envs.autoreset``'s batching rule.
 
     The returned env has ``reset(key, params)``, ``step(key, state, action, params)`` (gymnax 1.0 6-tuple with
-    auto-reset), ``observation_space(params)``, ``action_space(params)`` (the raw env's) and ``default_params``.
+    auto-reset; under ``vmap`` only the environments that finished compute a reset, see ``envs.autoreset``), ``observation_space(params)``, ``action_space(params)`` (the raw env's) and ``default_params``.
     """
     spec = resolve(env_id)
     ctor_names, ctor_var_keyword = _constructor_arguments(spec.factory)
@@ -165,6 +167,8 @@ def make(
         env = wrappers.PrevActionWrapper(env)
     if flatten:
         env = wrappers.FlattenWrapper(env)
+    if not checked:  # checkify cannot see through the custom_vmap rule: checked mode keeps gymnax's auto-reset
+        env = AutoResetWrapper(env)
     if log:
         env = wrappers.EpisodeStatsWrapper(env)
     return env, params

@@ -1,22 +1,28 @@
-"""Helpers for the notebooks in ``notebooks/``: runtime detection, installation, sizes and figure files.
+"""Helpers for the notebooks in ``notebooks/``: installation, runtime detection, sizes and figure files.
 
-This module imports nothing heavy (no jax) at import time, so a notebook can call it BEFORE jax is
-installed with the right accelerator extra:
+This module imports nothing heavy (no jax) at import time, so a notebook's first cell can call it BEFORE the
+dependencies are installed:
 
+- ``install(source)`` installs shm-jax from ``source`` (``SHM_JAX_SOURCE``: a package name, a git URL or a
+  checkout) with its dependencies, and keeps a preinstalled jax that lies in the project's range (Colab's
+  TPU and GPU runtimes ship one: replacing it would swap libtpu or pull ~3 GB of CUDA wheels and force a
+  restart). Only an absent or out-of-range jax is (re)installed, with the extra of the runtime. It is a no-op
+  when ``shm_jax`` and its dependencies are already importable (CI, a local checkout, a second run);
+- ``plan_install(...)`` is the decision alone (pure: the installed versions are passed in), for the tests;
 - ``detect_runtime()`` -> "tpu" | "gpu" | "cpu", from the machine (no jax import);
-- ``jax_requirement(runtime)`` -> the pip requirement with the matching jax extra
-  (``jax[tpu]``, ``jax[cuda12]`` or plain ``jax``), kept below 0.12 because gymnax 1.0.1 needs it;
-- ``install_command(runtime, repo_dir)`` -> the pip command line; ``install(repo_dir)`` runs it, and is a
-  no-op when ``shm_jax`` and ``envs`` are already importable (CI, a local checkout, a second run);
 - ``notebook_size()`` reads ``SHM_NOTEBOOK_SIZE`` (tiny | full) so one notebook runs in seconds in the
   tests and at full size on Colab; ``output_dir()`` reads ``SHM_NOTEBOOK_OUTPUTS`` (default
-  ``notebook_outputs/``); ``save_and_show(fig, name)`` writes a figure there and displays it.
+  ``notebook_outputs/``); ``save_and_show(fig, name)`` writes a figure there and displays it;
+  ``describe_devices()`` prints the backend and devices.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.metadata
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -25,9 +31,15 @@ from typing import Callable, Mapping, Sequence
 
 RUNTIMES = ("tpu", "gpu", "cpu")
 JAX_EXTRAS = {"tpu": "jax[tpu]", "gpu": "jax[cuda12]", "cpu": "jax"}
-# gymnax 1.0.1 needs jax < 0.12; the lower bound matches pyproject.toml.
-JAX_VERSION_SPEC = ">=0.6,<0.12"
+# The project's jax range (pyproject.toml; gymnax 1.0.1 needs jax < 0.12). A test keeps the two equal.
+JAX_VERSION_SPEC = ">=0.7.2,<0.12"
+JAX_MIN, JAX_BELOW = (0, 7, 2), (0, 12)
+# Distributions that make a jax install use an accelerator: any one of them present = that runtime's jax is there.
+ACCELERATOR_PLUGINS = {"tpu": ("libtpu", "libtpu-nightly"), "gpu": ("jax-cuda12-plugin", "jax-cuda13-plugin"),
+                       "cpu": ()}
 
+SOURCE_ENV = "SHM_JAX_SOURCE"
+DEFAULT_SOURCE = "shm-jax"  # the package name on PyPI
 SIZE_ENV = "SHM_NOTEBOOK_SIZE"
 SIZES = ("tiny", "full")
 DEFAULT_SIZE = "full"
@@ -68,19 +80,77 @@ def _check_runtime(runtime: str, field: str = "runtime") -> str:
 
 
 def jax_requirement(runtime: str) -> str:
-    """The pip requirement of jax for ``runtime``, e.g. ``"jax[cuda12]>=0.6,<0.12"`` for "gpu"."""
+    """The pip requirement of jax for ``runtime``, e.g. ``"jax[cuda12]>=0.7.2,<0.12"`` for "gpu"."""
     return JAX_EXTRAS[_check_runtime(runtime)] + JAX_VERSION_SPEC
 
 
-def install_command(runtime: str, repo_dir: str | os.PathLike, python: str | None = None,
-                    extras: Sequence[str] = ()) -> list[str]:
-    """``python -m pip install -q -e REPO[extras] "<jax requirement>"`` as an argument list.
+def _release(version: str) -> tuple[int, ...]:
+    """The numeric release of a version string: "0.7.2" -> (0, 7, 2), "0.10.2.dev20250101" -> (0, 10, 2)."""
+    match = re.match(r"\d+(\.\d+)*", version.strip())
+    return tuple(int(p) for p in match.group(0).split(".")) if match else ()
 
-    The package's own dependencies pin the rest (flax, optax, gymnax, orbax, ...); the explicit jax
-    requirement adds the accelerator extra, in the same resolver run so the versions agree.
+
+def jax_in_range(version: str | None) -> bool:
+    """Whether an installed jax ``version`` satisfies the project's range (``JAX_VERSION_SPEC``)."""
+    return version is not None and JAX_MIN <= _release(version) < JAX_BELOW
+
+
+def installed_version(dist: str) -> str | None:
+    """The installed version of distribution ``dist``, or None."""
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def pip_requirement(source: str) -> str:
+    """``SHM_JAX_SOURCE`` as a pip requirement: anything ``pip install`` takes (a package name, a pip URL such as
+    ``git+https://github.com/OWNER/shm-jax``, a wheel); a directory must be an shm-jax checkout (absolute path)."""
+    source = source.strip()
+    if not source:
+        raise ValueError(f"{SOURCE_ENV}: empty; give a package name, a git+https URL or an shm-jax checkout")
+    if os.path.isdir(source):
+        if not (Path(source) / "pyproject.toml").is_file():
+            raise ValueError(f"{SOURCE_ENV}: {source!r} is a directory but not an shm-jax checkout (no pyproject.toml)")
+        return str(Path(source).absolute())
+    return source
+
+
+@dataclasses.dataclass(frozen=True)
+class InstallPlan:
+    """What ``install`` asks pip for, and why (``reason`` is printed)."""
+
+    requirements: tuple[str, ...]
+    keeps_jax: bool
+    reason: str
+
+
+def plan_install(source: str, runtime: str, versions: Callable[[str], str | None] = installed_version) -> InstallPlan:
+    """The pip requirements that install shm-jax from ``source`` on ``runtime``.
+
+    A jax already installed in the project's range is kept by pinning it and jaxlib to their installed versions
+    (pip then changes neither, and libtpu / the CUDA plugin stay as they are); on an accelerator runtime whose jax
+    lacks the accelerator's plugin the pin adds the extra (``jax[tpu]==0.7.2``). An absent or out-of-range jax is
+    replaced by ``jax[extra]`` in range. ``versions(dist) -> str | None`` reports what is installed (injectable).
     """
-    target = str(repo_dir) + (f"[{','.join(extras)}]" if extras else "")
-    return [python or sys.executable, "-m", "pip", "install", "-q", "-e", target, jax_requirement(runtime)]
+    runtime = _check_runtime(runtime)
+    package = pip_requirement(source)
+    jax, jaxlib = versions("jax"), versions("jaxlib")
+    if jax_in_range(jax) and jaxlib is not None:
+        plugins = [f"{d} {versions(d)}" for d in ACCELERATOR_PLUGINS[runtime] if versions(d) is not None]
+        if runtime == "cpu" or plugins:
+            kept = ", ".join([f"jaxlib {jaxlib}"] + plugins)
+            return InstallPlan((package, f"jax=={jax}", f"jaxlib=={jaxlib}"), True,
+                               f"keeping the preinstalled jax {jax} ({kept})")
+        return InstallPlan((package, f"{JAX_EXTRAS[runtime]}=={jax}", f"jaxlib=={jaxlib}"), True,
+                           f"jax {jax} lacks the {runtime} plugin: adding {JAX_EXTRAS[runtime]}=={jax}")
+    found = f"jax {jax} is outside {JAX_VERSION_SPEC}" if jax else "jax is not installed"
+    return InstallPlan((package, jax_requirement(runtime)), False, f"{found}: installing {jax_requirement(runtime)}")
+
+
+def install_command(plan: InstallPlan, python: str | None = None) -> list[str]:
+    """``python -m pip install -q <requirements>`` as an argument list (one resolver run, so versions agree)."""
+    return [python or sys.executable, "-m", "pip", "install", "-q", *plan.requirements]
 
 
 def is_installed(modules: Sequence[str] = ("shm_jax", "envs", "jax", "flax", "gymnax")) -> bool:
@@ -88,34 +158,26 @@ def is_installed(modules: Sequence[str] = ("shm_jax", "envs", "jax", "flax", "gy
     return all(importlib.util.find_spec(name) is not None for name in modules)
 
 
-def repo_root() -> Path:
-    """The checkout that holds this module (the directory with pyproject.toml)."""
-    return Path(__file__).resolve().parents[1]
+def install(source: str | None = None, runtime: str | None = None, *, force: bool = False) -> bool:
+    """Install shm-jax from ``source`` (default: ``$SHM_JAX_SOURCE``, else the package name ``shm-jax``) for
+    ``runtime`` (default: detected), following :func:`plan_install`.
 
-
-def install(repo_dir: str | os.PathLike | None = None, runtime: str | None = None, *, force: bool = False) -> bool:
-    """Install the repository at ``repo_dir`` (default: :func:`repo_root`) with the jax extra of
-    ``runtime`` (default: detected).
-
-    Skipped (returns False) when the package and its dependencies are already importable, unless
-    ``force``. Returns True when pip ran. Raises RuntimeError with pip's last lines when it fails.
+    Skipped (returns False) when the package and its dependencies are already importable, unless ``force``.
+    Returns True when pip ran. Raises RuntimeError (one line, naming ``SHM_JAX_SOURCE``) when pip fails.
     """
     if not force and is_installed():
         print("shm_jax and its dependencies are already importable: nothing to install")
         return False
+    source = source or os.environ.get(SOURCE_ENV, "").strip() or DEFAULT_SOURCE
     runtime = runtime or detect_runtime()
-    repo_dir = repo_root() if repo_dir is None else Path(repo_dir)
-    if not (Path(repo_dir) / "pyproject.toml").is_file():
-        raise ValueError(f"repo_dir: {str(repo_dir)!r} is not an shm-jax checkout (no pyproject.toml)")
-    command = install_command(runtime, repo_dir)
-    print(f"runtime: {runtime}; running: {' '.join(command)}")
-    done = subprocess.run(command, capture_output=True, text=True)
+    plan = plan_install(source, runtime, installed_version)
+    print(f"runtime: {runtime}; {plan.reason}; installing shm-jax from {source!r}")
+    done = subprocess.run(install_command(plan), capture_output=True, text=True)
     if done.returncode != 0:
-        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
-        raise RuntimeError(f"pip install failed (exit {done.returncode}):\n{tail}")
-    repo = str(Path(repo_dir).absolute())
-    if repo not in sys.path:  # an editable install is only seen by new processes; this one needs the path
-        sys.path.insert(0, repo)
+        lines = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("ERROR")]
+        why = lines[-1] if lines else f"pip exit {done.returncode}"
+        raise RuntimeError(f"{SOURCE_ENV}={source!r}: pip could not install it ({why}); set {SOURCE_ENV} to a "
+                           "package name, a git URL (git+https://github.com/OWNER/shm-jax) or a checkout")
     importlib.invalidate_caches()
     stale = stale_modules()
     if stale:
@@ -131,18 +193,13 @@ _WATCHED = {"numpy": "numpy", "scipy": "scipy", "jax": "jax", "jaxlib": "jaxlib"
 
 def stale_modules() -> list[str]:
     """Imported modules whose installed version now differs from the loaded one (a restart is needed)."""
-    import importlib.metadata
-
     stale = []
     for module, dist in _WATCHED.items():
         loaded = getattr(sys.modules.get(module), "__version__", None)
         if loaded is None:
             continue
-        try:
-            installed = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-        if installed != loaded:
+        installed = installed_version(dist)
+        if installed is not None and installed != loaded:
             stale.append(f"{module} {loaded} -> {installed}")
     return stale
 

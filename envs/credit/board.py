@@ -36,7 +36,6 @@ PALETTE = (_COLOURS_1000 * 255 // 1000).astype(np.uint8)  # uint8[10, 3]
 
 NORTH, SOUTH, WEST, EAST = 0, 1, 2, 3
 NUM_ACTIONS = 4
-MOVES = np.array([[-1, 0], [1, 0], [0, -1], [0, 1]], np.int32)
 
 EXPLORE, DISTRACTOR, REWARD = 0, 1, 2  # chapter ids
 
@@ -73,19 +72,31 @@ APPLE_CELLS = cells_of(DISTRACTOR_ART, "a")  # int32[22, 2]
 DISTRACTOR_START = cells_of(DISTRACTOR_ART, "+")[0]  # (5, 5)
 
 
+# Cell updates and lookups are written as masks over the whole 7x11 board instead of indexed reads and writes:
+# under vmap an indexed access becomes a gather/scatter per environment, a mask is a few vector ops.
+_ROW_IDS = np.arange(ROWS, dtype=np.int32)[:, None]
+_COL_IDS = np.arange(COLS, dtype=np.int32)[None, :]
+
+
+def cell_mask(cell: jax.Array) -> jax.Array:
+    """bool[7, 11]: True at ``cell`` (int32[2]) only; all False when the cell is off the board."""
+    return (_ROW_IDS == cell[0]) & (_COL_IDS == cell[1])
+
+
 def try_move(pos: jax.Array, action: jax.Array, blocked: jax.Array) -> jax.Array:
     """pos: int32[2]; action: int in 0..3 (clipped); blocked: bool[7, 11]. Returns the new int32[2]."""
-    step = jnp.asarray(MOVES)[jnp.clip(action, 0, NUM_ACTIONS - 1)]
+    action = jnp.clip(action, 0, NUM_ACTIONS - 1)
+    step = jnp.stack([jnp.where(action == NORTH, -1, jnp.where(action == SOUTH, 1, 0)),
+                      jnp.where(action == WEST, -1, jnp.where(action == EAST, 1, 0))])
     target = pos + step
     on_board = (target[0] >= 0) & (target[0] < ROWS) & (target[1] >= 0) & (target[1] < COLS)
-    safe = jnp.clip(target, 0, jnp.array([ROWS - 1, COLS - 1]))
-    free = on_board & ~blocked[safe[0], safe[1]]
+    free = on_board & ~jnp.any(blocked & cell_mask(target))
     return jnp.where(free, target, pos).astype(jnp.int32)
 
 
 def put(codes: jax.Array, cell: jax.Array, code: int | jax.Array, when: jax.Array | bool = True) -> jax.Array:
     """codes int32[7, 11] with ``code`` written at ``cell`` (int32[2]) where ``when``."""
-    return codes.at[cell[0], cell[1]].set(jnp.where(when, code, codes[cell[0], cell[1]]))
+    return jnp.where(cell_mask(cell) & when, code, codes)
 
 
 def at(cell: jax.Array, other) -> jax.Array:
@@ -99,11 +110,20 @@ def to_rgb(codes: jax.Array) -> jax.Array:
 
 
 def egocentric_view(codes: jax.Array, pos: jax.Array) -> jax.Array:
-    """codes int32[7, 11], pos int32[2] -> uint8[75]: the 5x5 crop centred on pos, channel-major."""
-    half = VIEW // 2
-    padded = jnp.pad(codes, half, constant_values=BACKGROUND)
-    window = jax.lax.dynamic_slice(padded, (pos[0], pos[1]), (VIEW, VIEW))
-    return to_rgb(window).transpose(2, 0, 1).reshape(OBS_SIZE)
+    """codes int32[7, 11], pos int32[2] -> uint8[75]: the 5x5 crop centred on pos, channel-major.
+
+    Written with masks and selects (off-board cells match no board cell: code 0, BACKGROUND), as an indexed
+    crop and palette lookup are gathers under vmap.
+    """
+    offsets = jnp.arange(VIEW, dtype=jnp.int32) - VIEW // 2
+    row_hit = (pos[0] + offsets)[:, None] == jnp.arange(ROWS, dtype=jnp.int32)[None, :]  # bool[5, 7]
+    col_hit = (pos[1] + offsets)[:, None] == jnp.arange(COLS, dtype=jnp.int32)[None, :]  # bool[5, 11]
+    rows = jnp.max(jnp.where(row_hit[:, :, None], codes[None], 0), axis=1)  # int32[5, 11]
+    window = jnp.max(jnp.where(col_hit[None], rows[:, None, :], 0), axis=2)  # int32[5, 5]
+    rgb = jnp.zeros((3, VIEW, VIEW), jnp.int32)
+    for code, colour in enumerate(PALETTE.astype(np.int32)):
+        rgb = jnp.where(window[None] == code, jnp.asarray(colour)[:, None, None], rgb)
+    return rgb.reshape(OBS_SIZE).astype(jnp.uint8)
 
 
 def sample_apples(key: jax.Array, num_apples: jax.Array) -> jax.Array:
@@ -118,8 +138,9 @@ def update_apples(apples, last_pickup, pos, frame, respawn_delay):
     apples: bool[7, 11] present apples; last_pickup: int32[7, 11] frame of the last pickup (-1 = never);
     frame: the chapter frame being computed (k on the k-th action). Returns (apples, last_pickup, eaten: bool).
     """
-    eaten = apples[pos[0], pos[1]]
-    apples = apples.at[pos[0], pos[1]].set(False)
-    last_pickup = last_pickup.at[pos[0], pos[1]].set(jnp.where(eaten, frame, last_pickup[pos[0], pos[1]]))
+    here = cell_mask(pos)
+    eaten = jnp.any(apples & here)
+    apples = apples & ~here
+    last_pickup = jnp.where(here & eaten, frame, last_pickup)
     respawn = (last_pickup >= 0) & (frame > last_pickup + respawn_delay)
     return apples | respawn, last_pickup, eaten

@@ -80,7 +80,7 @@ class KeyToDoor(ChapterEnv):
     def _blocked(self, state: CreditState, params) -> jax.Array:
         door_closed = (state.chapter == board.REWARD) & ~(state.has_key | state.door_used)
         blocked = super()._blocked(state, params)
-        return blocked.at[DOOR_CELL[0], DOOR_CELL[1]].set(blocked[DOOR_CELL[0], DOOR_CELL[1]] | door_closed)
+        return blocked | (board.cell_mask(jnp.asarray(DOOR_CELL)) & door_closed)
 
     def _task_objects(self, state: CreditState, params) -> tuple[CreditState, jax.Array]:
         pick = (state.chapter == board.EXPLORE) & (state.key_pickup_frame < 0) & board.at(state.player, state.key_cell)

@@ -94,7 +94,7 @@ class ChapterEnv(environment.Environment):
 
     def _blocked(self, state: CreditState, params) -> jax.Array:
         """bool[7, 11]: cells the player cannot enter in the current chapter."""
-        return jnp.asarray(self.LAYOUTS)[state.chapter] == board.WALL
+        return self._layout(state.chapter) == board.WALL
 
     def _task_objects(self, state: CreditState, params) -> tuple[CreditState, jax.Array]:
         """Explore/reward-chapter objects after the move (state.chapter_frame is the new frame)."""
@@ -107,8 +107,14 @@ class ChapterEnv(environment.Environment):
     # --- shared drawing ------------------------------------------------------------------------------
     def _base_codes(self, state: CreditState) -> jax.Array:
         """Walls of the current chapter plus the distractor's apples (drawn below the player)."""
-        codes = jnp.asarray(self.LAYOUTS)[state.chapter]
+        codes = self._layout(state.chapter)
         return jnp.where((state.chapter == board.DISTRACTOR) & state.apples, board.APPLE, codes)
+
+    def _layout(self, chapter: jax.Array) -> jax.Array:
+        """int32[7, 11]: the wall codes of ``chapter``, selected (an indexed read is a gather under vmap)."""
+        layouts = jnp.asarray(self.LAYOUTS)
+        return jnp.where(chapter == board.EXPLORE, layouts[0],
+                         jnp.where(chapter == board.DISTRACTOR, layouts[1], layouts[2]))
 
     def _chapter_start(self, chapter: jax.Array) -> jax.Array:
         return jnp.where(chapter == board.REWARD, jnp.asarray(self.REWARD_START, jnp.int32),

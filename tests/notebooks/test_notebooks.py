@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -65,6 +66,15 @@ def test_notebook_has_colab_badge_and_size_switch(path):
 # Execution
 
 
+def _installed_in_site_packages(dist: str) -> bool:
+    """Whether ``dist`` is installed in this interpreter's site-packages (the checkout's own egg-info, seen through
+    the test path, does not count)."""
+    import importlib.metadata
+    import site
+
+    return any(True for _ in importlib.metadata.distributions(name=dist, path=site.getsitepackages()))
+
+
 def _kernel_manager(kernel_dir: Path):
     """A KernelManager whose only kernelspec runs ipykernel with this interpreter."""
     from jupyter_client.kernelspec import KernelSpecManager
@@ -90,7 +100,14 @@ def test_notebook_runs_tiny_on_cpu(name, tmp_path, monkeypatch):
     monkeypatch.setenv(colab.SIZE_ENV, "tiny")
     monkeypatch.setenv(colab.OUTPUT_ENV, str(outputs))
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+    # Where shm-jax is not installed (.ci/run's Colab-like venv: Colab's jax stack, no shm-jax), the first cell
+    # installs it from this checkout as a Colab user's would from SHM_JAX_SOURCE; elsewhere it is on the path.
+    fresh = not _installed_in_site_packages("shm-jax")
+    jax_before = colab.installed_version("jax")
+    if fresh:
+        monkeypatch.setenv(colab.SOURCE_ENV, str(REPO))
+    else:
+        monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
     monkeypatch.delenv(colab.RUNTIME_ENV, raising=False)
     # keep the kernel's connection file and IPython profile out of the home directory
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "jupyter" / "runtime"))
@@ -107,7 +124,11 @@ def test_notebook_runs_tiny_on_cpu(name, tmp_path, monkeypatch):
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
     stdout = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
-    assert "nothing to install" in stdout  # the install cell skipped: the package was importable
+    if fresh:  # installed shm-jax and its missing dependencies, kept the preinstalled jax
+        assert f"keeping the preinstalled jax {jax_before}" in stdout
+        assert colab.installed_version("jax") == jax_before and _installed_in_site_packages("shm-jax")
+    else:
+        assert "nothing to install" in stdout  # the install cell skipped: the package was importable
     assert "backend: cpu" in stdout
     for figure in EXPECTED_FIGURES[name]:
         path = outputs / figure
@@ -127,8 +148,14 @@ def _no_tools(name: str) -> None:
     return None
 
 
+def _versions(**installed: str):
+    """A fake ``installed_version``: distribution names with '-' written as '_' in the keywords."""
+    table = {name.replace("_", "-"): version for name, version in installed.items()}
+    return table.get
+
+
 @pytest.mark.parametrize("runtime, requirement", [
-    ("tpu", "jax[tpu]>=0.6,<0.12"), ("gpu", "jax[cuda12]>=0.6,<0.12"), ("cpu", "jax>=0.6,<0.12")])
+    ("tpu", "jax[tpu]>=0.7.2,<0.12"), ("gpu", "jax[cuda12]>=0.7.2,<0.12"), ("cpu", "jax>=0.7.2,<0.12")])
 def test_jax_requirement_picks_the_extra_of_the_runtime(runtime, requirement):
     assert colab.jax_requirement(runtime) == requirement
 
@@ -138,11 +165,118 @@ def test_jax_requirement_rejects_unknown_runtime():
         colab.jax_requirement("cuda")
 
 
-def test_install_command_installs_repo_and_jax_together():
-    cmd = colab.install_command("gpu", "/content/shm-jax", python="/usr/bin/python3")
-    assert cmd[:4] == ["/usr/bin/python3", "-m", "pip", "install"]
-    assert cmd[-3:] == ["-e", "/content/shm-jax", "jax[cuda12]>=0.6,<0.12"]
-    assert colab.install_command("cpu", "repo", extras=("dev",))[-2] == "repo[dev]"
+def test_jax_range_and_accelerator_extras_match_pyproject():
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    jax_dependency = [d for d in project["dependencies"] if d.startswith("jax")]
+    assert jax_dependency == ["jax" + colab.JAX_VERSION_SPEC]
+    extras = project["optional-dependencies"]
+    assert extras["cuda12"] == ["jax[cuda12]" + colab.JAX_VERSION_SPEC]
+    assert extras["cuda13"] == ["jax[cuda13]" + colab.JAX_VERSION_SPEC]
+    assert extras["tpu"] == ["jax[tpu]" + colab.JAX_VERSION_SPEC]
+
+
+@pytest.mark.parametrize("version, inside", [
+    ("0.7.2", True), ("0.10.2", True), ("0.11.9", True), ("0.10.2.dev20260101", True), ("0.7.1", False),
+    ("0.6.2", False), ("0.12.0", False), ("1.0", False), (None, False)])
+def test_jax_in_range(version, inside):
+    assert colab.jax_in_range(version) is inside
+
+
+def test_colab_tpu_runtime_keeps_its_jax_and_libtpu():
+    # Colab's TPU runtime: jax/jaxlib 0.7.2 with libtpu 0.0.21.1 (jax 0.7.2's own tpu extra would pin 0.0.23).
+    plan = colab.plan_install("shm-jax", "tpu", _versions(jax="0.7.2", jaxlib="0.7.2", libtpu="0.0.21.1"))
+    assert plan.requirements == ("shm-jax", "jax==0.7.2", "jaxlib==0.7.2")
+    assert plan.keeps_jax and "libtpu 0.0.21.1" in plan.reason
+    assert not any("libtpu" in r or "[tpu]" in r for r in plan.requirements)
+
+
+def test_colab_gpu_runtime_keeps_its_cuda_jax():
+    plan = colab.plan_install("shm-jax", "gpu", _versions(jax="0.7.2", jaxlib="0.7.2", jax_cuda12_plugin="0.7.2"))
+    assert plan.requirements == ("shm-jax", "jax==0.7.2", "jaxlib==0.7.2")  # no [cuda12]: no 3 GB download
+    assert plan.keeps_jax
+
+
+def test_gpu_runtime_with_a_cpu_only_jax_adds_the_plugin_of_the_same_version():
+    plan = colab.plan_install("shm-jax", "gpu", _versions(jax="0.8.1", jaxlib="0.8.1"))
+    assert plan.requirements == ("shm-jax", "jax[cuda12]==0.8.1", "jaxlib==0.8.1")
+
+
+@pytest.mark.parametrize("runtime", ["tpu", "gpu", "cpu"])
+@pytest.mark.parametrize("jax_version", ["0.12.1", "0.6.2", None])
+def test_out_of_range_or_missing_jax_is_replaced_inside_the_range(runtime, jax_version):
+    installed = _versions(jax=jax_version, jaxlib=jax_version, libtpu="0.0.30") if jax_version else _versions()
+    plan = colab.plan_install("shm-jax", runtime, installed)
+    assert plan.requirements == ("shm-jax", colab.jax_requirement(runtime))
+    assert not plan.keeps_jax
+
+
+def test_cpu_runtime_keeps_an_in_range_jax():
+    plan = colab.plan_install("shm-jax", "cpu", _versions(jax="0.10.2", jaxlib="0.10.2"))
+    assert plan.requirements == ("shm-jax", "jax==0.10.2", "jaxlib==0.10.2")
+
+
+def test_pip_requirement_accepts_pip_sources_and_checkouts(tmp_path):
+    assert colab.pip_requirement(" shm-jax ") == "shm-jax"
+    assert colab.pip_requirement("git+https://github.com/o/shm-jax") == "git+https://github.com/o/shm-jax"
+    assert colab.pip_requirement(str(REPO)) == str(REPO.absolute())
+    with pytest.raises(ValueError, match=f"{colab.SOURCE_ENV}: .* not an shm-jax checkout"):
+        colab.pip_requirement(str(tmp_path))
+    with pytest.raises(ValueError, match=f"{colab.SOURCE_ENV}: empty"):
+        colab.pip_requirement("  ")
+
+
+def test_install_is_skipped_when_importable(monkeypatch):
+    monkeypatch.setattr(colab.subprocess, "run", lambda *a, **k: pytest.fail("pip must not run"))
+    assert colab.install() is False
+
+
+class _Pip:
+    """Records pip command lines; answers with ``returncode`` and ``output``."""
+
+    def __init__(self, returncode=0, output=""):
+        self.calls, self.returncode, self.output = [], returncode, output
+
+    def __call__(self, command, **kwargs):
+        self.calls.append(command)
+        return SimpleNamespace(returncode=self.returncode, stdout=self.output, stderr="")
+
+
+def test_install_asks_pip_for_the_plan_from_the_source_variable(monkeypatch, capsys):
+    pip = _Pip()
+    monkeypatch.setattr(colab, "is_installed", lambda: False)
+    monkeypatch.setattr(colab, "installed_version", _versions(jax="0.7.2", jaxlib="0.7.2", libtpu="0.0.21.1"))
+    monkeypatch.setattr(colab.subprocess, "run", pip)
+    monkeypatch.setenv(colab.SOURCE_ENV, "git+https://github.com/o/shm-jax")
+    assert colab.install(runtime="tpu") is True
+    assert pip.calls == [[sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/o/shm-jax",
+                          "jax==0.7.2", "jaxlib==0.7.2"]]
+    assert "keeping the preinstalled jax 0.7.2" in capsys.readouterr().out
+    monkeypatch.delenv(colab.SOURCE_ENV)
+    colab.install(runtime="cpu")
+    assert pip.calls[-1][5] == colab.DEFAULT_SOURCE
+
+
+def test_install_failure_is_one_line_naming_the_source_variable(monkeypatch):
+    pip = _Pip(returncode=1, output="Collecting nope\nERROR: No matching distribution found for nope\n")
+    monkeypatch.setattr(colab, "is_installed", lambda: False)
+    monkeypatch.setattr(colab.subprocess, "run", pip)
+    with pytest.raises(RuntimeError) as error:
+        colab.install("nope", runtime="cpu")
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(f"{colab.SOURCE_ENV}='nope': pip could not install it (ERROR: No matching")
+
+
+def test_notebook_first_cells_need_no_edit():
+    for path in _notebooks():
+        nb = json.loads(path.read_text())
+        first_code = next("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+        assert f'{colab.SOURCE_ENV} = "{colab.DEFAULT_SOURCE}"  # @param' in first_code, path.name
+        assert "colab.install(SHM_JAX_SOURCE)" in first_code and "colab.describe_devices()" in first_code
+        code = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+        assert "<org>" not in code and "EDIT" not in code, path.name
 
 
 @pytest.mark.parametrize("environ, files, tools, expected", [
@@ -164,29 +298,6 @@ def test_detect_runtime(environ, files, tools, expected):
 def test_detect_runtime_rejects_unknown_override():
     with pytest.raises(ValueError, match=colab.RUNTIME_ENV):
         colab.detect_runtime({colab.RUNTIME_ENV: "quantum"}, path_exists=_no_files, which=_no_tools)
-
-
-def test_install_is_skipped_when_importable(monkeypatch):
-    monkeypatch.setattr(colab.subprocess, "run", lambda *a, **k: pytest.fail("pip must not run"))
-    assert colab.install() is False
-
-
-def test_install_runs_pip_with_the_detected_extra(monkeypatch):
-    calls = []
-
-    class Done:
-        returncode, stdout, stderr = 0, "", ""
-
-    monkeypatch.setattr(colab, "is_installed", lambda: False)
-    monkeypatch.setattr(colab.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or Done())
-    assert colab.install(runtime="tpu") is True
-    assert calls == [colab.install_command("tpu", colab.repo_root())]
-
-
-def test_install_rejects_a_directory_that_is_not_a_checkout(monkeypatch, tmp_path):
-    monkeypatch.setattr(colab, "is_installed", lambda: False)
-    with pytest.raises(ValueError, match="repo_dir"):
-        colab.install(tmp_path, runtime="cpu")
 
 
 def test_notebook_size_and_output_dir(tmp_path):

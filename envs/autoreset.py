@@ -1,0 +1,115 @@
+"""gymnax's auto-reset without a reset on every step.
+
+gymnax's ``Environment.step`` computes ``reset_env`` on every step and selects it where the episode ended, so
+under ``vmap`` every environment pays a full reset per step (a new maze, a shuffled deck, a placed board).
+:class:`AutoResetWrapper` returns exactly the same values (same keys, same states, same observations) but,
+when vmapped over environments, computes resets only for the environments that finished this step: the
+finished ones are listed, and ``reset_env`` runs on ``resets_per_round`` of them at a time (with their own
+reset keys and params) until every one has its reset. Steps where no episode ends compute no reset at all.
+Un-vmapped, it is gymnax's step.
+
+The batching is a ``jax.custom_batching.custom_vmap`` rule, so callers keep ``jax.vmap(env.step)``; outer
+vmaps (seeds, sweeps) batch the rule like any other code (the round loop then runs the largest count of
+rounds among them).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+from gymnax.environments import environment
+
+from envs.wrappers import _InnerWrapper
+
+# Resets per round: enough that a typical step (a few episodes ending among thousands of envs) needs one
+# round, few enough that a round costs a small fraction of a full batch of resets.
+DEFAULT_ROUNDS_PER_BATCH = 64
+
+
+def resets_per_round(batch_size: int, rounds_per_batch: int = DEFAULT_ROUNDS_PER_BATCH) -> int:
+    """How many resets one round computes for ``batch_size`` envs: ceil(batch_size / rounds_per_batch)."""
+    return max(1, math.ceil(batch_size / rounds_per_batch))
+
+
+def _axes(batched) -> object:
+    """A vmap ``in_axes`` tree from custom_vmap's ``in_batched`` flags: 0 where batched, None elsewhere."""
+    return jax.tree.map(lambda b: 0 if b else None, batched)
+
+
+def _take(tree, batched, index: jax.Array):
+    """Rows ``index`` of the batched leaves of ``tree`` (``batched``: a tree of bools); the others unchanged."""
+    return jax.tree.map(lambda x, b: x[index] if b else x, tree, batched)
+
+
+class AutoResetWrapper(_InnerWrapper):
+    """gymnax auto-reset that resets only the environments that finished (see the module docstring).
+
+    rounds_per_batch: under vmap over B envs one round resets ceil(B / rounds_per_batch) of the finished
+        envs (a static size); the rounds repeat while finished envs remain, so any number of them is served.
+    """
+
+    def __init__(self, env: environment.Environment, rounds_per_batch: int = DEFAULT_ROUNDS_PER_BATCH):
+        super().__init__(env)
+        if rounds_per_batch < 1:
+            raise ValueError(f"rounds_per_batch: must be >= 1, got {rounds_per_batch}")
+        self.rounds_per_batch = rounds_per_batch
+        self._batched_step = jax.custom_batching.custom_vmap(self._gymnax_step)
+        self._batched_step.def_vmap(self._step_rule)
+
+    @partial(jax.jit, static_argnames=("self",))
+    def step(self, key, state, action, params=None):
+        """gymnax 1.0 ``step``: (obs, state, reward, terminated, truncated, info) with auto-reset."""
+        if params is None:
+            params = self.default_params
+        return self._batched_step(key, state, action, params)
+
+    def _gymnax_step(self, key, state, action, params):
+        return environment.Environment.step(self, key, state, action, params)
+
+    def _step_rule(self, axis_size, in_batched, key, state, action, params):
+        """The vmapped step: step every env, then reset the finished ones in rounds."""
+        key_b, state_b, action_b, params_b = in_batched
+        if not jax.tree.all(key_b):
+            key = jnp.broadcast_to(key, (axis_size, *jnp.shape(key)))
+        state_axes, action_axes, params_axes = _axes(state_b), _axes(action_b), _axes(params_b)
+        keys = jax.vmap(jax.random.split)(key)
+        key_step, key_reset = keys[:, 0], keys[:, 1]
+        obs_st, state_st, reward, terminated, info = jax.vmap(
+            self.step_env, in_axes=(0, state_axes, action_axes, params_axes))(key_step, state, action, params)
+        truncated = jax.vmap(self.is_truncated, in_axes=(0, params_axes))(state_st, params)
+        done = jnp.logical_or(terminated, truncated)
+        obs, state = self._reset_finished(done, key_reset, obs_st, state_st, params, params_b, params_axes)
+        info = {**info, "terminated": terminated, "truncated": truncated, "final_observation": obs_st}
+        out = (obs, state, reward, terminated, truncated, info)
+        return out, jax.tree.map(lambda _: True, out)
+
+    def _reset_finished(self, done, key_reset, obs, state, params, params_batched, params_axes):
+        """Replace (obs, state) of every env where ``done`` by ``reset_env(key_reset[i], params[i])``."""
+        batch = done.shape[0]
+        per_round = resets_per_round(batch, self.rounds_per_batch)
+
+        def reset_the_finished(obs, state):
+            # finished_upto[i] = number of finished envs among 0..i (a log-depth scan: XLA:CPU's cumsum is O(B^2)).
+            finished_upto = jax.lax.associative_scan(jnp.add, done.astype(jnp.int32))
+            finished = finished_upto[-1]
+
+            def one_round(carry):
+                r, obs, state = carry
+                rank = r * per_round + jnp.arange(per_round, dtype=jnp.int32)  # the k-th finished env, k = rank
+                index = jnp.searchsorted(finished_upto, rank + 1, side="left")
+                index = jnp.where(rank < finished, index, batch)  # past the last finished env: dropped on write
+                safe = jnp.minimum(index, batch - 1)
+                obs_re, state_re = jax.vmap(self.reset_env, in_axes=(0, params_axes))(
+                    key_reset[safe], _take(params, params_batched, safe))
+                put = lambda x, y: x.at[index].set(y.astype(x.dtype), mode="drop")  # noqa: E731
+                return r + 1, jax.tree.map(put, obs, obs_re), jax.tree.map(put, state, state_re)
+
+            rounds = (finished + per_round - 1) // per_round
+            _, obs, state = jax.lax.while_loop(lambda c: c[0] < rounds, one_round, (jnp.int32(0), obs, state))
+            return obs, state
+
+        # Most steps end no episode: skip even the bookkeeping then.
+        return jax.lax.cond(jnp.any(done), reset_the_finished, lambda obs, state: (obs, state), obs, state)
