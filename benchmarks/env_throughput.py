@@ -24,10 +24,8 @@ import datetime
 import json
 import os
 import platform
-import re
 import statistics
 import time
-from importlib import metadata
 from pathlib import Path
 
 import jax
@@ -35,16 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import envs
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def device_tag() -> str:
-    """'cpu', or the platform and device kind (e.g. 'gpu_NVIDIA_H100_80GB_HBM3') for a file name."""
-    device = jax.devices()[0]
-    if device.platform == "cpu":
-        return "cpu"
-    return re.sub(r"[^A-Za-z0-9]+", "_", f"{device.platform}_{device.device_kind}").strip("_")
+from benchmarks.common import REPO_ROOT, device_slug, load_average, timed_calls, versions
 
 
 def jax_steps_per_second(env_id: str, batch: int, steps: int, repeats: int) -> dict:
@@ -73,12 +62,8 @@ def jax_steps_per_second(env_id: str, batch: int, steps: int, repeats: int) -> d
     compiled = program.lower(keys).compile()
     compile_s = time.perf_counter() - start
     jax.block_until_ready(compiled(keys))  # warm-up
-    times = []
-    for r in range(repeats):
-        keys = jax.random.split(jax.random.key(r + 1), batch)
-        start = time.perf_counter()
-        jax.block_until_ready(compiled(keys))
-        times.append(time.perf_counter() - start)
+    batches = iter([jax.random.split(jax.random.key(r + 1), batch) for r in range(repeats)])
+    times = timed_calls(lambda: compiled(next(batches)), repeats)
     median = statistics.median(times)
     return {"batch": batch, "steps": steps, "compile_s": compile_s, "time_s_median": median,
             "times_s": times, "steps_per_s": batch * steps / median}  # fmt: skip
@@ -119,16 +104,6 @@ def numpy_steps_per_second(cls, steps: int) -> dict:
             env.reset()
     elapsed = time.perf_counter() - start
     return {"class": cls.__name__, "steps": steps, "time_s": elapsed, "steps_per_s": steps / elapsed}
-
-
-def versions() -> dict:
-    out = {"python": platform.python_version()}
-    for package in ("jax", "jaxlib", "gymnax", "popgym", "numpy"):
-        try:
-            out[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            out[package] = None
-    return out
 
 
 def markdown(record: dict) -> str:
@@ -213,7 +188,7 @@ def main(argv=None) -> Path:
         "device": {"platform": device.platform, "kind": device.device_kind, "count": jax.device_count()},
         "versions": versions(),
         "host": {"cpu_count": os.cpu_count(), "machine": platform.machine(),
-                 "loadavg_start": [round(x, 2) for x in os.getloadavg()]},  # fmt: skip
+                 "loadavg_start": load_average()},  # fmt: skip
         "settings": {"batch_sizes": batch_sizes, "steps": steps, "repeats": repeats, "numpy_steps": numpy_steps},
         "note": args.note,
         "results": [],
@@ -235,10 +210,10 @@ def main(argv=None) -> Path:
         rates = ", ".join(f"B={r['batch']}: {r['steps_per_s']:,.0f}/s" for r in row["jax"])
         original = row.get("numpy", {}).get("steps_per_s")
         print(f"{env_id:32s} {rates}" + (f" | numpy {original:,.0f}/s" if original else ""), flush=True)
-    record["host"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    record["host"]["loadavg_end"] = load_average()
 
     args.out.mkdir(parents=True, exist_ok=True)
-    tag = device_tag()
+    tag = device_slug()
     suffix = "_quick" if quick else ""
     json_path = args.out / f"env_throughput_{tag}{suffix}.json"
     piece = {"ids": ids, "date_utc": record["date_utc"], "loadavg_start": record["host"]["loadavg_start"],

@@ -42,13 +42,13 @@ def _first_by_key(results: list[dict]) -> dict[tuple[str, int, int], dict]:
     return out
 
 
-def _ok(results: list[dict]) -> dict[tuple[str, int, int], dict]:
+def ok_by_key(results: list[dict]) -> dict[tuple[str, int, int], dict]:
     return {key: r for key, r in _first_by_key(results).items() if r.get("status") == "ok"}
 
 
 def derived(record: dict) -> dict:
     """The quoted numbers: fastest SHM path per (T, H), torch/JAX ratios, SHM/GRU ratios, T-growth exponents."""
-    ok = _ok(record["results"])
+    ok = ok_by_key(record["results"])
     lengths, sizes = record["settings"]["lengths"], record["settings"]["sizes"]
     fastest, leanest = {}, {}
     for t in lengths:
@@ -327,7 +327,7 @@ def plot(record: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     first_run = [r for r in record["results"] if r.get("run", 0) == 0]  # one run per figure: no merged rows
-    ok = _ok(first_run)
+    ok = ok_by_key(first_run)
     lengths, sizes = record["settings"]["lengths"], record["settings"]["sizes"]
     labels = list(dict.fromkeys(r["label"] for r in first_run))
     shown = [lab for lab in labels if not lab.startswith("shm-")]  # ablations crowd the plot; see the table

@@ -27,10 +27,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import json
-import os
-import platform
 import re
 import statistics
 import subprocess
@@ -43,12 +40,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.common import (REPO_ROOT, close_record, device_slug, memory_analysis, record_header,
+                               timed_calls)
 from benchmarks.linen_shm_cell import LinenScanSHM, compare_with_shm
 from benchmarks.make_tables import NN_SCAN_LABEL, save_and_tabulate
 from shm_jax.memory import make_memory
-from shm_jax.memory.scan import default_method
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 INPUT_SIZE = 64     # D: the SHM input in the paper's POPGym agent
 OUTPUT_SIZE = 128   # F: every core's output size (SHM: shortcut + projection to F)
 BATCH = 8
@@ -107,19 +104,6 @@ def core_specs(grid: "Grid") -> list[CoreSpec]:
     return specs
 
 
-def _memory_analysis(compiled) -> dict:
-    try:
-        stats = compiled.memory_analysis()
-    except Exception as err:  # some backends do not implement it
-        return {"error": repr(err)}
-    if stats is None:
-        return {"error": "memory_analysis() returned None"}
-    out = {name: int(getattr(stats, f"{name}_size_in_bytes", 0)) for name in
-           ("temp", "argument", "output", "alias", "generated_code")}
-    out["peak_estimate"] = out["temp"] + out["argument"] + out["output"] - out["alias"]
-    return out
-
-
 def _device_peak_bytes() -> int | None:
     try:
         stats = jax.devices()[0].memory_stats()
@@ -145,7 +129,7 @@ def measure_core(core, length: int, repeats: int, budget_bytes: float, seed: int
     start = time.perf_counter()
     compiled = step.lower(params, x).compile()
     compile_s = time.perf_counter() - start
-    memory = _memory_analysis(compiled)
+    memory = memory_analysis(compiled)
     result = {"compile_s": compile_s, "memory": memory,
               "param_count": int(sum(np.size(p) for p in jax.tree.leaves(params)))}
     estimate = memory.get("peak_estimate")
@@ -154,13 +138,7 @@ def measure_core(core, length: int, repeats: int, budget_bytes: float, seed: int
                                              f"> budget {budget_bytes / 2**30:.2f} GiB")
         return result
     jax.block_until_ready(compiled(params, x))  # warm-up (first-call allocations)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(compiled(params, x))
-        times.append(time.perf_counter() - start)
-        if len(times) >= 3 and sum(times) > 10.0:  # slow configurations: three calls are enough
-            break
+    times = timed_calls(lambda: compiled(params, x), repeats, max_total_s=10.0)
     result.update(status="ok", time_s_median=statistics.median(times), time_s_min=min(times), time_s_all=times,
                   per_step_us=statistics.median(times) / length * 1e6, device_peak_bytes=_device_peak_bytes())
     return result
@@ -182,54 +160,6 @@ def torch_available() -> bool:
     except ImportError:
         return False
     return True
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _versions() -> dict:
-    import flax
-    import jaxlib
-
-    versions = {"python": platform.python_version(), "jax": jax.__version__, "jaxlib": jaxlib.__version__,
-                "flax": flax.__version__, "numpy": np.__version__}
-    if torch_available():
-        import torch
-        versions["torch"] = torch.__version__
-    return versions
-
-
-def _git_commit() -> str | None:
-    proc = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True)
-    return proc.stdout.strip() or None
-
-
-def device_slug() -> str:
-    """'cpu', or the lower-cased device kind, e.g. 'nvidia-h100-80gb-hbm3'."""
-    device = jax.devices()[0]
-    if device.platform == "cpu":
-        return "cpu"
-    return re.sub(r"[^a-z0-9]+", "-", device.device_kind.lower()).strip("-") or device.platform
-
-
-def host_info() -> dict:
-    devices = jax.devices()
-    return {
-        "backend": jax.default_backend(),
-        "jax_devices": [str(d) for d in devices],
-        "device_kind": devices[0].device_kind,
-        "cpu_model": _cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "default_scan_method": default_method(),
-    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,11 +202,7 @@ def run(grid: Grid, budget_gb: float, only: str | None = None, max_call_s: float
     recorded as skipped with the prediction.
     """
     record = {
-        "timestamp_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "host": host_info(),
-        "versions": _versions(),
-        "git_commit": _git_commit(),
-        "load_average_start": list(os.getloadavg()),
+        **record_header("memory_speed"),
         "settings": {"batch": BATCH, "input_size": INPUT_SIZE, "output_size": OUTPUT_SIZE,
                      "memory_budget_gb": budget_gb, "max_call_s": max_call_s, "torch_threads": torch_threads,
                      "only": only,
@@ -344,9 +270,7 @@ def run(grid: Grid, budget_gb: float, only: str | None = None, max_call_s: float
     else:
         note = "torch is not importable" if with_torch else "--no-torch"
         record["torch_reference"].append({"status": "skipped", "note": note})
-    record["load_average_end"] = list(os.getloadavg())
-    record["wall_s"] = time.perf_counter() - began
-    return record
+    return close_record(record, began)
 
 
 def merge_records(existing: dict, new: dict) -> dict:

@@ -33,9 +33,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
-import json
-import os
 import statistics
 import time
 from pathlib import Path
@@ -43,12 +40,11 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from benchmarks.common import REPO_ROOT, close_record, device_slug, record_header, timed_calls
 from benchmarks.make_tables import ppo_ratios, save_and_tabulate
-from benchmarks.memory_speed import _git_commit, _versions, device_slug, host_info
 from shm_jax.config import from_preset
 from shm_jax.build import build
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 PRESET = "paper-popgym"
 MEMORIES = ("shm", "gru", "gru-equal-state", "ffm")
 
@@ -121,15 +117,6 @@ def _config(scale: Scale, case: Case):
                        total_timesteps=steps_per_update * scale.updates_per_call)
 
 
-def _timed_calls(call, repeats: int) -> list[float]:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(call())
-        times.append(time.perf_counter() - start)
-    return times
-
-
 def _state_floats(trainer) -> int:
     """Reals in one environment's memory carry (complex counts twice)."""
     carry = trainer.network.memory.initialize_carry(1)
@@ -157,10 +144,10 @@ def measure_case(scale: Scale, case: Case, seed: int = 0) -> dict:
         holder["state"], _ = compiled(holder["state"], hparams)
         return holder["state"]
 
-    times = _timed_calls(one_call, scale.repeats)
+    times = timed_calls(one_call, scale.repeats)
     rollout = jax.jit(trainer.rollout).lower(holder["state"]).compile()
     jax.block_until_ready(rollout(holder["state"]))  # warm-up
-    rollout_times = _timed_calls(lambda: rollout(holder["state"]), scale.repeats)
+    rollout_times = timed_calls(lambda: rollout(holder["state"]), scale.repeats)
 
     steps_per_update = scale.num_envs * scale.num_steps
     median = statistics.median(times)
@@ -180,12 +167,7 @@ def measure_case(scale: Scale, case: Case, seed: int = 0) -> dict:
 def run(scale: Scale, memories: tuple[str, ...] = MEMORIES) -> dict:
     """Measure every case of ``scale``; returns the JSON-ready record (one progress line per case)."""
     record = {
-        "benchmark": "ppo_throughput",
-        "timestamp_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "host": host_info(),
-        "versions": _versions(),
-        "git_commit": _git_commit(),
-        "load_average_start": list(os.getloadavg()),
+        **record_header("ppo_throughput"),
         "settings": {"preset": PRESET, **dataclasses.asdict(scale), "seeds": 1,
                      "steps_per_update": scale.num_envs * scale.num_steps,
                      "sequences_per_minibatch": scale.num_envs // scale.num_minibatches},
@@ -206,9 +188,7 @@ def run(scale: Scale, memories: tuple[str, ...] = MEMORIES) -> dict:
         record["results"].append(entry)
         print(f"[{i + 1}/{len(todo)}] {time.perf_counter() - began:6.0f}s  {_describe(entry)}", flush=True)
     record["ratios"] = ppo_ratios(record["results"])
-    record["load_average_end"] = list(os.getloadavg())
-    record["wall_s"] = time.perf_counter() - began
-    return record
+    return close_record(record, began)
 
 
 def _describe(entry: dict) -> str:

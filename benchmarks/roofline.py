@@ -42,8 +42,8 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from benchmarks.make_tables import _ok
-from benchmarks.memory_speed import REPO_ROOT, _git_commit, _versions, host_info
+from benchmarks.make_tables import ok_by_key
+from benchmarks.common import REPO_ROOT, git_commit, host_info, load_average, versions
 
 FLOPS_PER_ELEMENT_STEP = 39
 TANH_PER_ELEMENT_STEP = 3
@@ -144,7 +144,7 @@ def measured_cpu_times(results_dir: Path, batch: int, length: int, hsz: int) -> 
     if not path.exists():
         return {}
     best: dict[str, float] = {}
-    for row in _ok(json.loads(path.read_text())["results"]).values():
+    for row in ok_by_key(json.loads(path.read_text())["results"]).values():
         if row.get("family") != "shm" or (row.get("B"), row["T"], row["H"]) != (batch, length, hsz):
             continue
         method = row["label"].split("/")[1].split("-")[0]
@@ -214,10 +214,10 @@ def main(argv: list[str] | None = None) -> Path:
             estimates.append(row)
     report = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "host": host_info(),
-        "load_average": os.getloadavg(),
-        "versions": _versions(),
+        "load_average": load_average(),
+        "versions": versions(),
         "devices": {k: dataclasses.asdict(d) for k, d in devices.items()},
         "estimates": estimates,
         "reading": READING,

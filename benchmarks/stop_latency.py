@@ -25,8 +25,7 @@ import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
+from benchmarks.common import REPO_ROOT, RESULTS_DIR, load_average
 
 
 def _updates_logged(run_dir: Path) -> int:
@@ -39,9 +38,9 @@ def _updates_logged(run_dir: Path) -> int:
 def measure(train_args: list[str], *, after: float, signum: int, timeout: float) -> dict:
     """Run train.py with ``train_args`` once and signal it ``after`` seconds into training."""
     out = Path(tempfile.mkdtemp(prefix="stop_latency_"))
-    argv = [sys.executable, str(REPO / "train.py"), *train_args, "--out-dir", str(out), "--run-name", "run"]
+    argv = [sys.executable, str(REPO_ROOT / "train.py"), *train_args, "--out-dir", str(out), "--run-name", "run"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     lines: list[tuple[float, str]] = []
     reader = threading.Thread(target=lambda: lines.extend((time.monotonic(), l) for l in proc.stderr), daemon=True)
     reader.start()
@@ -98,14 +97,14 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--signal", choices=("SIGINT", "SIGTERM"), default="SIGINT")
     parser.add_argument("--timeout", type=float, default=3600.0)
     args, train_args = parser.parse_known_args(argv)
-    load_before = os.getloadavg()
+    load_before = load_average()
     result = measure(train_args, after=args.after, signum=signal.Signals[args.signal], timeout=args.timeout)
     record = {"benchmark": "stop_latency", "train_args": train_args, "result": result,
               "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
-              "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in os.getloadavg()],
+              "load_before": load_before, "load_after": load_average(),
               "time": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"stop_latency_{args.name}.json"
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"stop_latency_{args.name}.json"
     path.write_text(json.dumps(record, indent=2) + "\n")
     path.with_suffix(".md").write_text(markdown(record))
     print(markdown(record))

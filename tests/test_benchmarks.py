@@ -97,7 +97,7 @@ def test_merged_rows_keep_their_run_and_the_target_pairs_rows_of_one_run():
     assert merged["merged_runs"][0]["git_commit"] == "abc"
     assert "nn_scan_equals_shm" in merged["checks"] and "torch_equals_jax" in merged["checks"]
     # The grid tables keep the first run's row where a label was measured twice.
-    assert make_tables._ok(merged["results"])[("shm/sequential-64", 1024, 128)]["time_s_median"] == \
+    assert make_tables.ok_by_key(merged["results"])[("shm/sequential-64", 1024, 128)]["time_s_median"] == \
         first_seq["time_s_median"]
 
     rows = {(r["T"], r["H"]): r for r in make_tables.memory_target_rows(merged)}
@@ -117,3 +117,35 @@ def test_memory_target_reports_a_miss():
                           _row(make_tables.NN_SCAN_LABEL, 1024, 128, 1.5, 1000)]}
     (row,) = make_tables.memory_target_rows(record)
     assert row["meets_time"] is False and row["meets_memory"] is False
+
+
+def test_every_benchmark_records_host_versions_commit_and_load_through_one_header():
+    import time
+
+    from benchmarks.common import close_record, record_header
+
+    record = close_record(record_header("probe"), began=time.perf_counter() - 2.0)
+    assert record["benchmark"] == "probe" and record["versions"]["jax"] and record["host"]["cpu_count"] >= 1
+    assert len(record["load_average_start"]) == 3 and len(record["load_average_end"]) == 3
+    assert record["wall_s"] >= 2.0
+    for script in ("env_throughput", "memory_speed", "ppo_throughput", "roofline", "stop_latency"):
+        source = (Path(__file__).resolve().parents[1] / "benchmarks" / f"{script}.py").read_text()
+        assert "from benchmarks.common import" in source, script
+        assert "getloadavg" not in source and "def versions" not in source and "git\", \"rev-parse" not in source
+
+
+def test_timed_calls_stops_early_once_the_time_budget_is_spent_but_not_before_three_calls():
+    import time
+
+    from benchmarks.common import timed_calls
+
+    calls = []
+
+    def slow():
+        calls.append(1)
+        time.sleep(0.05)
+        return 0
+
+    times = timed_calls(slow, repeats=10, max_total_s=0.01)
+    assert len(times) == len(calls) == 3 and all(t >= 0.05 for t in times)
+    assert len(timed_calls(lambda: 0, repeats=4)) == 4
