@@ -1,0 +1,162 @@
+"""The paper's experiments as data: which tasks, which agents, at which budget, and what the paper reported.
+
+An experiment is a grid of cells (task x agent); every cell is one ``train.py`` run with ``num_seeds`` seeds
+vmapped in one program. Two scales:
+
+- ``paper``: the paper's budget (15M steps for POPGym, its PPO settings from the ``paper-popgym`` preset), for a
+  GPU or TPU;
+- ``cpu``: a stated reduced budget that a 2-core CPU finishes in a few hours per experiment (the default preset's
+  fast-learning PPO settings, fewer steps, the short Visual Match / Key-to-Door variants).
+
+Deviation from the paper, on purpose: its credit-assignment and meta-RL runs used SAC(-Discrete); here every
+experiment trains with this package's recurrent PPO (the memory cores and environments are the paper's).
+
+The paper's numbers (``PAPER``) come from secondary summaries of Le et al. (ICLR 2025): x100 MMER for POPGym,
+success rates for Visual Match; cells the summaries do not give are absent, never guessed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from shm_jax.config import TrainConfig, from_preset, with_overrides
+
+SCALES = ("paper", "cpu")
+SEEDS = 3  # the paper's POPGym and ablation runs: 3 seeds
+
+
+@dataclasses.dataclass(frozen=True)
+class Agent:
+    """One column of a results table: a memory core and how it is configured."""
+
+    label: str                      # the table's column name, e.g. "SHM (fixed θ)"
+    memory: str                     # a name of ``shm_jax.memory.memory_names()``
+    memory_kwargs: dict[str, Any] | None = None  # None: the preset's sizes for this memory and task
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """A grid of tasks x agents at two scales.
+
+    tasks / cpu_tasks: env ids per scale (cpu: a subset, or shorter variants named in ``stands_for``).
+    preset: the ``shm_jax.config`` preset of the paper's setup; scale_overrides: flat options per scale on top of it.
+    metric: the summary number a cell reports: "mmer" (POPGym's max-mean episodic return, x100 as in the paper),
+        "success" (final success rate, %) or "heldout_return" (greedy evaluation return on held-out tasks).
+    """
+
+    name: str
+    title: str
+    tasks: tuple[str, ...]
+    cpu_tasks: tuple[str, ...]
+    agents: tuple[Agent, ...]
+    preset: str
+    scale_overrides: dict[str, dict[str, Any]]
+    metric: str
+    notes: str = ""
+    stands_for: dict[str, str] = dataclasses.field(default_factory=dict)  # cpu task -> the paper's task
+
+    def task_ids(self, scale: str) -> tuple[str, ...]:
+        return self.tasks if scale == "paper" else self.cpu_tasks
+
+    def paper_task(self, task: str) -> str:
+        """The paper's task a cpu-scale task stands for (itself at paper scale)."""
+        return self.stands_for.get(task, task)
+
+    def config(self, task: str, agent: Agent, scale: str, **run_options: Any) -> TrainConfig:
+        """The TrainConfig of one cell (validated when it is built); ``run_options`` e.g. out_dir, run_name."""
+        if scale not in SCALES:
+            raise ValueError(f"scale: must be one of {', '.join(SCALES)}, got {scale!r}")
+        if task not in self.task_ids(scale):
+            raise ValueError(f"task: {task!r} is not in {self.name} at scale {scale} ({', '.join(self.task_ids(scale))})")
+        overrides = {**self.scale_overrides.get(scale, {}), "env_id": task, "memory": agent.memory,
+                     "num_seeds": SEEDS}
+        if agent.memory_kwargs is not None:
+            overrides["memory_kwargs"] = agent.memory_kwargs
+        return with_overrides(from_preset(self.preset, **overrides), **run_options)
+
+
+# Close to the default preset's PPO (16 envs x 128 steps, 4 epochs, lr 1e-3, annealed): learns in minutes on a CPU.
+_CPU_PPO = dict(num_envs=16, num_steps=128, num_minibatches=4, update_epochs=4, lr=1e-3, gae_lambda=0.95,
+                clip_value_loss=True, ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5, anneal_lr=True)
+
+GRU, FFM, SHM = Agent("GRU", "gru"), Agent("FFM", "ffm"), Agent("SHM", "shm")
+SHM_FIXED_THETA = Agent("SHM (fixed θ)", "shm-fixed-theta")
+
+POPGYM_TABLE = Experiment(
+    name="popgym",
+    title="POPGym (paper Table 1): MMER x100, mean ± std over 3 seeds",
+    tasks=tuple(f"{game}{level}" for game in ("Autoencode", "Battleship", "Concentration", "RepeatPrevious")
+                for level in ("Easy", "Medium", "Hard")),
+    cpu_tasks=("AutoencodeEasy", "BattleshipEasy", "ConcentrationEasy", "RepeatPreviousEasy"),
+    agents=(GRU, FFM, SHM, SHM_FIXED_THETA),
+    preset="paper-popgym",
+    scale_overrides={"paper": {}, "cpu": {**_CPU_PPO, "total_timesteps": 500_000}},
+    metric="mmer",
+    notes="SHM (fixed θ) is what the official POPGym code runs (θ row 0 at every step).",
+)
+
+CALIBRATION_ABLATION = Experiment(
+    name="calibration",
+    title="Calibration ablation (paper Fig. 3a, Autoencode-Easy): MMER x100, mean ± std over 3 seeds",
+    tasks=("AutoencodeEasy",),
+    cpu_tasks=("AutoencodeEasy",),
+    agents=(Agent("random θ (SHM)", "shm"), Agent("fixed θ", "shm-fixed-theta"),
+            Agent("neural θ", "shm-neural-theta"), Agent("random C", "shm-random-c"),
+            Agent("fixed C", "shm-fixed-c"), Agent("C = 1", "shm-c1")),
+    preset="paper-popgym",
+    scale_overrides={"paper": {}, "cpu": {**_CPU_PPO, "total_timesteps": 500_000}},
+    metric="mmer",
+    notes="The paper reports only that random θ beats the best alternative by more than 30% in return.",
+)
+
+CREDIT_ASSIGNMENT = Experiment(
+    name="credit",
+    title="Credit assignment (paper Fig. 2): final success rate %, mean ± std over 3 seeds",
+    tasks=("VisualMatch250", "VisualMatch500", "KeyToDoor250", "KeyToDoor500"),
+    cpu_tasks=("VisualMatch-Short", "KeyToDoor-Short"),
+    agents=(GRU, FFM, SHM),
+    preset="paper-credit",
+    scale_overrides={"paper": {}, "cpu": {**_CPU_PPO, "total_timesteps": 300_000}},
+    metric="success",
+    notes="PPO, not the paper's SAC-Discrete. cpu scale: the short variants stand for the 250-step tasks.",
+    stands_for={"VisualMatch-Short": "VisualMatch250", "KeyToDoor-Short": "KeyToDoor250"},
+)
+
+META_RL = Experiment(
+    name="meta",
+    title="Meta-RL (paper Fig. 1): greedy return on held-out tasks, mean ± std over 3 seeds",
+    tasks=("Wind-50-150", "Wind-10-190", "PointRobot-50-150", "PointRobot-10-190"),
+    cpu_tasks=("Wind-50-150", "PointRobot-50-150"),
+    agents=(GRU, FFM, SHM),
+    preset="paper-meta",
+    scale_overrides={"paper": {}, "cpu": {**_CPU_PPO, "total_timesteps": 300_000}},
+    metric="heldout_return",
+    notes="PPO, not the paper's SAC; the paper gives curves only (no numbers to set beside ours).",
+)
+
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (POPGYM_TABLE, CALIBRATION_ABLATION, CREDIT_ASSIGNMENT,
+                                                           META_RL)}
+
+# What the paper reports, (experiment, paper task, agent label) -> (mean, std or None), in the metric's units.
+PAPER: dict[tuple[str, str, str], tuple[float, float | None]] = {
+    ("popgym", "AutoencodeEasy", "FFM"): (-32.7, 0.6),
+    ("popgym", "AutoencodeEasy", "SHM"): (49.5, 23.3),
+    ("popgym", "ConcentrationEasy", "FFM"): (10.7, None),
+    ("popgym", "ConcentrationEasy", "SHM"): (-1.9, None),
+    ("popgym", "RepeatPreviousEasy", "GRU"): (99.9, 0.0),
+    ("popgym", "RepeatPreviousEasy", "SHM"): (88.9, 11.1),
+    ("popgym", "RepeatPreviousHard", "SHM"): (-19.4, 9.9),
+    ("credit", "VisualMatch250", "SHM"): (100.0, None),
+    ("credit", "VisualMatch250", "FFM"): (77.0, None),
+    ("credit", "VisualMatch500", "SHM"): (100.0, None),
+    ("credit", "VisualMatch500", "FFM"): (25.0, None),
+}
+# The paper's 12-task POPGym averages (x100 MMER).
+PAPER_POPGYM_AVERAGE = {"GRU": (-28.4, 1.3), "FFM": (-24.2, 1.2), "SHM": (-5.1, 6.3)}
+
+
+def get(name: str) -> Experiment:
+    if name not in EXPERIMENTS:
+        raise ValueError(f"experiment: unknown {name!r}; valid: {', '.join(EXPERIMENTS)}")
+    return EXPERIMENTS[name]

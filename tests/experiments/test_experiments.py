@@ -1,0 +1,101 @@
+"""The paper's experiments: every cell is a valid run at both scales, the runner trains, resumes and reads back,
+and the report sets our numbers beside the paper's."""
+
+import json
+
+import pytest
+
+from experiments import definitions, report, runner
+from experiments.__main__ import main as experiments_cli
+from shm_jax import trainer
+from shm_jax.build import build
+
+# Two updates of 2 envs x 64 steps: Autoencode-Easy episodes (103 steps) end in the second update.
+TINY = dict(num_envs=2, num_steps=64, num_minibatches=1, update_epochs=1, total_timesteps=256, eval_episodes=1,
+            memory_kwargs={"memory_size": 4, "projection_size": 8, "shortcut": True})
+
+
+@pytest.mark.parametrize("name", sorted(definitions.EXPERIMENTS))
+@pytest.mark.parametrize("scale", definitions.SCALES)
+def test_every_cell_builds_at_both_scales(name, scale):
+    experiment = definitions.EXPERIMENTS[name]
+    for task in experiment.task_ids(scale):
+        assert experiment.paper_task(task) in experiment.tasks
+        for agent in experiment.agents:
+            config = experiment.config(task, agent, scale)
+            built = build(config)  # validates and makes env, network and PPO (nothing compiles)
+            assert built.config.env.env_id == task and built.config.agent.memory == agent.memory
+            assert config.run.num_seeds == definitions.SEEDS
+            if scale == "cpu":
+                assert config.ppo.total_timesteps == experiment.scale_overrides["cpu"]["total_timesteps"]
+
+
+def test_paper_scale_is_the_paper_budget_and_cpu_scale_is_smaller():
+    popgym = definitions.POPGYM_TABLE
+    paper = popgym.config("AutoencodeEasy", definitions.SHM, "paper")
+    cpu = popgym.config("AutoencodeEasy", definitions.SHM, "cpu")
+    assert paper.ppo.total_timesteps == 15_000_000 and paper.ppo.num_steps == 1024
+    assert cpu.ppo.total_timesteps < paper.ppo.total_timesteps
+    # The agent is the paper's at both scales: only the training budget and PPO numbers change.
+    assert paper.agent == cpu.agent and paper.agent.memory_kwargs["projection_size"] == 1024
+    assert len(popgym.tasks) == 12 and len(popgym.cpu_tasks) >= 4
+
+
+def test_bad_names_fail_in_one_line_before_training(tmp_path, capsys):
+    with pytest.raises(ValueError, match="task"):
+        definitions.POPGYM_TABLE.config("CartPole", definitions.SHM, "cpu")
+    with pytest.raises(ValueError, match="scale"):
+        definitions.POPGYM_TABLE.config("AutoencodeEasy", definitions.SHM, "laptop")
+    assert experiments_cli(["run", "popgym", "--scale", "cpu", "--agents", "LSTM", "--out", str(tmp_path)]) == 2
+    assert "agents" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*/*--*"))  # nothing trained
+
+
+def test_runner_trains_resumes_reads_back_and_reports(tmp_path, monkeypatch):
+    ablation = definitions.CALIBRATION_ABLATION
+    agents = ("random θ (SHM)", "C = 1")
+    root = tmp_path / "calibration-cpu"
+    # One cell interrupted after its first update: the runner must continue it, not start it again.
+    first = ablation.agents[0]
+    config = ablation.config("AutoencodeEasy", first, "cpu", out_dir=str(root),
+                             run_name=runner.cell_name("AutoencodeEasy", first), **TINY)
+    trainer.run(config, stop_after_updates=1, progress=False)
+    calls = []
+    real_run = trainer.run
+    monkeypatch.setattr(trainer, "run", lambda cfg, **kw: calls.append(kw.get("resume_dir")) or real_run(cfg, **kw))
+    path = runner.run_experiment(ablation, "cpu", tmp_path, agents=agents, progress=False, **TINY)
+    assert calls == [root / config.run.run_name, None]  # the interrupted cell resumed, the other one trained
+    record = json.loads(path.read_text())
+    assert [c["agent"] for c in record["cells"]] == list(agents)
+    for cell in record["cells"]:
+        summary = json.loads((root / cell["run_dir"] / "summary.json").read_text())
+        assert summary["status"] == "finished" and summary["updates"] == 2
+        assert len(cell["per_seed"]) == definitions.SEEDS
+        assert cell["mean"] == pytest.approx(sum(cell["per_seed"]) / 3)
+        assert cell["mean"] == pytest.approx(100 * summary["per_setting"][0]["mmer"]["mean"])
+
+    # Finished cells are read back, never trained again.
+    monkeypatch.setattr(trainer, "run", lambda *a, **k: pytest.fail("a finished cell was trained again"))
+    again = json.loads(runner.run_experiment(ablation, "cpu", tmp_path, agents=agents, progress=False,
+                                             **TINY).read_text())
+    assert [c["mean"] for c in again["cells"]] == [c["mean"] for c in record["cells"]]
+
+    written = report.write_report(path)
+    table = written[0].read_text()
+    assert "| AutoencodeEasy |" in table and "random θ (SHM)" in table and "C = 1" in table
+    assert all(p.is_file() and p.stat().st_size > 0 for p in written[1:])
+
+
+def test_report_sets_the_papers_numbers_beside_ours_and_averages_only_a_full_table():
+    popgym = definitions.POPGYM_TABLE
+    cells = [{"task": t, "agent": a.label, "mean": 10.0 * i, "std": 1.0, "run_dir": "x"}
+             for i, t in enumerate(popgym.tasks) for a in popgym.agents]
+    record = {"experiment": "popgym", "title": popgym.title, "scale": "paper", "overrides": {}, "notes": "",
+              "machine": {"backend": "gpu", "cpu_count": 8, "load_average_end": [0, 0, 0]}, "cells": cells}
+    table = report.markdown(record)
+    autoencode_row = next(line for line in table.splitlines() if line.startswith("| AutoencodeEasy |"))
+    assert "(paper 49.5 ± 23.3)" in autoencode_row and "(paper -32.7 ± 0.6)" in autoencode_row
+    average_row = next(line for line in table.splitlines() if "average over 12" in line)
+    assert "55.0 (paper -5.1 ± 6.3)" in average_row  # mean of 0, 10, ..., 110
+    partial = report.markdown({**record, "cells": cells[:8]})
+    assert "average over 12" not in partial
