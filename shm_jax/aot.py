@@ -25,6 +25,10 @@ from typing import Any, Callable
 
 import jax
 
+# Compiling needs no chip, so several processes (pytest workers) may hold libtpu at once; without this the second
+# one fails on libtpu's single-process lockfile.
+os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+
 INSTALL_HINT = 'pip install -e ".[aot]"'
 TPU_TOPOLOGIES = {"v5e": "v5e:2x2", "v6e": "v6e:2x2", "v5p": "v5p:2x2x1", "v4": "v4:2x2x1"}
 GPU_ARCHS = ("sm_80", "sm_90")
@@ -280,7 +284,9 @@ def ptxas_reports(cases: list[dict]) -> list[dict[str, Any]]:
                           text=True, env=env, timeout=1800)
     if done.returncode:
         last = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
-        raise (AotUnavailable if "AotUnavailable" in last else RuntimeError)(last)
+        if "AotUnavailable" in last:
+            raise AotUnavailable(last.split("AotUnavailable: ", 1)[-1])
+        raise RuntimeError(last)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

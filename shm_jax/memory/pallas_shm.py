@@ -51,10 +51,10 @@ class _Config(NamedTuple):
 def gpu_block_config(hsz: int) -> tuple[int, int]:
     """(rows, warps) for the Triton kernel at a power-of-two H: 8 rows, rows·H/256 warps (2 to 8).
 
-    From ptxas -v for sm_80 and sm_90 at every (rows in 8/16/32, warps in 2/4/8, H in 32..256)
-    (benchmarks/results/ptxas_sweep.md): the backward kernel keeps ~6 live [rows, H] tiles, so registers
-    per thread grow with rows·H / warps, and 32 rows x 4 warps spill from H = 128 on (255 registers), as do
-    16 rows from H = 256 unless 8 warps; 8 rows spill at no H and give B·H/8 programs, 128 for a PPO
+    From ptxas -v for sm_80 and sm_90 at every (rows in 8/16/32, warps in 2/4/8, H in 32..256), the sweep in
+    benchmarks/results/compile_report.md: the backward kernel's registers per thread grow with rows·H / warps;
+    32 rows x 4 warps spill from H = 64 x 2 warps / H = 128 on (255 registers), 16 rows spill at H = 256 unless
+    8 warps; 8 rows with these warps stay at <= 127 registers for every H and give B·H/8 programs: 128 for a PPO
     minibatch of 8 sequences at H = 128 (32 rows gave 32 programs for a GPU's 108-132 SMs).
     """
     rows = min(8, hsz)
@@ -187,6 +187,8 @@ def fused_shm_scan(carry, starts, a, b, w, k, q, *, chunk_size: int = 64, block_
     if block_rows is not None and (not isinstance(block_rows, int) or isinstance(block_rows, bool)
                                    or block_rows <= 0):
         raise ValueError(f"fused_shm_scan: block_rows must be a positive divisor of H, got {block_rows!r}")
+    if jnp.dtype(carry.dtype) != jnp.float32:
+        raise ValueError(f"fused_shm_scan: carry must be float32 (the kernel's memory is float32), got {carry.dtype}")
     _check_positive_int("chunk_size", chunk_size)
     _check_positive_int("num_warps", num_warps, allow_none=True)
     if target is not None and target not in TARGETS:

@@ -7,6 +7,7 @@ these tests fail with the install command, they do not skip.
 Cost: one compile per test; the whole module is ~3 minutes of one core (see README, "What is compile-proven").
 """
 
+import jax
 import pytest
 
 from shm_jax import aot
@@ -29,6 +30,14 @@ def test_fused_kernel_forward_and_gradient_compile_for_tpu(generation):
     fn, args = aot.fused_kernel_program(KERNEL_SHAPES)
     compiled = aot.compile_for_tpu(fn, args, generation)
     assert _fused_kernels(compiled) == (len(KERNEL_SHAPES), len(KERNEL_SHAPES))
+
+
+def test_fused_kernel_gradient_under_vmap_compiles_for_tpu():
+    """Training vmaps the whole PPO step over seeds: the batched kernels (an extra grid axis) must compile too."""
+    fn, (problems, starts) = aot.fused_kernel_program([(300, 2, 128)])
+    batched = lambda tree: jax.tree.map(lambda s: jax.ShapeDtypeStruct((3,) + s.shape, s.dtype), tree)  # noqa: E731
+    compiled = aot.compile_for_tpu(jax.vmap(fn), (batched(problems), batched(starts)), "v5e")
+    assert _fused_kernels(compiled) == (1, 1)
 
 
 @pytest.mark.parametrize("batch", [8, 64])

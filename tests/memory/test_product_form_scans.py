@@ -196,6 +196,18 @@ def test_shm_fused_rejects_fixed_c_and_lists_methods():
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("platform, kernel", [("tpu", "shm_fused_forward_tpu"), ("cuda", "shm_fused_forward")])
+def test_fused_kernel_is_chosen_by_the_lowering_platform(platform, kernel):
+    """The structure is picked when lowering (platform_dependent), so compiling for a TPU from a CPU host gets the
+    Mosaic kernel. Lowering only: that the kernels compile is tests/aot's job."""
+    carry, a, b, w, k, q = _problem(0, 8, 2, 16)
+    starts = jnp.zeros((8, 2), bool)
+    text = jax.jit(lambda *args: fused_shm_scan(*args)[1]).trace(carry, starts, a, b, w, k, q).lower(
+        lowering_platforms=(platform,)).as_text()
+    other = {"tpu": "shm_fused_forward\"", "cuda": "shm_fused_forward_tpu"}[platform]
+    assert kernel in text and other not in text
+
+
 def test_product_form_scans_under_vmap_match_reference_gradients():
     """PPO vmaps the whole training step over seeds: the kernels' custom gradients must batch correctly."""
     seeds, length, batch, hsz = 3, 6, 2, 4

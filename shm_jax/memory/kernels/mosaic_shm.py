@@ -19,8 +19,6 @@ Blocks are a few hundred KiB whatever T is, so VMEM use does not grow with the s
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
