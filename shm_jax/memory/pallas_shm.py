@@ -53,7 +53,7 @@ def gpu_block_config(hsz: int) -> tuple[int, int]:
 
     From ptxas -v for sm_80 and sm_90 at every (rows in 8/16/32, warps in 2/4/8, H in 32..256), the sweep in
     benchmarks/results/compile_report.md: the backward kernel's registers per thread grow with rows·H / warps;
-    32 rows x 4 warps spill from H = 64 x 2 warps / H = 128 on (255 registers), 16 rows spill at H = 256 unless
+    32 rows spill at H = 128 with 4 warps (255 registers) and at H = 64 with 2, 16 rows at H = 256 unless with
     8 warps; 8 rows with these warps stay at <= 127 registers for every H and give B·H/8 programs: 128 for a PPO
     minibatch of 8 sequences at H = 128 (32 rows gave 32 programs for a GPU's 108-132 SMs).
     """
@@ -173,7 +173,8 @@ def fused_shm_scan(carry, starts, a, b, w, k, q, *, chunk_size: int = 64, block_
       chunk_size: L, steps between stored memories on GPU/CPU (peak extra memory B·(T/L)·H² forward, B·L·H²
         backward); the TPU kernel uses 128-step time blocks (``mosaic_shm.time_block``) instead.
       block_rows: rows of M per program; must divide the (padded) H (default: per H, see ``gpu_block_config``
-        and ``mosaic_shm.default_block_rows``).
+        and ``mosaic_shm.default_block_rows``). Unless interpret=True both platforms' kernels are traced, so an
+        explicit value must suit both (TPU: a multiple of 8 or H itself).
       num_warps: Triton warps per program (default: ``gpu_block_config``).
       interpret: run Pallas in interpret mode; None = only when lowering for CPU, where nothing else exists.
       pad_hidden: zero-pad H to a power of two for the Triton structure (Triton tiles need one); None =
