@@ -102,10 +102,11 @@ def test_product_form_scans_match_reference_values_and_gradients(implementation,
 
 
 def test_tpu_structure_carries_memory_and_gradient_across_time_blocks():
-    """T = 200 runs as two 128-step time blocks (the last padded); resets right at and just after the boundary."""
-    length, batch, hsz = 200, 2, 8
+    """T = 200 runs as two 128-step time blocks (the last padded), H = 16 as two row blocks (the column-side
+    gradients are summed over them); resets right at and just after the time-block boundary."""
+    length, batch, hsz = 200, 1, 16
     carry, a, b, w, k, q = _problem(7, length, batch, hsz)
-    starts = jnp.zeros((length, batch), bool).at[128, 0].set(True).at[129, 1].set(True).at[0, 1].set(True)
+    starts = jnp.zeros((length, batch), bool).at[128, 0].set(True).at[130, 0].set(True)
 
     def tpu(carry, starts, a, b, w, k, q):
         return fused_shm_scan(carry, starts, a, b, w, k, q, interpret=True, target="tpu", block_rows=8)
