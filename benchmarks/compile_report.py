@@ -141,8 +141,9 @@ def main(argv=None) -> Path:
     path = Path(args.out) / "compile_report.json"
     if args.merge:  # keep the other sections of the committed run, replace the ones run now
         previous = json.loads(path.read_text())
+        run = {"date": record["date"], "git_commit": commit, "load_average_start": record["load_average_start"]}
         record = {**previous, "merged_sections": {**previous.get("merged_sections", {}),
-                                                  **{name: record["date"] for name in args.sections}}}
+                                                  **{name: run for name in args.sections}}}
     if "gpu" in args.sections:
         record["gpu"] = gpu_rows(sweep=not args.skip_sweep)
     if "tpu" in args.sections:

@@ -465,7 +465,10 @@ def compile_markdown(record: dict) -> str:
            f"load average {', '.join(f'{x:.1f}' for x in record['load_average_start'])} at the start, "
            f"jax {record['versions']['jax']}, libtpu {record['versions']['libtpu']}). Compiled, not run: "
            "memory is what the compiler plans, not a measurement on a device.", "",
-           "## TPU: the fused kernel (forward + gradient, every H x T in one program)", "",
+           *[f"Section `{name}` re-run on {run['date']} (git {run['git_commit']}, load average "
+             f"{', '.join(f'{x:.1f}' for x in run['load_average_start'])})." for name, run in
+             sorted(record.get("merged_sections", {}).items())],
+           "", "## TPU: the fused kernel (forward + gradient, every H x T in one program)", "",
            "| generation | compiles | Mosaic kernels / shapes | compile s |", "|---|---|---:|---:|"]
     for r in record["tpu"]:
         if r["what"].startswith("fused kernel"):
