@@ -167,7 +167,11 @@ class TritonKernel:
 
 
 def triton_kernels(fn: Callable, *args) -> list[TritonKernel]:
-    """The Pallas Triton kernels of ``jax.jit(fn)`` lowered for CUDA (args: ShapeDtypeStructs or arrays)."""
+    """The Pallas Triton kernels of ``jax.jit(fn)`` lowered for CUDA (args: ShapeDtypeStructs or arrays).
+
+    jaxlib <= 0.10.2 (the project's current stack) embeds each kernel's Triton IR in the lowered module
+    (``__gpu$xla.gpu.triton``) for XLA to compile; that IR is what ``assemble`` compiles to PTX.
+    """
     from jaxlib.mlir import ir
 
     module = jax.jit(fn).trace(*args).lower(lowering_platforms=("cuda",)).compiler_ir("stablehlo")
@@ -177,8 +181,12 @@ def triton_kernels(fn: Callable, *args) -> list[TritonKernel]:
         for region in op.regions:
             for block in region.blocks:
                 for child in block.operations:
-                    if child.operation.name == "stablehlo.custom_call" and "triton" in ir.StringAttr(
-                            child.attributes["call_target_name"]).value:
+                    target = (ir.StringAttr(child.attributes["call_target_name"]).value
+                              if child.operation.name == "stablehlo.custom_call" else "")
+                    if target == "triton_kernel_call_ffi":
+                        raise RuntimeError("aot: this jaxlib compiles Triton to PTX while lowering (jaxlib > 0.10.2); "
+                                           "triton_kernels reads the Triton IR that jaxlib <= 0.10.2 embeds")
+                    if "triton" in target:
                         config = ir.DictAttr(child.attributes["mhlo.backend_config"])
                         integer = lambda key: ir.IntegerAttr(config[key]).value  # noqa: E731
                         kernels.append(TritonKernel(
