@@ -10,9 +10,10 @@ def test_readme_opens_with_the_two_commands():
     first_block = re.search(r"```bash\n(.*?)```", README.read_text(), re.S).group(1).strip().splitlines()
     assert len(first_block) == 2
     assert first_block[0].endswith("pip install -e . && python train.py")
-    assert first_block[1].endswith('pip install -e ".[dev]" && python -m pytest -q')
+    # aot: tests/aot compiles for TPU and GPU from the CPU host (libtpu, the CUDA plugin, ptxas)
+    assert first_block[1].endswith('pip install -e ".[dev,aot]" && python -m pytest -q')
     ci = (README.parent / ".ci" / "run").read_text()
-    assert 'pip install -q -e ".[dev]"' in ci and "python -m pytest -q" in ci
+    assert 'pip install -q -e ".[dev,aot]"' in ci and "python -m pytest -q" in ci
 
 
 def test_readme_python_example_runs():

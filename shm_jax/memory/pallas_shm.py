@@ -1,186 +1,84 @@
-"""A fused Pallas kernel for the SHM recurrence, forward and backward.
+"""The fused Pallas kernel for the SHM recurrence, forward and backward, on every platform.
 
     C_t = 1 + tanh(a_t ⊗ b_t),   U_t = w_t ⊗ k_t,   M_t = M_{t-1} ⊙ C_t + U_t,   h_t = M_t q_t
 
 with a_t = θ_t (rows), b_t = v_c,t (columns), w_t = η_t v_t, and M reset to 0 before a step whose start flag
 is set. The kernel keeps a [rows, H] tile of M on chip, builds C_t and U_t from the per-step vectors as it
 goes and never writes a [T, H, H] tensor: the forward pass stores M only at chunk boundaries
-([T/L, H, H] per sequence); the backward pass re-runs one chunk at a time from its boundary into a
-[L, rows, H] workspace and walks it in reverse with the adjoint recurrence
+([T/L, H, H] per sequence); the backward pass re-runs one chunk at a time from its boundary and walks it in
+reverse with the adjoint recurrence
 
     G_t = dL/dM_t = dh_t ⊗ q_t + G_{t+1} ⊙ C_{t+1}   (cut at resets)
     dC_t = G_t ⊙ M_{t-1},  dU_t = G_t,  dq_t = M_tᵀ dh_t.
 
-Rows of M are independent (C, U and the read act row by row), so the grid is (batch, row blocks): each
-program owns ``block_rows`` rows of one sequence's memory. Column-side gradients (b, k, q) are summed over
-rows, so each row block writes a partial [T, H] and the wrapper adds them.
+Rows of M are independent (C, U and the read act row by row), so programs own blocks of rows; column-side
+gradients (b, k, q) are summed over rows, so each row block writes a partial [T, H] and the wrapper adds them.
 
-Layouts inside the kernel: row-side vectors (a, w, h and their gradients) are [B, H, T] so a step reads an
-[rows, 1] column; column-side vectors (b, k, q) are [B, T, H] so a step reads a [1, H] row. Both broadcast
-to the [rows, H] tile without a transpose in the kernel.
+Which kernel runs is decided when the computation is lowered (``jax.lax.platform_dependent``), so
+ahead-of-time compilation for another platform picks that platform's kernel:
 
-On CPU the kernel runs in Pallas' interpret mode (correct, slow: for tests). On GPUs it is lowered to Triton,
-on TPUs to Mosaic; the tests check from a CPU host that forward and gradient lower for both, but neither
-has been compiled or run on a device: no accelerator was available when this was written.
+- TPU: ``kernels.mosaic_shm`` (time blocks on the grid, aligned memory access only);
+- GPU: ``kernels.triton_shm`` with block rows and warps per H from ``gpu_block_config``;
+- CPU: ``kernels.triton_shm`` in Pallas' interpret mode (correct, slow: for tests).
+
+What is compile-proven from a CPU host (tests/aot) and what still waits for a device: see the README.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.experimental import pallas as pl
-from jax.experimental.pallas import triton as pl_triton
 
+from shm_jax.memory.kernels import mosaic_shm, triton_shm
 from shm_jax.memory.scan import pad_time
 
-_SQ = pl.squeezed
+TARGETS = ("gpu", "tpu")
 
 
-def _step_forward(memory, start, a, b, w, k):
-    """One step on a [rows, H] tile: reset, then M ⊙ C + U. Returns (M_t, M_{t-1} after the reset, tanh)."""
-    prev = jnp.where(start > 0, jnp.zeros_like(memory), memory)
-    tanh = jnp.tanh(a * b)  # [rows, 1] * [1, H]
-    return prev * (1.0 + tanh) + w * k, prev, tanh
+class _Config(NamedTuple):
+    """Static kernel settings (hashable: the custom VJP's non-differentiable argument)."""
+
+    target: str       # "gpu" (Triton structure) or "tpu" (Mosaic structure)
+    interpret: bool
+    chunk: int        # steps per chunk / time block
+    rows: int         # rows of M per program
+    warps: int        # Triton warps per program (unused on TPU)
 
 
-def _forward_kernel(start_ref, a_ref, b_ref, w_ref, k_ref, q_ref, m0_ref,
-                    h_ref, m_final_ref, boundary_ref, *, chunk: int, num_chunks: int):
-    """One (sequence, row block). Refs: start [1, T]; a, w, h [rows, T]; b, k, q [T, H];
-    m0, m_final [rows, H]; boundary [num_chunks, rows, H] (M before each chunk)."""
+def gpu_block_config(hsz: int) -> tuple[int, int]:
+    """(rows, warps) for the Triton kernel at a power-of-two H: 8 rows, rows·H/256 warps (2 to 8).
 
-    def chunk_body(c, memory):
-        boundary_ref[c] = memory
-
-        def step(i, memory):
-            t = c * chunk + i
-            col = pl.ds(t, 1)
-            memory, _, _ = _step_forward(memory, start_ref[:, col], a_ref[:, col], b_ref[col, :],
-                                         w_ref[:, col], k_ref[col, :])
-            h_ref[:, col] = jnp.sum(memory * q_ref[col, :], axis=1, keepdims=True)
-            return memory
-
-        return jax.lax.fori_loop(0, chunk, step, memory)
-
-    m_final_ref[...] = jax.lax.fori_loop(0, num_chunks, chunk_body, m0_ref[...])
-
-
-def _backward_kernel(start_ref, a_ref, b_ref, w_ref, k_ref, q_ref, boundary_ref, dh_ref, dm_final_ref,
-                     da_ref, dw_ref, db_ref, dk_ref, dq_ref, dm0_ref, prev_ref, *, chunk: int, num_chunks: int):
-    """Adjoint of ``_forward_kernel`` for one (sequence, row block).
-
-    Outputs: da, dw [rows, T]; db, dk, dq [T, H] (partial sums over this block's rows); dm0 [rows, H].
-    prev_ref [chunk, rows, H] is workspace: M_{t-1} (after the reset) for every step of the current chunk.
+    From ptxas -v for sm_80 and sm_90 at every (rows in 8/16/32, warps in 2/4/8, H in 32..256), the sweep in
+    benchmarks/results/compile_report.md: the backward kernel's registers per thread grow with rows·H / warps;
+    32 rows spill at H = 128 with 4 warps (255 registers) and at H = 64 with 2, 16 rows at H = 256 unless with
+    8 warps; 8 rows with these warps stay at <= 127 registers for every H and give B·H/8 programs: 128 for a PPO
+    minibatch of 8 sequences at H = 128 (32 rows gave 32 programs for a GPU's 108-132 SMs).
     """
-
-    def chunk_body(j, grad):
-        c = num_chunks - 1 - j
-
-        def recompute(i, memory):
-            t = c * chunk + i
-            col = pl.ds(t, 1)
-            memory, prev, _ = _step_forward(memory, start_ref[:, col], a_ref[:, col], b_ref[col, :],
-                                            w_ref[:, col], k_ref[col, :])
-            prev_ref[i] = prev
-            return memory
-
-        jax.lax.fori_loop(0, chunk, recompute, boundary_ref[c])
-
-        def step(r, grad):
-            i = chunk - 1 - r
-            t = c * chunk + i
-            col = pl.ds(t, 1)
-            a, b, w, k, q = a_ref[:, col], b_ref[col, :], w_ref[:, col], k_ref[col, :], q_ref[col, :]
-            prev = prev_ref[i]
-            tanh = jnp.tanh(a * b)
-            calibration = 1.0 + tanh
-            memory = prev * calibration + w * k
-            dh = dh_ref[:, col]  # [rows, 1]
-            dq_ref[col, :] = jnp.sum(dh * memory, axis=0, keepdims=True)
-            grad = grad + dh * q
-            d_logits = grad * prev * (1.0 - tanh * tanh)  # dL/d(a ⊗ b)
-            da_ref[:, col] = jnp.sum(d_logits * b, axis=1, keepdims=True)
-            db_ref[col, :] = jnp.sum(d_logits * a, axis=0, keepdims=True)
-            dw_ref[:, col] = jnp.sum(grad * k, axis=1, keepdims=True)
-            dk_ref[col, :] = jnp.sum(grad * w, axis=0, keepdims=True)
-            return jnp.where(start_ref[:, col] > 0, jnp.zeros_like(grad), grad * calibration)
-
-        return jax.lax.fori_loop(0, chunk, step, grad)
-
-    dm0_ref[...] = jax.lax.fori_loop(0, num_chunks, chunk_body, dm_final_ref[...])
+    rows = min(8, hsz)
+    warps = max(2, min(8, rows * hsz // 256))
+    return rows, warps
 
 
-def _compiler_params(interpret: bool):
-    """Triton on GPUs (this kernel's loads are [rows, 1] / [1, H] slices, which Mosaic GPU's 128-element
-    granularity rejects); None elsewhere (interpret mode, TPU)."""
-    if interpret or jax.default_backend() == "tpu":
-        return None
-    return pl_triton.CompilerParams(num_warps=4, num_stages=1)
+def default_block_rows(hsz: int) -> int:
+    """Rows of M per Triton program at a (padded) H: ``gpu_block_config``'s rows, halved until they divide H."""
+    rows = gpu_block_config(1 << max(0, (hsz - 1).bit_length()))[0]
+    while hsz % rows:
+        rows //= 2
+    return max(rows, 1)
 
 
-def _specs(batch: int, hsz: int, steps: int, rows: int, num_chunks: int):
-    """BlockSpecs shared by both kernels, for the grid (batch, row block)."""
-    row_side = pl.BlockSpec((_SQ, rows, steps), lambda b, r: (b, r, 0))        # [B, H, T]
-    col_side = pl.BlockSpec((_SQ, steps, hsz), lambda b, r: (b, 0, 0))         # [B, T, H]
-    starts = pl.BlockSpec((_SQ, 1, steps), lambda b, r: (b, 0, 0))             # [B, 1, T]
-    tile = pl.BlockSpec((_SQ, rows, hsz), lambda b, r: (b, r, 0))              # [B, H, H]
-    boundary = pl.BlockSpec((_SQ, num_chunks, rows, hsz), lambda b, r: (b, 0, r, 0))
-    partial = pl.BlockSpec((_SQ, _SQ, steps, hsz), lambda b, r: (b, r, 0, 0))  # [B, R, T, H]
-    return row_side, col_side, starts, tile, boundary, partial
+def _kernel(config: _Config):
+    return mosaic_shm if config.target == "tpu" else triton_shm
 
 
-def _forward_call(carry, starts, a, b, w, k, q, *, chunk, rows, interpret):
-    """Batch-major padded inputs -> (h [B, H, T'], M_T [B, H, H], boundaries [B, T'/L, H, H])."""
-    batch, hsz, steps = a.shape
-    num_chunks = steps // chunk
-    row_side, col_side, start_spec, tile, boundary, _ = _specs(batch, hsz, steps, rows, num_chunks)
-    kernel = functools.partial(_forward_kernel, chunk=chunk, num_chunks=num_chunks)
-    return pl.pallas_call(
-        kernel,
-        grid=(batch, hsz // rows),
-        in_specs=[start_spec, row_side, col_side, row_side, col_side, col_side, tile],
-        out_specs=[row_side, tile, boundary],
-        out_shape=[
-            jax.ShapeDtypeStruct((batch, hsz, steps), carry.dtype),
-            jax.ShapeDtypeStruct((batch, hsz, hsz), carry.dtype),
-            jax.ShapeDtypeStruct((batch, num_chunks, hsz, hsz), carry.dtype),
-        ],
-        interpret=interpret,
-        compiler_params=_compiler_params(interpret),
-        name="shm_fused_forward",
-    )(starts, a, b, w, k, q, carry)
-
-
-def _backward_call(starts, a, b, w, k, q, boundaries, dh, dm_final, *, chunk, rows, interpret):
-    batch, hsz, steps = a.shape
-    num_chunks = steps // chunk
-    num_blocks = hsz // rows
-    row_side, col_side, start_spec, tile, boundary, partial = _specs(batch, hsz, steps, rows, num_chunks)
-    workspace = pl.BlockSpec((_SQ, _SQ, chunk, rows, hsz), lambda b_, r: (b_, r, 0, 0, 0))
-    kernel = functools.partial(_backward_kernel, chunk=chunk, num_chunks=num_chunks)
-    dtype = dm_final.dtype
-    outs = pl.pallas_call(
-        kernel,
-        grid=(batch, num_blocks),
-        in_specs=[start_spec, row_side, col_side, row_side, col_side, col_side, boundary, row_side, tile],
-        out_specs=[row_side, row_side, partial, partial, partial, tile, workspace],
-        out_shape=[
-            jax.ShapeDtypeStruct((batch, hsz, steps), dtype),               # da
-            jax.ShapeDtypeStruct((batch, hsz, steps), dtype),               # dw
-            jax.ShapeDtypeStruct((batch, num_blocks, steps, hsz), dtype),   # db (partial)
-            jax.ShapeDtypeStruct((batch, num_blocks, steps, hsz), dtype),   # dk (partial)
-            jax.ShapeDtypeStruct((batch, num_blocks, steps, hsz), dtype),   # dq (partial)
-            jax.ShapeDtypeStruct((batch, hsz, hsz), dtype),                 # dM_0
-            # Workspace as an output, not scratch_shapes: portable across interpret, Triton and Mosaic.
-            jax.ShapeDtypeStruct((batch, num_blocks, chunk, rows, hsz), dtype),
-        ],
-        interpret=interpret,
-        compiler_params=_compiler_params(interpret),
-        name="shm_fused_backward",
-    )(starts, a, b, w, k, q, boundaries, dh, dm_final)
-    da, dw, db, dk, dq, dm0, _ = outs
-    return da, dw, db.sum(axis=1), dk.sum(axis=1), dq.sum(axis=1), dm0
+def _call_kwargs(config: _Config) -> dict:
+    kwargs = dict(chunk=config.chunk, rows=config.rows, interpret=config.interpret)
+    if config.target == "gpu":
+        kwargs["warps"] = config.warps
+    return kwargs
 
 
 def _row_side(x, length: int):
@@ -201,26 +99,26 @@ def _to_kernel_layout(starts, a, b, w, k, q, chunk):
             _col_side(q, steps))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(7, 8, 9))
-def _fused(carry, starts, a, b, w, k, q, chunk, rows, interpret):
-    return _fused_fwd(carry, starts, a, b, w, k, q, chunk, rows, interpret)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(7,))
+def _fused(carry, starts, a, b, w, k, q, config):
+    return _fused_fwd(carry, starts, a, b, w, k, q, config)[0]
 
 
-def _fused_fwd(carry, starts, a, b, w, k, q, chunk, rows, interpret):
+def _fused_fwd(carry, starts, a, b, w, k, q, config):
     length = starts.shape[0]
-    kernel_inputs = _to_kernel_layout(starts, a, b, w, k, q, chunk)
-    h, final, boundaries = _forward_call(carry, *kernel_inputs, chunk=chunk, rows=rows, interpret=interpret)
+    kernel_inputs = _to_kernel_layout(starts, a, b, w, k, q, config.chunk)
+    h, final, boundaries = _kernel(config).forward_call(carry, *kernel_inputs, **_call_kwargs(config))
     h = jnp.transpose(h, (2, 0, 1))[:length]  # [T, B, H]
     return (final, h), (kernel_inputs, boundaries)
 
 
-def _fused_bwd(chunk, rows, interpret, residuals, cotangents):
+def _fused_bwd(config, residuals, cotangents):
     kernel_inputs, boundaries = residuals
     d_final, d_h = cotangents
     length = d_h.shape[0]
     dh_k = _row_side(d_h, kernel_inputs[1].shape[-1])
-    da, dw, db, dk, dq, d_carry = _backward_call(*kernel_inputs, boundaries, dh_k, d_final,
-                                                 chunk=chunk, rows=rows, interpret=interpret)
+    da, dw, db, dk, dq, d_carry = _kernel(config).backward_call(*kernel_inputs, boundaries, dh_k, d_final,
+                                                                **_call_kwargs(config))
     row_back = lambda x: jnp.transpose(x, (2, 0, 1))[:length]  # noqa: E731  [B, H, T'] -> [T, B, H]
     col_back = lambda x: jnp.transpose(x, (1, 0, 2))[:length]  # noqa: E731  [B, T', H] -> [T, B, H]
     return d_carry, None, row_back(da), col_back(db), row_back(dw), col_back(dk), col_back(dq)
@@ -229,16 +127,42 @@ def _fused_bwd(chunk, rows, interpret, residuals, cotangents):
 _fused.defvjp(_fused_fwd, _fused_bwd)
 
 
-def default_block_rows(hsz: int) -> int:
-    """Rows of M per program: the largest of 32, 16, 8, ... dividing H (a [32, H] fp32 tile fits on chip)."""
-    rows = 32
-    while hsz % rows:
-        rows //= 2
-    return max(rows, 1)
+def _configure(target: str, interpret: bool, hsz: int, length: int, chunk_size: int, block_rows, num_warps,
+               pad_hidden) -> tuple[_Config, int]:
+    """Kernel settings and the H the kernel runs at (Triton pads H to a power of two; Mosaic needs no padding)."""
+    if target == "tpu":
+        rows = mosaic_shm.default_block_rows(hsz) if block_rows is None else block_rows
+        mosaic_shm.check_block_rows(hsz, rows)
+        return _Config("tpu", interpret, mosaic_shm.time_block(length), rows, 0), hsz
+    pad = (not interpret) if pad_hidden is None else pad_hidden
+    padded = 1 << (hsz - 1).bit_length() if pad else hsz
+    rows = default_block_rows(padded) if block_rows is None else block_rows
+    warps = gpu_block_config(1 << (padded - 1).bit_length())[1] if num_warps is None else num_warps
+    if padded % rows:
+        raise ValueError(f"fused_shm_scan: block_rows must be a positive divisor of H = {padded}, got {block_rows!r}")
+    return _Config("gpu", interpret, min(chunk_size, length), rows, warps), padded
+
+
+def _run(carry, starts, a, b, w, k, q, *, target, interpret, **settings):
+    hsz = carry.shape[-1]
+    config, padded = _configure(target, interpret, hsz, starts.shape[0], **settings)
+    extra = padded - hsz
+    vectors = [jnp.pad(jnp.asarray(x, carry.dtype), [(0, 0), (0, 0), (0, extra)]) for x in (a, b, w, k, q)]
+    carry_p = jnp.pad(carry, [(0, 0), (0, extra), (0, extra)])
+    final, h = _fused(carry_p, starts.astype(bool), *vectors, config)
+    return final[:, :hsz, :hsz], h[..., :hsz]
+
+
+def _check_positive_int(name, value, allow_none=False):
+    if allow_none and value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"fused_shm_scan: {name} must be a positive integer, got {value!r}")
 
 
 def fused_shm_scan(carry, starts, a, b, w, k, q, *, chunk_size: int = 64, block_rows: int | None = None,
-                   interpret: bool | None = None, pad_hidden: bool | None = None):
+                   num_warps: int | None = None, interpret: bool | None = None, pad_hidden: bool | None = None,
+                   target: str | None = None):
     """The SHM recurrence and read-out by the fused kernel, with a custom gradient.
 
     Args:
@@ -246,28 +170,39 @@ def fused_shm_scan(carry, starts, a, b, w, k, q, *, chunk_size: int = 64, block_
       starts: bool[T, B]; M is reset to 0 before a step whose flag is set.
       a: θ_t, float[T, B, H] (rows of C);  b: v_c,t, float[T, B, H] (columns of C).
       w: η_t v_t, float[T, B, H];  k: keys [T, B, H];  q: queries [T, B, H].
-      chunk_size: L, steps between stored memories (peak extra memory B·(T/L)·H² forward, B·L·H² backward).
-      block_rows: rows of M per program; must divide the (padded) H (default: ``default_block_rows``).
-      interpret: run Pallas in interpret mode; None = only on CPU, where nothing else exists.
-      pad_hidden: zero-pad H to a power of two (Triton tiles need one); None = whenever compiled. Padded rows
-        and columns have a = b = w = k = q = 0, so C = 1, U = 0 there and nothing leaks into the real entries.
+      chunk_size: L, steps between stored memories on GPU/CPU (peak extra memory B·(T/L)·H² forward, B·L·H²
+        backward); the TPU kernel uses 128-step time blocks (``mosaic_shm.time_block``) instead.
+      block_rows: rows of M per program; must divide the (padded) H (default: per H, see ``gpu_block_config``
+        and ``mosaic_shm.default_block_rows``). Unless interpret=True both platforms' kernels are traced, so an
+        explicit value must suit both (TPU: a multiple of 8 or H itself).
+      num_warps: Triton warps per program (default: ``gpu_block_config``).
+      interpret: run Pallas in interpret mode; None = only when lowering for CPU, where nothing else exists.
+      pad_hidden: zero-pad H to a power of two for the Triton structure (Triton tiles need one); None =
+        whenever compiled. Padded rows and columns have a = b = w = k = q = 0, so C = 1, U = 0 there.
+      target: kernel structure in interpret mode, "gpu" (default) or "tpu"; compiled runs always use the
+        lowering platform's kernel.
 
     Returns:
       (M_T float32[B, H, H], h float32[T, B, H]).
     """
+    if block_rows is not None and (not isinstance(block_rows, int) or isinstance(block_rows, bool)
+                                   or block_rows <= 0):
+        raise ValueError(f"fused_shm_scan: block_rows must be a positive divisor of H, got {block_rows!r}")
+    if jnp.dtype(carry.dtype) != jnp.float32:
+        raise ValueError(f"fused_shm_scan: carry must be float32 (the kernel's memory is float32), got {carry.dtype}")
+    _check_positive_int("chunk_size", chunk_size)
+    _check_positive_int("num_warps", num_warps, allow_none=True)
+    if target is not None and target not in TARGETS:
+        raise ValueError(f"fused_shm_scan: target must be one of {', '.join(TARGETS)} or None, got {target!r}")
+    if target is not None and not interpret:
+        raise ValueError("fused_shm_scan: target selects the kernel in interpret mode only (interpret=True); "
+                         "compiled runs use the lowering platform's kernel")
+    settings = dict(chunk_size=chunk_size, block_rows=block_rows, num_warps=num_warps, pad_hidden=pad_hidden)
+    args = (carry, starts, a, b, w, k, q)
+    if interpret:
+        return _run(*args, target=target or "gpu", interpret=True, **settings)
+    branches = dict(cuda=functools.partial(_run, target="gpu", interpret=False, **settings),
+                    tpu=functools.partial(_run, target="tpu", interpret=False, **settings))
     if interpret is None:
-        interpret = jax.default_backend() == "cpu"
-    hsz = carry.shape[-1]
-    padded = 1 << (hsz - 1).bit_length() if (not interpret if pad_hidden is None else pad_hidden) else hsz
-    rows = default_block_rows(padded) if block_rows is None else block_rows
-    if not isinstance(rows, int) or isinstance(rows, bool) or rows <= 0 or padded % rows:
-        raise ValueError(f"fused_shm_scan: block_rows must be a positive divisor of H = {padded}, got {block_rows!r}")
-    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size <= 0:
-        raise ValueError(f"fused_shm_scan: chunk_size must be a positive integer, got {chunk_size!r}")
-    chunk = min(chunk_size, starts.shape[0])
-    dtype = carry.dtype
-    extra = padded - hsz
-    vectors = [jnp.pad(jnp.asarray(x, dtype), [(0, 0), (0, 0), (0, extra)]) for x in (a, b, w, k, q)]
-    carry_p = jnp.pad(carry, [(0, 0), (0, extra), (0, extra)])
-    final, h = _fused(carry_p, starts.astype(bool), *vectors, chunk, rows, bool(interpret))
-    return final[:, :hsz, :hsz], h[..., :hsz]
+        branches["cpu"] = functools.partial(_run, target="gpu", interpret=True, **settings)
+    return jax.lax.platform_dependent(*args, **branches)

@@ -34,13 +34,20 @@ SCAN_METHODS = ("associative", "sequential", "chunked")
 
 # CPU: measured (benchmarks/results/memory_speed.md): the per-step loop with the memory-lean custom VJP is
 # the fastest path at every size we train with; the log-depth scan only adds work when there is no parallel
-# hardware to spread it over. GPU/TPU: NOT measured yet (no accelerator was available when this was
-# written); "chunked" is the reasoned choice there: parallel over time inside a chunk, bounded memory,
-# and no per-step kernel launches across the whole sequence. SHM also has a fused Pallas kernel
-# (scan_method="fused", shm_jax/memory/pallas_shm.py) that the roofline estimate (benchmarks/roofline.py) expects to
-# beat both on a GPU; it is tested in interpret mode and lowers for GPU/TPU but has never run on one. Re-run
-# benchmarks/memory_speed.py on the device and update this table.
-DEFAULT_METHOD_BY_BACKEND = {"cpu": "sequential", "gpu": "chunked", "tpu": "chunked"}
+# hardware to spread it over.
+# GPU and TPU: "sequential" as well, from what compiles and the roofline, not from a device timing (none was
+# available; re-run benchmarks/memory_speed.py on one and revisit):
+# - compiled memory (benchmarks/results/compile_report.md; TPU v5e, SHM layer fwd+bwd, T = 1024, H = 128):
+#   temp 33 MiB (B = 8) / 1.1 GiB (B = 64) for sequential, 335 MiB / 3.4 GiB for chunked, 5.9 GiB / out of HBM
+#   (35 GiB) for associative. XLA:GPU plans the same HLO buffers.
+# - roofline (benchmarks/results/roofline.md, B = 64): chunked moves the [L, B, H, H] chunk tensors through HBM,
+#   ~155 GB, a 46 ms floor on an H100 (32 ms H200; ~190 ms at a v5e's 819 GB/s); sequential moves ~43 GB and is
+#   bound by its 3·T dependent loop iterations, ~31 ms at 10 µs each: no slower, at a third of the memory.
+# Both compile for TPU v5e and v6e in tests/aot (for GPU only the Triton kernel is compile-checked: XLA:GPU
+# needs a device to compile). SHM's fused Pallas kernel (scan_method="fused", pallas_shm.py) keeps M on chip
+# (1.4 MiB temp at B = 8 on v5e) and has the lowest roofline floor; it is not a generic method, so models
+# choose it themselves.
+DEFAULT_METHOD_BY_BACKEND = {"cpu": "sequential", "gpu": "sequential", "tpu": "sequential"}
 
 Pytree = Any
 MakeCU = Callable[[Pytree], tuple[jax.Array, jax.Array]]

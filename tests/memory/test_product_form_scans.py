@@ -1,7 +1,8 @@
 """The SHM product-form scans against the reference scan: values and gradients.
 
-Two implementations of the same contract: the fused Pallas kernel (interpret mode on CPU) and its XLA twin
-``product_form_scan`` (SHM's sequential path).
+Three implementations of the same contract: the fused Pallas kernel in interpret mode on CPU, in its GPU
+(Triton) structure and its TPU (Mosaic) structure, and its XLA twin ``product_form_scan`` (SHM's sequential
+path). That the compiled kernels build for TPU and GPU is checked in tests/aot.
 
 The reference is ``hadamard_scan(method="associative")`` on the same C_t = 1 + tanh(a ⊗ b), U_t = w ⊗ k,
 itself checked against a numpy loop in test_scan.py. float32; the kernel sums in a different order, so
@@ -15,7 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from shm_jax.memory.pallas_shm import default_block_rows, fused_shm_scan
+from shm_jax.memory.kernels import mosaic_shm
+from shm_jax.memory.pallas_shm import default_block_rows, fused_shm_scan, gpu_block_config
 from shm_jax.memory.product_scan import product_form_scan
 from shm_jax.memory.scan import hadamard_scan
 from shm_jax.memory.shm import SHM
@@ -59,7 +61,7 @@ def _problem(seed, length, batch, hsz):
     return carry, a, b, w, k, q
 
 
-@pytest.mark.parametrize("implementation", ["pallas", "xla"])
+@pytest.mark.parametrize("implementation", ["pallas-gpu", "pallas-tpu", "xla"])
 @pytest.mark.parametrize(
     "length, batch, hsz, chunk, rows, reset_steps",
     [
@@ -80,6 +82,8 @@ def test_product_form_scans_match_reference_values_and_gradients(implementation,
     def fused(carry, starts, a, b, w, k, q):
         if implementation == "xla":
             return product_form_scan(carry, starts, a, b, w, k, q, chunk_size=chunk)
+        if implementation == "pallas-tpu":  # TPU row blocks are multiples of 8 or H; time blocks of 128 steps
+            return fused_shm_scan(carry, starts, a, b, w, k, q, interpret=True, target="tpu")
         return fused_shm_scan(carry, starts, a, b, w, k, q, chunk_size=chunk, block_rows=rows, interpret=True)
 
     (loss_f, (final_f, h_f)), grads_f = _loss_and_grads(fused)(carry, a, b, w, k, q, starts)
@@ -97,14 +101,41 @@ def test_product_form_scans_match_reference_values_and_gradients(implementation,
         assert float(jnp.max(jnp.abs(grads_f[0][0]))) > 0.0
 
 
+def test_tpu_structure_carries_memory_and_gradient_across_time_blocks():
+    """T = 200 runs as two 128-step time blocks (the last padded), H = 16 as two row blocks (the column-side
+    gradients are summed over them); resets right at and just after the time-block boundary."""
+    length, batch, hsz = 200, 1, 16
+    carry, a, b, w, k, q = _problem(7, length, batch, hsz)
+    starts = jnp.zeros((length, batch), bool).at[128, 0].set(True).at[130, 0].set(True)
+
+    def tpu(carry, starts, a, b, w, k, q):
+        return fused_shm_scan(carry, starts, a, b, w, k, q, interpret=True, target="tpu", block_rows=8)
+
+    (_, (final_f, h_f)), grads_f = _loss_and_grads(tpu)(carry, a, b, w, k, q, starts)
+    (_, (final_r, h_r)), grads_r = _loss_and_grads(_reference)(carry, a, b, w, k, q, starts)
+    assert mosaic_shm.time_block(length) == 128
+    assert_close(h_f, h_r)
+    assert_close(final_f, final_r)
+    for g_f, g_r in zip(grads_f, grads_r):
+        assert_close(g_f, g_r)
+
+
 def test_block_rows_default_divides_memory_size():
     for hsz in (4, 8, 12, 32, 72, 128, 100):
         rows = default_block_rows(hsz)
-        assert hsz % rows == 0 and rows <= 32
-    assert default_block_rows(128) == 32
+        assert hsz % rows == 0 and rows <= 8
+    # The ptxas-checked GPU table (tests/aot): 8 rows, warps growing with H.
+    assert [gpu_block_config(h) for h in (32, 64, 128, 256)] == [(8, 2), (8, 2), (8, 4), (8, 8)]
+    for hsz in (32, 64, 72, 128, 256):
+        rows = mosaic_shm.default_block_rows(hsz)
+        assert hsz % rows == 0 and (rows % 8 == 0 or rows == hsz)
+    assert [mosaic_shm.default_block_rows(h) for h in (32, 64, 72, 128, 256)] == [32, 32, 24, 32, 16]
 
 
-@pytest.mark.parametrize("kwargs, field", [({"block_rows": 3}, "block_rows"), ({"chunk_size": 0}, "chunk_size")])
+@pytest.mark.parametrize("kwargs, field", [
+    ({"block_rows": 3}, "block_rows"), ({"chunk_size": 0}, "chunk_size"), ({"num_warps": 0}, "num_warps"),
+    ({"target": "ipu", "interpret": True}, "target"), ({"target": "tpu"}, "target"),
+    ({"target": "tpu", "interpret": True, "block_rows": 4}, "block_rows")])
 def test_fused_rejects_bad_settings_with_one_line(kwargs, field):
     carry, a, b, w, k, q = _problem(0, 4, 1, 8)
     with pytest.raises(ValueError, match=field) as info:
@@ -166,28 +197,16 @@ def test_shm_fused_rejects_fixed_c_and_lists_methods():
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("platform", ["cuda", "tpu"])
-def test_fused_kernel_lowers_for_accelerators(platform, monkeypatch):
-    """Forward and gradient lower to Triton (GPU) and Mosaic (TPU) from this CPU host.
-
-    Lowering runs the Pallas lowering rules (block shapes, loads, loops) but not the device compiler, so a
-    kernel that passes can still fail to compile on the device; one that fails here would surely fail there.
-    """
-    import shm_jax.memory.pallas_shm as pallas_shm
-
-    if platform == "tpu":  # Triton compiler params are chosen on a non-TPU host; TPU takes Mosaic's defaults
-        monkeypatch.setattr(pallas_shm, "_compiler_params", lambda interpret: None)
-    length, batch, hsz = 100, 2, 72  # neither a power of two: padding to 112 steps and 128 rows is exercised
-    carry, a, b, w, k, q = _problem(0, length, batch, hsz)
-    starts = jnp.zeros((length, batch), bool)
-
-    def loss(carry, a, b, w, k, q):
-        _, h = fused_shm_scan(carry, starts, a, b, w, k, q, chunk_size=16, interpret=False)
-        return jnp.sum(h**2)
-
-    for fn in (loss, jax.grad(loss, argnums=range(6))):
-        text = jax.jit(fn).trace(carry, a, b, w, k, q).lower(lowering_platforms=(platform,)).as_text()
-        assert ("triton" if platform == "cuda" else "tpu_custom_call") in text
+@pytest.mark.parametrize("platform, kernel", [("tpu", "shm_fused_forward_tpu"), ("cuda", "shm_fused_forward")])
+def test_fused_kernel_is_chosen_by_the_lowering_platform(platform, kernel):
+    """The structure is picked when lowering (platform_dependent), so compiling for a TPU from a CPU host gets the
+    Mosaic kernel. Lowering only: that the kernels compile is tests/aot's job."""
+    carry, a, b, w, k, q = _problem(0, 8, 2, 16)
+    starts = jnp.zeros((8, 2), bool)
+    text = jax.jit(lambda *args: fused_shm_scan(*args)[1]).trace(carry, starts, a, b, w, k, q).lower(
+        lowering_platforms=(platform,)).as_text()
+    other = {"tpu": "shm_fused_forward\"", "cuda": "shm_fused_forward_tpu"}[platform]
+    assert kernel in text and other not in text
 
 
 def test_product_form_scans_under_vmap_match_reference_gradients():
@@ -203,5 +222,6 @@ def test_product_form_scans_under_vmap_match_reference_gradients():
 
     reference = grads(_reference)
     for scan in (functools.partial(product_form_scan, chunk_size=4),
-                 functools.partial(fused_shm_scan, chunk_size=4, interpret=True)):
+                 functools.partial(fused_shm_scan, chunk_size=4, interpret=True),
+                 functools.partial(fused_shm_scan, interpret=True, target="tpu")):
         jax.tree.map(assert_close, grads(scan), reference)
