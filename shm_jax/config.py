@@ -27,6 +27,7 @@ PROBE_PREFIX = "probe:"  # shm_jax.probes, e.g. "probe:Recall"
 GYMNAX_PREFIX = "gymnax:"  # gymnax built-ins, e.g. "gymnax:CartPole-v1"
 
 PRECISIONS = ("float32", "bfloat16")
+NETWORK_INITS = ("orthogonal", "official")  # shm_jax.networks.INITS
 
 
 class ConfigError(ValueError):
@@ -159,6 +160,9 @@ class AgentConfig:
     pixel_scale: Optional[bool] = option(None, optional_boolean)
     """Divide the raw observation by 255 (None: automatic, on when it is a uint8 image; appended previous-action
     and start-flag features are never scaled)."""
+    network_init: Literal["orthogonal", "official"] = option("orthogonal", one_of(*NETWORK_INITS))
+    """Init of the encoder and heads: "orthogonal" (gain sqrt(2) pre/post, zero biases) or "official" (the official
+    POPGym agent: orthogonal gain 1, final layers N(0, 0.01), PyTorch's default biases); the SHM core keeps its own."""
     precision: Literal["float32", "bfloat16"] = option("float32", one_of(*PRECISIONS))
     """Compute dtype of the network and memory core; bfloat16 is mixed precision: bf16 projections and activations,
     float32 params, memory state, loss, advantages and optimiser state."""
