@@ -184,8 +184,9 @@ class PPOConfig:
     """Passes over each rollout."""
     lr: float = option(1e-3, positive_number, sweepable=True)
     """Adam learning rate (sweepable)."""
-    anneal_lr: bool = option(False, boolean)
-    """Linearly anneal the learning rate to 0 over the run."""
+    anneal_lr: bool = option(True, boolean)
+    """Linearly anneal the learning rate to 0 over the run (on by default: at a constant lr 1e-3 the default run
+    overshot late and ended below 0.95 on some seeds)."""
     adam_eps: float = option(1e-5, positive_number)
     """Adam epsilon."""
     gamma: float = option(0.99, unit_interval, sweepable=True)
