@@ -184,13 +184,15 @@ def test_time_mix_is_projected_to_unit_interval_and_keeps_its_gradient_at_the_ed
         rest = {**out["params"], "time_mix": 0}
         jax.tree.map(np.testing.assert_array_equal, rest, {**params["params"], "time_mix": 0})
 
+    @jax.jit
     def value_sum(p):
         return jnp.sum(net.apply(p, carry, obs, starts, None)[2] ** 2)
 
     # A projected s can sit exactly on an edge, and the blend must still pass it a gradient (a forward clip
     # alone gives none once s has left [0, 1]: it would stick there).
+    grad_fn = jax.jit(jax.grad(value_sum))
     for edge in (0.0, 1.0, 1.7):
-        grad = jax.grad(value_sum)(_with_time_mix(params, edge))["params"]["time_mix"]
+        grad = grad_fn(_with_time_mix(params, edge))["params"]["time_mix"]
         assert np.isfinite(grad) and abs(float(grad)) > 0
     # The forward pass reads a projected s: an out-of-range param gives what its projection gives.
     outside, edge = (value_sum(_with_time_mix(params, v)) for v in (1.7, 1.0))
@@ -207,11 +209,12 @@ def test_every_ppo_update_projects_time_mix():
                          num_minibatches=2, update_epochs=1, total_timesteps=32, lr=1e-3)
     built = build(config)
     state = built.ppo.init(jax.random.PRNGKey(0))
+    update = jax.jit(built.ppo.update)  # one compile for the three calls
     for start in (-5.0, 5.0):  # out of range before the update, inside after it
         moved = state.replace(params=_with_time_mix(state.params, start))
-        new, _ = jax.jit(built.ppo.update)(moved, built.hparams)
+        new, _ = update(moved, built.hparams)
         assert 0.0 <= float(new.params["params"]["time_mix"]) <= 1.0
-    new, _ = jax.jit(built.ppo.update)(state, built.hparams)
+    new, _ = update(state, built.hparams)
     assert float(new.params["params"]["time_mix"]) != 0.5  # s learns from its 0.5 init
 
 
