@@ -126,6 +126,7 @@ def make_network(agent: AgentConfig, memory: Any, action_spec: ActionSpec, pixel
         head_hidden_size=agent.head_hidden_size,
         pixel_features=pixel_features,
         dtype=agent.precision,
+        init_scheme=agent.network_init,
     )
 
 

@@ -6,14 +6,19 @@ Layout (the paper's POPGym agent when configured as in ``config.PRESETS["paper-p
    ``envs``' flatten puts before any appended previous action / start flag) are divided by 255;
 2. feature map Linear(D -> feature_size), then LayerNorm without affine (``feature_norm``) or ReLU;
 3. optional sinusoidal encoding of the within-episode step t, blended as (1 - s) x + s PE(t) with a
-   learnable s (init 0.5) clamped to [0, 1];
+   learnable s (init 0.5) kept in [0, 1] as the official code keeps it: ``project_params`` clips the parameter
+   after every optimiser update (PPO calls it), so the blend never sees s outside [0, 1] and its gradient is
+   never cut (the forward clip below is an identity on projected params, with a pass-through gradient);
 4. pre Linear(feature_size -> pre_size) + ReLU;
 5. memory core (any ``shm_jax.memory`` core), called on [T, B, pre_size];
 6. post Linear(core.output_size -> post_size) + ReLU (the shared trunk);
 7. actor Linear(post -> head_hidden) -> Linear(head_hidden -> n) and critic Linear -> Linear(-> 1),
    no activation between the two layers of a head.
 
-Init: orthogonal weights, zero biases; the final actor and critic layers use scale 0.01.
+Init (``init_scheme``): "orthogonal" (default): orthogonal weights, gain 1 for the feature map and head bodies and
+sqrt(2) for pre/post, zero biases, final actor and critic layers orthogonal with scale 0.01. "official": the
+official POPGym agent (thaihungle/SHM ``base_model.py``): orthogonal gain 1 for feature map, pre, post and head
+bodies, final actor and critic weights N(0, 0.01), and every bias PyTorch's default U(±1/sqrt(fan_in)).
 
 Precision: ``dtype`` (None / "float32", or "bfloat16") is the compute dtype of the Dense layers, the feature
 LayerNorm and the time-encoding blend; parameters stay float32, and the actor output and the value are cast
@@ -41,6 +46,7 @@ import numpy as np
 from flax import struct
 from gymnax.environments import spaces
 
+from shm_jax.config import NETWORK_INITS
 from shm_jax.initializers import orthogonal
 from shm_jax.memory.precision import compute_dtype
 
@@ -179,9 +185,26 @@ def episode_steps(prev_step: jax.Array, starts: jax.Array) -> jax.Array:
     return jnp.where(last_start >= 0, idx - last_start, prev_step[None, :] + 1 + idx).astype(jnp.int32)
 
 
-def _dense(features: int, scale: float, name: str, dtype: Any = None) -> nn.Dense:
-    return nn.Dense(features, kernel_init=orthogonal(scale),
-                    bias_init=nn.initializers.zeros, dtype=dtype, name=name)
+INITS = NETWORK_INITS
+
+
+def _torch_bias_init(fan_in: int):
+    """PyTorch's default Linear bias init, U(±1/sqrt(fan_in))."""
+    bound = 1.0 / math.sqrt(fan_in)
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def _dense(features: int, fan_in: int, role: str, init: str, name: str, dtype: Any = None) -> nn.Dense:
+    """Linear layer ``name`` of a ``role`` ("body", "relu": pre/post, "final": actor/critic out) under ``init``."""
+    if init == "official":
+        kernel = nn.initializers.normal(0.01) if role == "final" else orthogonal(1.0)
+        return nn.Dense(features, kernel_init=kernel, bias_init=_torch_bias_init(fan_in), dtype=dtype, name=name)
+    scale = {"body": 1.0, "relu": math.sqrt(2.0), "final": 0.01}[role]
+    return nn.Dense(features, kernel_init=orthogonal(scale), bias_init=nn.initializers.zeros, dtype=dtype, name=name)
 
 
 class ActorCritic(nn.Module):
@@ -203,10 +226,26 @@ class ActorCritic(nn.Module):
     head_hidden_size: int = 64
     pixel_features: int = 0
     dtype: Any = None  # compute dtype of the encoder and heads: None / "float32" or "bfloat16"
+    init_scheme: str = "orthogonal"  # one of INITS (see the module docstring)
 
     def __post_init__(self):
         compute_dtype("ActorCritic", self.dtype)
+        if self.init_scheme not in INITS:
+            raise ValueError(f"ActorCritic: init_scheme must be one of {', '.join(map(repr, INITS))}, "
+                             f"got {self.init_scheme!r}")
         super().__post_init__()
+
+    def project_params(self, params: Any) -> Any:
+        """Params projected back onto their allowed set: the time-encoding blend s clipped to [0, 1].
+
+        PPO applies it after every optimiser update (the official code clamps s the same way), so s keeps
+        its gradient at the edges instead of sticking outside [0, 1]. Works on an unbound module.
+        """
+        if not self.time_encoding:
+            return params
+        inner = dict(params["params"])
+        inner["time_mix"] = jnp.clip(inner["time_mix"], 0.0, 1.0)
+        return {**params, "params": inner}
 
     def initialize_carry(self, batch_size: int) -> AgentCarry:
         """The state before any observation. Works on an unbound module."""
@@ -227,28 +266,33 @@ class ActorCritic(nn.Module):
         steps = episode_steps(carry.step, starts.astype(bool))
         dtype = compute_dtype("ActorCritic", self.dtype)
 
-        x = _dense(self.feature_size, 1.0, "feature_map", dtype)(x)
+        init = self.init_scheme
+        x = _dense(self.feature_size, x.shape[-1], "body", init, "feature_map", dtype)(x)
         if self.feature_norm:
             x = nn.LayerNorm(use_bias=False, use_scale=False, epsilon=1e-5, dtype=dtype, name="feature_norm")(x)
         else:
             x = nn.relu(x)
         if self.time_encoding:
-            s = jnp.clip(self.param("time_mix", nn.initializers.constant(0.5), ()), 0.0, 1.0).astype(dtype)
+            s = self.param("time_mix", nn.initializers.constant(0.5), ())
+            # Identity on projected params; a pass-through gradient, so an edge value (s = 0 or 1) still learns.
+            s = (s + jax.lax.stop_gradient(jnp.clip(s, 0.0, 1.0) - s)).astype(dtype)
             pe = sinusoidal_encoding(steps, self.feature_size, self.time_encoding_max_len).astype(dtype)
             x = (1.0 - s) * x + s * pe
-        x = nn.relu(_dense(self.pre_size, math.sqrt(2.0), "pre", dtype)(x))
+        x = nn.relu(_dense(self.pre_size, self.feature_size, "relu", init, "pre", dtype)(x))
 
         memory_carry, y = self.memory(carry.memory, x, starts.astype(bool), noise)
-        trunk = nn.relu(_dense(self.post_size, math.sqrt(2.0), "post", dtype)(y))
+        trunk = nn.relu(_dense(self.post_size, y.shape[-1], "relu", init, "post", dtype)(y))
 
-        actor = _dense(self.head_hidden_size, 1.0, "actor_hidden", dtype)(trunk)
+        hidden = self.head_hidden_size
+        actor = _dense(hidden, self.post_size, "body", init, "actor_hidden", dtype)(trunk)
         # Log-probabilities, the value loss and the optimiser work in float32.
-        actor = _dense(self.action_spec.num_outputs, 0.01, "actor_out", dtype)(actor).astype(jnp.float32)
+        actor = _dense(self.action_spec.num_outputs, hidden, "final", init, "actor_out", dtype)(actor)
+        actor = actor.astype(jnp.float32)
         if self.action_spec.kind == "box":
             log_std = self.param("log_std", nn.initializers.zeros, (self.action_spec.num_outputs,))
             dist = (actor, jnp.broadcast_to(log_std, actor.shape))
         else:
             dist = actor
-        critic = _dense(self.head_hidden_size, 1.0, "critic_hidden", dtype)(trunk)
-        value = _dense(1, 0.01, "critic_out", dtype)(critic)[..., 0].astype(jnp.float32)
+        critic = _dense(hidden, self.post_size, "body", init, "critic_hidden", dtype)(trunk)
+        value = _dense(1, hidden, "final", init, "critic_out", dtype)(critic)[..., 0].astype(jnp.float32)
         return AgentCarry(memory=memory_carry, step=steps[-1]), dist, value

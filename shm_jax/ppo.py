@@ -319,7 +319,7 @@ class PPO:
         scale = jnp.where(grad_norm > hp["max_grad_norm"], hp["max_grad_norm"] / grad_norm, 1.0)
         grads = jax.tree.map(lambda g: g * scale, grads)
         direction, opt_state = self.optimizer.update(grads, opt_state, params)
-        params = jax.tree.map(lambda p, d: p - lr * d, params, direction)
+        params = self.network.project_params(jax.tree.map(lambda p, d: p - lr * d, params, direction))
         return (params, opt_state), {**aux, "grad_norm": grad_norm}
 
     def learning_rate(self, hp: Hyperparameters, update: jax.Array) -> jax.Array:

@@ -11,6 +11,10 @@ One step, with x̂_t = LayerNorm(x_t) and bias-free projections of x̂_t:
 
 Rows of M follow the value dimension (θ runs along them), columns the key dimension (v_c).
 
+``clamp`` (the official pomdp-baselines SHM, ±100): M_t = clip(M_{t-1} ⊙ C_t + U_t, -clamp, clamp) after every
+write. The clip is not associative, so a clamped SHM runs a per-step loop (scan_method "sequential" or None;
+the log-depth, chunked and fused scans refuse it); clipped cells pass no gradient, as torch.clamp's.
+
 The row indices l_t are the layer's *noise*: ``sample_noise(rng, T, B)`` draws them and ``__call__``
 takes them as an input, so a PPO update replays exactly the C_t the policy acted with.
 
@@ -46,7 +50,8 @@ from shm_jax.memory import base
 from shm_jax.memory.precision import compute_dtype
 from shm_jax.memory.pallas_shm import fused_shm_scan
 from shm_jax.memory.product_scan import product_form_scan
-from shm_jax.memory.scan import associative_hadamard, check_method, default_method, hadamard_scan
+from shm_jax.memory.scan import (associative_hadamard, check_method, default_method, from_chunks, hadamard_scan,
+                                 to_chunks)
 
 CALIBRATIONS = ("random_theta", "fixed_theta", "neural_theta", "random_c", "fixed_c", "ones")
 _NORM_EPS = 1e-5
@@ -114,6 +119,35 @@ def _product_form_scan(scan, carry, inputs, starts, chunk_size):
     return scan(carry, starts, row, col, weighted_v, inputs["k"], inputs["q"], chunk_size=chunk_size)
 
 
+def clamped_scan(carry, inputs, starts, make_cu, bound: float, chunk_size: int, memories: bool = False):
+    """M_t = clip(M_{t-1} ⊙ C_t + U_t, ±bound) (reset to 0 before a start) and h_t = M_t q_t, step by step.
+
+    carry float32[B, H, H]; inputs: per-step vectors [T, B, ...]; starts bool[T, B]. Returns (M_T, h [T, B, H]),
+    or M [T, B, H, H] when ``memories``. Plain autodiff through the loop, rematerialised per chunk of
+    ``chunk_size`` steps, so the backward keeps the memory at chunk boundaries plus one chunk.
+    """
+    length = starts.shape[0]
+    chunk = min(chunk_size, length)
+    valid = to_chunks(jnp.ones(starts.shape, bool), chunk)
+    xs = (jax.tree.map(lambda x: to_chunks(x, chunk), inputs), to_chunks(starts.astype(bool), chunk), valid)
+
+    def step(memory, xs_t):
+        inputs_t, start_t, valid_t = xs_t
+        prev = jnp.where(start_t[:, None, None], jnp.zeros_like(memory), memory)
+        c, u = make_cu(inputs_t)
+        new = jnp.clip(prev * c + u, -bound, bound)
+        memory = jnp.where(valid_t[:, None, None], new, memory)  # padded steps leave M unchanged
+        return memory, (memory if memories else _read(memory, inputs_t))
+
+    @jax.checkpoint
+    def chunk_body(memory, xs_chunk):
+        return jax.lax.scan(step, memory, xs_chunk)
+
+    final, ys = jax.lax.scan(chunk_body, carry, xs)
+    ys = from_chunks(ys, length)
+    return ys if memories else (final, ys)
+
+
 class SHM(nn.Module):
     """The SHM memory core (shm_jax.memory.base interface).
 
@@ -128,6 +162,8 @@ class SHM(nn.Module):
       chunk_size: steps per chunk of the "chunked" scan (checkpoint interval of "sequential"/"fused").
       dtype: compute dtype of the projections and per-step vectors: None / "float32" (default) or
         "bfloat16" (params, memory and carry stay float32; see the module docstring).
+      clamp: None (default) or a bound b > 0: M is clipped to [-b, b] after every write (the official
+        pomdp-baselines SHM uses 100); needs scan_method "sequential" or None.
     """
 
     memory_size: int = 128
@@ -138,6 +174,7 @@ class SHM(nn.Module):
     scan_method: str | None = None
     chunk_size: int = 64
     dtype: Any = None
+    clamp: float | None = None
 
     def __post_init__(self):
         compute_dtype("SHM", self.dtype)
@@ -152,6 +189,13 @@ class SHM(nn.Module):
         if self.scan_method == FUSED and self.calibration == "fixed_c":
             raise ValueError("SHM: scan_method 'fused' needs C_t = 1 + tanh(row ⊗ col); calibration 'fixed_c' "
                              "has no such form: use 'sequential', 'chunked' or 'associative'")
+        if self.clamp is not None:
+            number = isinstance(self.clamp, (int, float)) and not isinstance(self.clamp, bool)
+            if not number or not 0 < self.clamp < math.inf:
+                raise ValueError(f"SHM: clamp must be None or a positive finite number, got {self.clamp!r}")
+            if self.scan_method not in (None, "sequential"):
+                raise ValueError(f"SHM: clamp needs scan_method 'sequential' or None (clipping M every step is not "
+                                 f"associative), got {self.scan_method!r}")
         super().__post_init__()
 
     @property
@@ -209,10 +253,15 @@ class SHM(nn.Module):
 
         if self.is_mutable_collection("intermediates"):
             c, u = make_cu(inputs)
-            memories = associative_hadamard(carry, c, u, starts)
+            if self.clamp is None:
+                memories = associative_hadamard(carry, c, u, starts)
+            else:
+                memories = clamped_scan(carry, inputs, starts, make_cu, self.clamp, self.chunk_size, memories=True)
             self.sow("intermediates", "memory", memories)
             self.sow("intermediates", "calibration", jnp.broadcast_to(c, memories.shape))
-        if self.scan_method == FUSED:
+        if self.clamp is not None:
+            carry, h = clamped_scan(carry, inputs, starts, make_cu, self.clamp, self.chunk_size)
+        elif self.scan_method == FUSED:
             carry, h = _product_form_scan(fused_shm_scan, carry, inputs, starts, self.chunk_size)
         elif (self.scan_method or default_method()) == "sequential" and "row" in inputs:
             # C_t = 1 + tanh(row ⊗ col): the specialised loop beats the generic one (product_scan.py).

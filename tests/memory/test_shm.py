@@ -170,3 +170,81 @@ def test_sown_memories_and_calibrations_follow_the_recurrence():
         # U_t = eta v ⊗ k has rank one: its second singular value vanishes.
         s = jnp.linalg.svd(u, compute_uv=False)
         assert float(jnp.max(s[:, 1] / (s[:, 0] + 1e-12))) < 1e-3
+
+
+def _recurrence(carry, c, u, starts, bound):
+    """The clamped recurrence in numpy from given C_t and U_t."""
+    memory, out = np.asarray(carry), []
+    for t in range(len(starts)):
+        prev = np.where(np.asarray(starts[t])[:, None, None], 0.0, memory)
+        memory = np.clip(prev * np.asarray(c[t]) + np.asarray(u[t]), -bound, bound)
+        out.append(memory)
+    return np.stack(out)
+
+
+def _c_and_u(core, params, x, starts, noise):
+    """C_t and U_t of the unclamped layer, read back from its sown memories: U_t = M_t - M_{t-1} ⊙ C_t."""
+    _, variables = core.apply(params, core.initialize_carry(B), x, starts, noise, mutable=["intermediates"])
+    memory, c = (np.asarray(variables["intermediates"][k][0]) for k in ("memory", "calibration"))
+    prev = np.concatenate([np.zeros_like(memory[:1]), memory[:-1]])
+    prev = np.where(np.asarray(starts)[:, :, None, None], 0.0, prev)
+    return c, memory - prev * c
+
+
+@pytest.mark.parametrize("calibration", ["random_theta", "fixed_c"])
+def test_clamp_clips_the_memory_after_every_write(calibration):
+    core, params, x, starts, noise = build(calibration, reset_every=10)
+    c, u = _c_and_u(core, params, x, starts, noise)
+    bound = float(np.quantile(np.abs(u), 0.9))  # tight enough that many cells hit it
+    for method in ("sequential", None):
+        clamped = SHM(memory_size=H, calibration=calibration, scan_method=method, chunk_size=5, clamp=bound)
+        (carry, y), variables = clamped.apply(params, core.initialize_carry(B), x, starts, noise,
+                                              mutable=["intermediates"])
+        memory = variables["intermediates"]["memory"][0]
+        expected = _recurrence(core.initialize_carry(B), c, u, starts, bound)
+        assert_close(memory, expected, 1e-5)
+        assert_close(carry, expected[-1], 1e-5)
+        assert np.mean(np.abs(expected) == bound) > 0.05  # the clip was active
+        assert_close(y, clamped.apply(params, core.initialize_carry(B), x, starts, noise)[1], 1e-6)
+    # A bound no cell reaches changes nothing.
+    loose = SHM(memory_size=H, calibration=calibration, chunk_size=5, clamp=1e6)
+    jax.tree.map(lambda a, b: assert_close(a, b, 1e-5), loose.apply(params, core.initialize_carry(B), x, starts, noise),
+                 core.apply(params, core.initialize_carry(B), x, starts, noise))
+
+
+def test_clamp_gradient_is_the_clip_gradient():
+    core, params, x, starts, noise = build()
+    loose = SHM(memory_size=H, scan_method="sequential", chunk_size=5, clamp=1e6)
+
+    def loss(layer, p, carry):
+        carry_out, y = layer.apply(p, carry, x, starts.at[0].set(False), noise)
+        return jnp.sum(y ** 2) + jnp.sum(carry_out)
+
+    carry = 0.1 * jax.random.normal(jax.random.PRNGKey(3), (B, H, H))
+    # Unreached bound: the gradient equals the unclamped layer's (its lean custom gradient).
+    for a, b in zip(jax.grad(loss, (1, 2))(loose, params, carry), jax.grad(loss, (1, 2))(core, params, carry)):
+        jax.tree.map(lambda g, h: assert_close(g, h, 1e-4), a, b)
+    # One step from a carry whose cells are half far past the bound: clipped cells pass no gradient back,
+    # the others pass C_1 (dM_1/dM_0 = C_1 where |M_1| < bound).
+    tight = SHM(memory_size=H, scan_method="sequential", clamp=1.0)
+    big = jnp.where(jnp.arange(H)[None, :, None] < H // 2, 50.0, 0.0) * jnp.ones((B, H, H))
+    one_step = lambda m: jnp.sum(tight.apply(params, m, x[:1], starts[:1].at[:].set(False), noise[:1])[0])  # noqa: E731
+    grad = np.asarray(jax.grad(one_step)(big))
+    assert np.all(grad[:, : H // 2] == 0.0)
+    c, _ = _c_and_u(core, params, x[:1], starts[:1].at[:].set(False), noise[:1])
+    assert_close(grad[:, H // 2:], c[0][:, H // 2:], 1e-6)
+    grads = jax.grad(loss, 1)(SHM(memory_size=H, scan_method="sequential", clamp=0.05), params, carry)
+    assert all(np.isfinite(g).all() for g in jax.tree.leaves(grads)) and any(np.abs(g).max() > 0 for g in
+                                                                            jax.tree.leaves(grads))
+
+
+@pytest.mark.parametrize("method", ["associative", "chunked", "fused"])
+def test_clamp_refuses_the_associative_scans(method):
+    with pytest.raises(ValueError, match=f"clamp needs scan_method 'sequential' or None .*got '{method}'"):
+        SHM(memory_size=4, scan_method=method, clamp=100.0)
+
+
+@pytest.mark.parametrize("bound", [0, -1.0, float("inf"), True, "100"])
+def test_bad_clamp_raises(bound):
+    with pytest.raises(ValueError, match="clamp must be None or a positive finite number"):
+        SHM(memory_size=4, clamp=bound)

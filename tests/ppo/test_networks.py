@@ -157,3 +157,83 @@ def test_stepwise_acting_equals_sequence_and_resets_at_starts(memory):
     # Without the start flag at t = 3 the outputs differ (memory carried over the boundary).
     _, _, carried_value = apply(params, carry0, obs, starts.at[3, 0].set(False), noise)
     assert not np.allclose(carried_value[3:, 0], seq_value[3:, 0], atol=1e-6)
+
+
+def _time_mix_net():
+    return _net(make_memory("mlp", features=8), time_encoding=True)
+
+
+def _init(net, T=3, B=2):
+    obs = jax.random.normal(jax.random.PRNGKey(0), (T, B, 3))
+    starts = jnp.zeros((T, B), bool).at[0].set(True)
+    carry = net.initialize_carry(B)
+    return net.init(jax.random.PRNGKey(1), carry, obs, starts, None), (carry, obs, starts)
+
+
+def _with_time_mix(params, value):
+    return {**params, "params": {**params["params"], "time_mix": jnp.float32(value)}}
+
+
+def test_time_mix_is_projected_to_unit_interval_and_keeps_its_gradient_at_the_edges():
+    net = _time_mix_net()
+    params, (carry, obs, starts) = _init(net)
+    for value, projected in [(-0.3, 0.0), (0.25, 0.25), (1.7, 1.0)]:
+        out = net.project_params(_with_time_mix(params, value))
+        assert float(out["params"]["time_mix"]) == projected
+        # everything else passes through unchanged
+        rest = {**out["params"], "time_mix": 0}
+        jax.tree.map(np.testing.assert_array_equal, rest, {**params["params"], "time_mix": 0})
+
+    @jax.jit
+    def value_sum(p):
+        return jnp.sum(net.apply(p, carry, obs, starts, None)[2] ** 2)
+
+    # A projected s can sit exactly on an edge, and the blend must still pass it a gradient (a forward clip
+    # alone gives none once s has left [0, 1]: it would stick there).
+    grad_fn = jax.jit(jax.grad(value_sum))
+    for edge in (0.0, 1.0, 1.7):
+        grad = grad_fn(_with_time_mix(params, edge))["params"]["time_mix"]
+        assert np.isfinite(grad) and abs(float(grad)) > 0
+    # The forward pass reads a projected s: an out-of-range param gives what its projection gives.
+    outside, edge = (value_sum(_with_time_mix(params, v)) for v in (1.7, 1.0))
+    np.testing.assert_allclose(outside, edge, rtol=1e-6)
+    assert _net(make_memory("mlp", features=8)).project_params(params) is params  # no time encoding: no-op
+
+
+def test_every_ppo_update_projects_time_mix():
+    from shm_jax.build import build
+    from shm_jax.config import from_preset
+
+    config = from_preset("default", env_id="probe:Recall", memory="mlp", memory_kwargs={"features": 8},
+                         feature_size=8, pre_size=8, post_size=8, head_hidden_size=8, num_envs=4, num_steps=8,
+                         num_minibatches=2, update_epochs=1, total_timesteps=32, lr=1e-3)
+    built = build(config)
+    state = built.ppo.init(jax.random.PRNGKey(0))
+    update = jax.jit(built.ppo.update)  # one compile for the three calls
+    for start in (-5.0, 5.0):  # out of range before the update, inside after it
+        moved = state.replace(params=_with_time_mix(state.params, start))
+        new, _ = update(moved, built.hparams)
+        assert 0.0 <= float(new.params["params"]["time_mix"]) <= 1.0
+    new, _ = update(state, built.hparams)
+    assert float(new.params["params"]["time_mix"]) != 0.5  # s learns from its 0.5 init
+
+
+def test_official_init_matches_the_official_popgym_agent():
+    core = make_memory("mlp", features=8)
+    net = ActorCritic(memory=core, action_spec=DISCRETE, feature_size=128, time_encoding=True, pre_size=64,
+                      post_size=64, head_hidden_size=64, init_scheme="official")
+    params = _init(net)[0]["params"]
+    fan_in = {"feature_map": 3, "pre": 128, "post": 8, "actor_hidden": 64, "actor_out": 64, "critic_hidden": 64,
+              "critic_out": 64}
+    for name, n in fan_in.items():
+        bias = np.asarray(params[name]["bias"])  # PyTorch's default: U(±1/sqrt(fan_in)), not zeros
+        assert np.abs(bias).max() <= 1 / math.sqrt(n) and np.abs(bias).max() > 0.3 / math.sqrt(n)
+    for name in ("pre", "actor_hidden"):  # orthogonal with gain 1 (the default init uses sqrt(2) for pre/post)
+        k = np.asarray(params[name]["kernel"])
+        np.testing.assert_allclose(k.T @ k, np.eye(k.shape[1]), atol=1e-4)
+    out = np.asarray(params["actor_out"]["kernel"])  # N(0, 0.01), not orthogonal
+    assert 0.007 < out.std() < 0.013 and abs(np.sum(out.T @ out - np.diag(np.diag(out.T @ out)))) > 0
+    default = _init(ActorCritic(memory=core, action_spec=DISCRETE, feature_size=128, pre_size=64))[0]["params"]
+    assert not np.any(np.asarray(default["pre"]["bias"]))
+    with pytest.raises(ValueError, match="init_scheme must be one of"):
+        ActorCritic(memory=core, action_spec=DISCRETE, init_scheme="xavier")

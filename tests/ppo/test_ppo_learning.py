@@ -9,7 +9,7 @@ from shm_jax.config import from_preset
 
 TINY = dict(time_encoding=False, feature_size=32, pre_size=32, post_size=32, head_hidden_size=32, num_envs=16, num_steps=32,
             num_minibatches=2, update_epochs=4, lr=3e-3, ent_coef=0.0, clip_value_loss=False, vf_coef=1.0,
-            max_grad_norm=1.0)
+            max_grad_norm=1.0, anneal_lr=False)
 
 
 def _train(env_id, memory, memory_kwargs, updates, **overrides):

@@ -23,8 +23,39 @@ def test_presets_and_overrides():
     assert paper.agent.memory == "shm" and paper.agent.memory_kwargs["memory_size"] == 32
     assert from_preset("paper-popgym", env_id="AutoencodeEasy").agent.memory_kwargs["memory_size"] == 128
     assert from_preset("paper-popgym", memory="gru").agent.memory_kwargs == {"hidden_size": 256}
+    assert paper.agent.network_init == "official" and paper.agent.memory_kwargs["shortcut"]
     validate(paper)
     assert from_preset("default", lr=2e-3).ppo.lr == 2e-3
+
+
+def test_official_popgym_preset_is_the_paper_preset_with_fixed_theta():
+    official = from_preset("paper-popgym-official", env_id="AutoencodeEasy")
+    paper = from_preset("paper-popgym", env_id="AutoencodeEasy")
+    assert official.agent.memory == "shm-fixed-theta" and paper.agent.memory == "shm"
+    assert with_overrides(official, memory="shm") == paper
+    assert build(official).network.memory.calibration == "fixed_theta"
+
+
+@pytest.mark.parametrize("preset, env_id, hidden, budget", [
+    ("paper-credit", "VisualMatch250", 128, 240 * 64 * 275),
+    ("paper-meta", "Wind-50-150", 64, 40 * 64 * 200),
+    ("paper-meta", "PointRobot-10-190", 128, 84 * 64 * 200),
+])
+def test_pomdp_presets_use_the_official_pomdp_baselines_shm(preset, env_id, hidden, budget):
+    config = validate(from_preset(preset, env_id=env_id))
+    assert config.agent.memory_kwargs == {"memory_size": 24, "clamp": 100.0, "shortcut": True,
+                                          "projection_size": hidden}
+    assert config.ppo.total_timesteps == budget and not config.agent.time_encoding
+    assert from_preset(preset, env_id=env_id, memory="gru").agent.memory_kwargs == {"hidden_size": hidden}
+    assert from_preset(preset, memory_kwargs={"memory_size": 8}).agent.memory_kwargs == {"memory_size": 8}
+    assert from_preset(preset, env_id=env_id, total_timesteps=64 * 275 * 2).ppo.total_timesteps == 64 * 275 * 2
+    built = build(config)
+    core = built.network.memory
+    assert (core.memory_size, core.clamp, core.output_size, core.calibration) == (24, 100.0, hidden, "random_theta")
+    state = jax.eval_shape(built.ppo.init, jax.random.PRNGKey(0))  # one update traces (nothing runs)
+    assert state.carry.memory.shape == (config.ppo.num_envs, 24, 24)
+    _, metrics = jax.eval_shape(built.ppo.update, state, built.hparams)
+    assert metrics["total_loss"].shape == ()
 
 
 @pytest.mark.parametrize("overrides, field", [

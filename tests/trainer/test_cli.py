@@ -115,7 +115,8 @@ BAD_INPUTS = [
     (["--sweep", "gamma=0.9,2"], "sweep: gamma=2.0: must be a number in [0, 1]"),
     (["--sweep", "lr=1e-3", "lr=2e-3"], "sweep: 'lr' appears twice"),
     (["--sweep", "lr"], "sweep: expected NAME=V1,V2"),
-    (["--preset", "paper-popgm"], "preset: unknown preset 'paper-popgm'; valid: default, paper-popgym"),
+    (["--preset", "paper-popgm"], "preset: unknown preset 'paper-popgm'; valid: default, paper-credit, paper-meta, "
+                                  "paper-popgym, paper-popgym-official"),
     (["--updates-per-chunk", "0"], "updates_per_chunk: must be a positive integer"),
     (["--checkpoint-every", "-1"], "checkpoint_every: must be a non-negative integer"),
     (["--checkpoint-minutes", "-5"], "checkpoint_minutes: must be a non-negative finite number"),
