@@ -67,12 +67,14 @@ class CountRecall(card_game.CardGame):
 
     def step_env(self, key, state, action, params):
         n, t = self.num_cards, state.time
-        target = state.counts[state.queries[jnp.minimum(t, n - 1)]]
-        reward = card_game.right_or_wrong(self.clip_action(action) == target, n - 1).astype(jnp.float32)
         dealt = self.next_position(t)
         key_values, key_queries = jax.random.split(key)
         values = deck.deal(key_values, state.values, dealt, state.in_order)
         queries = deck.deal(key_queries, state.queries, dealt, state.in_order)
+        # The current query from the dealt deck (positions before ``dealt`` are unchanged): reading only the new
+        # decks lets XLA deal them in place.
+        target = state.counts[queries[jnp.minimum(t, n - 1)]]
+        reward = card_game.right_or_wrong(self.clip_action(action) == target, n - 1).astype(jnp.float32)
         value, query = values[dealt], queries[dealt]
         counts = state.counts.at[value].add(jnp.where(t + 1 <= n - 1, 1, 0))
         state = state.replace(time=t + 1, values=values, queries=queries, counts=counts)

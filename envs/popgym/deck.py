@@ -84,6 +84,19 @@ def deal_order_from_popgym_idx(idx: np.ndarray) -> np.ndarray:
     return np.asarray(idx)[::-1].astype(np.int32)
 
 
+def uniform_below(key: jax.Array, span: jax.Array) -> jax.Array:
+    """An int32 uniform over [0, span) for 1 <= span < 2**16, from one 64-bit draw (a single threefry block).
+
+    The 64 bits (hi * 2**32 + lo) taken mod span, computed in uint32 from residues: span**2 < 2**32, so nothing
+    overflows. The bias is below span / 2**64, the same law as ``jax.random.randint`` (which spends a key split
+    and two draws on the same 64 bits)."""
+    hi, lo = jax.random.bits(key, (2,), jnp.uint32)
+    span = jnp.asarray(span).astype(jnp.uint32)
+    two16 = jnp.uint32(1 << 16) % span
+    two32 = (two16 * two16) % span  # 2**32 mod span
+    return (((hi % span) * two32 + lo % span) % span).astype(jnp.int32)
+
+
 def deal(key: jax.Array, cards: jax.Array, position: jax.Array, in_order: jax.Array) -> jax.Array:
     """Deal the card at ``position`` (clamped to N-1): swap it with a uniformly chosen position in [position, N),
     one Fisher-Yates step, unless ``in_order`` (the deck was given in full: deal it as it is).
@@ -92,6 +105,8 @@ def deal(key: jax.Array, cards: jax.Array, position: jax.Array, in_order: jax.Ar
     """
     n = cards.shape[0]
     position = jnp.minimum(position, n - 1)
-    other = jnp.where(in_order, position, jax.random.randint(key, (), position, n))
+    other = jnp.where(in_order, position, position + uniform_below(key, n - position))
     here, there = cards[position], cards[other]
-    return cards.at[other].set(here).at[position].set(there)
+    # One scatter whose values are the two reads, so XLA can order the reads first and write in place (two
+    # chained scatters copy the whole deck every step under vmap). other == position writes one value twice.
+    return cards.at[jnp.stack([other, position])].set(jnp.stack([here, there]))
