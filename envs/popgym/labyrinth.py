@@ -133,10 +133,13 @@ class Labyrinth(environment.Environment[EnvState, EnvParams]):
         """Apply the move; returns the new state and whether the cell entered was unexplored."""
         action = jnp.clip(jnp.asarray(action, jnp.int32).reshape(()), 0, 3)
         target = self._target(state, action)
-        new_cell = ~state.explored[target[0], target[1]]
+        visited = state.explored[target[0], target[1]]
+        new_cell = ~visited
         state = state.replace(
             position=target,
-            explored=state.explored.at[target[0], target[1]].set(True),
+            # The value written is True, computed from the read so that XLA reads before writing in place
+            # (a constant True would make it copy the whole grid every step to keep the read's input).
+            explored=state.explored.at[target[0], target[1]].set(visited | new_cell),
             last_action=action,
             time=state.time + 1,
         )
