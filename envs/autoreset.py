@@ -6,7 +6,9 @@ under ``vmap`` every environment pays a full reset per step (a new maze, a shuff
 when vmapped over environments, computes resets only for the environments that finished this step: the
 finished ones are listed, and ``reset_env`` runs on ``resets_per_round`` of them at a time (with their own
 reset keys and params) until every one has its reset. Steps where no episode ends compute no reset at all.
-Un-vmapped, it is gymnax's step.
+Un-vmapped, it is gymnax's step. The batch of stepped states goes into the reset loop and out of it in place:
+the loop also carries the step's other outputs, so that nothing after it still reads the states as they were
+before the loop (such a read makes XLA copy the whole batch of states on every step).
 
 The batching is a ``jax.custom_batching.custom_vmap`` rule, so callers keep ``jax.vmap(env.step)``; outer
 vmaps (seeds, sweeps) batch the rule like any other code (the round loop then runs the largest count of
@@ -116,8 +118,7 @@ class AutoResetWrapper(_InnerWrapper):
             other = jax.tree.map(lambda x: jnp.where(r < 0, jnp.zeros_like(x), x), other)
             return r + 1, jax.tree.map(put, obs, obs_re), jax.tree.map(put, state, state_re), other
 
-        # A while loop, not a cond around it: XLA:CPU copies a cond's operands (the whole batch of states) on
-        # every step, a loop that runs no round keeps them in place.
+        # As many rounds as needed: a step where no episode ends runs none.
         _, obs, state, other = jax.lax.while_loop(lambda c: c[0] < rounds, one_round,
                                                   (jnp.int32(0), obs, state, other))
         return obs, state, other
