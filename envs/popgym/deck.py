@@ -84,17 +84,26 @@ def deal_order_from_popgym_idx(idx: np.ndarray) -> np.ndarray:
     return np.asarray(idx)[::-1].astype(np.int32)
 
 
+def _mul_u32_u16(v: jax.Array, s: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(high, low) 32-bit halves of v * s for uint32 v and uint32 s < 2**16, in 16-bit limbs (no 64-bit ints)."""
+    a = (v >> 16) * s  # < 2**32
+    b = (v & 0xFFFF) * s
+    c = a + (b >> 16)  # < 2**32 - 2**16: no overflow
+    return c >> 16, (c << 16) | (b & 0xFFFF)
+
+
 def uniform_below(key: jax.Array, span: jax.Array) -> jax.Array:
     """An int32 uniform over [0, span) for 1 <= span < 2**16, from one 64-bit draw (a single threefry block).
 
-    The 64 bits (hi * 2**32 + lo) taken mod span, computed in uint32 from residues: span**2 < 2**32, so nothing
-    overflows. The bias is below span / 2**64, the same law as ``jax.random.randint`` (which spends a key split
-    and two draws on the same 64 bits)."""
+    floor(x * span / 2**64) of the 64 random bits x = hi * 2**32 + lo, with multiplies and shifts only (integer
+    division does not vectorise on CPU). Each value has floor or ceil(2**64 / span) of the x, a bias below
+    span / 2**64, as ``jax.random.randint`` (which spends a key split and two draws on its 64 bits)."""
     hi, lo = jax.random.bits(key, (2,), jnp.uint32)
     span = jnp.asarray(span).astype(jnp.uint32)
-    two16 = jnp.uint32(1 << 16) % span
-    two32 = (two16 * two16) % span  # 2**32 mod span
-    return (((hi % span) * two32 + lo % span) % span).astype(jnp.int32)
+    carry_in, _ = _mul_u32_u16(lo, span)  # floor(lo * span / 2**32) < 2**16
+    high, low = _mul_u32_u16(hi, span)
+    carry = low > jnp.uint32(0xFFFFFFFF) - carry_in  # low + carry_in overflows 32 bits
+    return (high + carry.astype(jnp.uint32)).astype(jnp.int32)
 
 
 def deal(key: jax.Array, cards: jax.Array, position: jax.Array, in_order: jax.Array) -> jax.Array:
