@@ -119,3 +119,22 @@ def deal(key: jax.Array, cards: jax.Array, position: jax.Array, in_order: jax.Ar
     # One scatter whose values are the two reads, so XLA can order the reads first and write in place (two
     # chained scatters copy the whole deck every step under vmap). other == position writes one value twice.
     return cards.at[jnp.stack([other, position])].set(jnp.stack([here, there]))
+
+
+def deal_from_counts(key: jax.Array, cards: jax.Array, left: jax.Array, position: jax.Array,
+                     in_order: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Deal the card at ``position`` of a deck of which only one attribute matters, kept as counts: its value is
+    drawn with probability left[v] / sum(left) (the law of the next card of a uniform shuffle) and written at
+    ``position``; no other card moves. A deck given in full (``in_order``) is dealt as it is, as is a deck with
+    nothing left (a step past the last card).
+
+    cards: int32[N] attribute values, positions < ``position`` dealt; left: int32[V], how many undealt cards have
+    each value. Returns (cards, left)."""
+    n = cards.shape[0]
+    position = jnp.minimum(position, n - 1)
+    total = jnp.sum(left)
+    drawn = jnp.sum(jnp.cumsum(left) <= uniform_below(key, jnp.maximum(total, 1)), dtype=jnp.int32)
+    draw = ~in_order & (total > 0)
+    value = jnp.where(draw, jnp.minimum(drawn, left.shape[0] - 1), cards[position])
+    left = left - (draw & (jnp.arange(left.shape[0]) == value)).astype(left.dtype)
+    return cards.at[position].set(value), left
