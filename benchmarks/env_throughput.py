@@ -186,7 +186,8 @@ def markdown(record: dict) -> str:
         spreads = [r["spread"] for r in row["jax"] if "spread" in r]
         spreads += [original["spread"]] if original and "spread" in original else []
         noise = f"{max(spreads):.0%}" if spreads else "—"
-        lines.append(f"| {row['id']} | " + " | ".join(cells) + f" | {compile_s:.1f} | {orig_rate} | {ratio} | {noise} |")
+        lines.append(f"| {row['id']} | " + " | ".join(cells)
+                     + f" | {compile_s:.1f} | {orig_rate} | {ratio} | {noise} |")
     return "\n".join(lines) + "\n"
 
 

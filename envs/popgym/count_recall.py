@@ -67,8 +67,9 @@ class CountRecall(card_game.CardGame):
         as given. Returns (obs, state) like ``reset_env``."""
         values = deck.card_attribute(value_cards, self.deck_type)
         queries = deck.card_attribute(query_cards, self.deck_type)
-        left = lambda cards: jnp.sum(cards[1:, None] == jnp.arange(self.num_types), axis=0, dtype=jnp.int32)  # noqa: E731
-        return self._start(values, queries, left(values), left(queries), jnp.array(True))
+        types = jnp.arange(self.num_types)
+        left = [jnp.sum(cards[1:, None] == types, axis=0, dtype=jnp.int32) for cards in (values, queries)]
+        return self._start(values, queries, *left, jnp.array(True))
 
     def _start(self, values, queries, values_left, queries_left, in_order):
         counts = jnp.zeros(self.num_types, jnp.int32).at[values[0]].add(1)
