@@ -1,16 +1,17 @@
 """Environment steps per second of every registered id, next to the original numpy popgym on the same machine.
 
-    python -m benchmarks.env_throughput            # 1024 and 8192 envs x 500 steps, 3 repeats
+    python -m benchmarks.env_throughput            # 8192 envs x 200 steps, 5 repeats (about 15 s an id)
     python -m benchmarks.env_throughput --quick    # smoke run: 1024 envs x 64 steps, 1 repeat
     python -m benchmarks.env_throughput --ids RepeatPreviousEasy AutoencodeEasy --note "idle machine"
 
 What one JAX measurement is: the raw environment with the project's auto-reset (``envs.make(id, prev_action=False,
 flatten=False, log=False)``: no observation wrappers; under vmap only the envs whose episode ended compute a reset,
 ``envs/autoreset.py``) stepped under ``jit(vmap(lax.scan))`` over ``B`` envs and ``T`` steps, uniform-random
-actions sampled inside the scan. Compile time is taken apart (``lower().compile()``); the
-run time is the median of the repeats, each ended by ``block_until_ready``; steps/s = B * T / time.
-The original: one numpy env (the popgym class of the same task and level), uniform-random actions, ``reset`` on
-every episode end, steps/s over a fixed number of steps (ids the original lacks are left empty).
+actions drawn before the timed call (as for the numpy env). Compile time is taken apart (``lower().compile()``);
+the run time is the median of the repeats, each ended by ``block_until_ready``; steps/s = B * T / time.
+The original: one numpy env (the popgym class of the same task and level), uniform-random actions drawn before
+timing, ``reset`` on every episode end, the median of the same number of repeats of a fixed number of steps (ids
+the original lacks are left empty). Each rate comes with its spread, (max - min) / median of its repeats.
 
 Writes ``<out>/env_throughput_<device>[_quick].json`` (device, versions, host, load average at start and end,
 settings, one row per id) and the table ``<out>/env_throughput[_<device>][_quick].md`` (the CPU run owns the
@@ -36,37 +37,51 @@ import envs
 from benchmarks.common import REPO_ROOT, device_slug, load_average, timed_calls, versions
 
 
+def spread(times: list[float]) -> float:
+    """(max - min) / median of repeated timings: the run-to-run noise reported next to each rate."""
+    return (max(times) - min(times)) / statistics.median(times)
+
+
 def jax_steps_per_second(env_id: str, batch: int, steps: int, repeats: int) -> dict:
-    """Compile time and median steps/s of ``batch`` raw envs x ``steps`` auto-resetting steps, random actions."""
+    """Compile time and median steps/s of ``batch`` raw envs x ``steps`` auto-resetting steps, random actions.
+
+    The actions are drawn before the timed call (as for the numpy env), one per env and step, uniform over the
+    action space; the step keys are split inside the program (an env needs them)."""
     env, params = envs.make(env_id, prev_action=False, flatten=False, log=False)
     space = env.action_space(params)
 
-    def run(key):
+    def run(key, actions):
         key_reset, key_steps = jax.random.split(key)
         _, state = env.reset(key_reset, params)
 
-        def body(carry, key):
+        def body(carry, xs):
             state, total = carry
-            key_action, key_step = jax.random.split(key)
-            obs, state, reward, _, _, _ = env.step(key_step, state, space.sample(key_action), params)
+            key_step, action = xs
+            obs, state, reward, _, _, _ = env.step(key_step, state, action, params)
             # A checksum of every observation and reward, so XLA cannot drop any part of the step.
             checksum = reward + sum(jnp.sum(leaf.astype(jnp.float32)) for leaf in jax.tree.leaves(obs))
             return (state, total + checksum), None
 
-        (_, total), _ = jax.lax.scan(body, (state, jnp.float32(0.0)), jax.random.split(key_steps, steps))
+        (_, total), _ = jax.lax.scan(body, (state, jnp.float32(0.0)), (jax.random.split(key_steps, steps), actions))
         return total
 
+    def inputs(seed):
+        key_envs, key_actions = jax.random.split(jax.random.key(seed))
+        action_keys = jax.random.split(key_actions, (batch, steps))
+        actions = jax.jit(jax.vmap(jax.vmap(space.sample)))(action_keys)
+        return jax.block_until_ready((jax.random.split(key_envs, batch), actions))
+
     program = jax.jit(jax.vmap(run))
-    keys = jax.random.split(jax.random.key(0), batch)
+    keys, actions = inputs(0)
     start = time.perf_counter()
-    compiled = program.lower(keys).compile()
+    compiled = program.lower(keys, actions).compile()
     compile_s = time.perf_counter() - start
-    jax.block_until_ready(compiled(keys))  # warm-up
-    batches = iter([jax.random.split(jax.random.key(r + 1), batch) for r in range(repeats)])
-    times = timed_calls(lambda: compiled(next(batches)), repeats)
+    jax.block_until_ready(compiled(keys, actions))  # warm-up
+    batches = iter([inputs(r + 1) for r in range(repeats)])  # drawn before timing
+    times = timed_calls(lambda: compiled(*next(batches)), repeats)
     median = statistics.median(times)
     return {"batch": batch, "steps": steps, "compile_s": compile_s, "time_s_median": median,
-            "times_s": times, "steps_per_s": batch * steps / median}  # fmt: skip
+            "times_s": times, "spread": spread(times), "steps_per_s": batch * steps / median}  # fmt: skip
 
 
 def original_class(env_id: str):
@@ -84,8 +99,9 @@ def original_class(env_id: str):
     return None
 
 
-def numpy_steps_per_second(cls, steps: int) -> dict:
-    """Single original env, uniform-random actions, reset at every episode end."""
+def numpy_steps_per_second(cls, steps: int, repeats: int = 1) -> dict:
+    """Single original env, uniform-random actions drawn before timing, reset at every episode end; the median
+    of ``repeats`` timings of ``steps`` steps."""
     env = cls()
     space = env.action_space
     rng = np.random.default_rng(0)
@@ -95,33 +111,39 @@ def numpy_steps_per_second(cls, steps: int) -> dict:
         sample = lambda: int(rng.integers(space.n))  # noqa: E731
     else:
         sample = lambda: rng.uniform(space.low, space.high).astype(space.dtype)  # noqa: E731
-    actions = [sample() for _ in range(steps)]
     env.reset(seed=0)
-    start = time.perf_counter()
-    for a in actions:
-        _, _, terminated, truncated, _ = env.step(a)
-        if terminated or truncated:
-            env.reset()
-    elapsed = time.perf_counter() - start
-    return {"class": cls.__name__, "steps": steps, "time_s": elapsed, "steps_per_s": steps / elapsed}
+    times = []
+    for _ in range(repeats):
+        actions = [sample() for _ in range(steps)]
+        start = time.perf_counter()
+        for a in actions:
+            _, _, terminated, truncated, _ = env.step(a)
+            if terminated or truncated:
+                env.reset()
+        times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    return {"class": cls.__name__, "steps": steps, "time_s": median, "times_s": times, "spread": spread(times),
+            "steps_per_s": steps / median}
 
 
 def markdown(record: dict) -> str:
     batches = record["settings"]["batch_sizes"]
     device = record["device"]
+    settings = record["settings"]
     lines = [
         f"# Environment throughput ({device['platform']}: {device['kind']}; jax {record['versions']['jax']})",
         "",
-        f"Raw env with envs' auto-reset (resets only the envs that finished), `jit(vmap(lax.scan))`, random actions, "
-        f"{record['settings']['steps']} steps, median of {record['settings']['repeats']}. "
-        f"Original: one numpy popgym env, {record['settings']['numpy_steps']} random steps. "
+        f"Raw env with envs' auto-reset (resets only the envs that finished), `jit(vmap(lax.scan))`, random actions "
+        f"drawn before timing, {settings['steps']} steps, median of {settings['repeats']}. "
+        f"Original: one numpy popgym env, {settings['numpy_steps']} random steps, median of {settings['repeats']}. "
+        "Noise: the largest (max - min) / median over the repeats of the row's rates. "
         f"Host: {record['host']['cpu_count']} CPUs, load average " + "; ".join(
             f"{p['loadavg_start']} -> {p['loadavg_end']}" for p in record.get("pieces") or [record["host"]])
         + (f" ({len(record['pieces'])} pieces)" if len(record.get("pieces") or []) > 1 else "") + f". {record['note']}",
         "",
         "| id | " + " | ".join(f"JAX steps/s, B={b}" for b in batches) + " | compile s | numpy popgym steps/s | "
-        + "JAX / numpy (largest B) |",
-        "|---|" + "---:|" * (len(batches) + 3),
+        + "JAX / numpy (largest B) | noise |",
+        "|---|" + "---:|" * (len(batches) + 4),
     ]
     for row in record["results"]:
         if row.get("error"):
@@ -136,7 +158,11 @@ def markdown(record: dict) -> str:
             f"{jax_rates[max(jax_rates)] / original['steps_per_s']:.1f}x"
             if original and "steps_per_s" in original else "—"
         )  # fmt: skip
-        lines.append(f"| {row['id']} | " + " | ".join(cells) + f" | {compile_s:.1f} | {orig_rate} | {ratio} |")
+        spreads = [r["spread"] for r in row["jax"] if "spread" in r]
+        spreads += [original["spread"]] if original and "spread" in original else []
+        noise = f"{max(spreads):.0%}" if spreads else "—"
+        lines.append(f"| {row['id']} | " + " | ".join(cells)
+                     + f" | {compile_s:.1f} | {orig_rate} | {ratio} | {noise} |")
     return "\n".join(lines) + "\n"
 
 
@@ -172,10 +198,10 @@ def main(argv=None) -> Path:
                              "pieces); each piece's load average and note are kept")
     args = parser.parse_args(argv)
     quick = args.quick
-    batch_sizes = args.batch_sizes or ([1024] if quick else [1024, 8192])
-    steps = args.steps or (64 if quick else 500)
-    repeats = args.repeats or (1 if quick else 3)
-    numpy_steps = args.numpy_steps or (2000 if quick else 20000)
+    batch_sizes = args.batch_sizes or ([1024] if quick else [8192])
+    steps = args.steps or (64 if quick else 200)
+    repeats = args.repeats or (1 if quick else 5)
+    numpy_steps = args.numpy_steps or (2000 if quick else 10000)
     ids = args.ids or envs.list_ids()
     for env_id in ids:
         envs.resolve(env_id)  # unknown ids fail before any measurement
@@ -201,7 +227,7 @@ def main(argv=None) -> Path:
             cls = original_class(env_id)
             if cls is not None:
                 try:
-                    row["numpy"] = numpy_steps_per_second(cls, numpy_steps)
+                    row["numpy"] = numpy_steps_per_second(cls, numpy_steps, repeats)
                 except Exception as error:  # e.g. LabyrinthEscape without mazelib
                     row["numpy"] = {"class": cls.__name__, "error": f"{type(error).__name__}: {error}"}
         except Exception as error:

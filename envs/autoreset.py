@@ -6,7 +6,9 @@ under ``vmap`` every environment pays a full reset per step (a new maze, a shuff
 when vmapped over environments, computes resets only for the environments that finished this step: the
 finished ones are listed, and ``reset_env`` runs on ``resets_per_round`` of them at a time (with their own
 reset keys and params) until every one has its reset. Steps where no episode ends compute no reset at all.
-Un-vmapped, it is gymnax's step.
+Un-vmapped, it is gymnax's step. The batch of stepped states goes into the reset loop and out of it in place:
+the loop also carries the step's other outputs, so that nothing after it still reads the states as they were
+before the loop (such a read makes XLA copy the whole batch of states on every step).
 
 The batching is a ``jax.custom_batching.custom_vmap`` rule, so callers keep ``jax.vmap(env.step)``; outer
 vmaps (seeds, sweeps) batch the rule like any other code (the round loop then runs the largest count of
@@ -81,35 +83,42 @@ class AutoResetWrapper(_InnerWrapper):
             self.step_env, in_axes=(0, state_axes, action_axes, params_axes))(key_step, state, action, params)
         truncated = jax.vmap(self.is_truncated, in_axes=(0, params_axes))(state_st, params)
         done = jnp.logical_or(terminated, truncated)
-        obs, state = self._reset_finished(done, key_reset, obs_st, state_st, params, params_b, params_axes)
         info = {**info, "terminated": terminated, "truncated": truncated, "final_observation": obs_st}
-        out = (obs, state, reward, terminated, truncated, info)
+        # The other outputs ride through the reset loop unchanged: a value read after the loop may be fused there
+        # as a read of the stepped states (a reward that looks at the deck), and then XLA copies the whole batch
+        # of states every step so that the loop can update them in place.
+        obs, state, (reward, info) = self._reset_finished(
+            done, key_reset, obs_st, state_st, params, params_b, params_axes, (reward, info))
+        out = (obs, state, reward, info["terminated"], info["truncated"], info)
         return out, jax.tree.map(lambda _: True, out)
 
-    def _reset_finished(self, done, key_reset, obs, state, params, params_batched, params_axes):
-        """Replace (obs, state) of every env where ``done`` by ``reset_env(key_reset[i], params[i])``."""
+    def _reset_finished(self, done, key_reset, obs, state, params, params_batched, params_axes, other=()):
+        """Replace (obs, state) of every env where ``done`` by ``reset_env(key_reset[i], params[i])``; returns
+        (obs, state, other), ``other`` carried through unchanged."""
         batch = done.shape[0]
         per_round = resets_per_round(batch, self.rounds_per_batch)
 
-        def reset_the_finished(obs, state):
+        finished = jnp.sum(done, dtype=jnp.int32)
+        rounds = (finished + per_round - 1) // per_round
+
+        def one_round(carry):
+            r, obs, state, other = carry
             # finished_upto[i] = number of finished envs among 0..i (a log-depth scan: XLA:CPU's cumsum is O(B^2)).
-            finished_upto = jax.lax.associative_scan(jnp.add, done.astype(jnp.int32))
-            finished = finished_upto[-1]
+            # Computed inside the round (``r >= 0`` keeps XLA from hoisting it out of the loop): most steps end no
+            # episode and then run no round, so they pay only the sum above.
+            finished_upto = jax.lax.associative_scan(jnp.add, (done & (r >= 0)).astype(jnp.int32))
+            rank = r * per_round + jnp.arange(per_round, dtype=jnp.int32)  # the k-th finished env, k = rank
+            index = jnp.searchsorted(finished_upto, rank + 1, side="left")
+            index = jnp.where(rank < finished, index, batch)  # past the last finished env: dropped on write
+            safe = jnp.minimum(index, batch - 1)
+            obs_re, state_re = jax.vmap(self.reset_env, in_axes=(0, params_axes))(
+                key_reset[safe], _take(params, params_batched, safe))
+            put = lambda x, y: x.at[index].set(y.astype(x.dtype), mode="drop")  # noqa: E731
+            # ``other`` is unchanged (r >= 0), written so that XLA cannot drop it from the loop as invariant.
+            other = jax.tree.map(lambda x: jnp.where(r < 0, jnp.zeros_like(x), x), other)
+            return r + 1, jax.tree.map(put, obs, obs_re), jax.tree.map(put, state, state_re), other
 
-            def one_round(carry):
-                r, obs, state = carry
-                rank = r * per_round + jnp.arange(per_round, dtype=jnp.int32)  # the k-th finished env, k = rank
-                index = jnp.searchsorted(finished_upto, rank + 1, side="left")
-                index = jnp.where(rank < finished, index, batch)  # past the last finished env: dropped on write
-                safe = jnp.minimum(index, batch - 1)
-                obs_re, state_re = jax.vmap(self.reset_env, in_axes=(0, params_axes))(
-                    key_reset[safe], _take(params, params_batched, safe))
-                put = lambda x, y: x.at[index].set(y.astype(x.dtype), mode="drop")  # noqa: E731
-                return r + 1, jax.tree.map(put, obs, obs_re), jax.tree.map(put, state, state_re)
-
-            rounds = (finished + per_round - 1) // per_round
-            _, obs, state = jax.lax.while_loop(lambda c: c[0] < rounds, one_round, (jnp.int32(0), obs, state))
-            return obs, state
-
-        # Most steps end no episode: skip even the bookkeeping then.
-        return jax.lax.cond(jnp.any(done), reset_the_finished, lambda obs, state: (obs, state), obs, state)
+        # As many rounds as needed: a step where no episode ends runs none.
+        _, obs, state, other = jax.lax.while_loop(lambda c: c[0] < rounds, one_round,
+                                                  (jnp.int32(0), obs, state, other))
+        return obs, state, other

@@ -100,10 +100,12 @@ class Battleship(environment.Environment[EnvState, EnvParams]):
 
     def step_env(self, key, state: EnvState, action, params: EnvParams):
         row, col = self._clip_action(action)
-        new_hit = state.board[row, col] & ~state.guesses[row, col]
+        guessed = state.guesses[row, col]
+        new_hit = state.board[row, col] & ~guessed
         hits = state.hits + new_hit.astype(jnp.int32)
         state = state.replace(
-            guesses=state.guesses.at[row, col].set(True),
+            # True, computed from the read so that XLA reads before writing in place (see labyrinth._move).
+            guesses=state.guesses.at[row, col].set(guessed | ~guessed),
             hits=hits,
             time=state.time + 1,
         )

@@ -27,12 +27,15 @@ from envs.spaces import MultiDiscrete
 
 @struct.dataclass
 class EnvState(environment.EnvState):
-    """values, queries: int32[N] card types in deal order (positions > time not dealt yet, see ``deck.deal``);
+    """values, queries: int32[N] card types in deal order (positions > time not dealt yet: placeholders for a
+    shuffled deck, see ``deck.deal_from_counts``); values_left, queries_left: int32[T] undealt cards of each type;
     counts: int32[T] value cards of each type dealt so far (current one included); in_order: bool, the decks were
     given in full and are dealt as given; time: int32, steps taken this episode."""
 
     values: jax.Array
     queries: jax.Array
+    values_left: jax.Array
+    queries_left: jax.Array
     counts: jax.Array
     in_order: jax.Array
 
@@ -50,32 +53,45 @@ class CountRecall(card_game.CardGame):
         self.max_count = self.num_cards // self.num_types
 
     def reset_env(self, key, params):
+        # Only each card's type matters, so a shuffled deck is dealt from counts (deck.deal_from_counts): a step
+        # then touches one card of each deck, whatever N.
         key_values, key_queries = jax.random.split(key)
-        return self._start(self.fresh_deck(key_values, self.deck_type), self.fresh_deck(key_queries, self.deck_type),
-                           jnp.array(False))
+        types = deck.card_attribute(jnp.arange(self.num_cards), self.deck_type)
+        full = jnp.full(self.num_types, self.num_cards // self.num_types, jnp.int32)
+        values, values_left = deck.deal_from_counts(key_values, types, full, 0, jnp.array(False))
+        queries, queries_left = deck.deal_from_counts(key_queries, types, full, 0, jnp.array(False))
+        return self._start(values, queries, values_left, queries_left, jnp.array(False))
 
     def reset_from_deck(self, value_cards: jax.Array, query_cards: jax.Array):
         """Start an episode with given decks (int32[N] card ids in deal order each, e.g. the original's), dealt
         as given. Returns (obs, state) like ``reset_env``."""
         values = deck.card_attribute(value_cards, self.deck_type)
-        return self._start(values, deck.card_attribute(query_cards, self.deck_type), jnp.array(True))
+        queries = deck.card_attribute(query_cards, self.deck_type)
+        types = jnp.arange(self.num_types)
+        left = [jnp.sum(cards[1:, None] == types, axis=0, dtype=jnp.int32) for cards in (values, queries)]
+        return self._start(values, queries, *left, jnp.array(True))
 
-    def _start(self, values, queries, in_order):
+    def _start(self, values, queries, values_left, queries_left, in_order):
         counts = jnp.zeros(self.num_types, jnp.int32).at[values[0]].add(1)
-        state = EnvState(time=jnp.int32(0), values=values, queries=queries, counts=counts, in_order=in_order)
+        state = EnvState(time=jnp.int32(0), values=values, queries=queries, values_left=values_left,
+                         queries_left=queries_left, counts=counts, in_order=in_order)
         return jnp.stack([values[0], queries[0]]), state
 
     def step_env(self, key, state, action, params):
         n, t = self.num_cards, state.time
-        target = state.counts[state.queries[jnp.minimum(t, n - 1)]]
-        reward = card_game.right_or_wrong(self.clip_action(action) == target, n - 1).astype(jnp.float32)
         dealt = self.next_position(t)
         key_values, key_queries = jax.random.split(key)
-        values = deck.deal(key_values, state.values, dealt, state.in_order)
-        queries = deck.deal(key_queries, state.queries, dealt, state.in_order)
+        values, values_left = deck.deal_from_counts(key_values, state.values, state.values_left, dealt, state.in_order)
+        queries, queries_left = deck.deal_from_counts(key_queries, state.queries, state.queries_left, dealt,
+                                                      state.in_order)
+        # The current query from the dealt deck (positions before ``dealt`` are unchanged): reading only the new
+        # decks lets XLA deal them in place.
+        target = state.counts[queries[jnp.minimum(t, n - 1)]]
+        reward = card_game.right_or_wrong(self.clip_action(action) == target, n - 1).astype(jnp.float32)
         value, query = values[dealt], queries[dealt]
         counts = state.counts.at[value].add(jnp.where(t + 1 <= n - 1, 1, 0))
-        state = state.replace(time=t + 1, values=values, queries=queries, counts=counts)
+        state = state.replace(time=t + 1, values=values, queries=queries, values_left=values_left,
+                              queries_left=queries_left, counts=counts)
         return jnp.stack([value, query]), state, reward, self.terminated(t), {}
 
     @property
@@ -91,6 +107,8 @@ class CountRecall(card_game.CardGame):
             {
                 "values": types,
                 "queries": types,
+                "values_left": MultiDiscrete([self.max_count + 1] * self.num_types),
+                "queries_left": MultiDiscrete([self.max_count + 1] * self.num_types),
                 "counts": MultiDiscrete([self.max_count + 1] * self.num_types),
                 "in_order": spaces.Discrete(2),
                 "time": spaces.Discrete(self.episode_length + 1),

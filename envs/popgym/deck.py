@@ -84,6 +84,28 @@ def deal_order_from_popgym_idx(idx: np.ndarray) -> np.ndarray:
     return np.asarray(idx)[::-1].astype(np.int32)
 
 
+def _mul_u32_u16(v: jax.Array, s: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(high, low) 32-bit halves of v * s for uint32 v and uint32 s < 2**16, in 16-bit limbs (no 64-bit ints)."""
+    a = (v >> 16) * s  # < 2**32
+    b = (v & 0xFFFF) * s
+    c = a + (b >> 16)  # < 2**32 - 2**16: no overflow
+    return c >> 16, (c << 16) | (b & 0xFFFF)
+
+
+def uniform_below(key: jax.Array, span: jax.Array) -> jax.Array:
+    """An int32 uniform over [0, span) for 1 <= span < 2**16, from one 64-bit draw (a single threefry block).
+
+    floor(x * span / 2**64) of the 64 random bits x = hi * 2**32 + lo, with multiplies and shifts only (integer
+    division does not vectorise on CPU). Each value has floor or ceil(2**64 / span) of the x, a bias below
+    span / 2**64, as ``jax.random.randint`` (which spends a key split and two draws on its 64 bits)."""
+    hi, lo = jax.random.bits(key, (2,), jnp.uint32)
+    span = jnp.asarray(span).astype(jnp.uint32)
+    carry_in, _ = _mul_u32_u16(lo, span)  # floor(lo * span / 2**32) < 2**16
+    high, low = _mul_u32_u16(hi, span)
+    carry = low > jnp.uint32(0xFFFFFFFF) - carry_in  # low + carry_in overflows 32 bits
+    return (high + carry.astype(jnp.uint32)).astype(jnp.int32)
+
+
 def deal(key: jax.Array, cards: jax.Array, position: jax.Array, in_order: jax.Array) -> jax.Array:
     """Deal the card at ``position`` (clamped to N-1): swap it with a uniformly chosen position in [position, N),
     one Fisher-Yates step, unless ``in_order`` (the deck was given in full: deal it as it is).
@@ -92,6 +114,27 @@ def deal(key: jax.Array, cards: jax.Array, position: jax.Array, in_order: jax.Ar
     """
     n = cards.shape[0]
     position = jnp.minimum(position, n - 1)
-    other = jnp.where(in_order, position, jax.random.randint(key, (), position, n))
+    other = jnp.where(in_order, position, position + uniform_below(key, n - position))
     here, there = cards[position], cards[other]
-    return cards.at[other].set(here).at[position].set(there)
+    # One scatter whose values are the two reads, so XLA can order the reads first and write in place (two
+    # chained scatters copy the whole deck every step under vmap). other == position writes one value twice.
+    return cards.at[jnp.stack([other, position])].set(jnp.stack([here, there]))
+
+
+def deal_from_counts(key: jax.Array, cards: jax.Array, left: jax.Array, position: jax.Array,
+                     in_order: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Deal the card at ``position`` of a deck of which only one attribute matters, kept as counts: its value is
+    drawn with probability left[v] / sum(left) (the law of the next card of a uniform shuffle) and written at
+    ``position``; no other card moves. A deck given in full (``in_order``) is dealt as it is, as is a deck with
+    nothing left (a step past the last card).
+
+    cards: int32[N] attribute values, positions < ``position`` dealt; left: int32[V], how many undealt cards have
+    each value. Returns (cards, left)."""
+    n = cards.shape[0]
+    position = jnp.minimum(position, n - 1)
+    total = jnp.sum(left)
+    drawn = jnp.sum(jnp.cumsum(left) <= uniform_below(key, jnp.maximum(total, 1)), dtype=jnp.int32)
+    draw = ~in_order & (total > 0)
+    value = jnp.where(draw, jnp.minimum(drawn, left.shape[0] - 1), cards[position])
+    left = left - (draw & (jnp.arange(left.shape[0]) == value)).astype(left.dtype)
+    return cards.at[position].set(value), left

@@ -37,6 +37,15 @@ class EnvState(environment.EnvState):
 
 
 @struct.dataclass
+class ExploreState(EnvState):
+    """EnvState plus two counts fixed or kept at reset, so a step reads no whole grid: num_free: int32, cells
+    coded FREE (the reward's 1/F); to_visit: int32, non-wall cells not explored yet (done when 0)."""
+
+    num_free: jax.Array
+    to_visit: jax.Array
+
+
+@struct.dataclass
 class EnvParams(environment.EnvParams):
     """max_steps_in_episode: the original's episode_length L: each step costs 1/L and, as in the
     original (``curr_step == episode_length - 1``), episodes are truncated after L - 1 steps."""
@@ -124,10 +133,13 @@ class Labyrinth(environment.Environment[EnvState, EnvParams]):
         """Apply the move; returns the new state and whether the cell entered was unexplored."""
         action = jnp.clip(jnp.asarray(action, jnp.int32).reshape(()), 0, 3)
         target = self._target(state, action)
-        new_cell = ~state.explored[target[0], target[1]]
+        visited = state.explored[target[0], target[1]]
+        new_cell = ~visited
         state = state.replace(
             position=target,
-            explored=state.explored.at[target[0], target[1]].set(True),
+            # The value written is True, computed from the read so that XLA reads before writing in place
+            # (a constant True would make it copy the whole grid every step to keep the read's input).
+            explored=state.explored.at[target[0], target[1]].set(visited | new_cell),
             last_action=action,
             time=state.time + 1,
         )
@@ -173,14 +185,17 @@ class LabyrinthExplore(Labyrinth):
     every non-wall cell is visited (``info["success"]``). Mechanics and observation as in ``Labyrinth``.
     """
 
-    def state_from_maze(self, grid, start, end) -> EnvState:
-        return self._fresh_state(grid, start)
+    def state_from_maze(self, grid, start, end) -> ExploreState:
+        state = self._fresh_state(grid, start)
+        # Only non-wall cells are ever explored, so "every non-wall cell explored" is "none left to visit".
+        to_visit = jnp.sum(state.grid != WALL, dtype=jnp.int32) - jnp.sum(state.explored, dtype=jnp.int32)
+        return ExploreState(**vars(state), num_free=jnp.sum(state.grid == FREE, dtype=jnp.int32), to_visit=to_visit)
 
-    def step_env(self, key, state: EnvState, action, params: EnvParams):
+    def step_env(self, key, state: ExploreState, action, params: EnvParams):
         state, new_cell = self._move(state, action)
-        num_free = jnp.sum(state.grid == FREE)
-        reward = jnp.where(new_cell, 1.0 / num_free, -1.0 / params.max_steps_in_episode).astype(jnp.float32)
-        done = jnp.all(state.explored == (state.grid != WALL))
+        reward = jnp.where(new_cell, 1.0 / state.num_free, -1.0 / params.max_steps_in_episode).astype(jnp.float32)
+        state = state.replace(to_visit=state.to_visit - new_cell.astype(jnp.int32))
+        done = state.to_visit == 0
         return self.observe(key, state, action, params), state, reward, done, {"success": done}
 
 

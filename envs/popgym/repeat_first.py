@@ -22,7 +22,7 @@ class RepeatFirst(card_game.OneDeckGame):
     num_actions = deck.NUM_SUITS
 
     def score(self, state, cards, dealt, action):
-        return cards[dealt], card_game.right_or_wrong(action == state.suits[0], self.num_cards - 1)
+        return cards[dealt], card_game.right_or_wrong(action == cards[0], self.num_cards - 1)
 
 
 registry.register_levels("RepeatFirst", RepeatFirst, num_decks=(1, 8, 16))

@@ -32,7 +32,9 @@ class RepeatPrevious(card_game.OneDeckGame):
 
     def score(self, state, cards, dealt, action):
         n, k, t = self.num_cards, self.k, state.time
-        target = state.suits[jnp.clip(t - k + 1, 0, n - 1)]
+        # The dealt deck: positions before ``dealt`` are as in state.suits, and reading only the new deck lets
+        # XLA update it in place.
+        target = cards[jnp.clip(t - k + 1, 0, n - 1)]
         return cards[dealt], jnp.where(t >= k - 1, card_game.right_or_wrong(action == target, n - k), 0.0)
 
 

@@ -431,3 +431,22 @@ def test_shuffled_deck_is_a_uniform_permutation(num_decks):
         counts = np.bincount(values * 13 // n, minlength=13)
         chi2 = ((counts - shuffles / 13) ** 2 / (shuffles / 13)).sum()
         assert chi2 < 32.9, chi2
+
+
+@pytest.mark.parametrize("span", [1, 3, 52, 207])
+def test_uniform_below_is_uniform_over_its_span(span):
+    """deck.uniform_below (the deal's draw): floor(x * span / 2**64) of its key's 64 random bits exactly, values
+    in [0, span), chi-square over min(span, 13) bins (0.1% critical values)."""
+    draws = 20000
+    keys = jax.random.split(jax.random.key(5), draws)
+    values = np.asarray(jax.jit(jax.vmap(lambda k: deck.uniform_below(k, span)))(keys))
+    assert values.dtype == np.int32 and values.min() >= 0 and values.max() < span
+    if span == 1:
+        return
+    bins = min(span, 13)
+    counts = np.bincount(values * bins // span, minlength=bins)
+    expected = np.array([sum(1 for v in range(span) if v * bins // span == b) for b in range(bins)]) * draws / span
+    chi2 = ((counts - expected) ** 2 / expected).sum()
+    assert chi2 < {2: 13.8, 12: 32.9}[bins - 1], chi2
+    bits = np.asarray(jax.vmap(lambda k: jax.random.bits(k, (2,), jnp.uint32))(keys[:500])).astype(object)
+    np.testing.assert_array_equal(values[:500], [((int(h) << 32) + int(lo)) * span >> 64 for h, lo in bits])
