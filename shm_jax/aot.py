@@ -24,6 +24,14 @@ import tempfile
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
+from jax.experimental import topologies
+from jaxlib.mlir import ir
+
+from shm_jax.build import build
+from shm_jax.config import from_preset
+from shm_jax.memory.pallas_shm import fused_shm_scan
+from shm_jax.memory.shm import SHM
 
 # Compiling needs no chip, so several processes (pytest workers) may hold libtpu at once; without this the second
 # one fails on libtpu's single-process lockfile.
@@ -49,7 +57,6 @@ def tpu_device(generation: str):
         import libtpu  # noqa: F401
     except ImportError:
         raise AotUnavailable(f"aot: TPU compilation needs libtpu: {INSTALL_HINT}") from None
-    from jax.experimental import topologies
 
     return topologies.get_topology_desc(platform="tpu", topology_name=TPU_TOPOLOGIES[generation]).devices[0]
 
@@ -88,10 +95,6 @@ def fused_kernel_program(shapes: list[tuple[int, int, int]]):
 
     Returns (fn, args): fn(*args) -> gradients; args are ShapeDtypeStructs. One compile covers all shapes.
     """
-    import jax.numpy as jnp
-
-    from shm_jax.memory.pallas_shm import fused_shm_scan
-
     def loss(problems, starts):
         total = 0.0
         for (carry, a, b, w, k, q), flags in zip(problems, starts):
@@ -111,10 +114,6 @@ def shm_layer_program(method: str | None, batch: int, length: int = 1024, hidden
 
     Returns (fn, args): fn(params, x, starts, noise) -> (loss, parameter gradients); args ShapeDtypeStructs.
     """
-    import jax.numpy as jnp
-
-    from shm_jax.memory.shm import SHM
-
     core = SHM(memory_size=hidden, projection_size=1024, shortcut=True, calibration=calibration,
                scan_method=method, dtype=dtype)
     x = jax.ShapeDtypeStruct((length, batch, features), jnp.float32)
@@ -137,9 +136,6 @@ def ppo_update_program(num_envs: int = 8, scan_method: str | None = None, **over
     num_envs with num_minibatches=1 keeps the paper's minibatch ([1024 steps, 8 sequences] at 64 envs / 8
     minibatches) at a reduced env count. Returns (fn, args): fn(state, hparams) -> (state, metrics).
     """
-    from shm_jax.build import build
-    from shm_jax.config import from_preset
-
     config = from_preset("paper-popgym", num_envs=num_envs, num_minibatches=1, num_seeds=1, **overrides)
     if scan_method is not None:
         memory_kwargs = dict(config.agent.memory_kwargs, scan_method=scan_method)
@@ -172,8 +168,6 @@ def triton_kernels(fn: Callable, *args) -> list[TritonKernel]:
     jaxlib <= 0.10.2 (the project's current stack) embeds each kernel's Triton IR in the lowered module
     (``__gpu$xla.gpu.triton``) for XLA to compile; that IR is what ``assemble`` compiles to PTX.
     """
-    from jaxlib.mlir import ir
-
     module = jax.jit(fn).trace(*args).lower(lowering_platforms=("cuda",)).compiler_ir("stablehlo")
     kernels = []
 
@@ -262,10 +256,6 @@ def fused_kernel_cases(cases: list[dict]) -> list[dict[str, Any]]:
 
     cases: dicts with batch, length, hidden (H) and optional block_rows / num_warps for ``fused_shm_scan``.
     """
-    import jax.numpy as jnp
-
-    from shm_jax.memory.pallas_shm import fused_shm_scan
-
     reports = []
     for case in cases:
         batch, length, hsz = case["batch"], case["length"], case["hidden"]

@@ -11,7 +11,9 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("shm_jax", "envs")
 # Imports inside functions are allowed only for optional dependencies, and in colab.py, whose functions run
 # before the right jax is installed (importing jax at module level would pin the wrong one).
-OPTIONAL = {"tensorboardX", "IPython", "IPython.display", "PIL"}
+# Optional packages: tensorboard, notebooks, and the aot extra (libtpu, the nvcc wheel, the Triton compiler
+# that only CUDA-capable jaxlibs carry).
+OPTIONAL = {"tensorboardX", "IPython", "IPython.display", "PIL", "libtpu", "nvidia.cuda_nvcc", "jax._src.lib"}
 IMPORTS_JAX_LATE = {"shm_jax/colab.py"}
 
 
