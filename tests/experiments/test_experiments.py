@@ -10,8 +10,9 @@ from experiments.__main__ import main as experiments_cli
 from shm_jax import trainer
 from shm_jax.build import build
 
-# Two updates of 2 envs x 64 steps: Autoencode-Easy episodes (103 steps) end in the second update.
-TINY = dict(num_envs=2, num_steps=64, num_minibatches=1, update_epochs=1, total_timesteps=256, eval_episodes=1,
+# Two updates of 2 envs x 64 steps: Autoencode-Easy episodes (103 steps) end in the second update; no final
+# evaluation (MMER cells do not read it, and it would compile two more programs per cell).
+TINY = dict(num_envs=2, num_steps=64, num_minibatches=1, update_epochs=1, total_timesteps=256, eval_episodes=0,
             memory_kwargs={"memory_size": 4, "projection_size": 8, "shortcut": True})
 
 
