@@ -1,6 +1,6 @@
 """Collect train.py run folders into one JSON and a markdown table (agent measurements; no re-running).
 
-    python benchmarks/results/agent/collect.py OUT_STEM LABEL=RUN_DIR[@LOAD] ...
+    python -m benchmarks.collect_runs OUT_STEM LABEL=RUN_DIR[@LOAD] ...
 
 LABEL names the agent (the table's column); the task is read from each run's config.json. LOAD is the
 ``uptime`` load average recorded next to the run. Writes OUT_STEM.json (per seed: final return, MMER, greedy and
