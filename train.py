@@ -22,14 +22,13 @@ import contextlib
 import dataclasses
 import io
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
 import tyro
 
-from shm_jax import rundir, trainer
+from shm_jax import rundir, stopping, trainer
 from shm_jax.checkpoint import CheckpointWriteError
 from shm_jax.config import (PRESETS, RESUMABLE, ConfigError, TrainConfig, field_names, flat_view, from_preset,
                             validate, with_overrides)
@@ -259,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     every run diverged or a checkpoint could not be written: one line, exit 1; a second Ctrl-C: exit 130;
     anything else raises with its traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    stopping.on_second_interrupt = stopping.exit_at_once
     try:
         if argv and argv[0] == "eval":
             return eval_main(argv[1:])
@@ -269,12 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     except (trainer.NonFiniteLossError, CheckpointWriteError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("\naborted at once: the update in progress is lost; the newest checkpoint on disk is kept",
-              file=sys.stderr, flush=True)
-        sys.stdout.flush()
-        # an XLA computation may still run on a worker thread: leave without waiting for it to finish
-        os._exit(130)
+    except KeyboardInterrupt:  # Ctrl-C before the trainer's handler is installed (e.g. while building)
+        stopping.exit_at_once()
 
 
 if __name__ == "__main__":

@@ -91,7 +91,7 @@ POPGYM_TABLE = Experiment(
     cpu_tasks=("AutoencodeEasy", "BattleshipEasy", "ConcentrationEasy", "RepeatPreviousEasy"),
     agents=(GRU, FFM, SHM, SHM_FIXED_THETA),
     preset="paper-popgym",
-    scale_overrides={"paper": {}, "cpu": {**_CPU_PPO, "total_timesteps": 500_000}},
+    scale_overrides={"paper": {}, "cpu": {**_CPU_PPO, "total_timesteps": 200_000}},
     metric="mmer",
     notes="SHM (fixed θ) is what the official POPGym code runs (θ row 0 at every step).",
 )
@@ -105,7 +105,7 @@ CALIBRATION_ABLATION = Experiment(
             Agent("neural θ", "shm-neural-theta"), Agent("random C", "shm-random-c"),
             Agent("fixed C", "shm-fixed-c"), Agent("C = 1", "shm-c1")),
     preset="paper-popgym",
-    scale_overrides={"paper": {}, "cpu": {**_CPU_PPO, "total_timesteps": 500_000}},
+    scale_overrides={"paper": {}, "cpu": {**_CPU_PPO, "total_timesteps": 200_000}},
     metric="mmer",
     notes="The paper reports only that random θ beats the best alternative by more than 30% in return.",
 )

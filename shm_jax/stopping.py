@@ -10,6 +10,7 @@ must never sit inside one long C call (an XLA computation, a compilation): :func
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -20,6 +21,27 @@ import jax
 
 EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}  # 128 + the signal number, what shells report
 _POLL_SECONDS = 0.05
+ABORTED_MESSAGE = "aborted at once: the update in progress is lost; the newest checkpoint on disk is kept"
+
+
+def raise_keyboard_interrupt() -> None:
+    """The second Ctrl-C in a Python session (a notebook, a test): an ordinary KeyboardInterrupt."""
+    raise KeyboardInterrupt
+
+
+def exit_at_once() -> None:
+    """The second Ctrl-C of the command line: say so and leave now, whatever the main thread is inside.
+
+    Raising instead would have to travel through third-party code (orbax's save, tqdm) that may catch it;
+    an XLA computation may still run on a worker thread, so the process does not wait for it either.
+    """
+    print(f"\n{ABORTED_MESSAGE}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(EXIT_CODES["SIGINT"])
+
+
+# What a second Ctrl-C does; train.py's main sets :func:`exit_at_once`.
+on_second_interrupt: Callable[[], None] = raise_keyboard_interrupt
 
 
 class StopFlag:
@@ -37,7 +59,8 @@ class StopFlag:
     def _handle(self, signum, frame) -> None:
         name = signal.Signals(signum).name
         if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+            on_second_interrupt()
+            return
         self.requested, self.signal_name = True, name
         print(f"\n{name} received: {self.status_line()} (Ctrl-C again stops at once)", file=sys.stderr, flush=True)
 

@@ -273,7 +273,8 @@ class _HostLoop:
             finally:
                 bar.close()
                 self.timing["train_seconds"] += time.perf_counter() - start
-        return self._end(status, state, stop)
+            stop.status_line = lambda: "saving the last checkpoint and finishing"  # a second Ctrl-C still aborts
+            return self._end(status, state, stop)
 
     def _status_line(self) -> str:
         """What the first Ctrl-C will do, said the moment it arrives."""

@@ -226,6 +226,7 @@ class _Stderr:
         import threading
 
         self.lines: list[tuple[float, str]] = []
+        self._proc = proc
         self._thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
         self._thread.start()
 
@@ -243,6 +244,9 @@ class _Stderr:
         raise AssertionError(f"no {text!r} in stderr: {''.join(l for _, l in self.lines)[-3000:]}")
 
     def text(self) -> str:
+        """What arrived so far; once the process has exited, everything it wrote (the reader may lag behind)."""
+        if self._proc.poll() is not None:
+            self._thread.join(timeout=30)
         return "".join(line for _, line in self.lines)
 
 
