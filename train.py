@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     every run diverged or a checkpoint could not be written: one line, exit 1; a second Ctrl-C: exit 130;
     anything else raises with its traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    stopping.on_second_interrupt = stopping.exit_at_once
+    previous, stopping.on_second_interrupt = stopping.on_second_interrupt, stopping.exit_at_once
     try:
         if argv and argv[0] == "eval":
             return eval_main(argv[1:])
@@ -271,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:  # Ctrl-C before the trainer's handler is installed (e.g. while building)
         stopping.exit_at_once()
+    finally:  # main() called from Python (tests) leaves the process's default as it was
+        stopping.on_second_interrupt = previous
 
 
 if __name__ == "__main__":
