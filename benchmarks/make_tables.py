@@ -18,6 +18,9 @@ from pathlib import Path
 
 MIB = 2**20
 NN_SCAN_LABEL = "shm/sequential-autodiff"  # SHM as a linen cell in nn.scan: the memory target's baseline
+MEMORAX_LABEL = "memorax/shm"            # memorax's SHMCell in nn.RNN (benchmarks/memorax_shm.py)
+MEMORAX_PARTNER = "shm/as-memorax"       # the library layer computing memorax's function (no shortcut)
+MEMORAX_TARGET = 0.4                     # issue target: library time <= 0.4 x memorax's
 # The memory target (issue 6): B = 8, H = 128, T = 1024, forward+backward <= 0.5 s on a 2-core CPU and peak
 # memory <= 1/4 of plain autodiff through a sequential scan.
 TARGET = {"B": 8, "H": 128, "T": 1024, "max_time_s": 0.5, "max_memory_ratio": 0.25}
@@ -150,6 +153,44 @@ def _memory_target_section(record: dict) -> list[str]:
         out += ["", f"Same function: with the library layer's weights, Θ rows, resets and a random incoming memory, "
                     f"max |Δy| = {check['output']:.1e} (|y| up to {check['output_scale']:.2f}), max |ΔM_T| = "
                     f"{check['memory']:.1e}, max |Δ dL/dx| = {check['input_grad']:.1e}; ok = {check['ok']}."]
+    return out
+
+
+def memorax_rows(record: dict) -> list[dict]:
+    """Library / memorax time per (variant, H, T), pairing rows of the same run only."""
+    rows = []
+    for theirs in record["results"]:
+        if not theirs["label"].startswith(MEMORAX_LABEL) or theirs.get("status") != "ok":
+            continue
+        suffix, run = theirs["label"][len(MEMORAX_LABEL):], theirs.get("run", 0)
+        ours = [r for r in record["results"] if r["label"] == MEMORAX_PARTNER + suffix and r.get("run", 0) == run
+                and r.get("status") == "ok" and (r["T"], r["H"]) == (theirs["T"], theirs["H"])]
+        if ours:
+            ratio = ours[0]["time_s_median"] / theirs["time_s_median"]
+            rows.append({"variant": suffix.lstrip("-") or "random θ", "H": theirs["H"], "T": theirs["T"],
+                         "run": run, "ours": ours[0], "theirs": theirs, "ratio": ratio,
+                         "meets_target": ratio <= MEMORAX_TARGET})
+    return sorted(rows, key=lambda r: (r["run"], r["variant"], r["H"], r["T"]))
+
+
+def _memorax_section(record: dict) -> list[str]:
+    rows = memorax_rows(record)
+    if not rows:
+        return []
+    out = ["", "## Library SHM vs memorax's SHMCell (same function, same run)", "",
+           f"`{MEMORAX_LABEL}`: memorax's `SHMCell` in flax `nn.RNN` (benchmarks/memorax_shm.py); "
+           f"`{MEMORAX_PARTNER}`: `make_memory(\"shm\", shortcut=False, projection_size=F)` with the default scan, "
+           f"the function memorax computes. Target: library / memorax <= {MEMORAX_TARGET:g}.", "",
+           "| run | calibration | H | T | memorax (ms) | library (ms) | library / memorax | target met |",
+           "|---:|---|---:|---:|---:|---:|---:|---|"]
+    for row in rows:
+        out.append(f"| {row['run']} | {row['variant']} | {row['H']} | {row['T']} | {_fmt_time(row['theirs'])} | "
+                   f"{_fmt_time(row['ours'])} | {row['ratio']:.2f} | {'yes' if row['meets_target'] else 'no'} |")
+    check = record.get("checks", {}).get("memorax_equals_shm")
+    if check:
+        out += ["", f"Same function: memorax's weights copied into the library's fixed-θ layer, random incoming "
+                    f"memory, max |Δy| = {check['output']:.1e} (|y| up to {check['output_scale']:.2f}), max |ΔM_T| "
+                    f"= {check['memory']:.1e}, max |Δ dL/dx| = {check['input_grad']:.1e}; ok = {check['ok']}."]
     return out
 
 
@@ -317,6 +358,7 @@ def markdown(record: dict) -> str:
         cells = [f"{g['per_step_us'][t]:.1f}" if t in g["per_step_us"] else "–" for t in lengths]
         out.append(f"| {label} | {h} | " + " | ".join(cells) + f" | {g['exponent']:.2f} |")
     out += _memory_target_section(record)
+    out += _memorax_section(record)
     out.append("")
     return "\n".join(out)
 

@@ -43,7 +43,7 @@ import numpy as np
 from benchmarks.common import (REPO_ROOT, close_record, device_slug, memory_analysis, record_header,
                                timed_calls)
 from benchmarks.linen_shm_cell import LinenScanSHM, compare_with_shm
-from benchmarks.make_tables import NN_SCAN_LABEL, save_and_tabulate
+from benchmarks.make_tables import MEMORAX_LABEL, MEMORAX_PARTNER, NN_SCAN_LABEL, save_and_tabulate
 from shm_jax.memory import make_memory
 
 INPUT_SIZE = 64     # D: the SHM input in the paper's POPGym agent
@@ -83,6 +83,7 @@ def core_specs(grid: "Grid") -> list[CoreSpec]:
               for c in grid.chunked_chunks]
     specs.append(CoreSpec(NN_SCAN_LABEL, "shm-baseline",
                           lambda h: LinenScanSHM(memory_size=h, projection_size=OUTPUT_SIZE)))
+    specs += memorax_specs(grid)
     for name in ("shm-fixed-theta", "shm-neural-theta", "shm-random-c", "shm-fixed-c", "shm-c1"):
         specs.append(CoreSpec(name, "shm-ablation", _shm(None, name=name), lengths=grid.ablation_lengths))
     # Mixed precision: bf16 projections and activations, float32 memory and carry (the default scan).
@@ -101,6 +102,30 @@ def core_specs(grid: "Grid") -> list[CoreSpec]:
         CoreSpec("mlstm", "baseline", lambda h: make_memory("mlstm", memory_size=h, output_size=OUTPUT_SIZE)),
         CoreSpec("mlp", "baseline", lambda h: make_memory("mlp", features=h)),
     ]
+    return specs
+
+
+def memorax_available() -> bool:
+    try:
+        import memorax.networks.sequence_models.shm  # noqa: F401
+    except Exception:  # not installed, or one of its many dependencies missing
+        return False
+    return True
+
+
+def memorax_specs(grid: "Grid") -> list[CoreSpec]:
+    """memorax's SHMCell (random and fixed θ) and the library layer computing the same function (no shortcut,
+    the default scan), side by side at ``grid.ablation_lengths``; see benchmarks/memorax_shm.py."""
+    from benchmarks.memorax_shm import MemoraxSHM
+
+    why = 'memorax is not importable (pip install -e ".[bench]")'
+    specs = []
+    for suffix, name, sample_theta in (("", "shm", True), ("-fixed-theta", "shm-fixed-theta", False)):
+        specs.append(CoreSpec(f"{MEMORAX_PARTNER}{suffix}", "outside", lambda h, n=name: make_memory(
+            n, memory_size=h, shortcut=False, projection_size=OUTPUT_SIZE), lengths=grid.ablation_lengths))
+        specs.append(CoreSpec(f"{MEMORAX_LABEL}{suffix}", "outside",
+                              lambda h, t=sample_theta: MemoraxSHM(h, OUTPUT_SIZE, sample_theta=t)
+                              if memorax_available() else None, why_not=why, lengths=grid.ablation_lengths))
     return specs
 
 
@@ -251,6 +276,14 @@ def run(grid: Grid, budget_gb: float, only: str | None = None, max_call_s: float
         record["checks"]["nn_scan_equals_shm"] = check
         done += 1
         progress(f"{NN_SCAN_LABEL} == library SHM: max |dy| {check['output']:.1e}, ok={check['ok']}")
+    if any(s.label.startswith(MEMORAX_LABEL) for s in specs) and memorax_available():
+        from benchmarks.memorax_shm import compare_with_shm as compare_with_memorax
+
+        check = compare_with_memorax(input_size=INPUT_SIZE)
+        check["ok"] = (check["output"] < 1e-4 * max(check["output_scale"], 1.0)
+                       and check["input_grad"] < 1e-4 * max(check["input_grad_scale"], 1.0))
+        record["checks"]["memorax_equals_shm"] = check
+        progress(f"memorax SHMCell == library SHM (fixed θ): max |dy| {check['output']:.1e}, ok={check['ok']}")
     if torch_ok:
         from benchmarks.torch_reference import compare_with_jax
 

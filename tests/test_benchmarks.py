@@ -119,6 +119,22 @@ def test_memory_target_reports_a_miss():
     assert row["meets_time"] is False and row["meets_memory"] is False
 
 
+def test_memorax_rows_pair_each_calibration_with_the_library_row_of_the_same_run_and_size():
+    theirs, ours = make_tables.MEMORAX_LABEL, make_tables.MEMORAX_PARTNER
+    record = {"results": [
+        _row(theirs, 1024, 128, 1.0, 50), _row(ours, 1024, 128, 0.35, 20),
+        _row(f"{theirs}-fixed-theta", 1024, 128, 1.0, 50), _row(f"{ours}-fixed-theta", 1024, 128, 0.5, 20),
+        _row(ours, 256, 128, 0.1, 5),                                   # no memorax row at T = 256: unpaired
+        {**_row(theirs, 1024, 128, 2.0, 50), "run": 1},                 # a later run without its partner row
+    ]}
+    rows = make_tables.memorax_rows(record)
+    assert [(r["variant"], r["run"], r["T"]) for r in rows] == [("fixed-theta", 0, 1024), ("random θ", 0, 1024)]
+    fixed, random = rows
+    assert fixed["ratio"] == pytest.approx(0.5) and not fixed["meets_target"]
+    assert random["ratio"] == pytest.approx(0.35) and random["meets_target"]
+    assert "| 0 | random θ | 128 | 1024 |" in "\n".join(make_tables._memorax_section(record))
+
+
 def test_every_benchmark_records_host_versions_commit_and_load_through_one_header():
     import time
 
