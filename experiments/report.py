@@ -21,6 +21,14 @@ def _fmt(mean: float | None, std: float | None) -> str:
     return f"{mean:.1f}" + (f" ± {std:.1f}" if std is not None else "")
 
 
+def _fmt_cell(cell: dict[str, Any]) -> str:
+    """mean ± std, or where every seed diverged: the updates at which they did."""
+    if cell.get("status") == "nonfinite":
+        at = sorted(set(cell.get("diverged_at_updates") or []))
+        return "diverged" + (f" (update {', '.join(map(str, at))})" if at else "")
+    return _fmt(cell["mean"], cell["std"])
+
+
 def markdown(record: dict[str, Any]) -> str:
     """Rows: tasks; columns: agents, each cell "ours (paper: x)"; the POPGym average when every task is there."""
     experiment = get(record["experiment"])
@@ -37,7 +45,7 @@ def markdown(record: dict[str, Any]) -> str:
         row = []
         for agent in agents:
             cell = cells.get((task, agent))
-            ours = _fmt(cell["mean"], cell["std"]) if cell else "not run"
+            ours = _fmt_cell(cell) if cell else "not run"
             paper = PAPER.get((record["experiment"], experiment.paper_task(task), agent))
             row.append(ours + (f" (paper {_fmt(*paper)})" if paper else ""))
         label = task if experiment.paper_task(task) == task else f"{task} (for {experiment.paper_task(task)})"

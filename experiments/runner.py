@@ -44,7 +44,8 @@ def cell_value(experiment: Experiment, run_dir: Path) -> dict[str, Any]:
     mean = sum(values) / len(values) if values else None
     std = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5 if values else None
     timing = summary.get("timing", {})
-    return {"mean": mean, "std": std, "per_seed": values, "status": summary["status"],
+    diverged = [d["at_update"] for d in summary.get("diverged", [])]
+    return {"mean": mean, "std": std, "per_seed": values, "status": summary["status"], "diverged_at_updates": diverged,
             "env_steps_per_run": summary["env_steps_per_run"], "train_seconds": timing.get("train_seconds")}
 
 
@@ -53,12 +54,16 @@ def run_cell(experiment: Experiment, task: str, agent: Agent, scale: str, root: 
     """Train (or resume, or just read back) one cell; ``options`` are flat config overrides (tests shrink runs)."""
     run_dir = root / cell_name(task, agent)
     status = _status(run_dir)
-    if status == "finished":
+    if status in ("finished", "nonfinite"):  # a cell whose every seed diverged is a result too
         return run_dir
-    if (run_dir / rundir.CONFIG_FILE).is_file():  # started before: continue exactly where it stopped
-        return trainer.run(rundir.load_config(run_dir), resume_dir=run_dir, progress=progress)
-    config = experiment.config(task, agent, scale, out_dir=str(root), run_name=run_dir.name, **options)
-    return trainer.run(config, progress=progress)
+    try:
+        if (run_dir / rundir.CONFIG_FILE).is_file():  # started before: continue exactly where it stopped
+            return trainer.run(rundir.load_config(run_dir), resume_dir=run_dir, progress=progress)
+        config = experiment.config(task, agent, scale, out_dir=str(root), run_name=run_dir.name, **options)
+        return trainer.run(config, progress=progress)
+    except trainer.NonFiniteLossError as err:  # recorded in its summary.json; the other cells go on
+        print(f"cell {run_dir.name}: {str(err).splitlines()[0]}", flush=True)
+        return run_dir
 
 
 def run_experiment(experiment: Experiment, scale: str, out: Path | str, *, tasks: tuple[str, ...] | None = None,

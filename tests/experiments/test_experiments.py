@@ -100,3 +100,35 @@ def test_report_sets_the_papers_numbers_beside_ours_and_averages_only_a_full_tab
     assert "55.0 (paper -5.1 ± 6.3)" in average_row  # mean of 0, 10, ..., 110
     partial = report.markdown({**record, "cells": cells[:8]})
     assert "average over 12" not in partial
+
+
+def test_a_cell_whose_every_seed_diverges_is_recorded_and_the_next_cell_still_runs(tmp_path, monkeypatch):
+    ablation = definitions.CALIBRATION_ABLATION
+    root = tmp_path / "calibration-cpu"
+    trained = []
+
+    def fake_run(config, **kwargs):  # the first cell diverges the way trainer.run ends such a run
+        run_dir = root / config.run.run_name
+        run_dir.mkdir(parents=True)
+        trained.append(run_dir.name)
+        status = "nonfinite" if len(trained) == 1 else "finished"
+        per_run = [{"mmer": None if status == "nonfinite" else 0.1 * s} for s in range(3)]
+        diverged = [{"run": f"seed{s}", "at_update": 1} for s in range(3)] if status == "nonfinite" else []
+        (run_dir / "summary.json").write_text(json.dumps({"status": status, "per_run": per_run, "diverged": diverged,
+                                                         "env_steps_per_run": 10, "timing": {}}))
+        if status == "nonfinite":
+            raise trainer.NonFiniteLossError("non-finite loss in every run")
+        return run_dir
+
+    monkeypatch.setattr(trainer, "run", fake_run)
+    path = runner.run_experiment(ablation, "cpu", tmp_path, agents=("neural θ", "C = 1"), progress=False)
+    assert trained == ["AutoencodeEasy--neural", "AutoencodeEasy--c-1"]
+    neural, ones = json.loads(path.read_text())["cells"]
+    assert neural["status"] == "nonfinite" and neural["mean"] is None and neural["diverged_at_updates"] == [1, 1, 1]
+    assert ones["status"] == "finished" and ones["mean"] == pytest.approx(10.0)
+    # Read back on the next call, never trained again; the table says what happened.
+    monkeypatch.setattr(trainer, "run", lambda *a, **k: pytest.fail("a diverged cell was trained again"))
+    runner.run_experiment(ablation, "cpu", tmp_path, agents=("neural θ",), progress=False)
+    row = next(line for line in report.markdown(json.loads(path.read_text())).splitlines()
+               if line.startswith("| AutoencodeEasy |"))
+    assert "diverged (update 1)" in row and "10.0 ± 8.2" in row
