@@ -62,7 +62,7 @@ class CoreSpec:
     lengths: tuple[int, ...] | None = None  # run only at these T (None: every T of the grid)
 
 
-def _shm(method: str | None, chunk: int = 64, name: str = "shm") -> Callable[[int], object]:
+def _shm(method: str | None, chunk: int | None = None, name: str = "shm") -> Callable[[int], object]:
     return lambda h: make_memory(name, memory_size=h, shortcut=True, projection_size=OUTPUT_SIZE,
                                  scan_method=method, chunk_size=chunk)
 
@@ -200,7 +200,7 @@ class Grid:
     torch_repeats: int
 
 
-FULL = Grid(lengths=(256, 1024, 4096), sizes=(32, 128), sequential_chunks=(16, 64, 256), chunked_chunks=(16, 64),
+FULL = Grid(lengths=(256, 1024, 4096), sizes=(32, 128), sequential_chunks=(8, 16, 64, 256), chunked_chunks=(16, 64),
             ablation_lengths=(1024,), repeats=5, torch_lengths=(256, 1024), torch_size=32, torch_repeats=3)
 QUICK = Grid(lengths=(64, 256), sizes=(32,), sequential_chunks=(64,), chunked_chunks=(16,),
              ablation_lengths=(256,), repeats=3, torch_lengths=(64, 256), torch_size=32, torch_repeats=2)

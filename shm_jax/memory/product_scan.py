@@ -9,11 +9,11 @@ Why not the generic lean scan of ``scan.py``: its backward pulls cotangents back
 ``jax.vjp``, so the outer products' gradients become broadcast-multiply-reduce ops, and XLA:CPU runs those
 reductions over [B, H, H] several times slower than the same contractions written as batched
 matrix-vector products. Here every reduction is an einsum, and the chunk recompute keeps C_t and the slope
-M_{t-1} ⊙ (1 - tanh²) and computes d_q = M_t^T dh_t, so the adjoint neither evaluates tanh nor rebuilds M_t (measured: about 1.4x faster forward+backward at B = 8, T = 1024,
-H = 128 on a 2-core CPU; benchmarks/results/memory_speed.md).
+M_{t-1} ⊙ (1 - tanh²) and computes d_q = M_t^T dh_t, so the adjoint neither evaluates tanh nor rebuilds
+M_t (benchmarks/results/memory_speed.md).
 
 Memory: the forward keeps M at chunk boundaries only ([T/L, B, H, H]); the backward recomputes one chunk
-at a time ([L, B, H, H] for M_{t-1} and for tanh), as in ``scan._sequential``. Padded steps (T not a
+at a time ([L, B, H, H] for C_t and for the slope), as in ``scan._sequential``. Padded steps (T not a
 multiple of L) are zeros: a = w = 0 makes them identities, no reset.
 """
 
@@ -107,34 +107,20 @@ def _scan_bwd(chunk, residuals, cotangents):
 _scan.defvjp(_scan_fwd, _scan_bwd)
 
 
-def product_form_scan(carry, starts, a, b, w, k, q, *, chunk_size: int = 64, batch_block: int | None = None):
+def product_form_scan(carry, starts, a, b, w, k, q, *, chunk_size: int = 64):
     """The SHM recurrence and read-out with the lean gradient; same contract as ``pallas_shm.fused_shm_scan``.
 
     Args:
       carry: M_0, float32[B, H, H].  starts: bool[T, B].
       a, b: rows and columns of the calibration logits, [T, B, H];  w = η v, k, q: [T, B, H].
-      chunk_size: L, steps between stored memories.
-      batch_block: None (the whole batch at once) or a divisor of B: the sequences run in blocks of that
-        many, one block after the other, so that one block's [L, block, H, H] chunk stays in cache.
+      chunk_size: L, steps between stored memories (``shm.sequential_chunk_size`` is SHM's default).
 
     Returns:
       (M_T float32[B, H, H], h float32[T, B, H]).
     """
     if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size <= 0:
         raise ValueError(f"product_form_scan: chunk_size must be a positive integer, got {chunk_size!r}")
-    batch = starts.shape[1]
-    if batch_block is not None and (not isinstance(batch_block, int) or batch_block <= 0 or batch % batch_block):
-        raise ValueError(f"product_form_scan: batch_block must be None or a positive divisor of B = {batch}, "
-                         f"got {batch_block!r}")
     chunk = min(chunk_size, starts.shape[0])
     dtype = carry.dtype
     a, b, w, k, q = (jnp.asarray(x, dtype) for x in (a, b, w, k, q))
-    starts = starts.astype(bool)
-    if batch_block is None or batch_block == batch:
-        return _scan(carry, starts, a, b, w, k, q, chunk)
-    blocks = batch // batch_block
-    split = lambda x: jnp.moveaxis(x.reshape(x.shape[0], blocks, batch_block, *x.shape[2:]), 1, 0)  # noqa: E731
-    final, h = jax.lax.map(lambda xs: _scan(*xs, chunk),
-                           (carry.reshape(blocks, batch_block, *carry.shape[1:]),
-                            *(split(x) for x in (starts, a, b, w, k, q))))
-    return final.reshape(carry.shape), jnp.moveaxis(h, 0, 1).reshape(h.shape[1], batch, *h.shape[3:])
+    return _scan(carry, starts.astype(bool), a, b, w, k, q, chunk)

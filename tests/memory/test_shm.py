@@ -248,3 +248,30 @@ def test_clamp_refuses_the_associative_scans(method):
 def test_bad_clamp_raises(bound):
     with pytest.raises(ValueError, match="clamp must be None or a positive finite number"):
         SHM(memory_size=4, clamp=bound)
+
+
+def test_default_checkpoint_interval_keeps_the_recomputed_chunk_in_cache_and_changes_no_value():
+    from shm_jax.memory.shm import sequential_chunk_size
+
+    # L x B x H x H float32 <= 4 MiB, a power of two in [8, 64].
+    assert [sequential_chunk_size(b, h) for b, h in ((8, 128), (64, 128), (8, 32), (1, 128), (2, 128))] == \
+        [8, 8, 64, 64, 32]
+    assert SHM().chunk_size is None
+    with pytest.raises(ValueError, match="chunk_size"):
+        SHM(chunk_size=0)
+    length, batch, hsz = 40, 3, 8
+    keys = jax.random.split(jax.random.PRNGKey(3), 4)
+    x = jax.random.normal(keys[0], (length, batch, 5))
+    starts = jax.random.bernoulli(keys[1], 0.1, (length, batch)).at[0].set(True)
+    auto, fixed = SHM(memory_size=hsz, scan_method="sequential"), SHM(memory_size=hsz, scan_method="sequential",
+                                                                       chunk_size=7)
+    noise = auto.sample_noise(keys[2], length, batch)
+    carry = jax.random.normal(keys[3], (batch, hsz, hsz))
+    params = auto.init(keys[2], carry, x, starts, noise)
+
+    def loss(core, x_):
+        final, y = core.apply(params, carry, x_, starts, noise)
+        return jnp.sum(jnp.square(y)) + jnp.sum(final)
+
+    for a, b in zip(jax.value_and_grad(lambda x_: loss(auto, x_))(x), jax.value_and_grad(lambda x_: loss(fixed, x_))(x)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
