@@ -77,10 +77,8 @@ class AutoResetWrapper(_InnerWrapper):
         if not jax.tree.all(key_b):
             key = jnp.broadcast_to(key, (axis_size, *jnp.shape(key)))
         state_axes, action_axes, params_axes = _axes(state_b), _axes(action_b), _axes(params_b)
-        # gymnax's keys: split(key) = (key_step, key_reset). The reset halves are recomputed inside the reset
-        # rounds for the finished envs only, so an env whose step draws nothing (Autoencode, Battleship) pays
-        # no split at all: XLA drops the unused key_step.
-        key_step = jax.vmap(jax.random.split)(key)[:, 0]
+        keys = jax.vmap(jax.random.split)(key)
+        key_step, key_reset = keys[:, 0], keys[:, 1]
         obs_st, state_st, reward, terminated, info = jax.vmap(
             self.step_env, in_axes=(0, state_axes, action_axes, params_axes))(key_step, state, action, params)
         truncated = jax.vmap(self.is_truncated, in_axes=(0, params_axes))(state_st, params)
@@ -90,13 +88,13 @@ class AutoResetWrapper(_InnerWrapper):
         # as a read of the stepped states (a reward that looks at the deck), and then XLA copies the whole batch
         # of states every step so that the loop can update them in place.
         obs, state, (reward, info) = self._reset_finished(
-            done, key, obs_st, state_st, params, params_b, params_axes, (reward, info))
+            done, key_reset, obs_st, state_st, params, params_b, params_axes, (reward, info))
         out = (obs, state, reward, info["terminated"], info["truncated"], info)
         return out, jax.tree.map(lambda _: True, out)
 
-    def _reset_finished(self, done, key, obs, state, params, params_batched, params_axes, other=()):
-        """Replace (obs, state) of every env where ``done`` by ``reset_env(split(key[i])[1], params[i])``
-        (gymnax's reset key); returns (obs, state, other), ``other`` carried through unchanged."""
+    def _reset_finished(self, done, key_reset, obs, state, params, params_batched, params_axes, other=()):
+        """Replace (obs, state) of every env where ``done`` by ``reset_env(key_reset[i], params[i])``; returns
+        (obs, state, other), ``other`` carried through unchanged."""
         batch = done.shape[0]
         per_round = resets_per_round(batch, self.rounds_per_batch)
 
@@ -113,9 +111,8 @@ class AutoResetWrapper(_InnerWrapper):
             index = jnp.searchsorted(finished_upto, rank + 1, side="left")
             index = jnp.where(rank < finished, index, batch)  # past the last finished env: dropped on write
             safe = jnp.minimum(index, batch - 1)
-            key_reset = jax.vmap(jax.random.split)(key[safe])[:, 1]
             obs_re, state_re = jax.vmap(self.reset_env, in_axes=(0, params_axes))(
-                key_reset, _take(params, params_batched, safe))
+                key_reset[safe], _take(params, params_batched, safe))
             put = lambda x, y: x.at[index].set(y.astype(x.dtype), mode="drop")  # noqa: E731
             # ``other`` is unchanged (r >= 0), written so that XLA cannot drop it from the loop as invariant.
             other = jax.tree.map(lambda x: jnp.where(r < 0, jnp.zeros_like(x), x), other)
