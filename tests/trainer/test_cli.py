@@ -22,6 +22,7 @@ from shm_jax.batched import BatchedProgram
 from shm_jax.checkpoint import Checkpointer
 from shm_jax.build import build
 from shm_jax.config import from_preset, with_overrides
+from shm_jax.memory.shm import sequential_chunk_size
 
 REPO = Path(__file__).parents[2]
 TINY = ["--num-envs", "4", "--num-steps", "8", "--num-minibatches", "2", "--update-epochs", "1",
@@ -88,7 +89,8 @@ BAD_INPUTS = [
     (["--memory", "gru", "--memory-kwargs", "hidden_size", "0"], "memory_kwargs: invalid for memory 'gru'"),
     (["--memory-kwargs", "memory_size", "-4"], "memory_kwargs: invalid for memory 'shm'"),
     (["--memory-kwargs", "dtype", "bfloat16"], "memory_kwargs: 'dtype' is set by the precision option"),
-    (["--memory-kwargs", "memory_size", "4096"], "memory_kwargs: the run needs at least"),
+    # 16384: a 1 GiB memory per env (4096 now fits a 24 GiB host: its backward checkpoints every 8 steps).
+    (["--memory-kwargs", "memory_size", "16384"], "memory_kwargs: the run needs at least"),
     (["--memory-kwargs", "memory_size", "100000"], "memory_kwargs: the run needs at least"),
     (["--num-envs", "1000000", "--total-timesteps", "128000000"], "num_envs: the run needs at least"),
     (["--num-seeds", "40000"], "num_seeds: the run needs at least"),
@@ -171,7 +173,14 @@ def test_the_memory_estimate_accepts_the_presets(monkeypatch):
     large = build(from_preset("default", memory_kwargs={"memory_size": 256}))
     e_small = resources.estimate_ppo(small.ppo, small.hparams, 1)
     e_large = resources.estimate_ppo(large.ppo, large.hparams, 1)
-    assert e_large.largest_array == 64 * e_small.largest_array and e_large.state > 10 * e_small.state
+    batch, length = small.ppo.num_envs // small.ppo.num_minibatches, small.ppo.num_steps
+
+    def stacked(hsz):  # the backward's largest [n, B, H, H] float32: the recomputed chunk or the chunk boundaries
+        chunk = sequential_chunk_size(batch, hsz)
+        return max(chunk, -(-length // chunk)) * batch * hsz * hsz * 4
+
+    assert (e_small.largest_array, e_large.largest_array) == (stacked(32), stacked(256))
+    assert e_large.state > 10 * e_small.state
 
 
 # What jaxlib's CUDA plugin (the aot extra) logs from C++ whenever jax is imported on a machine without CUDA: not ours.
