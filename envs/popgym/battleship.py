@@ -12,6 +12,7 @@ from flax import struct
 from gymnax.environments import environment, spaces
 
 from envs.registry import register
+from envs.sampling import uniform_true_cell
 from envs.spaces import MultiDiscrete
 
 
@@ -29,13 +30,6 @@ class EnvState(environment.EnvState):
 @struct.dataclass
 class EnvParams(environment.EnvParams):
     max_steps_in_episode: int = 64
-
-
-def uniform_true_index(key: jax.Array, mask: jax.Array) -> jax.Array:
-    """Index of a uniformly chosen True entry of bool[n] ``mask`` (one uniform draw, inverse CDF)."""
-    count = jnp.sum(mask)
-    k = jnp.floor(jax.random.uniform(key) * count).astype(jnp.int32)
-    return jnp.argmax(jnp.cumsum(mask) > k)
 
 
 class Battleship(environment.Environment[EnvState, EnvParams]):
@@ -81,8 +75,10 @@ class Battleship(environment.Environment[EnvState, EnvParams]):
             down = sum(padded[k : k + b, :b] for k in range(size))
             # a 1-cell ship has one placement per cell, not two
             valid = jnp.stack([right == 0, (down == 0) & (size > 1)])  # bool[2, B, B]
-            choice = uniform_true_index(key_ship, valid.reshape(-1))
-            direction, row, col = choice // (b * b), (choice // b) % b, choice % b
+            # index (direction * B + row, col) of the uniformly chosen placement; searched row by row
+            # (see envs/sampling.py: a flat search over 2B^2 entries made resets cost more than steps)
+            line, col = uniform_true_cell(jax.random.uniform(key_ship), valid.reshape(2 * b, b))
+            direction, row = line // b, line % b
             horizontal = (rows == row) & (cols >= col) & (cols < col + size)
             vertical = (cols == col) & (rows >= row) & (rows < row + size)
             occupied = occupied + jnp.where(direction == 0, horizontal, vertical).astype(jnp.int32)

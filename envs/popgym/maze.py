@@ -19,34 +19,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from envs.sampling import uniform_true_cell, uniform_true_index
+
 WALL = 1
 FREE = 0
 
 # (d_row, d_col) of the four neighbours in cell coordinates
 _OFFSETS = ((0, -1), (0, 1), (-1, 0), (1, 0))
-
-
-def _uniform_true_index(u: jax.Array, mask: jax.Array) -> jax.Array:
-    """Index of a True entry of bool[n] ``mask`` chosen by the uniform draw u in [0, 1)."""
-    k = jnp.floor(u * jnp.sum(mask)).astype(jnp.int32)
-    return jnp.argmax(jnp.cumsum(mask) > k)
-
-
-def _uniform_true_cell(u: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """(row, col) of a True entry of bool[h, w] ``mask`` chosen uniformly by the draw u in [0, 1).
-
-    Row by its count, then the column within it: two short cumulative sums instead of one over
-    all h*w cells (a cumulative sum costs O(n^2) on XLA:CPU).
-    """
-    row_counts = jnp.sum(mask, axis=1)
-    k = jnp.floor(u * jnp.sum(row_counts)).astype(jnp.int32)
-    ends = jnp.cumsum(row_counts)
-    row = jnp.argmax(ends > k)
-    rows = jnp.arange(mask.shape[0])[:, None]
-    in_row = jnp.any(mask & (rows == row), axis=0)  # mask[row] without a gather
-    k_in_row = k - jnp.sum(jnp.where(jnp.arange(mask.shape[0]) < row, row_counts, 0))
-    col = jnp.argmax(jnp.cumsum(in_row) > k_in_row)
-    return row, col
 
 
 def _unvisited_neighbours(visited: jax.Array) -> jax.Array:
@@ -78,11 +57,11 @@ def hunt_and_kill(key: jax.Array, cells_h: int, cells_w: int) -> jax.Array:
         at_current = (rows == row) & (cols == col)
         stuck = ~jnp.any(open_dirs & at_current)
         frontier = visited & jnp.any(open_dirs, axis=0)
-        resume_row, resume_col = _uniform_true_cell(draws[i, 0], frontier)
+        resume_row, resume_col = uniform_true_cell(draws[i, 0], frontier)
         row = jnp.where(stuck, resume_row, row)
         col = jnp.where(stuck, resume_col, col)
         at_head = (rows == row) & (cols == col)
-        direction = _uniform_true_index(draws[i, 1], jnp.any(open_dirs & at_head, axis=(1, 2)))
+        direction = uniform_true_index(draws[i, 1], jnp.any(open_dirs & at_head, axis=(1, 2)))
         next_row, next_col = row + d_rows[direction], col + d_cols[direction]
         # the passage between head and next: a right-edge of the left cell or a down-edge of the upper one
         low_row, low_col = jnp.minimum(row, next_row), jnp.minimum(col, next_col)
