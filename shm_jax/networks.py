@@ -49,6 +49,7 @@ from gymnax.environments import spaces
 from shm_jax.config import NETWORK_INITS
 from shm_jax.initializers import orthogonal
 from shm_jax.memory.precision import compute_dtype
+from shm_jax.memory.projection import AffineOutput, Linear
 
 
 # ----------------------------------------------------------------------------------------------
@@ -198,13 +199,16 @@ def _torch_bias_init(fan_in: int):
     return init
 
 
-def _dense(features: int, fan_in: int, role: str, init: str, name: str, dtype: Any = None) -> nn.Dense:
-    """Linear layer ``name`` of a ``role`` ("body", "relu": pre/post, "final": actor/critic out) under ``init``."""
+def _dense(features: int, fan_in: int, role: str, init: str, name: str, dtype: Any = None,
+           layer: type[nn.Module] = nn.Dense) -> nn.Module:
+    """Linear layer ``name`` of a ``role`` ("body", "relu": pre/post, "final": actor/critic out) under ``init``.
+
+    layer: ``nn.Dense`` or ``projection.Linear`` (the same layer, able to fold a deferred core output)."""
     if init == "official":
         kernel = nn.initializers.normal(0.01) if role == "final" else orthogonal(1.0)
-        return nn.Dense(features, kernel_init=kernel, bias_init=_torch_bias_init(fan_in), dtype=dtype, name=name)
+        return layer(features, kernel_init=kernel, bias_init=_torch_bias_init(fan_in), dtype=dtype, name=name)
     scale = {"body": 1.0, "relu": math.sqrt(2.0), "final": 0.01}[role]
-    return nn.Dense(features, kernel_init=orthogonal(scale), bias_init=nn.initializers.zeros, dtype=dtype, name=name)
+    return layer(features, kernel_init=orthogonal(scale), bias_init=nn.initializers.zeros, dtype=dtype, name=name)
 
 
 class ActorCritic(nn.Module):
@@ -280,8 +284,12 @@ class ActorCritic(nn.Module):
             x = (1.0 - s) * x + s * pe
         x = nn.relu(_dense(self.pre_size, self.feature_size, "relu", init, "pre", dtype)(x))
 
-        memory_carry, y = self.memory(carry.memory, x, starts.astype(bool), noise)
-        trunk = nn.relu(_dense(self.post_size, y.shape[-1], "relu", init, "post", dtype)(y))
+        # A core whose output ends in a linear projection (SHM's W_o to 1024) hands it over unapplied and the post
+        # layer folds into it: the same function and gradients, without the wide activations (projection.py).
+        defer = {"defer_projection": True} if getattr(self.memory, "can_defer_projection", False) else {}
+        memory_carry, y = self.memory(carry.memory, x, starts.astype(bool), noise, **defer)
+        width = y.features if isinstance(y, AffineOutput) else y.shape[-1]
+        trunk = nn.relu(_dense(self.post_size, width, "relu", init, "post", dtype, layer=Linear)(y))
 
         hidden = self.head_hidden_size
         actor = _dense(hidden, self.post_size, "body", init, "actor_hidden", dtype)(trunk)

@@ -50,6 +50,7 @@ from shm_jax.memory import base
 from shm_jax.memory.precision import compute_dtype
 from shm_jax.memory.pallas_shm import fused_shm_scan
 from shm_jax.memory.product_scan import product_form_scan
+from shm_jax.memory.projection import Linear
 from shm_jax.memory.scan import (associative_hadamard, check_method, default_method, from_chunks, hadamard_scan,
                                  to_chunks)
 
@@ -220,6 +221,11 @@ class SHM(nn.Module):
         """F, the size of y_t (the interface name every core shares)."""
         return self.projection_size if self.projection_size is not None else self.memory_size
 
+    @property
+    def can_defer_projection(self) -> bool:
+        """Whether ``defer_projection=True`` returns the output projection unapplied (see ``projection``)."""
+        return self.projection_size is not None
+
     def initialize_carry(self, batch_size: int) -> jax.Array:
         """M_0 = 0: float32[B, H, H]."""
         return jnp.zeros((batch_size, self.memory_size, self.memory_size), jnp.float32)
@@ -235,10 +241,12 @@ class SHM(nn.Module):
         return None
 
     @nn.compact
-    def __call__(self, carry: jax.Array, x: jax.Array, starts: jax.Array, noise=None):
+    def __call__(self, carry: jax.Array, x: jax.Array, starts: jax.Array, noise=None, defer_projection=False):
         """carry float32[B, H, H], x [T, B, D], starts bool[T, B] -> (carry float32[B, H, H], y [T, B, F]).
 
-        y has the compute dtype (float32 by default, bfloat16 with ``dtype="bfloat16"``).
+        y has the compute dtype (float32 by default, bfloat16 with ``dtype="bfloat16"``). With
+        ``defer_projection`` and a ``projection_size``, y is the output projection left unapplied (a
+        ``projection.AffineOutput``), for a consumer that folds its next linear layer into it.
 
         When the ``"intermediates"`` collection is mutable (``apply(..., mutable=["intermediates"])``) the layer
         also sows ``memory`` M and ``calibration`` C, float32[T, B, H, H] each, recomputed with the associative
@@ -293,8 +301,8 @@ class SHM(nn.Module):
             h = h + nn.Dense(hsz, kernel_init=torch_kernel_init(), bias_init=torch_bias_init(x.shape[-1]),
                              dtype=dtype, name="shortcut")(x_hat)
         if self.projection_size is not None:
-            h = nn.Dense(self.projection_size, kernel_init=torch_kernel_init(),
-                         bias_init=torch_bias_init(hsz), dtype=dtype, name="out")(h)
+            h = Linear(self.projection_size, kernel_init=torch_kernel_init(), bias_init=torch_bias_init(hsz),
+                       dtype=dtype, name="out")(h, defer=defer_projection)
         return carry, h
 
     def _calibration_inputs(self, x_hat: jax.Array, v_c: jax.Array, noise) -> dict:
