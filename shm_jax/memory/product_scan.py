@@ -8,12 +8,14 @@ the Pallas kernel (``pallas_shm``) written for XLA: this is SHM's "sequential" p
 Why not the generic lean scan of ``scan.py``: its backward pulls cotangents back through ``make_cu`` with
 ``jax.vjp``, so the outer products' gradients become broadcast-multiply-reduce ops, and XLA:CPU runs those
 reductions over [B, H, H] several times slower than the same contractions written as batched
-matrix-vector products. Here every reduction is an einsum, and the chunk recompute keeps C_t and the slope
-M_{t-1} ⊙ (1 - tanh²) and computes d_q = M_t^T dh_t, so the adjoint neither evaluates tanh nor rebuilds
-M_t (benchmarks/results/memory_speed.md).
+matrix-vector products. Here every reduction is an einsum. The backward computes a chunk's C_t in one batched
+pass, recomputes its M_t from the stored boundary (keeping them, and d_q = M_t^T dh_t), and runs the adjoint
+on those: it evaluates no tanh (1 - tanh² = 1 - (C_t - 1)²) and rebuilds no memory. Keeping M_t rather than
+M_{t-1} ⊙ (1 - tanh²) matters on XLA:CPU: a value that needs M_{t-1} next to the in-place update of the carry
+makes XLA copy the [B, H, H] carry every step (benchmarks/results/memory_speed.md).
 
 Memory: the forward keeps M at chunk boundaries only ([T/L, B, H, H]); the backward recomputes one chunk
-at a time ([L, B, H, H] for C_t and for the slope), as in ``scan._sequential``. Padded steps (T not a
+at a time ([L, B, H, H] for C_t and for M_t), as in ``scan._sequential``. Padded steps (T not a
 multiple of L) are zeros: a = w = 0 makes them identities, no reset.
 """
 
@@ -71,32 +73,36 @@ def _scan_bwd(chunk, residuals, cotangents):
     def chunk_body(grad, xs_chunk):
         boundary, (starts_c, a_c, b_c, w_c, k_c, q_c, dh_c) = xs_chunk[0], xs_chunk[1:]
 
-        def recompute(memory, xs_t):
-            # Forward again from the chunk's stored memory; what the adjoint needs is kept in its final form:
-            # the calibration C_t, the slope dM_t/d(a ⊗ b) = M_{t-1} ⊙ (1 - tanh²), and d_q (needs M_t only).
-            start, a_t, b_t, w_t, k_t, dh_t = xs_t
-            prev = _reset(start, memory)
-            tanh = jnp.tanh(_outer(a_t, b_t))
-            calibration = 1.0 + tanh
-            memory = prev * calibration + _outer(w_t, k_t)
-            d_q = jnp.einsum("bij,bi->bj", memory, dh_t)
-            return memory, (calibration, prev * (1.0 - tanh * tanh), d_q)
+        # C_t of the whole chunk in one batched pass ([L, B, H, H], written once), then forward again from the
+        # chunk's stored memory, keeping M_t (written after the in-place update, so XLA needs no copy of
+        # M_{t-1}) and computing d_q, which needs M_t only.
+        calibrations = 1.0 + jnp.tanh(a_c[..., :, None] * b_c[..., None, :])
 
-        _, (calibrations, slopes, d_q) = jax.lax.scan(recompute, boundary, (starts_c, a_c, b_c, w_c, k_c, dh_c))
+        def recompute(memory, xs_t):
+            start, calibration, w_t, k_t, dh_t = xs_t
+            memory = _reset(start, memory) * calibration + _outer(w_t, k_t)
+            d_q = jnp.einsum("bij,bi->bj", memory, dh_t)
+            return memory, (memory, d_q)
+
+        _, (memories, d_q) = jax.lax.scan(recompute, boundary, (starts_c, calibrations, w_c, k_c, dh_c))
 
         def adjoint(grad, xs_t):
             # grad = dL/dM_t from the future (already through C_{t+1}); add this step's read-out.
-            start, a_t, b_t, w_t, k_t, q_t, dh_t, calibration, slope = xs_t
+            t, start, a_t, b_t, w_t, k_t, q_t, dh_t, calibration = xs_t
             grad = grad + _outer(dh_t, q_t)
-            d_logits = grad * slope  # dL/d(a ⊗ b)
+            # M_{t-1}: the chunk's stored memory at t = 0, else the recomputed one (read in place, never copied)
+            prev = _reset(start, jnp.where(t == 0, boundary, memories[jnp.maximum(t - 1, 0)]))
+            tanh = calibration - 1.0
+            d_logits = grad * prev * (1.0 - tanh * tanh)  # dL/d(a ⊗ b): M_{t-1} ⊙ (1 - tanh²) ⊙ dL/dM_t
             d_a = jnp.einsum("bij,bj->bi", d_logits, b_t)
             d_b = jnp.einsum("bij,bi->bj", d_logits, a_t)
             d_w = jnp.einsum("bij,bj->bi", grad, k_t)
             d_k = jnp.einsum("bij,bi->bj", grad, w_t)
             return _reset(start, grad * calibration), (d_a, d_b, d_w, d_k)
 
+        steps = jnp.arange(starts_c.shape[0])
         grad, (d_a, d_b, d_w, d_k) = jax.lax.scan(
-            adjoint, grad, (starts_c, a_c, b_c, w_c, k_c, q_c, dh_c, calibrations, slopes), reverse=True)
+            adjoint, grad, (steps, starts_c, a_c, b_c, w_c, k_c, q_c, dh_c, calibrations), reverse=True)
         return grad, (d_a, d_b, d_w, d_k, d_q)
 
     d_carry, grads = jax.lax.scan(chunk_body, d_final, (boundaries,) + xs, reverse=True)
