@@ -109,21 +109,44 @@ def to_rgb(codes: jax.Array) -> jax.Array:
     return jnp.asarray(PALETTE)[codes]
 
 
-def egocentric_view(codes: jax.Array, pos: jax.Array) -> jax.Array:
-    """codes int32[7, 11], pos int32[2] -> uint8[75]: the 5x5 crop centred on pos, channel-major.
+def crop(codes: jax.Array, pos: jax.Array) -> jax.Array:
+    """codes int32[7, 11], pos int32[2] -> int32[5, 5]: the cells around pos (BACKGROUND off the board).
 
     Written with masks and selects (off-board cells match no board cell: code 0, BACKGROUND), as an indexed
-    crop and palette lookup are gathers under vmap.
+    crop is a gather under vmap.
     """
     offsets = jnp.arange(VIEW, dtype=jnp.int32) - VIEW // 2
     row_hit = (pos[0] + offsets)[:, None] == jnp.arange(ROWS, dtype=jnp.int32)[None, :]  # bool[5, 7]
     col_hit = (pos[1] + offsets)[:, None] == jnp.arange(COLS, dtype=jnp.int32)[None, :]  # bool[5, 11]
     rows = jnp.max(jnp.where(row_hit[:, :, None], codes[None], 0), axis=1)  # int32[5, 11]
-    window = jnp.max(jnp.where(col_hit[None], rows[:, None, :], 0), axis=2)  # int32[5, 5]
+    return jnp.max(jnp.where(col_hit[None], rows[:, None, :], 0), axis=2)  # int32[5, 5]
+
+
+_VIEW_ROW_IDS = np.arange(VIEW, dtype=np.int32)[:, None]
+_VIEW_COL_IDS = np.arange(VIEW, dtype=np.int32)[None, :]
+VIEW_CENTRE = np.zeros((VIEW, VIEW), bool)
+VIEW_CENTRE[VIEW // 2, VIEW // 2] = True  # where the player always is in its own view
+
+
+def put_in_view(window: jax.Array, cell: jax.Array, pos: jax.Array, code, when=True) -> jax.Array:
+    """window int32[5, 5] (the crop around pos) with ``code`` drawn at board ``cell`` where ``when``: the same as
+    drawing it on the board before cropping (nothing is drawn when the cell is outside the view)."""
+    local = cell - pos + VIEW // 2
+    hit = (_VIEW_ROW_IDS == local[0]) & (_VIEW_COL_IDS == local[1])
+    return jnp.where(hit & when, code, window)
+
+
+def view_rgb(window: jax.Array) -> jax.Array:
+    """int32[5, 5] codes -> uint8[75]: their colours, channel-major (a select per palette code, not a gather)."""
     rgb = jnp.zeros((3, VIEW, VIEW), jnp.int32)
     for code, colour in enumerate(PALETTE.astype(np.int32)):
         rgb = jnp.where(window[None] == code, jnp.asarray(colour)[:, None, None], rgb)
     return rgb.reshape(OBS_SIZE).astype(jnp.uint8)
+
+
+def egocentric_view(codes: jax.Array, pos: jax.Array) -> jax.Array:
+    """codes int32[7, 11], pos int32[2] -> uint8[75]: the 5x5 crop centred on pos, channel-major."""
+    return view_rgb(crop(codes, pos))
 
 
 def sample_apples(key: jax.Array, num_apples: jax.Array) -> jax.Array:

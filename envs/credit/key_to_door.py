@@ -93,14 +93,13 @@ class KeyToDoor(ChapterEnv):
         )
         return state, jnp.where(opened, params.final_reward, 0.0)
 
-    def board_codes(self, state: CreditState, params) -> jax.Array:
+    def _objects(self, state: CreditState, params) -> list:
         explore = state.chapter == board.EXPLORE
-        codes = self._base_codes(state)
-        codes = board.put(codes, state.key_cell, board.KEY, explore & (state.key_pickup_frame < 0))
         indicator = explore & (state.key_pickup_frame == state.chapter_frame)  # only on the pickup frame
-        codes = board.put(codes, jnp.asarray(INDICATOR_CELL), board.INDICATOR, indicator)
-        codes = board.put(codes, state.player, board.PLAYER)
-        return board.put(codes, jnp.asarray(DOOR_CELL), board.DOOR, state.chapter == board.REWARD)  # above player
+        return [(state.key_cell, board.KEY, explore & (state.key_pickup_frame < 0)),
+                (jnp.asarray(INDICATOR_CELL), board.INDICATOR, indicator),
+                (None, board.PLAYER, True),
+                (jnp.asarray(DOOR_CELL), board.DOOR, state.chapter == board.REWARD)]  # above the player
 
 
 for _id, _d, _aliases in (("KeyToDoor250", 250, ("KeytoDoor250", "KeyToDoor-250")),

@@ -14,7 +14,7 @@ every step, meaningful on the last) is the task's solved flag: the reward chapte
 equals the original's "reward-chapter reward > 0" whenever final_reward > 0.
 
 Subclasses define the explore/reward chapters: ``_reset_task``, ``_blocked``, ``_task_objects``,
-``board_codes`` and the class constants ``LAYOUTS`` (int32[3, 7, 11] wall codes) and ``REWARD_START``.
+``_objects`` and the class constants ``LAYOUTS`` (int32[3, 7, 11] wall codes) and ``REWARD_START``.
 """
 
 from __future__ import annotations
@@ -100,11 +100,19 @@ class ChapterEnv(environment.Environment):
         """Explore/reward-chapter objects after the move (state.chapter_frame is the new frame)."""
         raise NotImplementedError
 
-    def board_codes(self, state: CreditState, params) -> jax.Array:
-        """int32[7, 11]: the full current board (walls, objects, player) as cell codes."""
+    def _objects(self, state: CreditState, params) -> list[tuple[Any, Any, Any]]:
+        """What is drawn over the chapter's walls and apples, bottom to top (pycolab's z-order): a list of
+        (cell int32[2] or None for the player's cell, code, shown: bool)."""
         raise NotImplementedError
 
     # --- shared drawing ------------------------------------------------------------------------------
+    def board_codes(self, state: CreditState, params) -> jax.Array:
+        """int32[7, 11]: the full current board (walls, objects, player) as cell codes."""
+        codes = self._base_codes(state)
+        for cell, code, shown in self._objects(state, params):
+            codes = board.put(codes, state.player if cell is None else cell, code, shown)
+        return codes
+
     def _base_codes(self, state: CreditState) -> jax.Array:
         """Walls of the current chapter plus the distractor's apples (drawn below the player)."""
         codes = self._layout(state.chapter)
@@ -166,8 +174,17 @@ class ChapterEnv(environment.Environment):
         return self.get_obs(state, params), state, reward, terminated, {"success": state.solved}
 
     def get_obs(self, state: CreditState, params=None, key=None) -> jax.Array:
-        """uint8[75]: the egocentric 5x5 RGB view, channel-major."""
-        return board.egocentric_view(self.board_codes(state, params), state.player)
+        """uint8[75]: the egocentric 5x5 RGB view, channel-major: ``egocentric_view(board_codes, player)``.
+
+        The objects are drawn into the 5x5 crop of the walls and apples rather than onto the 7x11 board (the
+        same view for less work; the player is always the centre cell)."""
+        window = board.crop(self._base_codes(state), state.player)
+        for cell, code, shown in self._objects(state, params):
+            if cell is None:
+                window = jnp.where(board.VIEW_CENTRE & shown, code, window)
+            else:
+                window = board.put_in_view(window, cell, state.player, code, shown)
+        return board.view_rgb(window)
 
     def is_truncated(self, state: CreditState, params) -> jax.Array:
         return jnp.bool_(False)

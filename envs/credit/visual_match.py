@@ -101,15 +101,13 @@ class VisualMatch(ChapterEnv):
         """int32[3]: the cell code (RED/GREEN/BLUE) of each door."""
         return board.RED + jnp.asarray(params.door_colours, jnp.int32)
 
-    def board_codes(self, state: CreditState, params) -> jax.Array:
+    def _objects(self, state: CreditState, params) -> list:
         colours = self.colour_codes(params)
-        codes = self._base_codes(state)
-        codes = board.put(codes, state.colour_cell, colours[state.target], state.chapter == board.EXPLORE)
-        codes = board.put(codes, state.player, board.PLAYER)
         doors_shown = (state.chapter == board.REWARD) & ~state.door_used
-        for i in range(3):  # drawn above the player (pycolab z-order), though never under it while shown
-            codes = board.put(codes, jnp.asarray(DOOR_CELLS[i]), colours[i], doors_shown)
-        return codes
+        return ([(state.colour_cell, colours[state.target], state.chapter == board.EXPLORE),
+                 (None, board.PLAYER, True)]
+                # drawn above the player (pycolab z-order), though never under it while shown
+                + [(jnp.asarray(DOOR_CELLS[i]), colours[i], doors_shown) for i in range(3)])
 
 
 _SHORT_DISTRACTOR = 30

@@ -385,3 +385,33 @@ def test_key_to_door_reset_positions_and_key_visibility(ktd_run):
         dr, dc = key_cell - player
         visible = abs(dr) <= 2 and abs(dc) <= 2
         assert key_px == ([(dr + 2, dc + 2)] if visible else [])
+
+
+# --------------------------------------------------------------------------------------------------------
+# Both tasks
+# --------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("task", ["visual_match", "key_to_door"])
+def test_view_is_the_crop_of_the_drawn_board(task):
+    """get_obs draws the objects into the 5x5 crop; it must equal cropping the fully drawn 7x11 board, on every
+    state of scripted and random episodes (explore objects, the key and its one-frame indicator, doors, apples,
+    the player at the board's edges)."""
+    env, policy, modes = ((VisualMatch(distractor_len=30), vm_policy, [ORACLE, 0, 1, 2, RANDOM_ACTIONS]) if
+                          task == "visual_match" else (KeyToDoor(distractor_len=30), ktd_policy,
+                                                       [ORACLE, NO_KEY, RANDOM_ACTIONS]))
+    modes = jnp.asarray(modes * 8)
+    params = env.default_params
+
+    def one(key, mode):
+        _, state0 = env.reset(key, params)
+
+        def body(state, key_t):
+            key_act, key_env = jax.random.split(key_t)
+            _, state, *_ = env.step(key_env, state, policy(state, params, key_act, mode), params)
+            view = env.get_obs(state, params)
+            return state, (view, board.egocentric_view(env.board_codes(state, params), state.player), state.chapter)
+
+        return jax.lax.scan(body, state0, jax.random.split(key, 150))[1]
+
+    views, crops, chapters = jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(7), len(modes)), modes)
+    np.testing.assert_array_equal(np.asarray(views), np.asarray(crops))
+    assert set(np.unique(np.asarray(chapters)).tolist()) == {board.EXPLORE, board.DISTRACTOR, board.REWARD}
