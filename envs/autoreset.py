@@ -8,7 +8,10 @@ finished ones are listed, and ``reset_env`` runs on ``resets_per_round`` of them
 reset keys and params) until every one has its reset. Steps where no episode ends compute no reset at all.
 Un-vmapped, it is gymnax's step. The batch of stepped states goes into the reset loop and out of it in place:
 the loop also carries the step's other outputs, so that nothing after it still reads the states as they were
-before the loop (such a read makes XLA copy the whole batch of states on every step).
+before the loop (such a read makes XLA copy the whole batch of states on every step). When more envs finish than
+``max_rounds`` rounds serve (fixed-length episodes started together all end on one step), the step resets the
+whole batch in one vectorised pass and selects, as gymnax does: the same values, without a round's overhead
+repeated dozens of times.
 
 The batching is a ``jax.custom_batching.custom_vmap`` rule, so callers keep ``jax.vmap(env.step)``; outer
 vmaps (seeds, sweeps) batch the rule like any other code (the round loop then runs the largest count of
@@ -29,6 +32,10 @@ from envs.wrappers import _InnerWrapper
 # Resets per round: enough that a typical step (a few episodes ending among thousands of envs) needs one
 # round, few enough that a round costs a small fraction of a full batch of resets.
 DEFAULT_ROUNDS_PER_BATCH = 64
+# Past this many rounds (a quarter of the batch finished) one reset of every env and a select is cheaper.
+DEFAULT_MAX_ROUNDS = 16
+# Name scope of the reset of every env (in compiled programs' op names: tests tell its loop from the rounds').
+RESET_ALL_SCOPE = "reset_all_envs"
 
 
 def resets_per_round(batch_size: int, rounds_per_batch: int = DEFAULT_ROUNDS_PER_BATCH) -> int:
@@ -51,13 +58,18 @@ class AutoResetWrapper(_InnerWrapper):
 
     rounds_per_batch: under vmap over B envs one round resets ceil(B / rounds_per_batch) of the finished
         envs (a static size); the rounds repeat while finished envs remain, so any number of them is served.
+    max_rounds: a step that would need more rounds than this resets every env at once and selects instead.
     """
 
-    def __init__(self, env: environment.Environment, rounds_per_batch: int = DEFAULT_ROUNDS_PER_BATCH):
+    def __init__(self, env: environment.Environment, rounds_per_batch: int = DEFAULT_ROUNDS_PER_BATCH,
+                 max_rounds: int = DEFAULT_MAX_ROUNDS):
         super().__init__(env)
         if rounds_per_batch < 1:
             raise ValueError(f"rounds_per_batch: must be >= 1, got {rounds_per_batch}")
+        if max_rounds < 1:
+            raise ValueError(f"max_rounds: must be >= 1, got {max_rounds}")
         self.rounds_per_batch = rounds_per_batch
+        self.max_rounds = max_rounds
         self._batched_step = jax.custom_batching.custom_vmap(self._gymnax_step)
         self._batched_step.def_vmap(self._step_rule)
 
@@ -118,7 +130,24 @@ class AutoResetWrapper(_InnerWrapper):
             other = jax.tree.map(lambda x: jnp.where(r < 0, jnp.zeros_like(x), x), other)
             return r + 1, jax.tree.map(put, obs, obs_re), jax.tree.map(put, state, state_re), other
 
-        # As many rounds as needed: a step where no episode ends runs none.
-        _, obs, state, other = jax.lax.while_loop(lambda c: c[0] < rounds, one_round,
+        @jax.named_scope(RESET_ALL_SCOPE)
+        def all_at_once(carry):
+            r, obs, state, other = carry
+            # Every env in order; through ``r >= 0`` so that XLA cannot hoist the resets out of the loop (and then
+            # compute them on every step).
+            every = jnp.where(r >= 0, jnp.arange(batch, dtype=jnp.int32), 0)
+            obs_re, state_re = jax.vmap(self.reset_env, in_axes=(0, params_axes))(
+                key_reset[every], _take(params, params_batched, every))
+            pick = lambda x, y: jnp.where(done.reshape(done.shape + (1,) * (x.ndim - 1)), y.astype(x.dtype), x)  # noqa: E731
+            other = jax.tree.map(lambda x: jnp.where(r < 0, jnp.zeros_like(x), x), other)
+            return r + 1, jax.tree.map(pick, obs, obs_re), jax.tree.map(pick, state, state_re), other
+
+        # Loops, not a cond (a cond makes XLA copy the batch of states): the first runs once when more envs
+        # finished than max_rounds rounds serve, the second the rounds otherwise; a step where no episode ends
+        # runs neither.
+        at_once = rounds > self.max_rounds
+        _, obs, state, other = jax.lax.while_loop(lambda c: at_once & (c[0] < 1), all_at_once,
+                                                  (jnp.int32(0), obs, state, other))
+        _, obs, state, other = jax.lax.while_loop(lambda c: ~at_once & (c[0] < rounds), one_round,
                                                   (jnp.int32(0), obs, state, other))
         return obs, state, other

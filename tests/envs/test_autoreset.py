@@ -86,12 +86,14 @@ def test_vmapped_step_equals_gymnax_auto_reset(env_id, overrides):
     assert_trees_equal(final_state, reference_state)
 
 
-def test_several_rounds_when_more_envs_finish_than_one_round_resets():
+@pytest.mark.parametrize("max_rounds", [8, 7], ids=["in rounds", "all at once"])
+def test_several_rounds_when_more_envs_finish_than_one_round_resets(max_rounds):
+    """All 64 envs end together: 8 rounds of 8 resets, or (more rounds than max_rounds) one reset of every env."""
     env, params = envs.make("RepeatPreviousEasy", prev_action=False, flatten=False, log=False)
     raw = env.unwrapped
     assert resets_per_round(64, 8) == 8
-    _, outputs = rollout(AutoResetWrapper(raw, rounds_per_batch=8).step, raw.reset, raw.action_space(params),
-                         params, batch=64, steps=60)
+    _, outputs = rollout(AutoResetWrapper(raw, rounds_per_batch=8, max_rounds=max_rounds).step, raw.reset,
+                         raw.action_space(params), params, batch=64, steps=60)
     _, reference = rollout(gymnax_step(raw), raw.reset, raw.action_space(params), params, batch=64, steps=60)
     ends_per_step = (reference[3] | reference[4]).sum(axis=1)
     assert ends_per_step.max() == 64  # all 64 end together: 8 rounds
@@ -208,3 +210,12 @@ def test_a_step_without_episode_ends_computes_no_reset():
     np.testing.assert_array_equal(np.asarray(out[3] | out[4]), np.asarray(ends))
     reset_rows = sum(int(np.prod(shape[:-1])) if len(shape) > 1 else 1 for shape in seen)
     assert reset_rows == 4  # 3 finished envs: two rounds of 2 resets (one padding row), not 32
+
+    # More rounds than max_rounds: one reset of all 32 envs, the same values.
+    seen.clear()
+    at_once = jax.jit(jax.vmap(AutoResetWrapper(Counted(raw), rounds_per_batch=16, max_rounds=1).step,
+                               in_axes=(0, 0, 0, None)))(keys, near_end, action, params)
+    jax.block_until_ready(at_once)
+    jax.effects_barrier()
+    assert sum(int(np.prod(shape[:-1])) if len(shape) > 1 else 1 for shape in seen) == batch
+    assert_trees_equal(at_once, out)
