@@ -415,3 +415,19 @@ def test_view_is_the_crop_of_the_drawn_board(task):
     views, crops, chapters = jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(7), len(modes)), modes)
     np.testing.assert_array_equal(np.asarray(views), np.asarray(crops))
     assert set(np.unique(np.asarray(chapters)).tolist()) == {board.EXPLORE, board.DISTRACTOR, board.REWARD}
+
+
+def test_apples_are_a_uniform_subset_of_the_apple_cells():
+    """Each reset shows exactly num_apples apples, only on apple cells, every cell and every pair of cells as
+    often as a uniform subset makes them (a rank rule that favoured some cells or neighbours would show)."""
+    cells, n_draws = board.APPLE_CELLS, 6000
+    sample = jax.jit(jax.vmap(board.sample_apples, in_axes=(0, None)))
+    for num_apples in (0, 10, 22):
+        apples = np.asarray(sample(jax.random.split(jax.random.key(num_apples), n_draws), num_apples))
+        on_cells = apples[:, cells[:, 0], cells[:, 1]]  # bool[n, 22]
+        assert (apples.sum(axis=(1, 2)) == num_apples).all() and (on_cells.sum(axis=1) == num_apples).all()
+    # num_apples = 10 of 22: P(cell) = 10/22 (SE 0.0064), P(two given cells) = 10*9/(22*21) (SE 0.0047)
+    on_cells = np.asarray(sample(jax.random.split(jax.random.key(99), n_draws), 10))[:, cells[:, 0], cells[:, 1]]
+    np.testing.assert_allclose(on_cells.mean(axis=0), 10 / 22, atol=0.03)
+    pairs = (on_cells[:, :, None] & on_cells[:, None, :]).mean(axis=0)[np.triu_indices(len(cells), 1)]
+    np.testing.assert_allclose(pairs, 10 * 9 / (22 * 21), atol=0.025)
