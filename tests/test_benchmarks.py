@@ -37,6 +37,8 @@ def test_ppo_throughput_quick_writes_json_and_table(tmp_path):
     assert ratio["baseline"] == "gru"
     expected = rows["shm"]["steps_per_s"] / rows["gru"]["steps_per_s"]
     assert ratio["shm_over_baseline_steps_per_s"] == pytest.approx(expected)
+    update_ratio = rows["shm"]["update_s"] / rows["gru"]["update_s"]
+    assert ratio["target"] == 3.0 and ratio["meets_target"] == (update_ratio <= 3.0)
 
     (table_path,) = tmp_path.glob("ppo_throughput*_quick.md")
     table = table_path.read_text()
