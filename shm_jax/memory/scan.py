@@ -38,8 +38,8 @@ SCAN_METHODS = ("associative", "sequential", "chunked")
 # GPU and TPU: "sequential" as well, from what compiles and the roofline, not from a device timing (none was
 # available; re-run benchmarks/memory_speed.py on one and revisit):
 # - compiled memory (benchmarks/results/compile_report.md; TPU v5e, SHM layer fwd+bwd, T = 1024, H = 128):
-#   temp 33 MiB (B = 8) / 1.1 GiB (B = 64) for sequential, 335 MiB / 3.4 GiB for chunked, 5.9 GiB / out of HBM
-#   (35 GiB) for associative. XLA:GPU plans the same HLO buffers.
+#   temp 65 MiB (B = 8) / 1.6 GiB (B = 64) for sequential (checkpoints every 8 steps), 335 MiB / 3.4 GiB for
+#   chunked, 5.9 GiB / out of HBM (35 GiB) for associative. XLA:GPU plans the same HLO buffers.
 # - roofline (benchmarks/results/roofline.md, B = 64): chunked moves the [L, B, H, H] chunk tensors through HBM,
 #   ~155 GB, a 46 ms floor on an H100 (32 ms H200; ~190 ms at a v5e's 819 GB/s); sequential moves ~43 GB and is
 #   bound by its 3·T dependent loop iterations, ~31 ms at 10 µs each: no slower, at a third of the memory.
