@@ -29,6 +29,7 @@ import jax.numpy as jnp
 from shm_jax.initializers import orthogonal
 from shm_jax.memory.base import check_positive, check_sequence_inputs, reset_carry
 from shm_jax.memory.precision import compute_dtype
+from shm_jax.memory.projection import Linear
 from shm_jax.memory.scan import check_method, hadamard_scan
 
 
@@ -167,6 +168,11 @@ class _MatrixMemory(nn.Module):
         check_method(self.scan_method, self.chunk_size)
         super().__post_init__()
 
+    @property
+    def can_defer_projection(self) -> bool:
+        """``defer_projection=True`` returns the output projection W_o unapplied (see ``projection``)."""
+        return True
+
     def initialize_carry(self, batch_size: int) -> jax.Array:
         """float32[B, H + 1, H]: the memory M (rows 0..H-1) and the key normaliser n (row H), zeros."""
         check_positive(type(self).__name__, batch_size=batch_size)
@@ -193,10 +199,11 @@ class _MatrixMemory(nn.Module):
     def _project(self, x_hat: jax.Array, name: str) -> jax.Array:
         return nn.Dense(self.memory_size, use_bias=False, dtype=self._dtype, name=name)(x_hat)
 
-    def _output(self, x_hat: jax.Array, h: jax.Array) -> jax.Array:
-        """y = W_o (h + shortcut(x̂)) + b_o, the same read-out as the SHM layer, so only (C, U) differ."""
+    def _output(self, x_hat: jax.Array, h: jax.Array, defer: bool = False):
+        """y = W_o (h + shortcut(x̂)) + b_o, the same read-out as the SHM layer, so only (C, U) differ; with
+        ``defer``, W_o unapplied (a ``projection.AffineOutput``)."""
         shortcut = nn.Dense(self.memory_size, dtype=self._dtype, name="shortcut")(x_hat)
-        return nn.Dense(self.output_size, dtype=self._dtype, name="out")(h + shortcut)
+        return Linear(self.output_size, dtype=self._dtype, name="out")(h + shortcut, defer=defer)
 
 
 class LinearAttention(_MatrixMemory):
@@ -211,7 +218,7 @@ class LinearAttention(_MatrixMemory):
     eps: float = 1e-6
 
     @nn.compact
-    def __call__(self, carry, x, starts, noise=None):
+    def __call__(self, carry, x, starts, noise=None, defer_projection=False):
         check_sequence_inputs("LinearAttention", x, starts)
         x_hat = self._norm(x)
         inputs = {
@@ -229,7 +236,7 @@ class LinearAttention(_MatrixMemory):
             return numerator / (normaliser[..., None] + self.eps)
 
         carry, h = self._scan(carry, inputs, starts, make_cu, read)
-        return carry, self._output(x_hat, h)
+        return carry, self._output(x_hat, h, defer_projection)
 
 
 class ScalarGated(_MatrixMemory):
@@ -247,7 +254,7 @@ class ScalarGated(_MatrixMemory):
     forget_bias: float = 3.0
 
     @nn.compact
-    def __call__(self, carry, x, starts, noise=None):
+    def __call__(self, carry, x, starts, noise=None, defer_projection=False):
         check_sequence_inputs("ScalarGated", x, starts)
         x_hat = self._norm(x)
         forget = nn.sigmoid(
@@ -271,7 +278,7 @@ class ScalarGated(_MatrixMemory):
 
         carry, h = self._scan(carry, inputs, starts, make_cu, read)
         h = nn.sigmoid(nn.Dense(self.memory_size, dtype=self._dtype, name="output_gate")(x_hat)) * h
-        return carry, self._output(x_hat, h)
+        return carry, self._output(x_hat, h, defer_projection)
 
 
 class FFM(nn.Module):

@@ -1,5 +1,6 @@
 """projection.Linear: flax's Dense when applied; folding a deferred output into the next layer computes the same
-function with the same parameter gradients; the agent folds SHM's output projection into its post layer."""
+function with the same parameter gradients; the agent folds a core's output projection (SHM's, the HMF baselines')
+into its post layer."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from shm_jax.memory import make_memory
 from shm_jax.memory.projection import AffineOutput, Linear
-from shm_jax.memory.shm import SHM
 from shm_jax.networks import ActionSpec, ActorCritic
 
 
@@ -57,19 +58,24 @@ def test_folding_keeps_the_function_and_the_gradients():
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), *grads)
 
 
-class _AppliedSHM(SHM):
-    """SHM that never defers its output projection: the agent then applies W_o and its post layer apart."""
+def _applied(core):
+    """The same core (same parameters) that never defers its output projection: the agent then applies W_o and
+    its post layer apart."""
+    applied = type(f"Applied{type(core).__name__}", (type(core),),
+                   {"can_defer_projection": property(lambda self: False)})
+    return applied(**{f: getattr(core, f) for f in core.__dataclass_fields__ if f not in ("parent", "name")})
 
-    @property
-    def can_defer_projection(self) -> bool:
-        return False
 
-
-def test_agent_folds_shm_projection_into_its_post_layer():
-    kwargs = dict(memory_size=8, projection_size=96, shortcut=True)
-    nets = [ActorCritic(memory=core, action_spec=ActionSpec("discrete", (3,)), feature_size=16, pre_size=8,
+@pytest.mark.parametrize("memory, kwargs", [
+    ("shm", dict(memory_size=8, projection_size=96, shortcut=True)),
+    ("linear-attention", dict(memory_size=8, output_size=96)),
+    ("mlstm", dict(memory_size=8, output_size=96)),
+])
+def test_agent_folds_the_core_projection_into_its_post_layer(memory, kwargs):
+    core = make_memory(memory, **kwargs)
+    nets = [ActorCritic(memory=c, action_spec=ActionSpec("discrete", (3,)), feature_size=16, pre_size=8,
                         post_size=8, head_hidden_size=8, init_scheme="official")
-            for core in (make_memory("shm", **kwargs), _AppliedSHM(**kwargs))]
+            for c in (core, _applied(core))]
     assert nets[0].memory.can_defer_projection and not nets[1].memory.can_defer_projection
     T, B = 12, 3
     carry = nets[0].initialize_carry(B)
