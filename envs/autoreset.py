@@ -48,6 +48,11 @@ def _axes(batched) -> object:
     return jax.tree.map(lambda b: 0 if b else None, batched)
 
 
+def _carried(r: jax.Array, other):
+    """``other`` unchanged (r >= 0 in a loop), written so that XLA cannot drop it from the loop as invariant."""
+    return jax.tree.map(lambda x: jnp.where(r < 0, jnp.zeros_like(x), x), other)
+
+
 def _take(tree, batched, index: jax.Array):
     """Rows ``index`` of the batched leaves of ``tree`` (``batched``: a tree of bools); the others unchanged."""
     return jax.tree.map(lambda x, b: x[index] if b else x, tree, batched)
@@ -126,9 +131,7 @@ class AutoResetWrapper(_InnerWrapper):
             obs_re, state_re = jax.vmap(self.reset_env, in_axes=(0, params_axes))(
                 key_reset[safe], _take(params, params_batched, safe))
             put = lambda x, y: x.at[index].set(y.astype(x.dtype), mode="drop")  # noqa: E731
-            # ``other`` is unchanged (r >= 0), written so that XLA cannot drop it from the loop as invariant.
-            other = jax.tree.map(lambda x: jnp.where(r < 0, jnp.zeros_like(x), x), other)
-            return r + 1, jax.tree.map(put, obs, obs_re), jax.tree.map(put, state, state_re), other
+            return r + 1, jax.tree.map(put, obs, obs_re), jax.tree.map(put, state, state_re), _carried(r, other)
 
         @jax.named_scope(RESET_ALL_SCOPE)
         def all_at_once(carry):
@@ -139,8 +142,7 @@ class AutoResetWrapper(_InnerWrapper):
             obs_re, state_re = jax.vmap(self.reset_env, in_axes=(0, params_axes))(
                 key_reset[every], _take(params, params_batched, every))
             pick = lambda x, y: jnp.where(done.reshape(done.shape + (1,) * (x.ndim - 1)), y.astype(x.dtype), x)  # noqa: E731
-            other = jax.tree.map(lambda x: jnp.where(r < 0, jnp.zeros_like(x), x), other)
-            return r + 1, jax.tree.map(pick, obs, obs_re), jax.tree.map(pick, state, state_re), other
+            return r + 1, jax.tree.map(pick, obs, obs_re), jax.tree.map(pick, state, state_re), _carried(r, other)
 
         # Loops, not a cond (a cond makes XLA copy the batch of states): the first runs once when more envs
         # finished than max_rounds rounds serve, the second the rounds otherwise; a step where no episode ends
