@@ -1,7 +1,8 @@
-"""Train (or evaluate) a recurrent PPO agent with a memory core on a partially observable task.
+"""Train (or evaluate) a recurrent agent with a memory core on a partially observable task.
 
 Usage:
   python train.py                                  # the default preset (learns in minutes on a laptop CPU)
+  python train.py --algo ppo --env RepeatPreviousEasy   # --algo picks the learner and its options (default ppo)
   python train.py --env AutoencodeEasy --memory shm --num-seeds 4
   python train.py --preset paper-popgym --env RepeatPreviousHard
   python train.py --sweep lr=1e-4,3e-4 --num-seeds 3   # every setting x every seed in one program
@@ -28,11 +29,14 @@ from typing import Annotated, Literal, Optional
 
 import tyro
 
-from shm_jax import rundir, stopping, trainer
-from shm_jax.checkpoint import CheckpointWriteError
-from shm_jax.config import (PRESETS, RESUMABLE, ConfigError, TrainConfig, field_names, flat_view, from_preset,
-                            validate, with_overrides)
-from shm_jax.stopping import EXIT_CODES
+from shm_jax import api
+from shm_jax.training import loop, rundir, stopping
+from shm_jax.training.checkpoint import CheckpointWriteError
+from shm_jax.algorithms import base as algorithms
+from shm_jax.config import (ConfigError, TrainConfig, field_names, flat_view, resumable, validate,
+                            with_overrides)
+from shm_jax.presets import PRESETS, from_preset
+from shm_jax.training.stopping import EXIT_CODES
 
 SweepType = tuple[tuple[str, tuple[float, ...]], ...]
 ARG_ALIASES = {"--env": "--env-id"}  # short spellings for common options
@@ -82,9 +86,11 @@ def _registry() -> tyro.constructors.ConstructorRegistry:
 
 @dataclasses.dataclass(frozen=True)
 class TrainCommand:
-    """Train recurrent PPO agents (every sweep setting x every seed in one jitted program)."""
+    """Train recurrent agents (every sweep setting x every seed in one jitted program)."""
 
     config: Annotated[TrainConfig, tyro.conf.arg(name="")]
+    algo: str = "ppo"
+    """The learner (its options are listed below; see --algo NAME --help for another's)."""
     preset: Literal[tuple(PRESETS)] = "default"  # type: ignore[valid-type]
     """Start from this preset; every other option overrides it (its defaults show with --preset X --help)."""
     resume: Optional[str] = None
@@ -115,20 +121,38 @@ def _apply_aliases(argv: list[str]) -> list[str]:
 
 
 def _preset_from_argv(argv: list[str]) -> tuple[str, dict[str, str]]:
-    """The --preset value (and --env-id/--memory, which some presets' defaults depend on), read before
-    tyro so the preset's values become the defaults that --help shows and other options override."""
+    """The --preset value (and --algo, --env-id, --memory, which choose the option set and some presets'
+    defaults), read before tyro so the preset's values become the defaults that --help shows and other
+    options override."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--preset", default="default")
+    pre.add_argument("--algo")
     pre.add_argument("--env-id")
     pre.add_argument("--memory")
     known, _ = pre.parse_known_args(argv)
     if known.preset not in PRESETS:
         raise ConfigError("preset", f"unknown preset {known.preset!r}; valid: {', '.join(sorted(PRESETS))}")
-    chosen = {k: v for k, v in (("env_id", known.env_id), ("memory", known.memory)) if v is not None}
+    if known.algo is not None:
+        algorithms.get(known.algo)  # one-line error for an unknown name
+    chosen = {k: v for k, v in (("algo", known.algo), ("env_id", known.env_id), ("memory", known.memory))
+              if v is not None}
     return known.preset, chosen
 
 
-_BOX_CHARS = "╭╮╰╯│─"
+def _command_type(algo: str) -> type:
+    """TrainCommand whose config's algorithm section is ``algo``'s own (so tyro lists that algorithm's options)."""
+    section = algorithms.get(algo).config_type
+    if section is type(TrainConfig().algorithm):
+        return TrainCommand
+    config_type = dataclasses.make_dataclass(
+        "TrainConfig", [("algorithm", section, dataclasses.field(default_factory=section))], bases=(TrainConfig,),
+        frozen=True)
+    return dataclasses.make_dataclass(
+        "TrainCommand", [("config", Annotated[config_type, tyro.conf.arg(name="")])], bases=(TrainCommand,),
+        frozen=True)
+
+
+_BOX_CHARS = "".join(chr(c) for c in range(0x2500, 0x2580))  # the Unicode box-drawing block tyro draws with
 
 
 def _cli(cls, argv: list[str], **kwargs):
@@ -159,9 +183,14 @@ def parse_train_args(argv: list[str]) -> TrainCommand:
     """Parse training options; a bad option raises a one-line ConfigError before anything compiles."""
     argv = _apply_aliases(argv)
     preset, chosen = _preset_from_argv(argv)
-    default = TrainCommand(config=from_preset(preset, **chosen), preset=preset)
-    return _cli(TrainCommand, argv, default=default, prog="python train.py", registry=_registry(),
-                config=(tyro.conf.OmitArgPrefixes,), description=__doc__)
+    config = from_preset(preset, **chosen)
+    command_type = _command_type(config.algo)
+    default = command_type(config=config, preset=preset, algo=config.algo)
+    command = _cli(command_type, argv, default=default, prog="python train.py", registry=_registry(),
+                   config=(tyro.conf.OmitArgPrefixes,), description=__doc__)
+    parsed = command.config
+    plain = TrainConfig(env=parsed.env, agent=parsed.agent, algorithm=parsed.algorithm, run=parsed.run)
+    return TrainCommand(config=plain, algo=command.algo, preset=command.preset, resume=command.resume)
 
 
 def _print_summary(run_dir) -> None:
@@ -185,8 +214,9 @@ def _print_summary(run_dir) -> None:
 
 def _given_options(argv: list[str]) -> set[str]:
     """The option names written on the command line (``--lr 1e-3``, ``--lr=1e-3``, ``--no-tensorboard``)."""
-    flags = {f"--{name.replace('_', '-')}": name for name in field_names()}
-    flags.update({f"--no-{name.replace('_', '-')}": name for name in field_names()})
+    names = field_names(_preset_from_argv(argv)[1].get("algo", TrainConfig().algo))
+    flags = {f"--{name.replace('_', '-')}": name for name in names}
+    flags.update({f"--no-{name.replace('_', '-')}": name for name in names})
     return {flags[arg.split("=")[0]] for arg in _apply_aliases(argv) if arg.split("=")[0] in flags}
 
 
@@ -198,12 +228,13 @@ def resume_config(command: TrainCommand, argv: list[str]) -> tuple[TrainConfig, 
         raise ConfigError("preset", "cannot be combined with --resume (the run keeps its saved config)")
     wanted = {name: flat_view(command.config)[name] for name in sorted(_given_options(argv))}
     swept = {name for name, _ in saved.run.sweep}
+    allowed = resumable(saved.algo)
     for name in wanted:
         if name in swept:
             raise ConfigError(name, "is swept in this run; it cannot be changed on --resume")
-        if name not in RESUMABLE:
+        if name not in allowed:
             raise ConfigError(name, f"cannot change on --resume (the saved state depends on it); options that can: "
-                              f"{', '.join(RESUMABLE)}")
+                              f"{', '.join(allowed)}")
     old = flat_view(saved)
     changes = {name: (old[name], value) for name, value in wanted.items() if value != old[name]}
     return validate(with_overrides(saved, **{name: new for name, (_, new) in changes.items()})), changes
@@ -224,9 +255,9 @@ def train_main(argv: list[str]) -> int:
             for name, (old, new) in changes.items():
                 print(f"resume: {name} {old!r} -> {new!r} (recorded in config.json)", file=sys.stderr)
             rundir.record_resume(Path(command.resume), config, changes)
-        run_dir = trainer.run(config, resume_dir=command.resume)
+        run_dir = api.train(config, resume_dir=command.resume)
     else:
-        run_dir = trainer.run(command.config)
+        run_dir = api.train(command.config)
     _print_summary(run_dir)
     return _exit_code(run_dir)
 
@@ -235,11 +266,9 @@ def eval_main(argv: list[str]) -> int:
     command = _cli(EvalCommand, argv, prog="python train.py eval", description=EvalCommand.__doc__)
     if command.episodes is not None and (not isinstance(command.episodes, int) or command.episodes <= 0):
         raise ConfigError("episodes", f"must be a positive integer, got {command.episodes!r}")
-    loaded = trainer.load_run(command.run_dir, purpose="eval")  # restored once for every policy
-    episodes = command.episodes or loaded.config.run.eval_episodes or 32
+    loaded = api.load_run(command.run_dir, purpose="eval")  # restored once for every policy
     policies = {"both": (True, False), "greedy": (True,), "sampled": (False,)}[command.policy]
-    results = [trainer.evaluate_agents(loaded.built, loaded.program, loaded.state, episodes=episodes, greedy=g,
-                                       seed=command.seed) for g in policies]
+    results = [api.evaluate(loaded, episodes=command.episodes, greedy=g, seed=command.seed) for g in policies]
     out = Path(command.run_dir) / "eval.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     for result in results:
@@ -266,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
         return 2
-    except (trainer.NonFiniteLossError, CheckpointWriteError) as err:
+    except (loop.NonFiniteLossError, CheckpointWriteError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # Ctrl-C before the trainer's handler is installed (e.g. while building)

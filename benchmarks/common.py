@@ -10,13 +10,14 @@ import datetime
 import os
 import platform
 import re
-import subprocess
 import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
 import jax
+
+from shm_jax.training import rundir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
@@ -55,12 +56,8 @@ def versions() -> dict[str, str | None]:
 
 
 def git_commit() -> str | None:
-    try:
-        proc = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                              text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return proc.stdout.strip() or None
+    """The short commit of this checkout (one helper: ``shm_jax.training.rundir.git_commit``)."""
+    return rundir.git_commit(short=True)
 
 
 def host_info() -> dict[str, Any]:

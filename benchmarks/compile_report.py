@@ -4,14 +4,14 @@
     python -m benchmarks.compile_report --skip-sweep    # without the GPU rows x warps sweep
     python -m benchmarks.make_tables benchmarks/results/compile_report.json   # re-make the table
 
-TPU (``shm_jax.aot.compile_for_tpu``, libtpu for one chip of each generation's topology):
+TPU (``shm_jax.tools.aot.compile_for_tpu``, libtpu for one chip of each generation's topology):
 - the fused kernel, forward + gradient, at every H in {32, 64, 72, 128, 256} x T in {1, 100, 1024, 4096} (one
   program per generation);
 - the paper's SHM layer forward + backward (H = 128, T = 1024, B in {8, 64}) for every scan method: compiled
   temp memory (``memory_analysis().temp_size_in_bytes``), or the compiler's out-of-memory error;
 - one PPO update of paper-popgym at 8 envs with the TPU default scan;
 - the SHM layer with the fused kernel for every calibration it supports, float32 and bfloat16 compute (v5e, B = 8).
-GPU (``shm_jax.aot.ptxas_reports``): ptxas -v registers and spills of both kernels for sm_80 and sm_90, for every
+GPU (``shm_jax.tools.aot.ptxas_reports``): ptxas -v registers and spills of both kernels for sm_80 and sm_90, for every
 shipped configuration and (the sweep) every rows x warps tried when choosing them.
 
 Writes benchmarks/results/compile_report.json and compile_report.md. Compile seconds are wall time on this host
@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -32,8 +31,9 @@ from pathlib import Path
 
 import jax
 
+from benchmarks.common import git_commit
 from benchmarks.make_tables import compile_markdown
-from shm_jax import aot
+from shm_jax.tools import aot
 from shm_jax.memory.pallas_shm import gpu_block_config
 from shm_jax.memory.scan import DEFAULT_METHOD_BY_BACKEND, SCAN_METHODS
 
@@ -131,7 +131,7 @@ def main(argv=None) -> Path:
     parser.add_argument("--merge", action="store_true", help="update only --sections of the JSON in --out")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = git_commit()
     record = {"benchmark": "compile_report", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "git_commit": commit, "load_average_start": list(os.getloadavg()),
               "host": {"cpu_count": os.cpu_count(), "machine": platform.machine()},

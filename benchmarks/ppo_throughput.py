@@ -42,7 +42,7 @@ import numpy as np
 
 from benchmarks.common import REPO_ROOT, close_record, device_slug, record_header, timed_calls
 from benchmarks.make_tables import ppo_ratios, save_and_tabulate
-from shm_jax.config import from_preset
+from shm_jax.presets import from_preset
 from shm_jax.build import build
 
 PRESET = "paper-popgym"

@@ -4,4 +4,4 @@
 """
 
 from envs.registry import list_ids, make, register, resolve  # noqa: F401
-from envs import popgym, credit, meta  # noqa: F401,E402  (registers every id)
+from envs import popgym, credit, meta, probes, adapters  # noqa: F401,E402  (registers every id)

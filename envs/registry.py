@@ -3,6 +3,10 @@
 Each environment module calls :func:`register` at import time. ``make`` builds the environment and
 its default ``EnvParams``, applies overrides (constructor arguments or ``EnvParams`` fields) and the
 default wrappers. Unknown ids raise a ValueError listing the closest valid ids.
+
+Ids of the form ``<prefix>:<name>`` belong to a family served from elsewhere: ``probe:`` ids are
+registered here like any other (``envs.probes``); a *namespace* (:func:`register_namespace`, e.g.
+``gymnax:``) builds ids of an outside suite on request, as that suite defines them.
 """
 
 from __future__ import annotations
@@ -41,6 +45,32 @@ class EnvSpec:
 
 _SPECS: dict[str, EnvSpec] = {}
 _ALIASES: dict[str, str] = {}
+_NAMESPACES: dict[str, "Namespace"] = {}
+# How an unknown ``<prefix>:<name>`` is named in its error, per prefix (default: "<prefix> environment").
+_PREFIX_LABELS = {"probe": "probe"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Namespace:
+    """Ids ``<prefix>:<name>`` of an outside suite: ``make(name, **overrides) -> (env, params)`` builds one as the
+    suite defines it (no wrappers added), ``names()`` lists the valid names."""
+
+    prefix: str
+    make: Callable[..., tuple[Any, Any]]
+    names: Callable[[], list[str]]
+
+
+def register_namespace(prefix: str, make: Callable[..., tuple[Any, Any]], names: Callable[[], list[str]]) -> None:
+    """Serve ``<prefix>:<name>`` ids through ``make`` (see :class:`Namespace`)."""
+    if prefix in _NAMESPACES:
+        raise ValueError(f"register_namespace: prefix {prefix!r} is already registered")
+    _NAMESPACES[prefix] = Namespace(prefix, make, names)
+
+
+def namespace_of(env_id: str) -> Namespace | None:
+    """The namespace serving ``env_id``, or None for registered ids."""
+    prefix, sep, _ = env_id.partition(":")
+    return _NAMESPACES.get(prefix) if sep and env_id not in _SPECS else None
 
 
 def register(
@@ -83,11 +113,23 @@ def list_ids(family: str | None = None, *, include_aliases: bool = False) -> lis
 
 
 def resolve(env_id: str) -> EnvSpec:
-    """The spec for a canonical id or alias; ValueError with the closest valid ids otherwise."""
+    """The spec for a canonical id or alias; ValueError with the closest valid ids otherwise.
+
+    A namespaced id (``gymnax:CartPole-v1``) resolves to a spec of family ``<prefix>`` with no factory.
+    """
     if env_id in _SPECS:
         return _SPECS[env_id]
     if env_id in _ALIASES:
         return _SPECS[_ALIASES[env_id]]
+    prefix, sep, name = env_id.partition(":")
+    family_ids = [k.partition(":")[2] for k in _SPECS if k.startswith(prefix + ":")] if sep else []
+    namespace = _NAMESPACES.get(prefix) if sep else None
+    if namespace is not None and name in namespace.names():
+        return EnvSpec(env_id, None, {}, family=prefix)
+    if namespace is not None or family_ids:
+        valid = namespace.names() if namespace is not None else [f"{prefix}:{n}" for n in family_ids]
+        label = _PREFIX_LABELS.get(prefix, f"{prefix} environment")
+        raise ValueError(f"env: unknown {label} {name!r}; valid: {', '.join(valid)}")
     known = list(_SPECS) + list(_ALIASES)
     close = difflib.get_close_matches(env_id, known, n=5, cutoff=0.5)
     hint = ", ".join(close) if close else ", ".join(sorted(_SPECS)[:8]) + ", ..."
@@ -142,6 +184,9 @@ def make(
     auto-reset; under ``vmap`` only the environments that finished compute a reset, see ``envs.autoreset``), ``observation_space(params)``, ``action_space(params)`` (the raw env's) and ``default_params``.
     """
     spec = resolve(env_id)
+    namespace = namespace_of(env_id)
+    if namespace is not None:
+        return namespace.make(env_id.partition(":")[2], prev_action=prev_action, **overrides)
     ctor_names, ctor_var_keyword = _constructor_arguments(spec.factory)
     ctor_overrides = {k: v for k, v in overrides.items() if k in ctor_names}
     env = spec.factory(**{**spec.kwargs, **ctor_overrides})

@@ -20,7 +20,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from shm_jax.config import TrainConfig, from_preset, with_overrides
+from shm_jax.config import TrainConfig, with_overrides
+from shm_jax.presets import from_preset
 
 SCALES = ("paper", "cpu")
 SEEDS = 3  # the paper's POPGym and ablation runs: 3 seeds

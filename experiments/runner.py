@@ -16,7 +16,8 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from experiments.definitions import Agent, Experiment
-from shm_jax import rundir, trainer
+from shm_jax import api
+from shm_jax.training import rundir
 
 
 def cell_name(task: str, agent: Agent) -> str:

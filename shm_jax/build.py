@@ -1,69 +1,33 @@
-"""The one build step: a validated config -> environment, network, hyperparameters and the PPO object.
+"""The one build step: a validated config -> environment, agent parts, the algorithm and its hyperparameters.
 
 ``build(config)`` makes each piece once. Everything that needs the package to check an option (the
-memory name and kwargs, the environment id and overrides) is checked here, with a one-line
-:class:`~shm_jax.config.ConfigError` naming the option, before anything is traced or compiled.
+memory name and kwargs, the environment id and overrides, the algorithm name) is checked here, with a
+one-line :class:`~shm_jax.options.ConfigError` naming the option, before anything is traced or compiled.
+This is the one module that reaches every algorithm (through ``shm_jax.algorithms``' registry).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 from typing import Any
 
-import gymnax
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import envs
-from shm_jax import networks
-from shm_jax.batched import BatchedProgram
-from shm_jax.config import (GYMNAX_PREFIX, PROBE_PREFIX, AgentConfig, ConfigError, EnvConfig, TrainConfig,
-                            validate)
-from shm_jax.evaluation import Policy
+from shm_jax.agents.distributions import action_spec_from_space
+from shm_jax.agents.parts import AgentParts
+from shm_jax.agents.trunk import RecurrentTrunk
+from shm_jax.algorithms import base
+from shm_jax.config import AgentConfig, EnvConfig, TrainConfig, validate
 from shm_jax.memory import make_memory, memory_names
-from shm_jax.networks import ActionSpec, ActorCritic
-from shm_jax.ppo import PPO, Hyperparameters, hyperparameters
-from shm_jax.probes import make_probe
-
-
-@dataclasses.dataclass(frozen=True)
-class Built:
-    """What one config builds (every piece once).
-
-    eval_tasks: env params with a leading task axis when the task is evaluated away from its training
-    distribution (meta-RL held-out tasks; ``envs`` registry ``eval_tasks``), else None.
-    """
-
-    config: TrainConfig
-    env: Any
-    env_params: Any
-    action_spec: ActionSpec
-    network: ActorCritic
-    hparams: Hyperparameters
-    ppo: PPO
-    eval_tasks: Any = None
-
-    def policy(self, greedy: bool) -> Policy:
-        """The agent for ``shm_jax.evaluation``: mode actions when ``greedy``, else sampled ones."""
-        return Policy(initialize_carry=self.network.initialize_carry,
-                      act=functools.partial(self.ppo.act, greedy=greedy))
-
-    def program(self, mesh: jax.sharding.Mesh | None = None) -> BatchedProgram:
-        """Every (sweep setting, seed) run of the config in one batched program on ``mesh`` (default: all devices)."""
-        run = self.config.run
-        return BatchedProgram(self.ppo, self.hparams, sweep=run.sweep, seed=run.seed, num_seeds=run.num_seeds,
-                              num_envs=self.config.ppo.num_envs, mesh=mesh)
+from shm_jax.options import ConfigError
+from shm_jax.training.built import Built
 
 
 def make_env(env_config: EnvConfig) -> tuple[Any, Any]:
-    """(env, env_params) for ``probe:<Name>``, ``gymnax:<id>`` or an ``envs`` id; ConfigError for a bad id/override."""
+    """(env, env_params) of the env section; ConfigError for an unknown id or a bad override."""
     env_id, overrides = env_config.env_id, dict(env_config.env_overrides)
-    if env_id.startswith(PROBE_PREFIX):
-        return make_probe(env_id[len(PROBE_PREFIX):], **overrides)
-    if env_id.startswith(GYMNAX_PREFIX):
-        return _make_gymnax(env_id[len(GYMNAX_PREFIX):], overrides)
     try:
         envs.resolve(env_id)
     except ValueError as err:
@@ -72,17 +36,6 @@ def make_env(env_config: EnvConfig) -> tuple[Any, Any]:
         return envs.make(env_id, prev_action=env_config.prev_action, **overrides)
     except (TypeError, ValueError) as err:
         raise ConfigError("env_overrides", f"invalid for {env_id!r}: {str(err).splitlines()[0]}") from None
-
-
-def _make_gymnax(name: str, overrides: dict[str, Any]) -> tuple[Any, Any]:
-    if name not in gymnax.registered_envs:
-        raise ConfigError("env_id", f"unknown gymnax environment {name!r}; valid: {', '.join(gymnax.registered_envs)}")
-    env, params = gymnax.make(name)
-    unknown = sorted(set(overrides) - set(params.__dataclass_fields__))
-    if unknown:
-        raise ConfigError("env_overrides", f"unknown override {unknown[0]!r} for {name}; EnvParams fields: "
-                          f"{', '.join(sorted(params.__dataclass_fields__))}")
-    return env, params.replace(**overrides)
 
 
 def pixel_feature_count(pixel_scale: bool | None, env: Any, env_params: Any) -> int:
@@ -102,52 +55,60 @@ def pixel_feature_count(pixel_scale: bool | None, env: Any, env_params: Any) -> 
     return int(np.prod(leaves[0].shape, dtype=np.int64))
 
 
-def make_memory_core(agent: AgentConfig):
-    """The memory core of the agent section; ConfigError for an unknown name or bad kwargs."""
-    if agent.memory not in memory_names():
-        raise ConfigError("memory", f"unknown memory {agent.memory!r}; valid: {', '.join(memory_names())}")
+def make_memory_core(agent: AgentConfig, name: str | None = None):
+    """The memory core ``name`` (default: the agent section's ``memory``) with the section's kwargs and precision;
+    ConfigError for an unknown name or bad kwargs."""
+    name = agent.memory if name is None else name
+    if name not in memory_names():
+        raise ConfigError("memory", f"unknown memory {name!r}; valid: {', '.join(memory_names())}")
     try:
-        return make_memory(agent.memory, dtype=agent.precision, **dict(agent.memory_kwargs))
+        return make_memory(name, dtype=agent.precision, **dict(agent.memory_kwargs))
     except (TypeError, ValueError) as err:
-        raise ConfigError("memory_kwargs", f"invalid for memory {agent.memory!r}: {str(err).splitlines()[0]}") from None
+        raise ConfigError("memory_kwargs", f"invalid for memory {name!r}: {str(err).splitlines()[0]}") from None
 
 
-def make_network(agent: AgentConfig, memory: Any, action_spec: ActionSpec, pixel_features: int = 0) -> ActorCritic:
-    """The ActorCritic of the agent section around a built memory core, for an action space and pixel count."""
-    return ActorCritic(
+def make_trunk(agent: AgentConfig, memory: Any, pixel_features: int = 0) -> RecurrentTrunk:
+    """The RecurrentTrunk of the agent section around a built memory core, for a pixel count."""
+    return RecurrentTrunk(
         memory=memory,
-        action_spec=action_spec,
         feature_size=agent.feature_size,
         feature_norm=agent.feature_norm,
         time_encoding=agent.time_encoding,
         time_encoding_max_len=agent.time_encoding_max_len,
         pre_size=agent.pre_size,
         post_size=agent.post_size,
-        head_hidden_size=agent.head_hidden_size,
         pixel_features=pixel_features,
         dtype=agent.precision,
         init_scheme=agent.network_init,
     )
 
 
+def make_agent_parts(agent: AgentConfig, env: Any, env_params: Any, env_id: str) -> AgentParts:
+    """The action space and a trunk maker for the algorithm; ConfigError for an unsupported action space."""
+    try:
+        action_spec = action_spec_from_space(env.action_space(env_params))
+    except ValueError as err:
+        raise ConfigError("env_id", f"{env_id!r}: {str(err).split(': ', 1)[-1]}") from None
+    pixels = pixel_feature_count(agent.pixel_scale, env, env_params)
+
+    def trunk(memory: str | None = None) -> RecurrentTrunk:
+        return make_trunk(agent, make_memory_core(agent, memory), pixels)
+
+    return AgentParts(action_spec=action_spec, make_trunk=trunk, head_hidden_size=agent.head_hidden_size)
+
+
 def _eval_tasks(env_config: EnvConfig, env_params: Any) -> Any:
-    if ":" in env_config.env_id:  # probe: / gymnax: ids have no evaluation split
-        return None
     spec = envs.resolve(env_config.env_id)
     return spec.eval_tasks(env_params) if spec.eval_tasks is not None else None
 
 
 def build(config: TrainConfig) -> Built:
-    """Validate ``config`` and build everything one run needs (see :class:`Built`)."""
+    """Validate ``config`` and build everything one run needs (see :class:`~shm_jax.training.built.Built`)."""
     validate(config)
-    memory = make_memory_core(config.agent)  # checks memory options before the environment is built
+    spec = base.get(config.algo)
+    make_memory_core(config.agent)  # checks memory options before the environment is built
     env, env_params = make_env(config.env)
-    try:
-        action_spec = networks.action_spec_from_space(env.action_space(env_params))
-    except ValueError as err:
-        raise ConfigError("env_id", f"{config.env.env_id!r}: {str(err).split(': ', 1)[-1]}") from None
-    pixels = pixel_feature_count(config.agent.pixel_scale, env, env_params)
-    network = make_network(config.agent, memory, action_spec, pixels)
-    ppo = PPO.from_config(config.ppo, env=env, env_params=env_params, network=network)
-    return Built(config=config, env=env, env_params=env_params, action_spec=action_spec, network=network,
-                 hparams=hyperparameters(config.ppo), ppo=ppo, eval_tasks=_eval_tasks(config.env, env_params))
+    agent = make_agent_parts(config.agent, env, env_params, config.env.env_id)
+    algorithm = spec.make(config.algorithm, env=env, env_params=env_params, agent=agent)
+    return Built(config=config, env=env, env_params=env_params, action_spec=agent.action_spec, algorithm=algorithm,
+                 hyperparameters=base.hyperparameters(config.algorithm), eval_tasks=_eval_tasks(config.env, env_params))

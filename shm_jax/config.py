@@ -1,122 +1,55 @@
-"""Training configuration: four frozen sections, named presets, field checks, and (de)serialisation.
+"""Training configuration: frozen sections, field checks, and (de)serialisation.
 
-``TrainConfig(env, agent, ppo, run)`` holds every option of a run; ``TrainConfig()`` is the default
-preset (what ``python train.py`` runs). Field docstrings double as ``--help`` text. Every option has
-ONE name, used as the field name, the CLI flag (``--num-envs``), the key of a flat override
-(``from_preset("default", num_envs=8)``) and, for sweepable options, the sweep name (``lr=1e-3,3e-4``).
+``TrainConfig(env, agent, algorithm, run)`` holds every option of a run; ``TrainConfig()`` is the default
+preset (what ``python train.py`` runs). ``algorithm`` is the section of the chosen learner (``--algo``,
+default ``ppo``; each registered in ``shm_jax.algorithms``); ``config.algo`` is its name and
+``config.<name>`` (e.g. ``config.ppo``) the section itself. Field docstrings double as ``--help`` text.
+Every option has ONE name within an algorithm, used as the field name, the CLI flag (``--num-envs``), the
+key of a flat override (``from_preset("default", num_envs=8)``) and, for the algorithm's traced
+hyperparameters, the sweep name (``lr=1e-3,3e-4``).
 
 ``validate(config)`` checks every field (types, ranges, cross-field rules, sweep values by the same
 rule as the plain option) and raises :class:`ConfigError` naming the field. Names that need the
 package to check (memory and environment ids, memory kwargs) are checked by ``shm_jax.build``.
-
-This module imports nothing from the package, so every other module may import it.
+Presets live in ``shm_jax.presets``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
-from typing import Any, Callable, Literal, Optional, Union
+from typing import Any, Literal, Optional, Union
+
+from shm_jax import algorithms  # noqa: F401  (registers the built-in algorithms)
+from shm_jax.agents.inits import INITS
+from shm_jax.algorithms import base
+from shm_jax.algorithms.base import AlgorithmConfig
+from shm_jax.algorithms.ppo.config import PPOConfig
+from shm_jax.options import (ConfigError, boolean, check_fields, keyword_mapping, non_empty_string, non_negative_int,
+                             non_negative_number, one_of, optional_boolean, optional_name, option, positive_int)
 
 OverrideValue = Union[int, float, bool, str]
 SweepValues = tuple[tuple[str, tuple[float, ...]], ...]
 
-# Environment id prefixes served outside the ``envs`` registry.
-PROBE_PREFIX = "probe:"  # shm_jax.probes, e.g. "probe:Recall"
-GYMNAX_PREFIX = "gymnax:"  # gymnax built-ins, e.g. "gymnax:CartPole-v1"
-
 PRECISIONS = ("float32", "bfloat16")
-NETWORK_INITS = ("orthogonal", "official")  # shm_jax.networks.INITS
+DEFAULT_ALGO = PPOConfig.name
 
 
-class ConfigError(ValueError):
-    """A bad option: ``str(err)`` is one line, ``"<field>: <what is wrong and what is allowed>"``."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field = field
-
-
-# ----------------------------------------------------------------------------------------------------
-# Field checks: each takes (field, value) and raises ConfigError
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def positive_int(field: str, value: Any) -> None:
-    if not _is_int(value) or value <= 0:
-        raise ConfigError(field, f"must be a positive integer, got {value!r}")
-
-
-def non_negative_int(field: str, value: Any) -> None:
-    if not _is_int(value) or value < 0:
-        raise ConfigError(field, f"must be a non-negative integer, got {value!r}")
-
-
-def positive_number(field: str, value: Any) -> None:
-    if not _is_number(value) or not value > 0:
-        raise ConfigError(field, f"must be a positive finite number, got {value!r}")
-
-
-def non_negative_number(field: str, value: Any) -> None:
-    if not _is_number(value) or not value >= 0:
-        raise ConfigError(field, f"must be a non-negative finite number, got {value!r}")
-
-
-def unit_interval(field: str, value: Any) -> None:
-    if not _is_number(value) or not 0 <= value <= 1:
-        raise ConfigError(field, f"must be a number in [0, 1], got {value!r}")
-
-
-def boolean(field: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise ConfigError(field, f"must be true or false, got {value!r}")
-
-
-def optional_boolean(field: str, value: Any) -> None:
-    if value is not None and not isinstance(value, bool):
-        raise ConfigError(field, f"must be true, false or None (automatic), got {value!r}")
-
-
-def non_empty_string(field: str, value: Any) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(field, f"must be a non-empty string, got {value!r}")
-
-
-def optional_name(field: str, value: Any) -> None:
-    if value is not None and (not isinstance(value, str) or not value.strip() or "/" in value):
-        raise ConfigError(field, f"must be None or a folder name without '/', got {value!r}")
-
-
-def keyword_mapping(field: str, value: Any) -> None:
-    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-        raise ConfigError(field, f"must be a mapping of argument names to values, got {value!r}")
-    for key, item in value.items():
-        if not isinstance(item, (int, float, bool, str)) and item is not None:
-            raise ConfigError(field, f"value of {key!r} must be a number, bool or string, got {item!r}")
-
-
-def one_of(*choices: str) -> Callable[[str, Any], None]:
-    def check(field: str, value: Any) -> None:
-        if value not in choices:
-            raise ConfigError(field, f"must be one of {', '.join(map(repr, choices))}, got {value!r}")
-
-    return check
-
-
-def option(default: Any, check: Callable[[str, Any], None], *, sweepable: bool = False) -> Any:
-    """A config field with its check (and whether it is a traced, sweepable hyperparameter)."""
-    metadata = {"check": check, "sweepable": sweepable}
-    if isinstance(default, dict):
-        return dataclasses.field(default_factory=lambda: dict(default), metadata=metadata)
-    return dataclasses.field(default=default, metadata=metadata)
+def sweep_pairs(field: str, value: Any) -> None:
+    """The shape of a sweep: ((name, (v1, v2, ...)), ...) with each name once. Names and values are checked
+    against the algorithm's hyperparameters by :func:`validate`."""
+    if not isinstance(value, (tuple, list)):
+        raise ConfigError(field, f"must be a tuple of (name, values) pairs, got {value!r}")
+    seen = set()
+    for entry in value:
+        if not isinstance(entry, (tuple, list)) or len(entry) != 2:
+            raise ConfigError(field, f"each entry must be a (name, values) pair, got {entry!r}")
+        name, values = entry
+        if name in seen:
+            raise ConfigError(field, f"{name!r} appears twice")
+        seen.add(name)
+        if not isinstance(values, (tuple, list)) or not values:
+            raise ConfigError(field, f"values of {name!r} must be a non-empty tuple of numbers, got {values!r}")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -128,7 +61,7 @@ class EnvConfig:
     """The task."""
 
     env_id: str = option("RepeatFirstEasy", non_empty_string)
-    """Environment id: an ``envs`` id or alias, ``probe:<Name>`` (shm_jax.probes) or ``gymnax:<id>``."""
+    """Environment id: an ``envs`` id or alias (``envs.list_ids()``), ``probe:<Name>`` or ``gymnax:<id>``."""
     env_overrides: dict[str, OverrideValue] = option({}, keyword_mapping)
     """Environment constructor arguments or EnvParams fields, e.g. ``{"num_decks": 2}``."""
     prev_action: Optional[bool] = option(None, optional_boolean)
@@ -137,7 +70,7 @@ class EnvConfig:
 
 @dataclasses.dataclass(frozen=True)
 class AgentConfig:
-    """The network: encoder -> memory core -> actor and critic heads (``shm_jax.networks``)."""
+    """The network: the recurrent trunk (encoder -> memory core -> post) and the heads (``shm_jax.agents``)."""
 
     memory: str = option("shm", non_empty_string)
     """Memory core name (``shm_jax.memory.memory_names()``)."""
@@ -160,7 +93,7 @@ class AgentConfig:
     pixel_scale: Optional[bool] = option(None, optional_boolean)
     """Divide the raw observation by 255 (None: automatic, on when it is a uint8 image; appended previous-action
     and start-flag features are never scaled)."""
-    network_init: Literal["orthogonal", "official"] = option("orthogonal", one_of(*NETWORK_INITS))
+    network_init: Literal["orthogonal", "official"] = option("orthogonal", one_of(*INITS))
     """Init of the encoder and heads: "orthogonal" (gain sqrt(2) pre/post, zero biases) or "official" (the official
     POPGym agent: orthogonal gain 1, final layers N(0, 0.01), PyTorch's default biases); the SHM core keeps its own."""
     precision: Literal["float32", "bfloat16"] = option("float32", one_of(*PRECISIONS))
@@ -169,79 +102,17 @@ class AgentConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class PPOConfig:
-    """Recurrent PPO (``shm_jax.ppo``): sizes are static, sweepable numbers are traced hyperparameters."""
-
-    num_envs: int = option(16, positive_int)
-    """Parallel environments per run."""
-    num_steps: int = option(128, positive_int)
-    """Rollout length per update (the sequence length the memory trains on)."""
-    total_timesteps: int = option(204_800, positive_int)
-    """Environment steps per run; updates = total_timesteps // (num_envs * num_steps)."""
-    num_minibatches: int = option(4, positive_int)
-    """Minibatches per epoch; each holds whole sequences of num_envs / num_minibatches environments."""
-    update_epochs: int = option(4, positive_int)
-    """Passes over each rollout."""
-    lr: float = option(1e-3, positive_number, sweepable=True)
-    """Adam learning rate (sweepable)."""
-    anneal_lr: bool = option(True, boolean)
-    """Linearly anneal the learning rate to 0 over the run (on by default: at a constant lr 1e-3 the default run
-    overshot late and ended below 0.95 on some seeds)."""
-    adam_eps: float = option(1e-5, positive_number)
-    """Adam epsilon."""
-    gamma: float = option(0.99, unit_interval, sweepable=True)
-    """Discount (sweepable)."""
-    gae_lambda: float = option(0.95, unit_interval, sweepable=True)
-    """GAE lambda (sweepable)."""
-    clip_eps: float = option(0.2, positive_number, sweepable=True)
-    """PPO ratio clip (sweepable); also clips the value change when clip_value_loss is on."""
-    clip_value_loss: bool = option(True, boolean)
-    """PPO2-style clipped value loss."""
-    ent_coef: float = option(0.01, non_negative_number, sweepable=True)
-    """Entropy bonus coefficient (sweepable)."""
-    vf_coef: float = option(0.5, non_negative_number, sweepable=True)
-    """Value loss coefficient (sweepable)."""
-    max_grad_norm: float = option(0.5, positive_number, sweepable=True)
-    """Global gradient-norm clip (sweepable)."""
-    normalize_advantages: bool = option(True, boolean)
-    """Standardise advantages per minibatch."""
-
-
-def _sweep(field: str, value: Any) -> None:
-    if not isinstance(value, (tuple, list)):
-        raise ConfigError(field, f"must be a tuple of (name, values) pairs, got {value!r}")
-    seen = set()
-    for entry in value:
-        if not isinstance(entry, (tuple, list)) or len(entry) != 2:
-            raise ConfigError(field, f"each entry must be a (name, values) pair, got {entry!r}")
-        name, values = entry
-        if name not in SWEEPABLE:
-            raise ConfigError(field, f"unknown sweep name {name!r}; sweepable: {', '.join(SWEEPABLE)}")
-        if name in seen:
-            raise ConfigError(field, f"{name!r} appears twice")
-        seen.add(name)
-        if not isinstance(values, (tuple, list)) or not values:
-            raise ConfigError(field, f"values of {name!r} must be a non-empty tuple of numbers, got {values!r}")
-        check = _FIELDS[name].metadata["check"]
-        for v in values:  # each swept value obeys the rule of the plain option
-            try:
-                check(name, v)
-            except ConfigError as err:
-                raise ConfigError(field, f"{name}={v!r}: {str(err).split(': ', 1)[1]}") from None
-
-
-@dataclasses.dataclass(frozen=True)
 class RunConfig:
-    """Seeds, sweeps and the host loop (``shm_jax.trainer``)."""
+    """Seeds, sweeps and the host loop (``shm_jax.training``)."""
 
     seed: int = option(0, non_negative_int)
     """Base seed; run i uses jax.random.split(PRNGKey(seed), num_seeds)[i]."""
     num_seeds: int = option(1, positive_int)
     """Independent runs vmapped in one program."""
-    sweep: SweepValues = option((), _sweep)
+    sweep: SweepValues = option((), sweep_pairs)
     """Hyperparameter grid, e.g. (("lr", (1e-4, 3e-4)),); every combination x every seed runs in one program."""
     updates_per_chunk: int = option(1, positive_int)
-    """PPO updates per jitted call. Between calls the host logs, checkpoints and checks for Ctrl-C, so 1 (the
+    """Updates per jitted call. Between calls the host logs, checkpoints and checks for Ctrl-C, so 1 (the
     default) stops within one update; raise it only when updates take milliseconds."""
     checkpoint_every: int = option(0, non_negative_int)
     """Also save a checkpoint every this many chunks (0: only by time, see checkpoint_minutes)."""
@@ -262,172 +133,90 @@ class RunConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Every option of a recurrent-PPO run; ``TrainConfig()`` is the default preset."""
+    """Every option of a run; ``TrainConfig()`` is the default preset.
+
+    algorithm: the chosen learner's section (``PPOConfig()`` by default); ``config.algo`` names it and
+    ``config.ppo`` (``config.<algo>``) reads it.
+    """
 
     env: EnvConfig = dataclasses.field(default_factory=EnvConfig)
     agent: AgentConfig = dataclasses.field(default_factory=AgentConfig)
-    ppo: PPOConfig = dataclasses.field(default_factory=PPOConfig)
+    algorithm: AlgorithmConfig = dataclasses.field(default_factory=PPOConfig)
     run: RunConfig = dataclasses.field(default_factory=RunConfig)
 
+    @property
+    def algo(self) -> str:
+        """The ``--algo`` name of the chosen learner."""
+        return self.algorithm.name
 
-SECTIONS: dict[str, type] = {"env": EnvConfig, "agent": AgentConfig, "ppo": PPOConfig, "run": RunConfig}
+    def __getattr__(self, name: str) -> Any:
+        # config.ppo (config.<algo>): the algorithm's section under its own name, as config.json spells it
+        if not name.startswith("_"):
+            try:
+                section = object.__getattribute__(self, "algorithm")
+            except AttributeError:
+                section = None
+            if section is not None and name == section.name:
+                return section
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+
+SECTIONS: dict[str, type] = {"env": EnvConfig, "agent": AgentConfig, "run": RunConfig}
+"""The sections every run has; the algorithm's section comes from ``shm_jax.algorithms``."""
 _SECTION_OF: dict[str, str] = {f.name: section for section, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
-_FIELDS: dict[str, dataclasses.Field] = {f.name: f for cls in SECTIONS.values() for f in dataclasses.fields(cls)}
-
-SWEEPABLE: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(PPOConfig) if f.metadata["sweepable"])
-"""Names of the traced PPO hyperparameters; ``shm_jax.ppo`` builds its hyperparameter pytree from them."""
+ALGO_FIELD = "algo"
 
 
-def field_names() -> list[str]:
-    """Every option name (flat, as the CLI and ``with_overrides`` spell them)."""
-    return sorted(_SECTION_OF)
+def _algorithm_fields(algo: str) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(base.get(algo).config_type)}
+
+
+def field_names(algo: str = DEFAULT_ALGO) -> list[str]:
+    """Every option name of a run of ``algo`` (flat, as the CLI and ``with_overrides`` spell them)."""
+    return sorted({ALGO_FIELD, *_SECTION_OF, *_algorithm_fields(algo)})
+
+
+def sweepable(algo: str = DEFAULT_ALGO) -> tuple[str, ...]:
+    """The traced hyperparameters of ``algo`` (its hyperparameter pytree's fields): what ``--sweep`` varies."""
+    return base.hyperparameter_names(base.get(algo))
+
+
+HOST_LOOP_OPTIONS = ("eval_episodes", "checkpoint_every", "checkpoint_minutes", "keep_checkpoints", "tensorboard",
+                     "updates_per_chunk")
+
+
+def resumable(algo: str = DEFAULT_ALGO) -> tuple[str, ...]:
+    """Options ``--resume`` may change: traced hyperparameters and host-loop settings (the saved state fits)."""
+    return sweepable(algo) + HOST_LOOP_OPTIONS
 
 
 def with_overrides(config: TrainConfig, **overrides: Any) -> TrainConfig:
-    """``config`` with options replaced by their flat names, e.g. ``with_overrides(c, lr=1e-3, memory="gru")``."""
-    unknown = sorted(set(overrides) - set(_SECTION_OF))
+    """``config`` with options replaced by their flat names, e.g. ``with_overrides(c, lr=1e-3, memory="gru")``.
+
+    ``algo="NAME"`` switches to that algorithm's section (its defaults) before the other options apply.
+    """
+    algo = overrides.pop(ALGO_FIELD, config.algo)
+    if not isinstance(algo, str):
+        raise ConfigError(ALGO_FIELD, f"must be an algorithm name, got {algo!r}")
+    algorithm = config.algorithm if algo == config.algo else base.get(algo).config_type()
+    own = _algorithm_fields(algo)
+    unknown = sorted(set(overrides) - set(_SECTION_OF) - set(own))
     if unknown:
-        raise ConfigError(unknown[0], f"unknown config field; valid fields: {', '.join(field_names())}")
+        raise ConfigError(unknown[0], f"unknown config field; valid fields: {', '.join(field_names(algo))}")
     sections = {}
     for section in SECTIONS:
-        values = {k: v for k, v in overrides.items() if _SECTION_OF[k] == section}
+        values = {k: v for k, v in overrides.items() if _SECTION_OF.get(k) == section}
         sections[section] = dataclasses.replace(getattr(config, section), **values)
-    return TrainConfig(**sections)
+    algorithm = dataclasses.replace(algorithm, **{k: v for k, v in overrides.items() if k in own})
+    return TrainConfig(algorithm=algorithm, **sections)
 
 
 def flat_view(config: TrainConfig) -> dict[str, Any]:
-    """Every option by its flat name: ``{"env_id": ..., "lr": ..., ...}``."""
-    return {name: getattr(getattr(config, section), name) for name, section in _SECTION_OF.items()}
-
-
-# ----------------------------------------------------------------------------------------------------
-# Presets
-
-
-def _paper_memory_kwargs(memory: str, env_id: str) -> dict[str, Any]:
-    """The paper's POPGym memory sizes (SHM m = 128 Easy / 32 Hard, 72 otherwise; projection 1024)."""
-    size = 128 if env_id.endswith("Easy") else 32 if env_id.endswith("Hard") else 72
-    if memory.startswith("shm"):
-        return {"memory_size": size, "projection_size": 1024, "shortcut": True}
-    if memory in ("linear-attention", "mlstm"):  # matrix memories: same m rule, output to post_size 1024
-        return {"memory_size": size, "output_size": 1024}
-    if memory == "ffm":  # FFM(memory m, context 4, out 1024); the paper's m for FFM is not reported
-        return {"memory_size": 32, "context_size": 4, "output_size": 1024}
-    if memory == "gru":  # tuned h not reported; 256 is one of the README's examples
-        return {"hidden_size": 256}
-    return {}
-
-
-def _popgym_env_defaults(memory: str, env_id: str) -> dict[str, Any]:
-    return {"memory_kwargs": _paper_memory_kwargs(memory, env_id)}
-
-
-def _pomdp_env_defaults(memory: str, env_id: str) -> dict[str, Any]:
-    """The official pomdp-baselines sizes: SHM H = 24, clamp ±100, shortcut, output to rnn_hidden_size (64 on
-    Wind, 128 on Point Robot and the credit tasks; a GRU gets that hidden size); meta budgets per task family."""
-    hidden = 64 if env_id.startswith("Wind") else 128
-    defaults: dict[str, Any] = {"memory_kwargs": {}}
-    if memory.startswith("shm"):
-        defaults["memory_kwargs"] = {"memory_size": 24, "clamp": 100.0, "shortcut": True, "projection_size": hidden}
-    elif memory == "gru":
-        defaults["memory_kwargs"] = {"hidden_size": hidden}
-    if env_id.startswith("PointRobot"):  # SAC ran 1.08M env steps on Point Robot (Wind: 510k)
-        defaults["total_timesteps"] = 84 * 64 * 200
-    return defaults
-
-
-_PAPER_POPGYM = dict(
-    num_envs=64,
-    num_steps=1024,
-    total_timesteps=15_000_000,
-    num_minibatches=8,
-    update_epochs=30,
-    lr=5e-5,
-    anneal_lr=False,
-    gamma=0.99,
-    gae_lambda=1.0,
-    clip_eps=0.2,
-    clip_value_loss=False,
-    ent_coef=0.0,
-    vf_coef=1.0,
-    max_grad_norm=0.5,
-    num_seeds=3,
-    network_init="official",
-)
-
-# pomdp-baselines-style agent under PPO: no time encoding, ReLU embedders, [128, 128] heads (as its MLP heads).
-_POMDP_AGENT = dict(time_encoding=False, feature_norm=False, post_size=128, head_hidden_size=128)
-
-PRESETS: dict[str, dict[str, Any]] = {
-    # `python train.py`: TrainConfig() itself. SHM (H = 128, no shortcut, no output projection) with the paper
-    # agent's time encoding on RepeatFirstEasy: the task shows no start flag and SHM's keys depend on the current
-    # input only, so the encoded step is what singles out the first card.
-    "default": {},
-    # The paper's POPGym setup in PureJaxRL layout: 64 envs x 1024 steps, 8 minibatches, 30 epochs, the official
-    # agent's init, SHM with the paper's random θ (memory sizes per task level: _paper_memory_kwargs).
-    "paper-popgym": dict(_PAPER_POPGYM),
-    # The same with what the official POPGym code actually runs: θ always row 0 of Θ (its index truncates
-    # uniform [0, 1) floats to 0), i.e. the "shm-fixed-theta" core; the paper's table most likely came from this.
-    "paper-popgym-official": dict(_PAPER_POPGYM, memory="shm-fixed-theta"),
-    # Credit assignment (Visual Match / Key-to-Door) with the official pomdp-baselines SHM (H = 24, clamp ±100,
-    # shortcut, projection to rnn_hidden_size 128). DEVIATION: PPO here, the paper ran SAC-Discrete; and a flat MLP
-    # encoder of the 5x5 pixels instead of pomdp-baselines' small conv net. One rollout = one Visual Match-250
-    # episode (T = 275); 240 updates = 4.2M steps, Memory-RL's VM-250 budget (15,000 episodes).
-    "paper-credit": dict(
-        _POMDP_AGENT,
-        env_id="VisualMatch250",
-        pre_size=100,  # pomdp-baselines' image embedding width
-        num_envs=64,
-        num_steps=275,
-        total_timesteps=240 * 64 * 275,
-        num_minibatches=4,
-        update_epochs=4,
-        lr=3e-4,
-        gamma=0.99,
-        num_seeds=3,
-    ),
-    # Meta-RL (Wind / Point Robot, held-out tasks) with the official pomdp-baselines SHM (H = 24, clamp ±100,
-    # shortcut, projection to rnn_hidden_size: 64 Wind, 128 Point Robot). DEVIATION: PPO here, the paper ran SAC
-    # (γ 0.9 and lr 3e-4 as its configs). Budget as SAC's: Wind 512k steps, Point Robot 1.08M; 5 runs as the paper.
-    "paper-meta": dict(
-        _POMDP_AGENT,
-        env_id="Wind-50-150",
-        feature_size=64,
-        pre_size=64,
-        num_envs=64,
-        num_steps=200,  # a Point Robot trial (2 x 100 steps), two Wind episodes
-        total_timesteps=40 * 64 * 200,
-        num_minibatches=4,
-        update_epochs=4,
-        lr=3e-4,
-        gamma=0.9,
-        num_seeds=5,
-    ),
-}
-
-# Presets whose defaults depend on the chosen memory and task: (memory, env_id) -> flat options.
-_ENV_DEFAULTS: dict[str, Callable[[str, str], dict[str, Any]]] = {
-    "paper-popgym": _popgym_env_defaults,
-    "paper-popgym-official": _popgym_env_defaults,
-    "paper-credit": _pomdp_env_defaults,
-    "paper-meta": _pomdp_env_defaults,
-}
-
-
-def from_preset(name: str = "default", **overrides: Any) -> TrainConfig:
-    """A TrainConfig from preset ``name`` with flat ``overrides`` applied (unknown names raise ConfigError).
-
-    For the paper presets, memory_kwargs (and the paper-meta budget) default to the official sizes for the chosen
-    memory and env_id; options given in ``overrides`` win.
-    """
-    if name not in PRESETS:
-        raise ConfigError("preset", f"unknown preset {name!r}; valid: {', '.join(sorted(PRESETS))}")
-    values = {**PRESETS[name], **overrides}
-    config = with_overrides(TrainConfig(), **values)
-    if name in _ENV_DEFAULTS:
-        extra = _ENV_DEFAULTS[name](config.agent.memory, config.env.env_id)
-        config = with_overrides(config, **{k: v for k, v in extra.items() if k not in overrides})
-    return config
+    """Every option by its flat name: ``{"algo": "ppo", "env_id": ..., "lr": ..., ...}``."""
+    view = {name: getattr(getattr(config, section), name) for name, section in _SECTION_OF.items()}
+    view.update({f.name: getattr(config.algorithm, f.name) for f in dataclasses.fields(config.algorithm)})
+    view[ALGO_FIELD] = config.algo
+    return view
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -445,20 +234,35 @@ def validate(config: TrainConfig) -> TrainConfig:
         values = getattr(config, section)
         if not isinstance(values, cls):
             raise ConfigError(section, f"must be a {cls.__name__}, got {type(values).__name__}")
-        for f in dataclasses.fields(cls):
-            f.metadata["check"](f.name, getattr(values, f.name))
-    ppo = config.ppo
-    if ppo.num_envs % ppo.num_minibatches:
-        raise ConfigError("num_minibatches", f"must divide num_envs={ppo.num_envs} (minibatches hold whole "
-                          f"environment sequences), got {ppo.num_minibatches}")
-    if ppo.total_timesteps < ppo.num_envs * ppo.num_steps:
-        raise ConfigError("total_timesteps", f"must be at least num_envs*num_steps={ppo.num_envs * ppo.num_steps} "
-                          f"(one update), got {ppo.total_timesteps}")
+        check_fields(values)
+    algorithm = config.algorithm
+    if not isinstance(algorithm, AlgorithmConfig):
+        raise ConfigError(ALGO_FIELD, f"the algorithm section must be an AlgorithmConfig, got {type(algorithm).__name__}")
+    spec = base.get(algorithm.name)
+    if not isinstance(algorithm, spec.config_type):
+        raise ConfigError(ALGO_FIELD, f"section of {algorithm.name!r} must be a {spec.config_type.__name__}")
+    check_fields(algorithm)
+    _check_sweep(config)
+    algorithm.check_rules()
     if "dtype" in config.agent.memory_kwargs:
         dtype = config.agent.memory_kwargs["dtype"]
         raise ConfigError("memory_kwargs", f"'dtype' is set by the precision option (got memory_kwargs dtype "
                           f"{dtype!r}); use precision={dtype!r}")
     return config
+
+
+def _check_sweep(config: TrainConfig) -> None:
+    """Swept names are the algorithm's hyperparameters; each value obeys the rule of the plain option."""
+    names = sweepable(config.algo)
+    fields = _algorithm_fields(config.algo)
+    for name, values in config.run.sweep:
+        if name not in names:
+            raise ConfigError("sweep", f"unknown sweep name {name!r}; sweepable: {', '.join(names)}")
+        for v in values:
+            try:
+                fields[name].metadata["check"](name, v)
+            except ConfigError as err:
+                raise ConfigError("sweep", f"{name}={v!r}: {str(err).split(': ', 1)[1]}") from None
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -468,22 +272,25 @@ def validate(config: TrainConfig) -> TrainConfig:
 RECORD_KEYS = ("resumed",)
 """Keys config.json may hold next to the sections: a record of the run, not options (see ``rundir.record_resume``)."""
 
-RESUMABLE = SWEEPABLE + ("eval_episodes", "checkpoint_every", "checkpoint_minutes", "keep_checkpoints", "tensorboard",
-                         "updates_per_chunk")
-"""Options ``--resume`` may change: traced hyperparameters and host-loop settings (the saved state fits either way)."""
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
 
 
 def to_dict(config: TrainConfig) -> dict[str, Any]:
-    """``{"env": {...}, "agent": {...}, "ppo": {...}, "run": {...}}`` with JSON types (tuples become lists)."""
-    def plain(value: Any) -> Any:
-        if isinstance(value, (tuple, list)):
-            return [plain(v) for v in value]
-        if isinstance(value, Mapping):
-            return {str(k): plain(v) for k, v in value.items()}
-        return value
+    """``{"env": {...}, "agent": {...}, "<algo>": {...}, "run": {...}}`` with JSON types (tuples become lists).
 
-    return {section: {f.name: plain(getattr(getattr(config, section), f.name)) for f in dataclasses.fields(cls)}
-            for section, cls in SECTIONS.items()}
+    The algorithm's section is keyed by its name, so the keys say which algorithm ran.
+    """
+    def section(obj: Any) -> dict[str, Any]:
+        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+
+    return {"env": section(config.env), "agent": section(config.agent), config.algo: section(config.algorithm),
+            "run": section(config.run)}
 
 
 def _from_json(name: str, value: Any) -> Any:
@@ -502,15 +309,21 @@ def from_dict(data: Mapping[str, Any]) -> TrainConfig:
     """
     if not isinstance(data, Mapping):
         raise ConfigError("config", f"must be a JSON object, got {type(data).__name__}")
+    algos = [key for key in data if key in base.names() and isinstance(data[key], Mapping)]
+    if len(algos) > 1:
+        raise ConfigError(ALGO_FIELD, f"config holds sections of several algorithms: {', '.join(algos)}")
+    algo = algos[0] if algos else data.get(ALGO_FIELD, DEFAULT_ALGO)
+    own = _algorithm_fields(algo)
     flat: dict[str, Any] = {}
     for key, value in data.items():
-        if key in RECORD_KEYS:
+        if key in RECORD_KEYS or key == ALGO_FIELD:
             continue
-        if key in SECTIONS and isinstance(value, Mapping):
+        if (key in SECTIONS or key == algo) and isinstance(value, Mapping):
             for name, item in value.items():
-                if _SECTION_OF.get(name) != key:
+                known = name in own if key == algo else _SECTION_OF.get(name) == key
+                if not known:
                     raise ConfigError(f"{key}.{name}", f"unknown option in section {key!r}")
                 flat[name] = item
         else:
             flat[key] = value
-    return with_overrides(TrainConfig(), **{k: _from_json(k, v) for k, v in flat.items()})
+    return with_overrides(TrainConfig(), algo=algo, **{k: _from_json(k, v) for k, v in flat.items()})

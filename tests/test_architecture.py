@@ -72,8 +72,8 @@ def test_no_import_circle():
             visit(name)
     # the layers the design names: config at the bottom, the CLI-facing host loop at the top
     assert graph["shm_jax.config"] == set()
-    assert "shm_jax.trainer" not in set().union(*(graph[m] for m in graph if m != "shm_jax.trainer"))
-    assert not {m for m in graph["shm_jax.evaluation"] if m.startswith(("shm_jax.ppo", "shm_jax.batched"))}
+    assert "shm_jax.training.loop" not in set().union(*(graph[m] for m in graph if m != "shm_jax.training.loop"))
+    assert not {m for m in graph["shm_jax.training.evaluation"] if m.startswith(("shm_jax.algorithms.ppo", "shm_jax.training.batched"))}
 
 
 def test_function_local_imports_are_only_for_optional_dependencies():

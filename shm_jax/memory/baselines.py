@@ -26,7 +26,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from shm_jax.initializers import orthogonal
+from shm_jax.memory.initializers import orthogonal
 from shm_jax.memory.base import check_positive, check_sequence_inputs, reset_carry
 from shm_jax.memory.precision import compute_dtype
 from shm_jax.memory.projection import Linear
@@ -47,7 +47,7 @@ class _ResettingGRUStep(nn.Module):
         x_t, start_t = inputs
         carry = reset_carry(carry, start_t, jnp.zeros_like(carry))
         # GRUCell's matmuls run in ``dtype``; its blend (1 - z) n + z h promotes to the float32 carry.
-        # The recurrent kernel uses the vmap-safe orthogonal init (shm_jax.initializers: flax's batched QR can
+        # The recurrent kernel uses the vmap-safe orthogonal init (shm_jax.memory.initializers: flax's batched QR can
         # deadlock jaxlib's CPU LAPACK when seeds are initialised under vmap); same values as flax's.
         carry, y_t = nn.GRUCell(features=self.hidden_size, dtype=self.dtype, recurrent_kernel_init=orthogonal(),
                                 name="cell")(carry, x_t)

@@ -8,7 +8,7 @@ depends on the target, so an agent without memory succeeds at most 1/3 of the ti
 Budget (both memories): 64 envs x 30 steps (one whole episode per env per rollout), 200 updates = 384,000
 env steps (150 were enough on the first machine; on a Zen 3 CPU without AVX-512 the same code and versions left the GRU
 on the 2/3 plateau at 150, greedy 0.69), 4 epochs x 4 minibatches, ent_coef 0.01, gamma 0.99, lambda 0.95, sizes 64 (features, pre, post,
-heads), seed PRNGKey(0). Evaluation: 64 fresh episodes, greedy actions, shm_jax.evaluation (seed 1).
+heads), seed PRNGKey(0). Evaluation: 64 fresh episodes, greedy actions, shm_jax.training.evaluation (seed 1).
 
 Results (greedy and sampled evaluation alike; same numbers in two separate runs):
 - SHM (memory_size 32, shortcut, lr 1e-3): success 1.00, return 11.7.
@@ -28,8 +28,8 @@ import numpy as np
 import pytest
 
 from shm_jax.build import build
-from shm_jax.config import from_preset
-from shm_jax.evaluation import evaluate
+from shm_jax.presets import from_preset
+from shm_jax.training.evaluation import evaluate
 
 DISTRACTOR_LEN = 5
 EPISODE_LEN = 15 + DISTRACTOR_LEN + 10  # explore + distractor + reward chapters
@@ -58,9 +58,9 @@ def test_visual_match_colour_is_remembered(memory, memory_kwargs, lr):
     config = from_preset("default", memory=memory, memory_kwargs=memory_kwargs, lr=lr,
                          total_timesteps=VISUAL_MATCH["num_envs"] * EPISODE_LEN * UPDATES, **VISUAL_MATCH)
     built = build(config)
-    trainer = built.ppo
+    trainer = built.algorithm
     assert trainer.num_updates == UPDATES
-    state, metrics = jax.jit(trainer.train)(jax.random.PRNGKey(0), built.hparams)
+    state, metrics = jax.jit(trainer.train)(jax.random.PRNGKey(0), built.hyperparameters)
     metrics = jax.tree.map(np.asarray, metrics)
     assert metrics["finite"].all()
     # Rollouts of T steps from a reset hold exactly one whole episode per environment.
@@ -82,9 +82,9 @@ def test_meta_task_trains():
                          num_envs=4, num_steps=100, num_minibatches=2, update_epochs=2, lr=3e-4,
                          total_timesteps=4 * 100 * 3)
     built = build(config)
-    trainer = built.ppo
+    trainer = built.algorithm
     assert trainer.action_spec.kind == "box" and trainer.action_spec.sizes == (2,)  # Gaussian policy
-    state, metrics = jax.jit(trainer.train)(jax.random.PRNGKey(0), built.hparams)
+    state, metrics = jax.jit(trainer.train)(jax.random.PRNGKey(0), built.hyperparameters)
     metrics = jax.tree.map(np.asarray, metrics)
     assert metrics["finite"].all() and metrics["finite"].shape == (3,)
     for name in ("total_loss", "policy_loss", "value_loss", "entropy", "grad_norm", "approx_kl"):

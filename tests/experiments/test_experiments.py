@@ -7,7 +7,8 @@ import pytest
 
 from experiments import definitions, report, runner
 from experiments.__main__ import main as experiments_cli
-from shm_jax import trainer
+from shm_jax import api
+from shm_jax.training import loop
 from shm_jax.build import build
 
 # Two updates of 2 envs x 64 steps: Autoencode-Easy episodes (103 steps) end in the second update; no final
@@ -60,7 +61,7 @@ def test_runner_trains_resumes_reads_back_and_reports(tmp_path, monkeypatch):
     first = ablation.agents[0]
     config = ablation.config("AutoencodeEasy", first, "cpu", out_dir=str(root),
                              run_name=runner.cell_name("AutoencodeEasy", first), **TINY)
-    trainer.run(config, stop_after_updates=1, progress=False)
+    api.train(config, stop_after_updates=1, progress=False)
     calls = []
     real_run = trainer.run
     monkeypatch.setattr(trainer, "run", lambda cfg, **kw: calls.append(kw.get("resume_dir")) or real_run(cfg, **kw))
@@ -117,7 +118,7 @@ def test_a_cell_whose_every_seed_diverges_is_recorded_and_the_next_cell_still_ru
         (run_dir / "summary.json").write_text(json.dumps({"status": status, "per_run": per_run, "diverged": diverged,
                                                          "env_steps_per_run": 10, "timing": {}}))
         if status == "nonfinite":
-            raise trainer.NonFiniteLossError("non-finite loss in every run")
+            raise loop.NonFiniteLossError("non-finite loss in every run")
         return run_dir
 
     monkeypatch.setattr(trainer, "run", fake_run)

@@ -12,7 +12,7 @@ import pytest
 
 from shm_jax.memory import make_memory
 from shm_jax.memory.projection import AffineOutput, Linear
-from shm_jax.networks import ActionSpec, ActorCritic
+from shm_jax.agents import ActionSpec, actor_critic
 
 
 def test_linear_is_flax_dense():
@@ -73,7 +73,7 @@ def _applied(core):
 ])
 def test_agent_folds_the_core_projection_into_its_post_layer(memory, kwargs):
     core = make_memory(memory, **kwargs)
-    nets = [ActorCritic(memory=c, action_spec=ActionSpec("discrete", (3,)), feature_size=16, pre_size=8,
+    nets = [actor_critic(memory=c, action_spec=ActionSpec("discrete", (3,)), feature_size=16, pre_size=8,
                         post_size=8, head_hidden_size=8, init_scheme="official")
             for c in (core, _applied(core))]
     assert nets[0].memory.can_defer_projection and not nets[1].memory.can_defer_projection

@@ -1,5 +1,5 @@
 """The notebooks in notebooks/: executed end to end on CPU at the tiny size, stored without outputs,
-and the runtime/install helpers they call (shm_jax.colab).
+and the runtime/install helpers they call (shm_jax.tools.colab).
 
 The kernel is started with THIS interpreter (a kernelspec written to a temporary directory whose argv
 is ``sys.executable -m ipykernel_launcher``), so it works in a fresh venv without
@@ -137,7 +137,7 @@ def test_notebook_runs_tiny_on_cpu(name, tmp_path, monkeypatch):
 
 
 # ----------------------------------------------------------------------------------------------------
-# shm_jax.colab helpers
+# shm_jax.tools.colab helpers
 
 
 def _no_files(path: str) -> bool:

@@ -1,0 +1,161 @@
+"""The recurrent trunk every agent shares: observation -> features -> time encoding -> pre -> memory -> post.
+
+Layout (the paper's POPGym agent when configured as in ``presets.PRESETS["paper-popgym"]``):
+
+1. observation flattened to float32[D]; the first ``pixel_features`` features (uint8 pixels, which
+   ``envs``' flatten puts before any appended previous action / start flag) are divided by 255;
+2. feature map Linear(D -> feature_size), then LayerNorm without affine (``feature_norm``) or ReLU;
+3. optional sinusoidal encoding of the within-episode step t, blended as (1 - s) x + s PE(t) with a
+   learnable s (init 0.5) kept in [0, 1] as the official code keeps it: ``project_params`` clips the parameter
+   after every optimiser update, so the blend never sees s outside [0, 1] and its gradient is never cut (the
+   forward clip below is an identity on projected params, with a pass-through gradient);
+4. pre Linear(feature_size -> pre_size) + ReLU;
+5. memory core (any ``shm_jax.memory`` core), called on [T, B, pre_size];
+6. post Linear(core.output_size -> post_size) + ReLU: the features every head reads.
+
+A head module (``shm_jax.agents.heads``) IS a trunk with heads on top (a subclass that calls
+:meth:`RecurrentTrunk.features` in its own ``__call__``), built from a trunk with ``Head.on(trunk, ...)``: the
+trunk's parameters sit at the top of the head's parameter tree, named as above.
+
+Precision: ``dtype`` (None / "float32", or "bfloat16") is the compute dtype of the Dense layers, the feature
+LayerNorm and the time-encoding blend; parameters stay float32. The memory core has its own ``dtype``
+(``shm_jax.build`` sets both from the ``precision`` option).
+
+The recurrent state is ``AgentCarry(memory=<core carry>, step=int32[B])`` where ``step`` is the
+within-episode index of the last processed observation (-1 before any). Start flags reset both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from shm_jax.agents.inits import INITS, dense
+from shm_jax.memory.precision import compute_dtype
+from shm_jax.memory.projection import AffineOutput, Linear
+
+
+class AgentCarry(struct.PyTreeNode):
+    """memory: the core's carry (leading axis B); step: int32[B], within-episode index of the last obs."""
+
+    memory: Any
+    step: jax.Array
+
+
+def sinusoidal_encoding(step: jax.Array, size: int, max_len: int) -> jax.Array:
+    """PE(t): float32[..., size]; even dims sin(t w_i), odd dims cos(t w_i), w_i = max_len^(-2i/size).
+
+    t is clipped to [0, max_len - 1], as a table of max_len rows would be indexed.
+    """
+    t = jnp.clip(step, 0, max_len - 1).astype(jnp.float32)[..., None]
+    freqs = jnp.exp(-jnp.arange(0, size, 2, dtype=jnp.float32) * (math.log(max_len) / size))
+    angles = t * freqs
+    pe = jnp.stack([jnp.sin(angles), jnp.cos(angles)], axis=-1).reshape(*angles.shape[:-1], -1)
+    return pe[..., :size]
+
+
+def episode_steps(prev_step: jax.Array, starts: jax.Array) -> jax.Array:
+    """Within-episode index of each step: int32[T, B] from prev_step int32[B] and starts bool[T, B].
+
+    t = 0 at a start, else previous + 1 (carried across calls through ``prev_step``).
+    """
+    T = starts.shape[0]
+    idx = jnp.arange(T, dtype=jnp.int32)[:, None]
+    last_start = jax.lax.cummax(jnp.where(starts, idx, -1), axis=0)
+    return jnp.where(last_start >= 0, idx - last_start, prev_step[None, :] + 1 + idx).astype(jnp.int32)
+
+
+class RecurrentTrunk(nn.Module):
+    """Encoder -> memory core -> post layer (see the module docstring).
+
+    ``__call__(carry: AgentCarry, obs[T, B, ...], starts bool[T, B], noise)`` -> ``(carry, features[T, B,
+    post_size])`` in the compute dtype.
+    """
+
+    memory: nn.Module
+    feature_size: int = 128
+    feature_norm: bool = True
+    time_encoding: bool = False
+    time_encoding_max_len: int = 1024
+    pre_size: int = 64
+    post_size: int = 64
+    pixel_features: int = 0
+    dtype: Any = None  # compute dtype: None / "float32" or "bfloat16"
+    init_scheme: str = "orthogonal"  # one of INITS (``shm_jax.agents.inits``)
+
+    def __post_init__(self):
+        compute_dtype("RecurrentTrunk", self.dtype)
+        if self.init_scheme not in INITS:
+            raise ValueError(f"RecurrentTrunk: init_scheme must be one of {', '.join(map(repr, INITS))}, "
+                             f"got {self.init_scheme!r}")
+        super().__post_init__()
+
+    def project_params(self, params: Any) -> Any:
+        """Params projected back onto their allowed set: the time-encoding blend s clipped to [0, 1].
+
+        Learners apply it after every optimiser update (the official code clamps s the same way), so s keeps
+        its gradient at the edges instead of sticking outside [0, 1]. Works on an unbound module, on the
+        parameters of any head that shares this trunk's scope.
+        """
+        if not self.time_encoding:
+            return params
+        inner = dict(params["params"])
+        inner["time_mix"] = jnp.clip(inner["time_mix"], 0.0, 1.0)
+        return {**params, "params": inner}
+
+    def initialize_carry(self, batch_size: int) -> AgentCarry:
+        """The state before any observation. Works on an unbound module."""
+        return AgentCarry(memory=self.memory.initialize_carry(batch_size),
+                          step=jnp.full((batch_size,), -1, jnp.int32))
+
+    def sample_noise(self, rng: jax.Array, length: int, batch_size: int):
+        """The core's per-step noise for [length, batch_size] steps (None for deterministic cores)."""
+        return self.memory.sample_noise(rng, length, batch_size)
+
+    @nn.compact
+    def __call__(self, carry: AgentCarry, obs: jax.Array, starts: jax.Array, noise=None):
+        return self.features(carry, obs, starts, noise)
+
+    def features(self, carry: AgentCarry, obs: jax.Array, starts: jax.Array, noise=None):
+        """The trunk's layers, made in this module's scope: call it from a compact ``__call__`` (a head's too)."""
+        T, B = starts.shape
+        x = obs.reshape(T, B, -1).astype(jnp.float32)
+        if self.pixel_features:
+            # Divide (not multiply by 1/255): x / 255 is the exact pixel scaling; dividing by 1.0 is exact too.
+            x = x / jnp.where(jnp.arange(x.shape[-1]) < self.pixel_features, 255.0, 1.0)
+        steps = episode_steps(carry.step, starts.astype(bool))
+        dtype = compute_dtype("RecurrentTrunk", self.dtype)
+
+        init = self.init_scheme
+        x = dense(self.feature_size, x.shape[-1], "body", init, "feature_map", dtype)(x)
+        if self.feature_norm:
+            x = nn.LayerNorm(use_bias=False, use_scale=False, epsilon=1e-5, dtype=dtype, name="feature_norm")(x)
+        else:
+            x = nn.relu(x)
+        if self.time_encoding:
+            s = self.param("time_mix", nn.initializers.constant(0.5), ())
+            # Identity on projected params; a pass-through gradient, so an edge value (s = 0 or 1) still learns.
+            s = (s + jax.lax.stop_gradient(jnp.clip(s, 0.0, 1.0) - s)).astype(dtype)
+            pe = sinusoidal_encoding(steps, self.feature_size, self.time_encoding_max_len).astype(dtype)
+            x = (1.0 - s) * x + s * pe
+        x = nn.relu(dense(self.pre_size, self.feature_size, "relu", init, "pre", dtype)(x))
+
+        # A core whose output ends in a linear projection (SHM's W_o to 1024) hands it over unapplied and the post
+        # layer folds into it: the same function and gradients, without the wide activations (projection.py).
+        defer = {"defer_projection": True} if getattr(self.memory, "can_defer_projection", False) else {}
+        memory_carry, y = self.memory(carry.memory, x, starts.astype(bool), noise, **defer)
+        width = y.features if isinstance(y, AffineOutput) else y.shape[-1]
+        features = nn.relu(dense(self.post_size, width, "relu", init, "post", dtype, layer=Linear)(y))
+        return AgentCarry(memory=memory_carry, step=steps[-1]), features
+
+
+def trunk_options(trunk: RecurrentTrunk) -> dict[str, Any]:
+    """The fields of ``trunk`` (memory core included), to build a head on the same trunk."""
+    return {f.name: getattr(trunk, f.name) for f in dataclasses.fields(RecurrentTrunk)
+            if f.name not in ("parent", "name")}

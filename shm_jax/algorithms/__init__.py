@@ -1,0 +1,6 @@
+"""Learners behind one seam (``base``): each registers its ``--algo`` name, config section, typed
+hyperparameters and factory. The registry lines for the built-in learners are below."""
+
+from shm_jax.algorithms import base, ppo
+
+base.register(ppo.SPEC)
