@@ -126,22 +126,22 @@ def _state_floats(trainer) -> int:
 def measure_case(scale: Scale, case: Case, seed: int = 0) -> dict:
     """Compile, warm up and time ``updates_per_call`` PPO updates and the rollout alone for one case."""
     built = build(_config(scale, case))
-    trainer, hparams = built.ppo, built.hparams
+    trainer, hyperparameters = built.algorithm, built.hyperparameters
     state = jax.jit(trainer.init)(jax.random.PRNGKey(seed))
     param_count = int(sum(np.size(p) for p in jax.tree.leaves(state.params)))
 
     chunk = jax.jit(trainer.train_chunk, static_argnums=2)
     start = time.perf_counter()
-    compiled = chunk.lower(state, hparams, scale.updates_per_call).compile()
+    compiled = chunk.lower(state, hyperparameters, scale.updates_per_call).compile()
     compile_s = time.perf_counter() - start
-    state, metrics = compiled(state, hparams)  # warm-up
+    state, metrics = compiled(state, hyperparameters)  # warm-up
     jax.block_until_ready(state)
     finite = bool(np.all(np.asarray(metrics["finite"])))
 
     holder = {"state": state}
 
     def one_call():
-        holder["state"], _ = compiled(holder["state"], hparams)
+        holder["state"], _ = compiled(holder["state"], hyperparameters)
         return holder["state"]
 
     times = timed_calls(one_call, scale.repeats)

@@ -65,7 +65,7 @@ def fake_config(num_updates: int = 6, **overrides) -> TrainConfig:
                           **values)
 
 
-def fake_hparams(config: TrainConfig):
+def fake_hyperparameters(config: TrainConfig):
     """The config's algorithm hyperparameters (the fake reads only ``lr``)."""
     return base.hyperparameters(config.algorithm)
 
@@ -97,7 +97,7 @@ class FakeAlgorithm:
             rng=rng, update=jnp.int32(0),
         )
 
-    def update(self, state, hparams):
+    def update(self, state, hp):
         rng, sub = jax.random.split(state.rng)
         obs = state.env_state + jax.random.normal(sub, state.env_state.shape)
         if self.work:  # a slow update whose result does not depend on the work (it is multiplied by 0)
@@ -110,7 +110,7 @@ class FakeAlgorithm:
             return jnp.mean((obs @ params["w"] - target) ** 2)
 
         loss, grads = jax.value_and_grad(loss_fn)(state.params)
-        params = jax.tree.map(lambda p, g: p - hparams.lr * g, state.params, grads)
+        params = jax.tree.map(lambda p, g: p - hp.lr * g, state.params, grads)
         carry = jnp.tanh(state.carry + obs[:, : self.carry_dim])
         episode_return = -((obs @ params["w"] - target) ** 2)  # [E]
         metrics = {
@@ -124,8 +124,8 @@ class FakeAlgorithm:
                                   last_start=obs[:, 0] > 0, carry=carry, rng=rng, update=state.update + 1)
         return new_state, metrics
 
-    def train_chunk(self, state, hparams, num_updates):
-        return jax.lax.scan(lambda s, _: self.update(s, hparams), state, None, length=num_updates)
+    def train_chunk(self, state, hp, num_updates):
+        return jax.lax.scan(lambda s, _: self.update(s, hp), state, None, length=num_updates)
 
     # --- the rest of the contract ---------------------------------------------------------------
 
@@ -151,7 +151,7 @@ class FakeAlgorithm:
 
 def fake_program(config: TrainConfig, mesh=None, work: int = 0) -> BatchedProgram:
     """The batched program of the fake for ``config`` (sweep, seeds and env count from the config)."""
-    return BatchedProgram(FakeAlgorithm(config.algorithm, work), fake_hparams(config), sweep=config.run.sweep,
+    return BatchedProgram(FakeAlgorithm(config.algorithm, work), fake_hyperparameters(config), sweep=config.run.sweep,
                           seed=config.run.seed, num_seeds=config.run.num_seeds, mesh=mesh)
 
 

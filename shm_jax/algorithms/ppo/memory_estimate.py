@@ -28,7 +28,7 @@ def _minibatch(tree: Any, axis: int, size: int) -> Any:
     return jax.tree.map(take, tree)
 
 
-def estimate(ppo: Any, hparams: Any, num_runs: int) -> MemoryEstimate:
+def estimate(ppo: Any, hyperparameters: Any, num_runs: int) -> MemoryEstimate:
     """The estimate for ``num_runs`` runs of a :class:`~shm_jax.algorithms.ppo.PPO` (abstract evaluation only)."""
     state = jax.eval_shape(ppo.init, jax.random.PRNGKey(0))
     _, rollout = jax.eval_shape(ppo.rollout, state)
@@ -41,7 +41,7 @@ def estimate(ppo: Any, hparams: Any, num_runs: int) -> MemoryEstimate:
         _, backward = jax.vjp(lambda p: ppo.loss(p, hp, carry, traj, adv, target)[0], params)
         return backward  # a pytree whose leaves are what the backward pass reads
 
-    args = (state.params, hparams, start_carry, trajectory, targets, targets)
+    args = (state.params, hyperparameters, start_carry, trajectory, targets, targets)
     saved = jax.eval_shape(residuals, *args)
     gradient = jax.make_jaxpr(jax.grad(lambda p, *rest: ppo.loss(p, *rest)[0]))(*args)
     return MemoryEstimate(state=tree_bytes(state), rollout=tree_bytes(rollout), gradients=tree_bytes(state.params),
