@@ -32,7 +32,7 @@ from pathlib import Path
 import jax
 
 from benchmarks.common import git_commit
-from benchmarks.make_tables import compile_markdown
+from benchmarks.tables import save_and_tabulate
 from shm_jax.tools import aot
 from shm_jax.memory.pallas_shm import gpu_block_config
 from shm_jax.memory.scan import DEFAULT_METHOD_BY_BACKEND, SCAN_METHODS
@@ -152,8 +152,7 @@ def main(argv=None) -> Path:
         record["calibrations"] = calibration_rows()
     record["load_average_end"] = list(os.getloadavg())
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=1) + "\n")
-    path.with_suffix(".md").write_text(compile_markdown(record))
+    save_and_tabulate(path, record)
     return path
 
 

@@ -25,8 +25,9 @@ apart (``lower().compile()``), one warm-up call, then the median of ``--repeats`
 alone (jitted ``rollout``) is timed the same way; "learn" = update - rollout (GAE and the epochs).
 
 Writes ``<out>/ppo_throughput_<device>[_quick].json`` (device, CPU model, cores, load average at start and end,
-versions, git commit, settings, one row per (memory, H), SHM/GRU ratios inside this run) and the table
-``<out>/ppo_throughput[_<device>][_quick].md`` (regenerate it with ``python -m benchmarks.make_tables <json>``).
+versions, git commit, settings, the targets (``TARGETS``), one row per (memory, H), SHM/GRU ratios inside this run)
+and the table ``<out>/ppo_throughput[_<device>][_quick].md`` (regenerate it with ``python -m benchmarks.make_tables
+<json>``; the report: benchmarks/ppo_throughput_report.py).
 """
 
 from __future__ import annotations
@@ -41,12 +42,17 @@ import jax
 import numpy as np
 
 from benchmarks.common import REPO_ROOT, close_record, device_slug, record_header, timed_calls
-from benchmarks.make_tables import ppo_ratios, save_and_tabulate
+from benchmarks.ppo_throughput_report import ppo_ratios
+from benchmarks.tables import save_and_tabulate
 from shm_jax.presets import from_preset
 from shm_jax.build import build
 
 PRESET = "paper-popgym"
 MEMORIES = ("shm", "gru", "gru-equal-state", "ffm")
+
+# The largest SHM / baseline update-time ratio asked for, written into the record (the report reads it from there):
+# a GRU of the same H (SHM does H² work per step, the GRU H), and a GRU of SHM's state size (H² units).
+TARGETS = {"max_update_time_ratio": {"gru": 3.0, "gru-equal-state": 2.0}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,6 +177,7 @@ def run(scale: Scale, memories: tuple[str, ...] = MEMORIES) -> dict:
         "settings": {"preset": PRESET, **dataclasses.asdict(scale), "seeds": 1,
                      "steps_per_update": scale.num_envs * scale.num_steps,
                      "sequences_per_minibatch": scale.num_envs // scale.num_minibatches},
+        "targets": TARGETS,
         "results": [],
     }
     began = time.perf_counter()
@@ -187,7 +194,7 @@ def run(scale: Scale, memories: tuple[str, ...] = MEMORIES) -> dict:
             jax.clear_caches()
         record["results"].append(entry)
         print(f"[{i + 1}/{len(todo)}] {time.perf_counter() - began:6.0f}s  {_describe(entry)}", flush=True)
-    record["ratios"] = ppo_ratios(record["results"])
+    record["ratios"] = ppo_ratios(record)
     return close_record(record, began)
 
 

@@ -42,8 +42,8 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from benchmarks.make_tables import ok_by_key
 from benchmarks.common import REPO_ROOT, git_commit, host_info, load_average, versions
+from benchmarks.tables import ok_by_key
 
 FLOPS_PER_ELEMENT_STEP = 39
 TANH_PER_ELEMENT_STEP = 3

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import make_tables, ppo_throughput
-from benchmarks.memory_speed import merge_records
+from benchmarks import memory_speed_report, ppo_throughput, tables
+from benchmarks.memory_speed import TARGETS, merge_records
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
@@ -70,8 +70,8 @@ def test_nn_scan_baseline_computes_the_library_shm():
 
 
 def _row(label, t, h, seconds, mib, status="ok"):
-    row = {"label": label, "family": "shm" if label != make_tables.NN_SCAN_LABEL else "shm-baseline", "T": t,
-           "H": h, "B": 8, "status": status, "memory": {"peak_estimate": int(mib * 2**20)}, "compile_s": 1.0}
+    row = {"label": label, "family": "shm" if label != memory_speed_report.NN_SCAN_LABEL else "shm-baseline",
+           "T": t, "H": h, "B": 8, "status": status, "memory": {"peak_estimate": int(mib * 2**20)}, "compile_s": 1.0}
     if status == "ok":
         row.update(time_s_median=seconds, time_s_min=seconds, time_s_all=[seconds], per_step_us=seconds / t * 1e6)
     return row
@@ -90,19 +90,19 @@ def test_merged_rows_keep_their_run_and_the_target_pairs_rows_of_one_run():
                "output": 1e-7, "output_scale": 1.0, "memory": 1e-7, "input_grad": 1e-8, "input_grad_scale": 0.1,
                "ok": True}},
            "results": [_row("shm/sequential-64", 1024, 128, 0.4, 100), _row("shm/sequential-256", 1024, 128, 0.6, 50),
-                       _row(make_tables.NN_SCAN_LABEL, 1024, 128, 1.6, 1000),
+                       _row(memory_speed_report.NN_SCAN_LABEL, 1024, 128, 1.6, 1000),
                        _row("shm/sequential-64", 4096, 128, 1.6, 120),
-                       _row(make_tables.NN_SCAN_LABEL, 4096, 128, None, 4000, status="skipped")]}
+                       _row(memory_speed_report.NN_SCAN_LABEL, 4096, 128, None, 4000, status="skipped")]}
     merged = merge_records(existing, new)
     assert len(merged["results"]) == len(existing["results"]) + 5
     assert {r["run"] for r in merged["results"][: len(existing["results"])]} == {0}
     assert merged["merged_runs"][0]["git_commit"] == "abc"
     assert "nn_scan_equals_shm" in merged["checks"] and "torch_equals_jax" in merged["checks"]
     # The grid tables keep the first run's row where a label was measured twice.
-    assert make_tables.ok_by_key(merged["results"])[("shm/sequential-64", 1024, 128)]["time_s_median"] == \
+    assert tables.ok_by_key(merged["results"])[("shm/sequential-64", 1024, 128)]["time_s_median"] == \
         first_seq["time_s_median"]
 
-    rows = {(r["T"], r["H"]): r for r in make_tables.memory_target_rows(merged)}
+    rows = {(r["T"], r["H"]): r for r in memory_speed_report.memory_target_rows(merged)}
     target = rows[(1024, 128)]
     assert target["run"] == 1 and target["lean"]["label"] == "shm/sequential-64"  # fastest of run 1, not run 0
     assert target["speedup"] == pytest.approx(4.0)
@@ -110,31 +110,31 @@ def test_merged_rows_keep_their_run_and_the_target_pairs_rows_of_one_run():
     assert target["meets_time"] and target["meets_memory"]
     skipped = rows[(4096, 128)]  # baseline skipped: no time, memory from its compiled estimate
     assert skipped["speedup"] is None and skipped["memory_ratio"] == pytest.approx(0.03)
-    table = make_tables.markdown(merged)
+    table = memory_speed_report.markdown(merged)
     assert "## Memory target" in table and "run 1: t1" in table and "time yes, memory yes" in table
 
 
 def test_memory_target_reports_a_miss():
-    record = {"results": [_row("shm/sequential-64", 1024, 128, 0.9, 300),
-                          _row(make_tables.NN_SCAN_LABEL, 1024, 128, 1.5, 1000)]}
-    (row,) = make_tables.memory_target_rows(record)
+    record = {"targets": TARGETS, "results": [_row("shm/sequential-64", 1024, 128, 0.9, 300),
+                                              _row(memory_speed_report.NN_SCAN_LABEL, 1024, 128, 1.5, 1000)]}
+    (row,) = memory_speed_report.memory_target_rows(record)
     assert row["meets_time"] is False and row["meets_memory"] is False
 
 
 def test_memorax_rows_pair_each_calibration_with_the_library_row_of_the_same_run_and_size():
-    theirs, ours = make_tables.MEMORAX_LABEL, make_tables.MEMORAX_PARTNER
-    record = {"results": [
+    theirs, ours = memory_speed_report.MEMORAX_LABEL, memory_speed_report.MEMORAX_PARTNER
+    record = {"targets": TARGETS, "results": [
         _row(theirs, 1024, 128, 1.0, 50), _row(ours, 1024, 128, 0.35, 20),
         _row(f"{theirs}-fixed-theta", 1024, 128, 1.0, 50), _row(f"{ours}-fixed-theta", 1024, 128, 0.5, 20),
         _row(ours, 256, 128, 0.1, 5),                                   # no memorax row at T = 256: unpaired
         {**_row(theirs, 1024, 128, 2.0, 50), "run": 1},                 # a later run without its partner row
     ]}
-    rows = make_tables.memorax_rows(record)
+    rows = memory_speed_report.memorax_rows(record)
     assert [(r["variant"], r["run"], r["T"]) for r in rows] == [("fixed-theta", 0, 1024), ("random θ", 0, 1024)]
     fixed, random = rows
     assert fixed["ratio"] == pytest.approx(0.5) and not fixed["meets_target"]
     assert random["ratio"] == pytest.approx(0.35) and random["meets_target"]
-    assert "| 0 | random θ | 128 | 1024 |" in "\n".join(make_tables._memorax_section(record))
+    assert "| 0 | random θ | 128 | 1024 |" in "\n".join(memory_speed_report._memorax_section(record))
 
 
 def test_every_benchmark_records_host_versions_commit_and_load_through_one_header():
