@@ -139,17 +139,19 @@ def _preset_from_argv(argv: list[str]) -> tuple[str, dict[str, str]]:
     return known.preset, chosen
 
 
-def _command_type(algo: str) -> type:
-    """TrainCommand whose config's algorithm section is ``algo``'s own (so tyro lists that algorithm's options)."""
+def _command_types(algo: str) -> tuple[type, type]:
+    """(TrainCommand, TrainConfig) whose config's algorithm section is ``algo``'s own, so tyro lists that
+    algorithm's options (TrainConfig's field is typed by the base class)."""
     section = algorithms.get(algo).config_type
     if section is type(TrainConfig().algorithm):
-        return TrainCommand
+        return TrainCommand, TrainConfig
     config_type = dataclasses.make_dataclass(
         "TrainConfig", [("algorithm", section, dataclasses.field(default_factory=section))], bases=(TrainConfig,),
         frozen=True)
-    return dataclasses.make_dataclass(
+    command_type = dataclasses.make_dataclass(
         "TrainCommand", [("config", Annotated[config_type, tyro.conf.arg(name="")])], bases=(TrainCommand,),
         frozen=True)
+    return command_type, config_type
 
 
 _BOX_CHARS = "".join(chr(c) for c in range(0x2500, 0x2580))  # the Unicode box-drawing block tyro draws with
@@ -184,8 +186,9 @@ def parse_train_args(argv: list[str]) -> TrainCommand:
     argv = _apply_aliases(argv)
     preset, chosen = _preset_from_argv(argv)
     config = from_preset(preset, **chosen)
-    command_type = _command_type(config.algo)
-    default = command_type(config=config, preset=preset, algo=config.algo)
+    command_type, config_type = _command_types(config.algo)
+    typed = config_type(env=config.env, agent=config.agent, algorithm=config.algorithm, run=config.run)
+    default = command_type(config=typed, preset=preset, algo=config.algo)
     command = _cli(command_type, argv, default=default, prog="python train.py", registry=_registry(),
                    config=(tyro.conf.OmitArgPrefixes,), description=__doc__)
     parsed = command.config

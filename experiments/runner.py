@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from experiments.definitions import Agent, Experiment
 from shm_jax import api
-from shm_jax.training import rundir
+from shm_jax.training import loop, rundir
 
 
 def cell_name(task: str, agent: Agent) -> str:
@@ -59,10 +59,10 @@ def run_cell(experiment: Experiment, task: str, agent: Agent, scale: str, root: 
         return run_dir
     try:
         if (run_dir / rundir.CONFIG_FILE).is_file():  # started before: continue exactly where it stopped
-            return trainer.run(rundir.load_config(run_dir), resume_dir=run_dir, progress=progress)
+            return api.train(rundir.load_config(run_dir), resume_dir=run_dir, progress=progress)
         config = experiment.config(task, agent, scale, out_dir=str(root), run_name=run_dir.name, **options)
-        return trainer.run(config, progress=progress)
-    except trainer.NonFiniteLossError as err:  # recorded in its summary.json; the other cells go on
+        return api.train(config, progress=progress)
+    except loop.NonFiniteLossError as err:  # recorded in its summary.json; the other cells go on
         print(f"cell {run_dir.name}: {str(err).splitlines()[0]}", flush=True)
         return run_dir
 

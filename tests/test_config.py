@@ -35,7 +35,7 @@ def test_official_popgym_preset_is_the_paper_preset_with_fixed_theta():
     paper = from_preset("paper-popgym", env_id="AutoencodeEasy")
     assert official.agent.memory == "shm-fixed-theta" and paper.agent.memory == "shm"
     assert with_overrides(official, memory="shm") == paper
-    assert build(official).network.memory.calibration == "fixed_theta"
+    assert build(official).algorithm.network.memory.calibration == "fixed_theta"
 
 
 @pytest.mark.parametrize("preset, env_id, hidden, budget", [

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
 
+from envs.popgym.noisy_control import EnvParams, checked_params, noisy
 from envs.registry import register
 
 # gymnasium CartPole-v1 constants
@@ -38,14 +39,6 @@ class EnvState(environment.EnvState):
 
     physics: jax.Array
     time: jax.Array
-
-
-@struct.dataclass
-class EnvParams(environment.EnvParams):
-    """max_steps_in_episode: L (time limit and reward scale 1/L); noise_sigma: observation noise std."""
-
-    max_steps_in_episode: int = 200
-    noise_sigma: float = 0.0
 
 
 def cartpole_dynamics(physics: jax.Array, push_right: jax.Array) -> jax.Array:
@@ -76,11 +69,7 @@ class PositionOnlyCartPole(environment.Environment[EnvState, EnvParams]):
 
     def __init__(self, max_steps_in_episode: int = 200, noise_sigma: float = 0.0):
         super().__init__()
-        if max_steps_in_episode < 1:
-            raise ValueError(f"max_steps_in_episode: must be >= 1, got {max_steps_in_episode}")
-        if noise_sigma < 0:
-            raise ValueError(f"noise_sigma: must be >= 0, got {noise_sigma}")
-        self._default = EnvParams(max_steps_in_episode=int(max_steps_in_episode), noise_sigma=float(noise_sigma))
+        self._default = checked_params(max_steps_in_episode, noise_sigma)
 
     @property
     def default_params(self) -> EnvParams:
@@ -89,9 +78,7 @@ class PositionOnlyCartPole(environment.Environment[EnvState, EnvParams]):
     def observe(self, key: jax.Array, state: EnvState, action, params: EnvParams) -> jax.Array:
         """float32[2]: the observed components, plus clipped noise when noise_sigma > 0."""
         clean = state.physics[jnp.array(self.observed)]
-        high = jnp.asarray(self.obs_high, jnp.float32)
-        noisy = jnp.clip(clean + params.noise_sigma * jax.random.normal(key, clean.shape), -high, high)
-        return jnp.where(params.noise_sigma > 0, noisy, clean).astype(jnp.float32)
+        return noisy(key, clean, params.noise_sigma, jnp.asarray(self.obs_high, jnp.float32))
 
     def reset_env(self, key: jax.Array, params: EnvParams) -> tuple[jax.Array, EnvState]:
         key_init, key_obs = jax.random.split(key)

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
 
+from envs.popgym.noisy_control import EnvParams, checked_params, noisy
 from envs.registry import register
 
 # gymnasium Pendulum-v1 constants
@@ -36,14 +37,6 @@ class EnvState(environment.EnvState):
     theta: jax.Array
     theta_dot: jax.Array
     time: jax.Array
-
-
-@struct.dataclass
-class EnvParams(environment.EnvParams):
-    """max_steps_in_episode: L (time limit and reward scale 1/L); noise_sigma: observation noise std."""
-
-    max_steps_in_episode: int = 200
-    noise_sigma: float = 0.0
 
 
 def angle_normalize(theta: jax.Array) -> jax.Array:
@@ -67,11 +60,7 @@ class PositionOnlyPendulum(environment.Environment[EnvState, EnvParams]):
 
     def __init__(self, max_steps_in_episode: int = 200, noise_sigma: float = 0.0):
         super().__init__()
-        if max_steps_in_episode < 1:
-            raise ValueError(f"max_steps_in_episode: must be >= 1, got {max_steps_in_episode}")
-        if noise_sigma < 0:
-            raise ValueError(f"noise_sigma: must be >= 0, got {noise_sigma}")
-        self._default = EnvParams(max_steps_in_episode=int(max_steps_in_episode), noise_sigma=float(noise_sigma))
+        self._default = checked_params(max_steps_in_episode, noise_sigma)
 
     @property
     def default_params(self) -> EnvParams:
@@ -80,8 +69,7 @@ class PositionOnlyPendulum(environment.Environment[EnvState, EnvParams]):
     def observe(self, key: jax.Array, state: EnvState, action, params: EnvParams) -> jax.Array:
         """float32[2] (cos, sin), plus noise clipped to [-1, 1] when noise_sigma > 0."""
         clean = jnp.stack([jnp.cos(state.theta), jnp.sin(state.theta)])
-        noisy = jnp.clip(clean + params.noise_sigma * jax.random.normal(key, (2,)), -1.0, 1.0)
-        return jnp.where(params.noise_sigma > 0, noisy, clean).astype(jnp.float32)
+        return noisy(key, clean, params.noise_sigma, 1.0)
 
     def reset_env(self, key: jax.Array, params: EnvParams) -> tuple[jax.Array, EnvState]:
         key_theta, key_speed, key_obs = jax.random.split(key, 3)

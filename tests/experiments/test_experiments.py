@@ -63,8 +63,8 @@ def test_runner_trains_resumes_reads_back_and_reports(tmp_path, monkeypatch):
                              run_name=runner.cell_name("AutoencodeEasy", first), **TINY)
     api.train(config, stop_after_updates=1, progress=False)
     calls = []
-    real_run = trainer.run
-    monkeypatch.setattr(trainer, "run", lambda cfg, **kw: calls.append(kw.get("resume_dir")) or real_run(cfg, **kw))
+    real_run = api.train
+    monkeypatch.setattr(api, "train", lambda cfg, **kw: calls.append(kw.get("resume_dir")) or real_run(cfg, **kw))
     path = runner.run_experiment(ablation, "cpu", tmp_path, agents=agents, progress=False, **TINY)
     assert calls == [root / config.run.run_name, None]  # the interrupted cell resumed, the other one trained
     record = json.loads(path.read_text())
@@ -77,7 +77,7 @@ def test_runner_trains_resumes_reads_back_and_reports(tmp_path, monkeypatch):
         assert cell["mean"] == pytest.approx(100 * summary["per_setting"][0]["mmer"]["mean"])
 
     # Finished cells are read back, never trained again.
-    monkeypatch.setattr(trainer, "run", lambda *a, **k: pytest.fail("a finished cell was trained again"))
+    monkeypatch.setattr(api, "train", lambda *a, **k: pytest.fail("a finished cell was trained again"))
     again = json.loads(runner.run_experiment(ablation, "cpu", tmp_path, agents=agents, progress=False,
                                              **TINY).read_text())
     assert [c["mean"] for c in again["cells"]] == [c["mean"] for c in record["cells"]]
@@ -108,7 +108,7 @@ def test_a_cell_whose_every_seed_diverges_is_recorded_and_the_next_cell_still_ru
     root = tmp_path / "calibration-cpu"
     trained = []
 
-    def fake_run(config, **kwargs):  # the first cell diverges the way trainer.run ends such a run
+    def fake_run(config, **kwargs):  # the first cell diverges the way api.train ends such a run
         run_dir = root / config.run.run_name
         run_dir.mkdir(parents=True)
         trained.append(run_dir.name)
@@ -121,14 +121,14 @@ def test_a_cell_whose_every_seed_diverges_is_recorded_and_the_next_cell_still_ru
             raise loop.NonFiniteLossError("non-finite loss in every run")
         return run_dir
 
-    monkeypatch.setattr(trainer, "run", fake_run)
+    monkeypatch.setattr(api, "train", fake_run)
     path = runner.run_experiment(ablation, "cpu", tmp_path, agents=("neural θ", "C = 1"), progress=False)
     assert trained == ["AutoencodeEasy--neural", "AutoencodeEasy--c-1"]
     neural, ones = json.loads(path.read_text())["cells"]
     assert neural["status"] == "nonfinite" and neural["mean"] is None and neural["diverged_at_updates"] == [1, 1, 1]
     assert ones["status"] == "finished" and ones["mean"] == pytest.approx(10.0)
     # Read back on the next call, never trained again; the table says what happened.
-    monkeypatch.setattr(trainer, "run", lambda *a, **k: pytest.fail("a diverged cell was trained again"))
+    monkeypatch.setattr(api, "train", lambda *a, **k: pytest.fail("a diverged cell was trained again"))
     runner.run_experiment(ablation, "cpu", tmp_path, agents=("neural θ",), progress=False)
     row = next(line for line in report.markdown(json.loads(path.read_text())).splitlines()
                if line.startswith("| AutoencodeEasy |"))

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from shm_jax import colab
+from shm_jax.tools import colab
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = REPO / "notebooks"

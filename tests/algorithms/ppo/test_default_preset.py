@@ -14,7 +14,7 @@ from shm_jax.config import TrainConfig, validate
 from shm_jax.presets import from_preset
 from shm_jax.memory import memory_names
 
-TRAIN_PY = Path(__file__).resolve().parents[2] / "train.py"
+TRAIN_PY = Path(__file__).resolve().parents[3] / "train.py"
 
 
 def _train_cli():

@@ -115,7 +115,7 @@ def test_truncation_bootstrap_uses_carry_of_the_ending_episode():
         memory="gru", memory_kwargs={"hidden_size": 4}, time_encoding=False, feature_size=8, pre_size=8,
         post_size=8, head_hidden_size=8, num_envs=2, num_steps=4, total_timesteps=8, num_minibatches=1,
         update_epochs=1)
-    trainer = build(config).ppo
+    trainer = build(config).algorithm
     state = jax.jit(trainer.init)(jax.random.PRNGKey(1))
     _, rollout = jax.jit(trainer.rollout)(state)
     traj, start_carry = rollout.trajectory, rollout.start_carry

@@ -36,11 +36,11 @@ def single():
 
 def test_hparam_grid_and_seed_keys():
     config = from_preset("default", sweep=(("lr", (1e-3, 2e-3)), ("gamma", (0.9, 0.99, 0.999))), ent_coef=0.02)
-    hyperparameters, labels = sweep_grid(hyperparameters(config.ppo), config.run.sweep)
+    grid, labels = sweep_grid(hyperparameters(config.ppo), config.run.sweep)
     assert len(labels) == 6 and labels[1] == {"lr": 1e-3, "gamma": 0.99}
-    np.testing.assert_allclose(hyperparameters.lr, [1e-3] * 3 + [2e-3] * 3)
-    np.testing.assert_allclose(hyperparameters.gamma, [0.9, 0.99, 0.999] * 2)
-    np.testing.assert_allclose(hyperparameters.ent_coef, 0.02)
+    np.testing.assert_allclose(grid.lr, [1e-3] * 3 + [2e-3] * 3)
+    np.testing.assert_allclose(grid.gamma, [0.9, 0.99, 0.999] * 2)
+    np.testing.assert_allclose(grid.ent_coef, 0.02)
     no_sweep, labels = sweep_grid(hyperparameters(from_preset("default").ppo), ())
     assert labels == [{}] and no_sweep.lr.shape == (1,)
     keys = split_seed_keys(CONFIG.run.seed, CONFIG.run.num_seeds)
