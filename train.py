@@ -25,17 +25,16 @@ import io
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal
 
 import tyro
 
 from shm_jax import api
+from shm_jax.algorithms import base as algorithms
+from shm_jax.config import ConfigError, TrainConfig, field_names, flat_view, resumable, validate, with_overrides
+from shm_jax.presets import PRESETS, from_preset
 from shm_jax.training import loop, rundir, stopping
 from shm_jax.training.checkpoint import CheckpointWriteError
-from shm_jax.algorithms import base as algorithms
-from shm_jax.config import (ConfigError, TrainConfig, field_names, flat_view, resumable, validate,
-                            with_overrides)
-from shm_jax.presets import PRESETS, from_preset
 from shm_jax.training.stopping import EXIT_CODES
 
 SweepType = tuple[tuple[str, tuple[float, ...]], ...]
@@ -93,7 +92,7 @@ class TrainCommand:
     """The learner (its options are listed below; see --algo NAME --help for another's)."""
     preset: Literal[tuple(PRESETS)] = "default"  # type: ignore[valid-type]
     """Start from this preset; every other option overrides it (its defaults show with --preset X --help)."""
-    resume: Optional[str] = None
+    resume: str | None = None
     """Continue the run saved in this run directory from its newest intact checkpoint, with its config.json;
     hyperparameters (e.g. --lr) and host-loop options given next to it change (recorded in config.json)."""
 
@@ -104,7 +103,7 @@ class EvalCommand:
 
     run_dir: Annotated[tyro.conf.Positional[str], tyro.conf.arg(metavar="RUN_DIR")]
     """The run directory (runs/<env>-<memory>-<time>)."""
-    episodes: Optional[int] = None
+    episodes: int | None = None
     """Episodes per agent (default: the run's eval_episodes, or 32)."""
     policy: Literal["both", "greedy", "sampled"] = "both"
     """Greedy (mode) actions, sampled actions, or both."""

@@ -11,9 +11,10 @@ import os
 import platform
 import re
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jax
 
@@ -83,7 +84,7 @@ def record_header(benchmark: str) -> dict[str, Any]:
     """The fields every results file starts with; finish it with ``close_record``."""
     return {
         "benchmark": benchmark,
-        "timestamp_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "timestamp_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "host": host_info(),
         "versions": versions(),
         "git_commit": git_commit(),

@@ -26,16 +26,16 @@ import os
 import platform
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import jax
 
 from benchmarks.common import git_commit
 from benchmarks.tables import save_and_tabulate
-from shm_jax.tools import aot
 from shm_jax.memory.pallas_shm import gpu_block_config
 from shm_jax.memory.scan import DEFAULT_METHOD_BY_BACKEND, SCAN_METHODS
+from shm_jax.tools import aot
 
 RESULTS = Path(__file__).resolve().parent / "results"
 KERNEL_H = (32, 64, 72, 128, 256)
@@ -132,7 +132,7 @@ def main(argv=None) -> Path:
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
     commit = git_commit()
-    record = {"benchmark": "compile_report", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    record = {"benchmark": "compile_report", "date": datetime.now(UTC).isoformat(timespec="seconds"),
               "git_commit": commit, "load_average_start": list(os.getloadavg()),
               "host": {"cpu_count": os.cpu_count(), "machine": platform.machine()},
               "versions": {"jax": jax.__version__, "libtpu": _version("libtpu"),

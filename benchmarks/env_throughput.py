@@ -209,7 +209,7 @@ def main(argv=None) -> Path:
     device = jax.devices()[0]
     record = {
         "benchmark": "env_throughput",
-        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "quick": quick,
         "device": {"platform": device.platform, "kind": device.device_kind, "count": jax.device_count()},
         "versions": versions(),

@@ -34,15 +34,14 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.common import (REPO_ROOT, close_record, device_slug, memory_analysis, record_header,
-                               timed_calls)
+from benchmarks.common import REPO_ROOT, close_record, device_slug, memory_analysis, record_header, timed_calls
 from benchmarks.linen_shm_cell import LinenScanSHM, compare_with_shm
 from benchmarks.memory_speed_report import MEMORAX_LABEL, MEMORAX_PARTNER, NN_SCAN_LABEL
 from benchmarks.tables import save_and_tabulate
@@ -76,7 +75,7 @@ def _shm(method: str | None, chunk: int | None = None, name: str = "shm") -> Cal
                                  scan_method=method, chunk_size=chunk)
 
 
-def core_specs(grid: "Grid") -> list[CoreSpec]:
+def core_specs(grid: Grid) -> list[CoreSpec]:
     """Every core: SHM per scan method and chunk size, the SHM ablations on the default scan, baselines.
 
     Sizes at memory size H: SHM and the matrix baselines an H x H memory; FFM an H x 4 complex trace; GRU a
@@ -122,7 +121,7 @@ def memorax_available() -> bool:
     return True
 
 
-def memorax_specs(grid: "Grid") -> list[CoreSpec]:
+def memorax_specs(grid: Grid) -> list[CoreSpec]:
     """memorax's SHMCell (random and fixed θ) and the library layer computing the same function (no shortcut,
     the default scan), side by side at ``grid.ablation_lengths``; see benchmarks/memorax_shm.py."""
     from benchmarks.memorax_shm import MemoraxSHM

@@ -44,8 +44,8 @@ import numpy as np
 from benchmarks.common import REPO_ROOT, close_record, device_slug, record_header, timed_calls
 from benchmarks.ppo_throughput_report import ppo_ratios
 from benchmarks.tables import save_and_tabulate
-from shm_jax.presets import from_preset
 from shm_jax.build import build
+from shm_jax.presets import from_preset
 
 PRESET = "paper-popgym"
 MEMORIES = ("shm", "gru", "gru-equal-state", "ffm")

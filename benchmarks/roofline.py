@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> Path:
                 row["measured_s"] = measured[method]
             estimates.append(row)
     report = {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "git_commit": git_commit(),
         "host": host_info(),
         "load_average": load_average(),

@@ -14,7 +14,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from gymnax.environments import environment
 
@@ -45,7 +46,7 @@ class EnvSpec:
 
 _SPECS: dict[str, EnvSpec] = {}
 _ALIASES: dict[str, str] = {}
-_NAMESPACES: dict[str, "Namespace"] = {}
+_NAMESPACES: dict[str, Namespace] = {}
 # How an unknown ``<prefix>:<name>`` is named in its error, per prefix (default: "<prefix> environment").
 _PREFIX_LABELS = {"probe": "probe"}
 

@@ -5,7 +5,7 @@ Battleship and MineSweeper act with a (row, column) pair, as in the original pop
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp

@@ -9,8 +9,9 @@ produced by an auto-reset, carries the start flag and the null previous action. 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -18,15 +18,27 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Union
 
 from shm_jax import algorithms  # noqa: F401  (registers the built-in algorithms)
 from shm_jax.agents.inits import INITS
 from shm_jax.algorithms import base
 from shm_jax.algorithms.base import AlgorithmConfig
 from shm_jax.algorithms.ppo.config import PPOConfig
-from shm_jax.options import (ConfigError, boolean, check_fields, keyword_mapping, non_empty_string, non_negative_int,
-                             non_negative_number, one_of, optional_boolean, optional_name, option, positive_int)
+from shm_jax.options import (
+    ConfigError,
+    boolean,
+    check_fields,
+    keyword_mapping,
+    non_empty_string,
+    non_negative_int,
+    non_negative_number,
+    one_of,
+    option,
+    optional_boolean,
+    optional_name,
+    positive_int,
+)
 
 OverrideValue = Union[int, float, bool, str]
 SweepValues = tuple[tuple[str, tuple[float, ...]], ...]
@@ -64,7 +76,7 @@ class EnvConfig:
     """Environment id: an ``envs`` id or alias (``envs.list_ids()``), ``probe:<Name>`` or ``gymnax:<id>``."""
     env_overrides: dict[str, OverrideValue] = option({}, keyword_mapping)
     """Environment constructor arguments or EnvParams fields, e.g. ``{"num_decks": 2}``."""
-    prev_action: Optional[bool] = option(None, optional_boolean)
+    prev_action: bool | None = option(None, optional_boolean)
     """Append the previous action and an episode-start flag to observations (None: the task's default)."""
 
 
@@ -90,7 +102,7 @@ class AgentConfig:
     """Width of Linear+ReLU after the memory core (the shared trunk of both heads)."""
     head_hidden_size: int = option(64, positive_int)
     """Hidden width of the actor and critic heads (Linear -> Linear, no activation between)."""
-    pixel_scale: Optional[bool] = option(None, optional_boolean)
+    pixel_scale: bool | None = option(None, optional_boolean)
     """Divide the raw observation by 255 (None: automatic, on when it is a uint8 image; appended previous-action
     and start-flag features are never scaled)."""
     network_init: Literal["orthogonal", "official"] = option("orthogonal", one_of(*INITS))
@@ -123,7 +135,7 @@ class RunConfig:
     """How many of the newest checkpoints to keep on disk."""
     out_dir: str = option("runs", non_empty_string)
     """Directory under which each run writes its folder."""
-    run_name: Optional[str] = option(None, optional_name)
+    run_name: str | None = option(None, optional_name)
     """Run folder name (None: derived from env, memory and time)."""
     eval_episodes: int = option(32, non_negative_int)
     """Episodes of the final evaluation (0 disables)."""

@@ -7,7 +7,8 @@ it is set; their memory sizes (and the paper-meta budget) follow the chosen memo
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from shm_jax.config import ConfigError, TrainConfig, with_overrides
 

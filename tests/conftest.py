@@ -1,10 +1,50 @@
-"""The suite runs on the CPU backend (its sizes and tolerances are set for it).
+"""Settings every test process shares (xdist workers and the subprocesses tests start inherit them).
 
-With the ``aot`` extra installed, jax would otherwise try to start the CUDA and TPU plugins it brings (for
-compile-only checks) and print their failures on every machine without those devices; the TPU and GPU compiles of
-tests/tools do not need the plugins as backends. Set JAX_PLATFORMS yourself to override.
+- The CPU backend: the suite's sizes and tolerances are set for it. With the ``aot`` extra installed, jax would
+  otherwise try to start the CUDA and TPU plugins it brings (for compile-only checks) and print their failures on
+  every machine without those devices; the TPU and GPU compiles of tests/tools do not need the plugins as backends.
+- One persistent compilation cache (``.jax_cache/`` in the checkout, or ``JAX_COMPILATION_CACHE_DIR``): tests that
+  compile the same program (the same config and shapes) compile it once per run, whichever worker or subprocess
+  asks first; the cache also carries over between local runs. The terminal summary counts its hits and misses.
+Set any of these variables yourself to override.
 """
 
-import os
+from __future__ import annotations
 
+import os
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(REPO / ".jax_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")  # -1: cache every entry, whatever its size
+
+import jax  # noqa: E402  (after the environment above, which jax reads at import)
+
+_CACHE_EVENTS = {"/jax/compilation_cache/cache_hits": "hits", "/jax/compilation_cache/cache_misses": "misses"}
+_counts = {"hits": 0, "misses": 0}
+
+
+def _count(event: str, **_) -> None:
+    if event in _CACHE_EVENTS:
+        _counts[_CACHE_EVENTS[event]] += 1
+
+
+jax.monitoring.register_event_listener(_count)
+
+
+def pytest_sessionfinish(session):
+    if hasattr(session.config, "workeroutput"):  # an xdist worker: hand the counts to the controller
+        session.config.workeroutput["jax_cache"] = dict(_counts)
+
+
+def pytest_testnodedown(node, error):
+    for key, value in getattr(node, "workeroutput", {}).get("jax_cache", {}).items():
+        _counts[key] += value
+
+
+def pytest_terminal_summary(terminalreporter):
+    hits, misses = _counts["hits"], _counts["misses"]
+    terminalreporter.write_line(f"jax compilation cache ({os.environ['JAX_COMPILATION_CACHE_DIR']}): {hits} hits, "
+                                f"{misses} misses in the test processes (subprocesses not counted)")

@@ -11,6 +11,7 @@ from benchmarks.memory_speed import TARGETS, merge_records
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
 
+@pytest.mark.slow
 def test_ppo_throughput_quick_writes_json_and_table(tmp_path):
     path = ppo_throughput.main(["--quick", "--memories", "shm", "gru", "--repeats", "1", "--out", str(tmp_path)])
     record = json.loads(path.read_text())
@@ -59,6 +60,7 @@ def test_ppo_throughput_cases_skip_a_gru_too_large_for_equal_state():
         ppo_throughput.cases(scale, ("lstm",))
 
 
+@pytest.mark.slow
 def test_nn_scan_baseline_computes_the_library_shm():
     from benchmarks.linen_shm_cell import compare_with_shm
 

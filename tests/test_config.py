@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from shm_jax import config as cfg
+from shm_jax.algorithms.base import hyperparameters
+from shm_jax.algorithms.ppo import PPOConfig
 from shm_jax.build import build
 from shm_jax.config import ConfigError, TrainConfig, from_dict, to_dict, validate, with_overrides
 from shm_jax.presets import from_preset
-from shm_jax.algorithms.base import hyperparameters
-from shm_jax.algorithms.ppo import PPOConfig
 
 
 def test_presets_and_overrides():

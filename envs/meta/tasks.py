@@ -28,7 +28,7 @@ def _permutation_after(rng: np.random.RandomState) -> np.ndarray:
     return rng.permutation(NUM_TASKS)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def wind_tasks() -> tuple[np.ndarray, np.ndarray]:
     """(winds float64[200, 2], permutation int64[200]) of the Wind environment."""
     rng = np.random.RandomState(TASK_SEED)
@@ -36,7 +36,7 @@ def wind_tasks() -> tuple[np.ndarray, np.ndarray]:
     return winds, _permutation_after(rng)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def point_robot_tasks() -> tuple[np.ndarray, np.ndarray]:
     """(goals float64[200, 2] on the upper unit semicircle, permutation int64[200]) of Point Robot."""
     rng = np.random.RandomState(TASK_SEED)

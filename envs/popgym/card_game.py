@@ -15,10 +15,8 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
 
-from envs import registry
 from envs.popgym import deck
 from envs.spaces import MultiDiscrete
-
 
 
 @struct.dataclass

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 from shm_jax.agents.distributions import ActionSpec
 from shm_jax.agents.trunk import RecurrentTrunk

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from shm_jax.memory.baselines import FFM, GRU, LinearAttention, NoMemory, ScalarGated
 from shm_jax.memory.base import MemoryCore
+from shm_jax.memory.baselines import FFM, GRU, LinearAttention, NoMemory, ScalarGated
 from shm_jax.memory.shm import SHM
 
 # name -> (class, constructor kwargs fixed by the name)

@@ -26,8 +26,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from shm_jax.memory.initializers import orthogonal
 from shm_jax.memory.base import check_positive, check_sequence_inputs, reset_carry
+from shm_jax.memory.initializers import orthogonal
 from shm_jax.memory.precision import compute_dtype
 from shm_jax.memory.projection import Linear
 from shm_jax.memory.scan import check_method, hadamard_scan

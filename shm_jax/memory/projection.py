@@ -17,7 +17,8 @@ input is folded into the kernel instead of being materialised.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax

@@ -47,12 +47,18 @@ import jax
 import jax.numpy as jnp
 
 from shm_jax.memory import base
-from shm_jax.memory.precision import compute_dtype
 from shm_jax.memory.pallas_shm import fused_shm_scan
+from shm_jax.memory.precision import compute_dtype
 from shm_jax.memory.product_scan import product_form_scan
 from shm_jax.memory.projection import Linear
-from shm_jax.memory.scan import (associative_hadamard, check_method, default_method, from_chunks, hadamard_scan,
-                                 to_chunks)
+from shm_jax.memory.scan import (
+    associative_hadamard,
+    check_method,
+    default_method,
+    from_chunks,
+    hadamard_scan,
+    to_chunks,
+)
 
 CALIBRATIONS = ("random_theta", "fixed_theta", "neural_theta", "random_c", "fixed_c", "ones")
 _NORM_EPS = 1e-5

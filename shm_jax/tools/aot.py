@@ -21,7 +21,8 @@ import re
 import subprocess
 import sys
 import tempfile
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -29,9 +30,9 @@ from jax.experimental import topologies
 from jaxlib.mlir import ir
 
 from shm_jax.build import build
-from shm_jax.presets import from_preset
 from shm_jax.memory.pallas_shm import fused_shm_scan
 from shm_jax.memory.shm import SHM
+from shm_jax.presets import from_preset
 
 # Compiling needs no chip, so several processes (pytest workers) may hold libtpu at once; without this the second
 # one fails on libtpu's single-process lockfile.

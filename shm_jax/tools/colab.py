@@ -26,8 +26,8 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 RUNTIMES = ("tpu", "gpu", "cpu")
 JAX_EXTRAS = {"tpu": "jax[tpu]", "gpu": "jax[cuda12]", "cpu": "jax"}

@@ -22,7 +22,6 @@ continues from the newest intact checkpoint exactly (same numbers as an uninterr
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import sys

@@ -36,7 +36,7 @@ def new_run_dir(out_dir: str, env_id: str, memory: str, run_name: str | None = N
                               "--resume it")
         path.mkdir(parents=True, exist_ok=True)
         return path
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%d-%H%M%S")
     base = f"{env_id}-{memory}-{stamp}"
     for i in itertools.count():
         path = root / (base if i == 0 else f"{base}-{i}")
@@ -56,7 +56,7 @@ def record_resume(run_dir: Path, config: TrainConfig, changes: dict[str, tuple[A
     """Write the config a resumed run continues with, keeping a dated record of each change (old, new)."""
     path = Path(run_dir) / CONFIG_FILE
     previous = json.loads(path.read_text()).get("resumed", []) if path.is_file() else []
-    stamp = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    stamp = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     record = previous + [{"time": stamp, "changed": {k: list(v) for k, v in changes.items()}}]
     path.write_text(json.dumps({**to_dict(config), "resumed": record}, indent=2) + "\n")
 

@@ -9,9 +9,8 @@ import pytest
 from gymnax.environments import spaces
 
 from envs.spaces import MultiDiscrete
-from shm_jax.agents import distributions, trunk
+from shm_jax.agents import ActionSpec, action_spec_from_space, actor_critic, distributions, trunk
 from shm_jax.memory import make_memory
-from shm_jax.agents import ActionSpec, action_spec_from_space, actor_critic
 
 DISCRETE = ActionSpec("discrete", (3,))
 MULTI = ActionSpec("multidiscrete", (2, 4))

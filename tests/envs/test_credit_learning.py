@@ -31,6 +31,8 @@ from shm_jax.build import build
 from shm_jax.presets import from_preset
 from shm_jax.training.evaluation import evaluate
 
+pytestmark = pytest.mark.slow  # a learning run / AOT compile: outside the quick tier (-m "not slow")
+
 DISTRACTOR_LEN = 5
 EPISODE_LEN = 15 + DISTRACTOR_LEN + 10  # explore + distractor + reward chapters
 VISUAL_MATCH = dict(
@@ -95,6 +97,7 @@ def test_meta_task_trains():
 
     result = evaluate(built.policy(greedy=True), built.env, built.env_params, _batched(state.params), episodes=8,
                       task_params=built.eval_tasks)
+
     run = result["per_run"][0]
     assert result["task_split"] == "held-out test tasks" and result["episodes"] == 150  # one trial per test task
     assert run["unfinished"] == 0 and run["mean_length"] == 100

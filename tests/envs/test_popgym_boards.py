@@ -12,7 +12,6 @@ import pytest
 
 import envs
 from envs.popgym.battleship import Battleship
-from envs.popgym.minesweeper import MineSweeper
 
 popgym_battleship = pytest.importorskip("popgym.envs.battleship")
 popgym_minesweeper = pytest.importorskip("popgym.envs.minesweeper")

@@ -20,11 +20,23 @@ from envs.popgym import deck
 pytest.importorskip("popgym")
 from popgym.envs import (  # noqa: E402
     autoencode as pg_autoencode,
+)
+from popgym.envs import (
     concentration as pg_concentration,
+)
+from popgym.envs import (
     count_recall as pg_count_recall,
+)
+from popgym.envs import (
     higher_lower as pg_higher_lower,
+)
+from popgym.envs import (
     multiarmed_bandit as pg_bandit,
+)
+from popgym.envs import (
     repeat_first as pg_repeat_first,
+)
+from popgym.envs import (
     repeat_previous as pg_repeat_previous,
 )
 

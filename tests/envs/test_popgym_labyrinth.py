@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import envs
-from envs.popgym.labyrinth import LabyrinthEscape, LabyrinthExplore
+from envs.popgym.labyrinth import LabyrinthEscape
 
 LEVELS = ("Easy", "Medium", "Hard")
 CELLS = {"Easy": 5, "Medium": 7, "Hard": 9}

@@ -8,8 +8,8 @@ import pytest
 from experiments import definitions, report, runner
 from experiments.__main__ import main as experiments_cli
 from shm_jax import api
-from shm_jax.training import loop
 from shm_jax.build import build
+from shm_jax.training import loop
 
 # Two updates of 2 envs x 64 steps: Autoencode-Easy episodes (103 steps) end in the second update; no final
 # evaluation (MMER cells do not read it, and it would compile two more programs per cell).
@@ -53,6 +53,7 @@ def test_bad_names_fail_in_one_line_before_training(tmp_path, capsys):
     assert not list(tmp_path.glob("*/*--*"))  # nothing trained
 
 
+@pytest.mark.slow
 def test_runner_trains_resumes_reads_back_and_reports(tmp_path, monkeypatch):
     ablation = definitions.CALIBRATION_ABLATION
     agents = ("random θ (SHM)", "C = 1")

@@ -40,7 +40,7 @@ def _no_starts(steps: int = T):
     return jnp.zeros((steps, B), bool)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _setup(name: str):
     """(core, params, jitted apply) for the small version of a core; built once per core."""
     core = make_memory(name, **SMALL[name])
@@ -50,7 +50,7 @@ def _setup(name: str):
     return core, params, apply
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _warm_carry(name: str):
     """A non-initial carry: the state after T steps of random input (so resets have something to erase)."""
     core, params, apply = _setup(name)

@@ -63,7 +63,7 @@ def _steps(noise, start: int, stop: int):
     return jax.tree.map(lambda n: n[start:stop], noise)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _setup(name: str, dtype: str = "float32"):
     """(core, params, jitted apply, noise for T steps) of the small version of a core; built once."""
     core = make_memory(name, dtype=dtype, **_kwargs(name))
@@ -73,7 +73,7 @@ def _setup(name: str, dtype: str = "float32"):
     return core, params, apply, noise
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _warm_carry(name: str):
     """A non-initial carry: the state after T steps of random input (so resets have something to erase)."""
     core, params, apply, noise = _setup(name)

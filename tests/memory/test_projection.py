@@ -10,9 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from shm_jax.agents import ActionSpec, actor_critic
 from shm_jax.memory import make_memory
 from shm_jax.memory.projection import AffineOutput, Linear
-from shm_jax.agents import ActionSpec, actor_critic
 
 
 def test_linear_is_flax_dense():

@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shm_jax.memory.scan import SCAN_METHODS, hadamard_scan, resettable_combine
 
@@ -106,6 +107,7 @@ def test_all_methods_match_reference_outputs_carry_and_gradients(length, size):
         jax.tree.map(assert_close, grads[method], grads["sequential"])
 
 
+@pytest.mark.slow
 def test_reset_equivalence_2048_steps_every_32():
     """One 2048-step sequence with a start flag every 32 steps == 64 independent 32-step sequences."""
     length, period, batch, size = 2048, 32, 2, 4

@@ -91,6 +91,7 @@ def _kernel_manager(kernel_dir: Path):
     return manager
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(EXPECTED_FIGURES))
 def test_notebook_runs_tiny_on_cpu(name, tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")

@@ -7,8 +7,8 @@ tests fail with the install command. One lowering per H, both kernels and both a
 
 import pytest
 
-from shm_jax.tools import aot
 from shm_jax.memory.pallas_shm import gpu_block_config
+from shm_jax.tools import aot
 
 # H = 72 (the paper's Medium size) runs padded to 128, so these four are every shipped configuration.
 SHIPPED_H = (32, 64, 128, 256)
@@ -19,6 +19,7 @@ def reports():
     return aot.ptxas_reports([{"batch": 8, "length": 1024, "hidden": h} for h in SHIPPED_H])
 
 
+@pytest.mark.slow
 def test_every_shipped_gpu_kernel_assembles_without_spills(reports):
     seen = {(r["hidden"], r["kernel"], r["arch"]) for r in reports}
     assert seen == {(h, k, a) for h in SHIPPED_H for k in ("shm_fused_forward", "shm_fused_backward")
@@ -30,6 +31,7 @@ def test_every_shipped_gpu_kernel_assembles_without_spills(reports):
         assert r["num_warps"] == gpu_block_config(r["hidden"])[1], where
 
 
+@pytest.mark.slow
 def test_ppo_minibatch_fills_the_gpu_at_the_paper_sizes(reports):
     """8 sequences (paper-popgym's minibatch) give at least as many programs as an A100 has SMs (108) at H = 128."""
     programs = {r["hidden"]: r["programs"] for r in reports}

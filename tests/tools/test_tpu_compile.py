@@ -10,8 +10,11 @@ Cost: one compile per test; the whole module is ~3 minutes of one core (see READ
 import jax
 import pytest
 
-from shm_jax.tools import aot
 from shm_jax.memory.scan import DEFAULT_METHOD_BY_BACKEND, SCAN_METHODS
+from shm_jax.tools import aot
+
+pytestmark = pytest.mark.slow  # a learning run / AOT compile: outside the quick tier (-m "not slow")
+
 
 GIB = 2**30
 HBM_GIB = {"v5e": 16, "v6e": 32}

@@ -16,15 +16,14 @@ import numpy as np
 import pytest
 
 import train
-from shm_jax.training import resources, rundir
 from shm_jax import api
-from shm_jax.training import loop
-from shm_jax.training.batched import BatchedProgram
-from shm_jax.training.checkpoint import Checkpointer
 from shm_jax.build import build
 from shm_jax.config import with_overrides
-from shm_jax.presets import from_preset
 from shm_jax.memory.shm import sequential_chunk_size
+from shm_jax.presets import from_preset
+from shm_jax.training import resources, rundir
+from shm_jax.training.batched import BatchedProgram
+from shm_jax.training.checkpoint import Checkpointer
 
 REPO = Path(__file__).parents[2]
 TINY = ["--num-envs", "4", "--num-steps", "8", "--num-minibatches", "2", "--update-epochs", "1",
@@ -32,6 +31,7 @@ TINY = ["--num-envs", "4", "--num-steps", "8", "--num-minibatches", "2", "--upda
         "--updates-per-chunk", "2"]
 
 
+@pytest.mark.slow
 def test_cli_smoke_run_writes_everything_and_eval_subcommand_works(tmp_path):
     args = ["--env", "RepeatPreviousEasy", "--memory", "gru", "--memory-kwargs", "hidden_size", "8",
             "--num-seeds", "2", "--sweep", "lr=1e-3,3e-4", "--total-timesteps", str(4 * 32), *TINY,
@@ -198,6 +198,7 @@ def test_exit_code_and_message_of_a_bad_option_in_a_fresh_process():
     assert len(ours) == 1 and "closest valid ids: RepeatPreviousEasy" in ours[0], result.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_real_trainer_resume_is_exact(tmp_path):
     """4 updates straight == 2 + save + restore + 2 (full runner state: params, Adam, env, SHM carry, RNG)."""
     config = from_preset("default", env_id="RepeatFirstEasy", memory="shm",
@@ -266,6 +267,7 @@ def _updates_logged(run_dir: Path) -> int:
     return len({json.loads(line)["update"] for line in path.read_text().splitlines()}) if path.is_file() else 0
 
 
+@pytest.mark.slow
 def test_signals_are_acknowledged_at_once_stop_after_the_running_update_and_set_the_exit_code(tmp_path):
     """The real CLI with updates of a few seconds: SIGTERM -> acknowledged while the update still runs, stops after
     it, saves, exit 143; --resume with a new lr -> recorded; then Ctrl-C twice -> exit 130 at once, the newest

@@ -6,12 +6,10 @@ import numpy as np
 import pytest
 
 import envs
-from shm_jax.training import evaluation
-from shm_jax import api
-from shm_jax.training import loop
 from shm_jax.build import build
 from shm_jax.config import ConfigError
 from shm_jax.presets import from_preset
+from shm_jax.training import evaluation, loop
 
 
 def test_meta_tasks_are_evaluated_on_the_held_out_split():

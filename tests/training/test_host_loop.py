@@ -14,13 +14,12 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-
 from fake_trainer import fake_config, fake_program
-from shm_jax.training import rundir
+
 from shm_jax import api
-from shm_jax.training import loop
-from shm_jax.training.checkpoint import Checkpointer
 from shm_jax.config import ConfigError, with_overrides
+from shm_jax.training import loop, rundir
+from shm_jax.training.checkpoint import Checkpointer
 
 HERE = Path(__file__).parent
 
@@ -142,6 +141,7 @@ api.train(config, program=fake_program(config), progress=False)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_ctrl_c_finishes_the_chunk_saves_and_resume_works(tmp_path, signum):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parents[1])]), "JAX_PLATFORMS": "cpu"}

@@ -16,14 +16,13 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from fake_trainer import fake_config, fake_program
 
 import train
-from fake_trainer import fake_config, fake_program
-from shm_jax.training import rundir
 from shm_jax import api
-from shm_jax.training import loop
-from shm_jax.training.checkpoint import Checkpointer, CheckpointWriteError
 from shm_jax.config import ConfigError, with_overrides
+from shm_jax.training import rundir
+from shm_jax.training.checkpoint import Checkpointer, CheckpointWriteError
 
 HERE = Path(__file__).parent
 
@@ -179,6 +178,7 @@ api.train(config, program=fake_program(config, work=work), progress=False, resum
 """
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_result(tmp_path):
     """kill -9 at random times (mid-update, mid-save), resume each time: the final state and history equal an
     uninterrupted run's, bit for bit, and each restart resumes from a checkpoint at most a few updates old."""

@@ -9,7 +9,15 @@ import jax
 from flax import struct
 
 from shm_jax.algorithms.base import AlgorithmConfig
-from shm_jax.options import ConfigError, boolean, non_negative_number, option, positive_int, positive_number, unit_interval
+from shm_jax.options import (
+    ConfigError,
+    boolean,
+    non_negative_number,
+    option,
+    positive_int,
+    positive_number,
+    unit_interval,
+)
 
 
 class PPOHyperparameters(struct.PyTreeNode):

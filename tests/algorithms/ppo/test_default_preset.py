@@ -11,8 +11,8 @@ import pytest
 
 from shm_jax.build import build, make_env
 from shm_jax.config import TrainConfig, validate
-from shm_jax.presets import from_preset
 from shm_jax.memory import memory_names
+from shm_jax.presets import from_preset
 
 TRAIN_PY = Path(__file__).resolve().parents[3] / "train.py"
 
@@ -36,6 +36,7 @@ def test_default_preset_is_shm_on_repeat_first_easy_with_time_encoding():
     assert env.observation_space(params).shape == (4,)  # one-hot suit only: no start flag, no previous action
 
 
+@pytest.mark.slow
 def test_bare_train_py_runs_the_default_preset():
     assert _train_cli().parse_train_args([]).config == from_preset("default")
 
@@ -60,6 +61,7 @@ def test_any_memory_switches_from_the_default(memory):
     assert config.agent.memory == memory and config.env.env_id == "RepeatFirstEasy"
 
 
+@pytest.mark.slow
 def test_a_whole_run_builds_the_environment_and_the_memory_core_once(monkeypatch, tmp_path):
     """build(config) is the one place things are built: CLI parse, validation, training and evaluation reuse it."""
     import envs

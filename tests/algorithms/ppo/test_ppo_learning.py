@@ -7,6 +7,8 @@ import pytest
 from shm_jax.build import build
 from shm_jax.presets import from_preset
 
+pytestmark = pytest.mark.slow  # a learning run / AOT compile: outside the quick tier (-m "not slow")
+
 TINY = dict(time_encoding=False, feature_size=32, pre_size=32, post_size=32, head_hidden_size=32, num_envs=16, num_steps=32,
             num_minibatches=2, update_epochs=4, lr=3e-3, ent_coef=0.0, clip_value_loss=False, vf_coef=1.0,
             max_grad_norm=1.0, anneal_lr=False)
@@ -48,6 +50,7 @@ def test_policy_learns_observation_dependent_reward():
     ("gru", {"hidden_size": 32}, True),
     ("shm", {"memory_size": 8}, True),
     ("mlp", {"features": 32}, False),
+
 ])
 def test_recall_needs_memory(memory, kwargs, learns):
     # The cue is visible at t = 0 only and asked for at t = 3: chance level is 0.5.

@@ -7,8 +7,8 @@ import pytest
 
 from shm_jax.build import build
 from shm_jax.config import PRECISIONS, ConfigError, TrainConfig, validate
-from shm_jax.presets import from_preset
 from shm_jax.memory import precision as memory_precision
+from shm_jax.presets import from_preset
 
 TINY = dict(env_id="RepeatPreviousEasy", memory="shm", memory_kwargs={"memory_size": 8}, time_encoding=False,
             feature_size=8,

@@ -5,11 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from shm_jax.training.batched import split_seed_keys, sweep_grid
+from shm_jax.algorithms.base import hyperparameters
 from shm_jax.build import build
 from shm_jax.config import with_overrides
 from shm_jax.presets import from_preset
-from shm_jax.algorithms.base import hyperparameters
+from shm_jax.training.batched import split_seed_keys, sweep_grid
 
 CONFIG = from_preset(
     "default", env_id="probe:Recall", env_overrides={"delay": 2}, memory="gru", memory_kwargs={"hidden_size": 8},
