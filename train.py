@@ -56,7 +56,9 @@ def parse_sweep(items: list[str]) -> SweepType:
             try:
                 numbers = tuple(float(v) for v in values.split(","))
             except ValueError:
-                raise ConfigError("sweep", f"values of {name!r} must be numbers separated by commas, got {values!r}") from None
+                raise ConfigError(
+                    "sweep", f"values of {name!r} must be numbers separated by commas, got {values!r}"
+                ) from None
             sweep.append((name.replace("-", "_"), numbers))
     return tuple(sweep)
 
@@ -73,8 +75,12 @@ def _registry() -> tyro.constructors.ConstructorRegistry:
         if info.type != SweepType:
             return None
         return tyro.constructors.PrimitiveConstructorSpec(
-            nargs="*", metavar="NAME=V1,V2", instance_from_str=parse_sweep,
-            is_instance=lambda x: isinstance(x, tuple), str_from_instance=_format_sweep)
+            nargs="*",
+            metavar="NAME=V1,V2",
+            instance_from_str=parse_sweep,
+            is_instance=lambda x: isinstance(x, tuple),
+            str_from_instance=_format_sweep,
+        )
 
     return registry
 
@@ -133,8 +139,9 @@ def _preset_from_argv(argv: list[str]) -> tuple[str, dict[str, str]]:
         raise ConfigError("preset", f"unknown preset {known.preset!r}; valid: {', '.join(sorted(PRESETS))}")
     if known.algo is not None:
         algorithms.get(known.algo)  # one-line error for an unknown name
-    chosen = {k: v for k, v in (("algo", known.algo), ("env_id", known.env_id), ("memory", known.memory))
-              if v is not None}
+    chosen = {
+        k: v for k, v in (("algo", known.algo), ("env_id", known.env_id), ("memory", known.memory)) if v is not None
+    }
     return known.preset, chosen
 
 
@@ -145,11 +152,14 @@ def _command_types(algo: str) -> tuple[type, type]:
     if section is type(TrainConfig().algorithm):
         return TrainCommand, TrainConfig
     config_type = dataclasses.make_dataclass(
-        "TrainConfig", [("algorithm", section, dataclasses.field(default_factory=section))], bases=(TrainConfig,),
-        frozen=True)
+        "TrainConfig",
+        [("algorithm", section, dataclasses.field(default_factory=section))],
+        bases=(TrainConfig,),
+        frozen=True,
+    )
     command_type = dataclasses.make_dataclass(
-        "TrainCommand", [("config", Annotated[config_type, tyro.conf.arg(name="")])], bases=(TrainCommand,),
-        frozen=True)
+        "TrainCommand", [("config", Annotated[config_type, tyro.conf.arg(name="")])], bases=(TrainCommand,), frozen=True
+    )
     return command_type, config_type
 
 
@@ -168,16 +178,21 @@ def _cli(cls, argv: list[str], **kwargs):
             sys.stderr.write(text)
             raise
         # tyro draws a box: a title line, the message (wrapped over lines), a rule, then help text
-        lines = [line.strip(_BOX_CHARS + " ") for line in text.splitlines() if line.strip(_BOX_CHARS + " ")
-                 or set(line.strip()) <= set("─│ ") and "─" in line]
+        lines = [
+            line.strip(_BOX_CHARS + " ")
+            for line in text.splitlines()
+            if line.strip(_BOX_CHARS + " ") or set(line.strip()) <= set("─│ ") and "─" in line
+        ]
         title = next((line.strip() for line in lines if line), "invalid arguments")
         body = []
-        for line in lines[lines.index(title) + 1:] if title in lines else []:
+        for line in lines[lines.index(title) + 1 :] if title in lines else []:
             if not line:  # the rule under the message
                 break
             body.append(line)
         message = " ".join(body) or title
-        raise ConfigError("arguments", f"{message.rstrip(':. ')} (see {kwargs.get('prog', 'train.py')} --help)") from None
+        raise ConfigError(
+            "arguments", f"{message.rstrip(':. ')} (see {kwargs.get('prog', 'train.py')} --help)"
+        ) from None
 
 
 def parse_train_args(argv: list[str]) -> TrainCommand:
@@ -188,8 +203,15 @@ def parse_train_args(argv: list[str]) -> TrainCommand:
     command_type, config_type = _command_types(config.algo)
     typed = config_type(env=config.env, agent=config.agent, algorithm=config.algorithm, run=config.run)
     default = command_type(config=typed, preset=preset, algo=config.algo)
-    command = _cli(command_type, argv, default=default, prog="python train.py", registry=_registry(),
-                   config=(tyro.conf.OmitArgPrefixes,), description=__doc__)
+    command = _cli(
+        command_type,
+        argv,
+        default=default,
+        prog="python train.py",
+        registry=_registry(),
+        config=(tyro.conf.OmitArgPrefixes,),
+        description=__doc__,
+    )
     parsed = command.config
     plain = TrainConfig(env=parsed.env, agent=parsed.agent, algorithm=parsed.algorithm, run=parsed.run)
     return TrainCommand(config=plain, algo=command.algo, preset=command.preset, resume=command.resume)
@@ -209,8 +231,10 @@ def _print_summary(run_dir) -> None:
     for ev in summary.get("evaluation", []):
         for entry in ev["per_setting"]:
             success = f", success {entry['success_rate']['mean']:.3f}" if "success_rate" in entry else ""
-            print(f"  eval ({ev['policy']}, {ev['episodes']} episodes) {entry['label']}: "
-                  f"return {entry['mean_return']['mean']:.3f} +- {entry['mean_return']['std']:.3f}{success}")
+            print(
+                f"  eval ({ev['policy']}, {ev['episodes']} episodes) {entry['label']}: "
+                f"return {entry['mean_return']['mean']:.3f} +- {entry['mean_return']['std']:.3f}{success}"
+            )
     print(f"Run directory: {run_dir}")
 
 
@@ -235,8 +259,10 @@ def resume_config(command: TrainCommand, argv: list[str]) -> tuple[TrainConfig, 
         if name in swept:
             raise ConfigError(name, "is swept in this run; it cannot be changed on --resume")
         if name not in allowed:
-            raise ConfigError(name, f"cannot change on --resume (the saved state depends on it); options that can: "
-                              f"{', '.join(allowed)}")
+            raise ConfigError(
+                name,
+                f"cannot change on --resume (the saved state depends on it); options that can: {', '.join(allowed)}",
+            )
     old = flat_view(saved)
     changes = {name: (old[name], value) for name, value in wanted.items() if value != old[name]}
     return validate(with_overrides(saved, **{name: new for name, (_, new) in changes.items()})), changes
@@ -275,11 +301,16 @@ def eval_main(argv: list[str]) -> int:
     out.write_text(json.dumps(results, indent=2) + "\n")
     for result in results:
         for entry in result["per_setting"]:
-            success = (f"   success {entry['success_rate']['mean']:.3f} +- {entry['success_rate']['std']:.3f}"
-                       if "success_rate" in entry else "")
-            print(f"{result['policy']:<8} {entry['label']:<24} return {entry['mean_return']['mean']:.3f} "
-                  f"+- {entry['mean_return']['std']:.3f}{success}   ({result['episodes']} episodes, "
-                  f"{result['task_split']})")
+            success = (
+                f"   success {entry['success_rate']['mean']:.3f} +- {entry['success_rate']['std']:.3f}"
+                if "success_rate" in entry
+                else ""
+            )
+            print(
+                f"{result['policy']:<8} {entry['label']:<24} return {entry['mean_return']['mean']:.3f} "
+                f"+- {entry['mean_return']['std']:.3f}{success}   ({result['episodes']} episodes, "
+                f"{result['task_split']})"
+            )
     print(f"Wrote {out}")
     return 0
 

@@ -31,11 +31,19 @@ def read_run(label: str, run_dir: Path, load: str | None) -> dict:
     config = json.loads((run_dir / "config.json").read_text())
     runs = summary["per_run"]
     row = {
-        "label": label, "env_id": config["env"]["env_id"], "run_dir": run_dir.name, "load": load,
-        "agent": config["agent"], "ppo": config["ppo"], "seeds": summary["seeds"],
-        "env_steps_per_run": summary["env_steps_per_run"], "timing": summary["timing"],
-        "final_return": [r["final_return"] for r in runs], "mmer": [r["mmer"] for r in runs],
-        "eval_greedy": _eval(summary, "greedy"), "eval_sampled": _eval(summary, "sampled"),
+        "label": label,
+        "env_id": config["env"]["env_id"],
+        "run_dir": run_dir.name,
+        "load": load,
+        "agent": config["agent"],
+        "ppo": config["ppo"],
+        "seeds": summary["seeds"],
+        "env_steps_per_run": summary["env_steps_per_run"],
+        "timing": summary["timing"],
+        "final_return": [r["final_return"] for r in runs],
+        "mmer": [r["mmer"] for r in runs],
+        "eval_greedy": _eval(summary, "greedy"),
+        "eval_sampled": _eval(summary, "sampled"),
     }
     for key in ("final_return", "mmer", "eval_greedy", "eval_sampled"):
         if row[key]:
@@ -52,21 +60,30 @@ def markdown(rows: list[dict]) -> str:
     labels = list(dict.fromkeys(r["label"] for r in rows))
     envs = list(dict.fromkeys(r["env_id"] for r in rows))
     by_key = {(r["env_id"], r["label"]): r for r in rows}
-    lines = ["Final return (last 10% of updates) / MMER, mean ± std over seeds (population std).", "",
-             "| task | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    lines = [
+        "Final return (last 10% of updates) / MMER, mean ± std over seeds (population std).",
+        "",
+        "| task | " + " | ".join(labels) + " |",
+        "|---|" + "---|" * len(labels),
+    ]
     for env in envs:
         cells = []
         for label in labels:
             row = by_key.get((env, label))
             cells.append(f"{_cell(row, 'final_return')} / {_cell(row, 'mmer')}" if row else "not run")
         lines.append(f"| {env} | " + " | ".join(cells) + " |")
-    lines += ["", "| task | agent | seeds | steps/run | per-seed final return | eval greedy | eval sampled | train s "
-              "| load |", "|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| task | agent | seeds | steps/run | per-seed final return | eval greedy | eval sampled | train s | load |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         finals = ", ".join(f"{v:.3f}" for v in r["final_return"])
-        lines.append(f"| {r['env_id']} | {r['label']} | {len(r['seeds'])} | {r['env_steps_per_run']} | {finals} | "
-                     f"{_cell(r, 'eval_greedy')} | {_cell(r, 'eval_sampled')} | {r['timing']['train_seconds']:.0f} "
-                     f"| {r['load'] or 'n/a'} |")
+        lines.append(
+            f"| {r['env_id']} | {r['label']} | {len(r['seeds'])} | {r['env_steps_per_run']} | {finals} | "
+            f"{_cell(r, 'eval_greedy')} | {_cell(r, 'eval_sampled')} | {r['timing']['train_seconds']:.0f} "
+            f"| {r['load'] or 'n/a'} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -120,7 +120,9 @@ def memory_analysis(compiled) -> dict[str, Any]:
         return {"error": repr(err)}
     if stats is None:
         return {"error": "memory_analysis() returned None"}
-    out = {name: int(getattr(stats, f"{name}_size_in_bytes", 0))
-           for name in ("temp", "argument", "output", "alias", "generated_code")}
+    out = {
+        name: int(getattr(stats, f"{name}_size_in_bytes", 0))
+        for name in ("temp", "argument", "output", "alias", "generated_code")
+    }
     out["peak_estimate"] = out["temp"] + out["argument"] + out["output"] - out["alias"]
     return out

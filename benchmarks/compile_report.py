@@ -58,9 +58,17 @@ def tpu_rows(generations: list[str], layer_generations: list[str]) -> list[dict]
         fn, args = aot.fused_kernel_program([(t, 2, h) for t in KERNEL_T for h in KERNEL_H])
         compiled, error, seconds = _timed(lambda: aot.compile_for_tpu(fn, args, gen))
         names = aot.mosaic_kernel_names(compiled) if compiled is not None else []
-        rows.append({"what": "fused kernel fwd+grad, all H x T", "generation": gen, "ok": error is None,
-                     "error": error, "compile_s": round(seconds, 1), "mosaic_kernels": len(names),
-                     "shapes": len(KERNEL_H) * len(KERNEL_T)})
+        rows.append(
+            {
+                "what": "fused kernel fwd+grad, all H x T",
+                "generation": gen,
+                "ok": error is None,
+                "error": error,
+                "compile_s": round(seconds, 1),
+                "mosaic_kernels": len(names),
+                "shapes": len(KERNEL_H) * len(KERNEL_T),
+            }
+        )
         print(rows[-1], flush=True)
     for gen in layer_generations:
         for batch in (8, 64):
@@ -68,16 +76,35 @@ def tpu_rows(generations: list[str], layer_generations: list[str]) -> list[dict]
                 fn, args = aot.shm_layer_program(method, batch)
                 compiled, error, seconds = _timed(lambda: aot.compile_for_tpu(fn, args, gen))
                 memory = aot.memory_report(compiled) if compiled is not None else {}
-                rows.append({"what": "SHM layer fwd+bwd", "generation": gen, "method": method, "B": batch,
-                             "T": 1024, "H": 128, "ok": error is None, "error": error,
-                             "compile_s": round(seconds, 1), **memory})
+                rows.append(
+                    {
+                        "what": "SHM layer fwd+bwd",
+                        "generation": gen,
+                        "method": method,
+                        "B": batch,
+                        "T": 1024,
+                        "H": 128,
+                        "ok": error is None,
+                        "error": error,
+                        "compile_s": round(seconds, 1),
+                        **memory,
+                    }
+                )
                 print(rows[-1], flush=True)
     method = DEFAULT_METHOD_BY_BACKEND["tpu"]
     fn, args = aot.ppo_update_program(num_envs=8, scan_method=method)
     compiled, error, seconds = _timed(lambda: aot.compile_for_tpu(fn, args, "v5e"))
-    rows.append({"what": "PPO update, paper-popgym, 8 envs", "generation": "v5e", "method": method,
-                 "ok": error is None, "error": error, "compile_s": round(seconds, 1),
-                 **(aot.memory_report(compiled) if compiled is not None else {})})
+    rows.append(
+        {
+            "what": "PPO update, paper-popgym, 8 envs",
+            "generation": "v5e",
+            "method": method,
+            "ok": error is None,
+            "error": error,
+            "compile_s": round(seconds, 1),
+            **(aot.memory_report(compiled) if compiled is not None else {}),
+        }
+    )
     print(rows[-1], flush=True)
     return rows
 
@@ -92,10 +119,22 @@ def calibration_rows(generation: str = "v5e") -> list[dict]:
             fn, args = aot.shm_layer_program("fused", 8, dtype=dtype, calibration=calibration)
             compiled, error, seconds = _timed(lambda: aot.compile_for_tpu(fn, args, generation))
             names = aot.mosaic_kernel_names(compiled) if compiled is not None else []
-            rows.append({"what": "SHM layer fwd+bwd, fused", "generation": generation, "calibration": calibration,
-                         "dtype": dtype or "float32", "B": 8, "T": 1024, "H": 128, "ok": error is None,
-                         "error": error, "compile_s": round(seconds, 1), "mosaic_kernels": len(names),
-                         **(aot.memory_report(compiled) if compiled is not None else {})})
+            rows.append(
+                {
+                    "what": "SHM layer fwd+bwd, fused",
+                    "generation": generation,
+                    "calibration": calibration,
+                    "dtype": dtype or "float32",
+                    "B": 8,
+                    "T": 1024,
+                    "H": 128,
+                    "ok": error is None,
+                    "error": error,
+                    "compile_s": round(seconds, 1),
+                    "mosaic_kernels": len(names),
+                    **(aot.memory_report(compiled) if compiled is not None else {}),
+                }
+            )
             print(rows[-1], flush=True)
     return rows
 
@@ -103,8 +142,13 @@ def calibration_rows(generation: str = "v5e") -> list[dict]:
 def gpu_rows(sweep: bool) -> list[dict]:
     cases = [{"batch": 8, "length": 1024, "hidden": h, "shipped": True} for h in SHIPPED_H]
     if sweep:
-        cases += [{"batch": 8, "length": 1024, "hidden": h, "block_rows": r, "num_warps": w, "shipped": False}
-                  for h in SHIPPED_H for r in (8, 16, 32) for w in (2, 4, 8) if r <= h]
+        cases += [
+            {"batch": 8, "length": 1024, "hidden": h, "block_rows": r, "num_warps": w, "shipped": False}
+            for h in SHIPPED_H
+            for r in (8, 16, 32)
+            for w in (2, 4, 8)
+            if r <= h
+        ]
     rows = aot.ptxas_reports(cases)
     for row in rows:
         if row["shipped"]:
@@ -126,24 +170,34 @@ def main(argv=None) -> Path:
     parser.add_argument("--skip-sweep", action="store_true", help="GPU: shipped configurations only")
     parser.add_argument("--generations", nargs="+", default=["v5e", "v6e", "v5p", "v4"])
     parser.add_argument("--layer-generations", nargs="+", default=["v5e", "v6e"])
-    parser.add_argument("--sections", nargs="+", default=["gpu", "tpu", "calibrations"],
-                        choices=["gpu", "tpu", "calibrations"])
+    parser.add_argument(
+        "--sections", nargs="+", default=["gpu", "tpu", "calibrations"], choices=["gpu", "tpu", "calibrations"]
+    )
     parser.add_argument("--merge", action="store_true", help="update only --sections of the JSON in --out")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
     commit = git_commit()
-    record = {"benchmark": "compile_report", "date": datetime.now(UTC).isoformat(timespec="seconds"),
-              "git_commit": commit, "load_average_start": list(os.getloadavg()),
-              "host": {"cpu_count": os.cpu_count(), "machine": platform.machine()},
-              "versions": {"jax": jax.__version__, "libtpu": _version("libtpu"),
-                           "jax-cuda12-plugin": _version("jax-cuda12-plugin"),
-                           "nvidia-cuda-nvcc-cu12": _version("nvidia-cuda-nvcc-cu12")}}
+    record = {
+        "benchmark": "compile_report",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "git_commit": commit,
+        "load_average_start": list(os.getloadavg()),
+        "host": {"cpu_count": os.cpu_count(), "machine": platform.machine()},
+        "versions": {
+            "jax": jax.__version__,
+            "libtpu": _version("libtpu"),
+            "jax-cuda12-plugin": _version("jax-cuda12-plugin"),
+            "nvidia-cuda-nvcc-cu12": _version("nvidia-cuda-nvcc-cu12"),
+        },
+    }
     path = Path(args.out) / "compile_report.json"
     if args.merge:  # keep the other sections of the committed run, replace the ones run now
         previous = json.loads(path.read_text())
         run = {"date": record["date"], "git_commit": commit, "load_average_start": record["load_average_start"]}
-        record = {**previous, "merged_sections": {**previous.get("merged_sections", {}),
-                                                  **{name: run for name in args.sections}}}
+        record = {
+            **previous,
+            "merged_sections": {**previous.get("merged_sections", {}), **{name: run for name in args.sections}},
+        }
     if "gpu" in args.sections:
         record["gpu"] = gpu_rows(sweep=not args.skip_sweep)
     if "tpu" in args.sections:

@@ -122,8 +122,14 @@ def numpy_steps_per_second(cls, steps: int, repeats: int = 1) -> dict:
                 env.reset()
         times.append(time.perf_counter() - start)
     median = statistics.median(times)
-    return {"class": cls.__name__, "steps": steps, "time_s": median, "times_s": times, "spread": spread(times),
-            "steps_per_s": steps / median}
+    return {
+        "class": cls.__name__,
+        "steps": steps,
+        "time_s": median,
+        "times_s": times,
+        "spread": spread(times),
+        "steps_per_s": steps / median,
+    }
 
 
 def markdown(record: dict) -> str:
@@ -137,11 +143,14 @@ def markdown(record: dict) -> str:
         f"drawn before timing, {settings['steps']} steps, median of {settings['repeats']}. "
         f"Original: one numpy popgym env, {settings['numpy_steps']} random steps, median of {settings['repeats']}. "
         "Noise: the largest (max - min) / median over the repeats of the row's rates. "
-        f"Host: {record['host']['cpu_count']} CPUs, load average " + "; ".join(
-            f"{p['loadavg_start']} -> {p['loadavg_end']}" for p in record.get("pieces") or [record["host"]])
-        + (f" ({len(record['pieces'])} pieces)" if len(record.get("pieces") or []) > 1 else "") + f". {record['note']}",
+        f"Host: {record['host']['cpu_count']} CPUs, load average "
+        + "; ".join(f"{p['loadavg_start']} -> {p['loadavg_end']}" for p in record.get("pieces") or [record["host"]])
+        + (f" ({len(record['pieces'])} pieces)" if len(record.get("pieces") or []) > 1 else "")
+        + f". {record['note']}",
         "",
-        "| id | " + " | ".join(f"JAX steps/s, B={b}" for b in batches) + " | compile s | numpy popgym steps/s | "
+        "| id | "
+        + " | ".join(f"JAX steps/s, B={b}" for b in batches)
+        + " | compile s | numpy popgym steps/s | "
         + "JAX / numpy (largest B) | noise |",
         "|---|" + "---:|" * (len(batches) + 4),
     ]
@@ -161,8 +170,9 @@ def markdown(record: dict) -> str:
         spreads = [r["spread"] for r in row["jax"] if "spread" in r]
         spreads += [original["spread"]] if original and "spread" in original else []
         noise = f"{max(spreads):.0%}" if spreads else "—"
-        lines.append(f"| {row['id']} | " + " | ".join(cells)
-                     + f" | {compile_s:.1f} | {orig_rate} | {ratio} | {noise} |")
+        lines.append(
+            f"| {row['id']} | " + " | ".join(cells) + f" | {compile_s:.1f} | {orig_rate} | {ratio} | {noise} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -171,12 +181,15 @@ def append_piece(previous: dict, record: dict, piece: dict) -> dict:
     ValueError when the two runs' settings or device differ."""
     for field in ("settings", "device", "quick"):
         if previous.get(field) != record.get(field):
-            raise ValueError(f"--append: {field} differ from the existing results ({previous.get(field)} vs "
-                             f"{record.get(field)}); write to another --out")
+            raise ValueError(
+                f"--append: {field} differ from the existing results ({previous.get(field)} vs "
+                f"{record.get(field)}); write to another --out"
+            )
     measured = {row["id"] for row in record["results"]}
     merged = dict(previous)
-    merged["results"] = sorted([r for r in previous["results"] if r["id"] not in measured] + record["results"],
-                               key=lambda r: r["id"])
+    merged["results"] = sorted(
+        [r for r in previous["results"] if r["id"] not in measured] + record["results"], key=lambda r: r["id"]
+    )
     merged["pieces"] = previous.get("pieces", []) + [piece]
     merged["host"] = {**previous["host"], "loadavg_end": record["host"]["loadavg_end"]}
     merged["note"] = " ".join(dict.fromkeys(n for n in (previous.get("note"), record.get("note")) if n))
@@ -193,9 +206,12 @@ def main(argv=None) -> Path:
     parser.add_argument("--numpy-steps", type=int, default=None)
     parser.add_argument("--note", default="", help="free text stored with the results (e.g. machine load)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results")
-    parser.add_argument("--append", action="store_true",
-                        help="add these ids to the existing results file of the same settings (a run split into "
-                             "pieces); each piece's load average and note are kept")
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="add these ids to the existing results file of the same settings (a run split into "
+        "pieces); each piece's load average and note are kept",
+    )
     args = parser.parse_args(argv)
     quick = args.quick
     batch_sizes = args.batch_sizes or ([1024] if quick else [8192])
@@ -213,8 +229,11 @@ def main(argv=None) -> Path:
         "quick": quick,
         "device": {"platform": device.platform, "kind": device.device_kind, "count": jax.device_count()},
         "versions": versions(),
-        "host": {"cpu_count": os.cpu_count(), "machine": platform.machine(),
-                 "loadavg_start": load_average()},  # fmt: skip
+        "host": {
+            "cpu_count": os.cpu_count(),
+            "machine": platform.machine(),
+            "loadavg_start": load_average(),
+        },  # fmt: skip
         "settings": {"batch_sizes": batch_sizes, "steps": steps, "repeats": repeats, "numpy_steps": numpy_steps},
         "note": args.note,
         "results": [],
@@ -242,8 +261,13 @@ def main(argv=None) -> Path:
     tag = device_slug()
     suffix = "_quick" if quick else ""
     json_path = args.out / f"env_throughput_{tag}{suffix}.json"
-    piece = {"ids": ids, "date_utc": record["date_utc"], "loadavg_start": record["host"]["loadavg_start"],
-             "loadavg_end": record["host"]["loadavg_end"], "note": args.note}
+    piece = {
+        "ids": ids,
+        "date_utc": record["date_utc"],
+        "loadavg_start": record["host"]["loadavg_start"],
+        "loadavg_end": record["host"]["loadavg_end"],
+        "note": args.note,
+    }
     record["pieces"] = [piece]
     if args.append and json_path.is_file():
         record = append_piece(json.loads(json_path.read_text()), record, piece)

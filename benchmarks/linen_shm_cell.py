@@ -50,10 +50,12 @@ class SHMCell(nn.Module):
         memory = jnp.where(start_t[:, None, None], 0.0, memory)
         memory = memory * c + u
         h = jnp.einsum("bij,bj->bi", memory, _sum_normalise(q))
-        h = h + nn.Dense(hsz, kernel_init=torch_kernel_init(), bias_init=torch_bias_init(x_t.shape[-1]),
-                         name="shortcut")(x_hat)
-        y = nn.Dense(self.projection_size, kernel_init=torch_kernel_init(), bias_init=torch_bias_init(hsz),
-                     name="out")(h)
+        h = h + nn.Dense(
+            hsz, kernel_init=torch_kernel_init(), bias_init=torch_bias_init(x_t.shape[-1]), name="shortcut"
+        )(x_hat)
+        y = nn.Dense(self.projection_size, kernel_init=torch_kernel_init(), bias_init=torch_bias_init(hsz), name="out")(
+            h
+        )
         return memory, y
 
 
@@ -86,8 +88,9 @@ class LinenScanSHM(nn.Module):
         return cell(carry, (x, starts, noise))
 
 
-def compare_with_shm(memory_size: int = 8, input_size: int = 5, output_size: int = 7, length: int = 12,
-                     batch: int = 3, seed: int = 0) -> dict:
+def compare_with_shm(
+    memory_size: int = 8, input_size: int = 5, output_size: int = 7, length: int = 12, batch: int = 3, seed: int = 0
+) -> dict:
     """Max differences between this baseline and the library SHM with the same weights, Θ rows and resets.
 
     Compares y, the final memory and dL/dx for L = sum(y²), with a random incoming carry and random starts.
@@ -110,7 +113,10 @@ def compare_with_shm(memory_size: int = 8, input_size: int = 5, output_size: int
     (m_shm, y_shm), (m_base, y_base) = run(shm, params, x), run(baseline, baseline_params, x)
     grad = lambda module, p: jax.grad(lambda x_: jnp.sum(jnp.square(run(module, p, x_)[1])))(x)  # noqa: E731
     g_shm, g_base = grad(shm, params), grad(baseline, baseline_params)
-    return {"output": float(jnp.max(jnp.abs(y_shm - y_base))), "output_scale": float(jnp.max(jnp.abs(y_shm))),
-            "memory": float(jnp.max(jnp.abs(m_shm - m_base))),
-            "input_grad": float(jnp.max(jnp.abs(g_shm - g_base))),
-            "input_grad_scale": float(jnp.max(jnp.abs(g_shm)))}
+    return {
+        "output": float(jnp.max(jnp.abs(y_shm - y_base))),
+        "output_scale": float(jnp.max(jnp.abs(y_shm))),
+        "memory": float(jnp.max(jnp.abs(m_shm - m_base))),
+        "input_grad": float(jnp.max(jnp.abs(g_shm - g_base))),
+        "input_grad_scale": float(jnp.max(jnp.abs(g_shm))),
+    }

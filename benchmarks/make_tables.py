@@ -20,7 +20,9 @@ from benchmarks.tables import write_tables
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        raise SystemExit("usage: python -m benchmarks.make_tables benchmarks/results/"
-                         "{memory_speed,ppo_throughput}_<device>[_quick].json | compile_report.json")
+        raise SystemExit(
+            "usage: python -m benchmarks.make_tables benchmarks/results/"
+            "{memory_speed,ppo_throughput}_<device>[_quick].json | compile_report.json"
+        )
     for p in write_tables(sys.argv[1]):
         print(f"wrote {p}")

@@ -31,8 +31,9 @@ class MemoraxSHM:
         self.memory_size, self.output_size, self.sample_theta = memory_size, output_size, sample_theta
         self.scan_method = "memorax nn.RNN"
         self.chunk_size = None
-        cell = SHMCell(features=memory_size, output_features=output_size, num_thetas=num_theta,
-                       sample_theta=sample_theta)
+        cell = SHMCell(
+            features=memory_size, output_features=output_size, num_thetas=num_theta, sample_theta=sample_theta
+        )
         # split_rngs: a new θ draw at every step (nn.RNN would otherwise share one key over time).
         self.rnn = nn.RNN(cell, time_major=True, return_carry=True, split_rngs={"params": False, "memory": True})
 
@@ -55,12 +56,19 @@ def shm_params_from_memorax(memorax_params) -> dict:
     """The same weights in the layout of ``make_memory("shm-fixed-theta", shortcut=False, projection_size=F)``."""
     cell = memorax_params["params"]["cell"]
     kernel = jnp.concatenate([cell[name]["kernel"] for name in ("value", "key", "query", "vc", "eta")], axis=1)
-    return {"params": {"norm": dict(cell["ln"]), "proj": {"kernel": kernel}, "theta": cell["theta_table"],
-                       "out": dict(cell["output"])}}
+    return {
+        "params": {
+            "norm": dict(cell["ln"]),
+            "proj": {"kernel": kernel},
+            "theta": cell["theta_table"],
+            "out": dict(cell["output"]),
+        }
+    }
 
 
-def compare_with_shm(memory_size: int = 8, input_size: int = 5, output_size: int = 7, length: int = 12,
-                     batch: int = 3, seed: int = 0) -> dict:
+def compare_with_shm(
+    memory_size: int = 8, input_size: int = 5, output_size: int = 7, length: int = 12, batch: int = 3, seed: int = 0
+) -> dict:
     """Max differences of y, the final memory and dL/dx (L = sum(y²)) between memorax's cell and the library's
     fixed-θ SHM with the same weights, from a random carry, no resets."""
     from shm_jax.memory import make_memory
@@ -83,7 +91,10 @@ def compare_with_shm(memory_size: int = 8, input_size: int = 5, output_size: int
     (m_theirs, y_theirs), (m_ours, y_ours) = run_theirs(x), run_ours(x)
     grad = lambda run: jax.grad(lambda x_: jnp.sum(jnp.square(run(x_)[1])))(x)  # noqa: E731
     g_theirs, g_ours = grad(run_theirs), grad(run_ours)
-    return {"output": float(jnp.max(jnp.abs(y_ours - y_theirs))), "output_scale": float(jnp.max(jnp.abs(y_ours))),
-            "memory": float(jnp.max(jnp.abs(m_ours - m_theirs))),
-            "input_grad": float(jnp.max(jnp.abs(g_ours - g_theirs))),
-            "input_grad_scale": float(jnp.max(jnp.abs(g_ours)))}
+    return {
+        "output": float(jnp.max(jnp.abs(y_ours - y_theirs))),
+        "output_scale": float(jnp.max(jnp.abs(y_ours))),
+        "memory": float(jnp.max(jnp.abs(m_ours - m_theirs))),
+        "input_grad": float(jnp.max(jnp.abs(g_ours - g_theirs))),
+        "input_grad_scale": float(jnp.max(jnp.abs(g_ours))),
+    }

@@ -47,32 +47,35 @@ from benchmarks.memory_speed_report import MEMORAX_LABEL, MEMORAX_PARTNER, NN_SC
 from benchmarks.tables import save_and_tabulate
 from shm_jax.memory import make_memory
 
-INPUT_SIZE = 64     # D: the SHM input in the paper's POPGym agent
-OUTPUT_SIZE = 128   # F: every core's output size (SHM: shortcut + projection to F)
+INPUT_SIZE = 64  # D: the SHM input in the paper's POPGym agent
+OUTPUT_SIZE = 128  # F: every core's output size (SHM: shortcut + projection to F)
 BATCH = 8
 
 # What a run is judged against, written into its record (the report reads them from there, so a committed JSON
 # keeps the targets it was measured against). memory (issue 6): at B = 8, H = 128, T = 1024 the lean sequential
 # SHM's forward+backward takes <= 0.5 s on a 2-core CPU and <= 1/4 of the peak memory of plain autodiff through a
 # sequential scan (NN_SCAN_LABEL). memorax: the library layer takes <= 0.4 x the time of memorax's SHMCell.
-TARGETS = {"memory": {"B": 8, "H": 128, "T": 1024, "max_time_s": 0.5, "max_memory_ratio": 0.25},
-           "memorax": {"max_time_ratio": 0.4}}
+TARGETS = {
+    "memory": {"B": 8, "H": 128, "T": 1024, "max_time_s": 0.5, "max_memory_ratio": 0.25},
+    "memorax": {"max_time_ratio": 0.4},
+}
 
 
 @dataclasses.dataclass(frozen=True)
 class CoreSpec:
     """One benchmarked core. ``build(H)`` returns the module; ``None`` means not run at that H (``why``)."""
 
-    label: str                 # e.g. "shm/sequential-64"
-    family: str                # "shm", "shm-ablation" or "baseline"
+    label: str  # e.g. "shm/sequential-64"
+    family: str  # "shm", "shm-ablation" or "baseline"
     build: Callable[[int], object | None]
     why_not: str = ""
     lengths: tuple[int, ...] | None = None  # run only at these T (None: every T of the grid)
 
 
 def _shm(method: str | None, chunk: int | None = None, name: str = "shm") -> Callable[[int], object]:
-    return lambda h: make_memory(name, memory_size=h, shortcut=True, projection_size=OUTPUT_SIZE,
-                                 scan_method=method, chunk_size=chunk)
+    return lambda h: make_memory(
+        name, memory_size=h, shortcut=True, projection_size=OUTPUT_SIZE, scan_method=method, chunk_size=chunk
+    )
 
 
 def core_specs(grid: Grid) -> list[CoreSpec]:
@@ -86,27 +89,45 @@ def core_specs(grid: Grid) -> list[CoreSpec]:
     specs += [CoreSpec(f"shm/sequential-{c}", "shm", _shm("sequential", c)) for c in grid.sequential_chunks]
     specs += [CoreSpec(f"shm/chunked-{c}", "shm", _shm("chunked", c)) for c in grid.chunked_chunks]
     # The fused Pallas kernel: compiled on GPU/TPU; on CPU only Pallas' interpret mode exists (a test path).
-    specs += [CoreSpec(f"shm/fused-{c}", "shm", lambda h, c=c: None if jax.default_backend() == "cpu" else
-                       _shm("fused", c)(h), why_not="Pallas kernel: interpret mode only on CPU (a test path)")
-              for c in grid.chunked_chunks]
-    specs.append(CoreSpec(NN_SCAN_LABEL, "shm-baseline",
-                          lambda h: LinenScanSHM(memory_size=h, projection_size=OUTPUT_SIZE)))
+    specs += [
+        CoreSpec(
+            f"shm/fused-{c}",
+            "shm",
+            lambda h, c=c: None if jax.default_backend() == "cpu" else _shm("fused", c)(h),
+            why_not="Pallas kernel: interpret mode only on CPU (a test path)",
+        )
+        for c in grid.chunked_chunks
+    ]
+    specs.append(
+        CoreSpec(NN_SCAN_LABEL, "shm-baseline", lambda h: LinenScanSHM(memory_size=h, projection_size=OUTPUT_SIZE))
+    )
     specs += memorax_specs(grid)
     for name in ("shm-fixed-theta", "shm-neural-theta", "shm-random-c", "shm-fixed-c", "shm-c1"):
         specs.append(CoreSpec(name, "shm-ablation", _shm(None, name=name), lengths=grid.ablation_lengths))
     # Mixed precision: bf16 projections and activations, float32 memory and carry (the default scan).
-    specs.append(CoreSpec("shm-bf16", "shm-ablation", lambda h: make_memory(
-        "shm", memory_size=h, shortcut=True, projection_size=OUTPUT_SIZE, dtype="bfloat16"),
-        lengths=grid.ablation_lengths))
+    specs.append(
+        CoreSpec(
+            "shm-bf16",
+            "shm-ablation",
+            lambda h: make_memory("shm", memory_size=h, shortcut=True, projection_size=OUTPUT_SIZE, dtype="bfloat16"),
+            lengths=grid.ablation_lengths,
+        )
+    )
     specs += [
         CoreSpec("gru", "baseline", lambda h: make_memory("gru", hidden_size=h)),
-        CoreSpec("gru-equal-state", "baseline",
-                 lambda h: make_memory("gru", hidden_size=h * h) if h * h <= 1024 else None,
-                 why_not="GRU with hidden size H² > 1024 (H=128: 16384 units, 0.8 G weights) not run",
-                 lengths=tuple(t for t in grid.lengths if t <= 1024)),
+        CoreSpec(
+            "gru-equal-state",
+            "baseline",
+            lambda h: make_memory("gru", hidden_size=h * h) if h * h <= 1024 else None,
+            why_not="GRU with hidden size H² > 1024 (H=128: 16384 units, 0.8 G weights) not run",
+            lengths=tuple(t for t in grid.lengths if t <= 1024),
+        ),
         CoreSpec("ffm", "baseline", lambda h: make_memory("ffm", memory_size=h, output_size=OUTPUT_SIZE)),
-        CoreSpec("linear-attention", "baseline",
-                 lambda h: make_memory("linear-attention", memory_size=h, output_size=OUTPUT_SIZE)),
+        CoreSpec(
+            "linear-attention",
+            "baseline",
+            lambda h: make_memory("linear-attention", memory_size=h, output_size=OUTPUT_SIZE),
+        ),
         CoreSpec("mlstm", "baseline", lambda h: make_memory("mlstm", memory_size=h, output_size=OUTPUT_SIZE)),
         CoreSpec("mlp", "baseline", lambda h: make_memory("mlp", features=h)),
     ]
@@ -129,11 +150,23 @@ def memorax_specs(grid: Grid) -> list[CoreSpec]:
     why = 'memorax is not importable (pip install -e ".[bench]")'
     specs = []
     for suffix, name, sample_theta in (("", "shm", True), ("-fixed-theta", "shm-fixed-theta", False)):
-        specs.append(CoreSpec(f"{MEMORAX_PARTNER}{suffix}", "outside", lambda h, n=name: make_memory(
-            n, memory_size=h, shortcut=False, projection_size=OUTPUT_SIZE), lengths=grid.ablation_lengths))
-        specs.append(CoreSpec(f"{MEMORAX_LABEL}{suffix}", "outside",
-                              lambda h, t=sample_theta: MemoraxSHM(h, OUTPUT_SIZE, sample_theta=t)
-                              if memorax_available() else None, why_not=why, lengths=grid.ablation_lengths))
+        specs.append(
+            CoreSpec(
+                f"{MEMORAX_PARTNER}{suffix}",
+                "outside",
+                lambda h, n=name: make_memory(n, memory_size=h, shortcut=False, projection_size=OUTPUT_SIZE),
+                lengths=grid.ablation_lengths,
+            )
+        )
+        specs.append(
+            CoreSpec(
+                f"{MEMORAX_LABEL}{suffix}",
+                "outside",
+                lambda h, t=sample_theta: MemoraxSHM(h, OUTPUT_SIZE, sample_theta=t) if memorax_available() else None,
+                why_not=why,
+                lengths=grid.ablation_lengths,
+            )
+        )
     return specs
 
 
@@ -163,24 +196,45 @@ def measure_core(core, length: int, repeats: int, budget_bytes: float, seed: int
     compiled = step.lower(params, x).compile()
     compile_s = time.perf_counter() - start
     memory = memory_analysis(compiled)
-    result = {"compile_s": compile_s, "memory": memory,
-              "param_count": int(sum(np.size(p) for p in jax.tree.leaves(params)))}
+    result = {
+        "compile_s": compile_s,
+        "memory": memory,
+        "param_count": int(sum(np.size(p) for p in jax.tree.leaves(params))),
+    }
     estimate = memory.get("peak_estimate")
     if estimate is not None and estimate > budget_bytes:
-        result.update(status="skipped", note=f"compiled memory estimate {estimate / 2**30:.2f} GiB "
-                                             f"> budget {budget_bytes / 2**30:.2f} GiB")
+        result.update(
+            status="skipped",
+            note=f"compiled memory estimate {estimate / 2**30:.2f} GiB > budget {budget_bytes / 2**30:.2f} GiB",
+        )
         return result
     jax.block_until_ready(compiled(params, x))  # warm-up (first-call allocations)
     times = timed_calls(lambda: compiled(params, x), repeats, max_total_s=10.0)
-    result.update(status="ok", time_s_median=statistics.median(times), time_s_min=min(times), time_s_all=times,
-                  per_step_us=statistics.median(times) / length * 1e6, device_peak_bytes=_device_peak_bytes())
+    result.update(
+        status="ok",
+        time_s_median=statistics.median(times),
+        time_s_min=min(times),
+        time_s_all=times,
+        per_step_us=statistics.median(times) / length * 1e6,
+        device_peak_bytes=_device_peak_bytes(),
+    )
     return result
 
 
 def run_torch_reference(length: int, hsz: int, repeats: int, threads: int) -> dict:
     """The official-style PyTorch loop at (B, T, H) in a fresh process (so its peak RSS is its own)."""
-    cmd = [sys.executable, "-m", "benchmarks.torch_reference", str(BATCH), str(length), str(hsz),
-           str(INPUT_SIZE), str(OUTPUT_SIZE), str(repeats), str(threads)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.torch_reference",
+        str(BATCH),
+        str(length),
+        str(hsz),
+        str(INPUT_SIZE),
+        str(OUTPUT_SIZE),
+        str(repeats),
+        str(threads),
+    ]
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         return {"status": "error", "note": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
@@ -199,8 +253,8 @@ def torch_available() -> bool:
 class Grid:
     lengths: tuple[int, ...]
     sizes: tuple[int, ...]
-    sequential_chunks: tuple[int, ...]   # checkpoint intervals of the lean sequential scan
-    chunked_chunks: tuple[int, ...]      # associative-scan block lengths of the chunked scan
+    sequential_chunks: tuple[int, ...]  # checkpoint intervals of the lean sequential scan
+    chunked_chunks: tuple[int, ...]  # associative-scan block lengths of the chunked scan
     ablation_lengths: tuple[int, ...]
     repeats: int
     torch_lengths: tuple[int, ...]
@@ -208,10 +262,28 @@ class Grid:
     torch_repeats: int
 
 
-FULL = Grid(lengths=(256, 1024, 4096), sizes=(32, 128), sequential_chunks=(8, 16, 64, 256), chunked_chunks=(16, 64),
-            ablation_lengths=(1024,), repeats=5, torch_lengths=(256, 1024), torch_size=32, torch_repeats=3)
-QUICK = Grid(lengths=(64, 256), sizes=(32,), sequential_chunks=(64,), chunked_chunks=(16,),
-             ablation_lengths=(256,), repeats=3, torch_lengths=(64, 256), torch_size=32, torch_repeats=2)
+FULL = Grid(
+    lengths=(256, 1024, 4096),
+    sizes=(32, 128),
+    sequential_chunks=(8, 16, 64, 256),
+    chunked_chunks=(16, 64),
+    ablation_lengths=(1024,),
+    repeats=5,
+    torch_lengths=(256, 1024),
+    torch_size=32,
+    torch_repeats=3,
+)
+QUICK = Grid(
+    lengths=(64, 256),
+    sizes=(32,),
+    sequential_chunks=(64,),
+    chunked_chunks=(16,),
+    ablation_lengths=(256,),
+    repeats=3,
+    torch_lengths=(64, 256),
+    torch_size=32,
+    torch_repeats=2,
+)
 
 
 def predicted_call_s(done: list[dict], label: str, length: int, hsz: int) -> float | None:
@@ -227,8 +299,14 @@ def predicted_call_s(done: list[dict], label: str, length: int, hsz: int) -> flo
     return None
 
 
-def run(grid: Grid, budget_gb: float, only: str | None = None, max_call_s: float = 15.0,
-        torch_threads: int = 1, with_torch: bool = True) -> dict:
+def run(
+    grid: Grid,
+    budget_gb: float,
+    only: str | None = None,
+    max_call_s: float = 15.0,
+    torch_threads: int = 1,
+    with_torch: bool = True,
+) -> dict:
     """Every (core, T, H) of ``grid``; returns the JSON-ready record (printed line by line as it goes).
 
     A configuration whose predicted single-call time (``predicted_call_s``) exceeds ``max_call_s`` is
@@ -236,17 +314,24 @@ def run(grid: Grid, budget_gb: float, only: str | None = None, max_call_s: float
     """
     record = {
         **record_header("memory_speed"),
-        "settings": {"batch": BATCH, "input_size": INPUT_SIZE, "output_size": OUTPUT_SIZE,
-                     "memory_budget_gb": budget_gb, "max_call_s": max_call_s, "torch_threads": torch_threads,
-                     "only": only,
-                     **dataclasses.asdict(grid)},
+        "settings": {
+            "batch": BATCH,
+            "input_size": INPUT_SIZE,
+            "output_size": OUTPUT_SIZE,
+            "memory_budget_gb": budget_gb,
+            "max_call_s": max_call_s,
+            "torch_threads": torch_threads,
+            "only": only,
+            **dataclasses.asdict(grid),
+        },
         "targets": TARGETS,
-        "results": [], "torch_reference": [], "checks": {},
+        "results": [],
+        "torch_reference": [],
+        "checks": {},
     }
     budget_bytes = budget_gb * 2**30
     specs = [s for s in core_specs(grid) if only is None or re.search(only, s.label)]
-    jobs = [(s, t, h) for h in grid.sizes for t in grid.lengths for s in specs
-            if s.lengths is None or t in s.lengths]
+    jobs = [(s, t, h) for h in grid.sizes for t in grid.lengths for s in specs if s.lengths is None or t in s.lengths]
     torch_ok = with_torch and torch_available()
     with_nn_scan = any(s.label == NN_SCAN_LABEL for s in specs)
     total = len(jobs) + (len(grid.torch_lengths) + 1 if torch_ok else 0) + with_nn_scan
@@ -264,8 +349,11 @@ def run(grid: Grid, budget_gb: float, only: str | None = None, max_call_s: float
         if core is None:
             entry.update(status="not-run", note=spec.why_not)
         elif guess is not None and guess > max_call_s:
-            entry.update(status="skipped", predicted_call_s=guess,
-                         note=f"predicted {guess:.0f} s per call > --max-call-s {max_call_s:g}")
+            entry.update(
+                status="skipped",
+                predicted_call_s=guess,
+                note=f"predicted {guess:.0f} s per call > --max-call-s {max_call_s:g}",
+            )
         else:
             entry["scan_method"] = getattr(core, "scan_method", None)
             entry["chunk_size"] = getattr(core, "chunk_size", None)
@@ -280,8 +368,9 @@ def run(grid: Grid, budget_gb: float, only: str | None = None, max_call_s: float
 
     if with_nn_scan:
         check = compare_with_shm(input_size=INPUT_SIZE)
-        check["ok"] = (check["output"] < 1e-4 * max(check["output_scale"], 1.0)
-                       and check["input_grad"] < 1e-4 * max(check["input_grad_scale"], 1.0))
+        check["ok"] = check["output"] < 1e-4 * max(check["output_scale"], 1.0) and check["input_grad"] < 1e-4 * max(
+            check["input_grad_scale"], 1.0
+        )
         record["checks"]["nn_scan_equals_shm"] = check
         done += 1
         progress(f"{NN_SCAN_LABEL} == library SHM: max |dy| {check['output']:.1e}, ok={check['ok']}")
@@ -289,23 +378,32 @@ def run(grid: Grid, budget_gb: float, only: str | None = None, max_call_s: float
         from benchmarks.memorax_shm import compare_with_shm as compare_with_memorax
 
         check = compare_with_memorax(input_size=INPUT_SIZE)
-        check["ok"] = (check["output"] < 1e-4 * max(check["output_scale"], 1.0)
-                       and check["input_grad"] < 1e-4 * max(check["input_grad_scale"], 1.0))
+        check["ok"] = check["output"] < 1e-4 * max(check["output_scale"], 1.0) and check["input_grad"] < 1e-4 * max(
+            check["input_grad_scale"], 1.0
+        )
         record["checks"]["memorax_equals_shm"] = check
         progress(f"memorax SHMCell == library SHM (fixed θ): max |dy| {check['output']:.1e}, ok={check['ok']}")
     if torch_ok:
         from benchmarks.torch_reference import compare_with_jax
 
-        check = compare_with_jax(memory_size=grid.torch_size, input_size=INPUT_SIZE, output_size=OUTPUT_SIZE,
-                                 length=64, batch=BATCH)
-        check["ok"] = (check["output"] < 1e-4 * max(check["output_scale"], 1.0)
-                       and check["input_grad"] < 1e-4 * check["input_grad_scale"])
+        check = compare_with_jax(
+            memory_size=grid.torch_size, input_size=INPUT_SIZE, output_size=OUTPUT_SIZE, length=64, batch=BATCH
+        )
+        check["ok"] = (
+            check["output"] < 1e-4 * max(check["output_scale"], 1.0)
+            and check["input_grad"] < 1e-4 * check["input_grad_scale"]
+        )
         record["checks"]["torch_equals_jax"] = check
         done += 1
         progress(f"torch reference == JAX SHM: max |dy| {check['output']:.1e}, ok={check['ok']}")
         for length in grid.torch_lengths:
-            entry = {"label": "torch-loop", "T": length, "H": grid.torch_size, "B": BATCH,
-                     **run_torch_reference(length, grid.torch_size, grid.torch_repeats, torch_threads)}
+            entry = {
+                "label": "torch-loop",
+                "T": length,
+                "H": grid.torch_size,
+                "B": BATCH,
+                **run_torch_reference(length, grid.torch_size, grid.torch_repeats, torch_threads),
+            }
             record["torch_reference"].append(entry)
             done += 1
             progress(_describe(entry))
@@ -325,8 +423,20 @@ def merge_records(existing: dict, new: dict) -> dict:
     merged = json.loads(json.dumps(existing))  # deep copy
     runs = merged.setdefault("merged_runs", [])
     run_index = len(runs) + 1
-    runs.append({key: new.get(key) for key in ("timestamp_utc", "git_commit", "load_average_start",
-                                               "load_average_end", "wall_s", "settings", "host")})
+    runs.append(
+        {
+            key: new.get(key)
+            for key in (
+                "timestamp_utc",
+                "git_commit",
+                "load_average_start",
+                "load_average_end",
+                "wall_s",
+                "settings",
+                "host",
+            )
+        }
+    )
     for entry in merged["results"]:
         entry.setdefault("run", 0)
     merged["results"] += [{**entry, "run": run_index} for entry in new["results"]]
@@ -352,22 +462,40 @@ def _describe(entry: dict) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small grid and few repeats (smoke run)")
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results",
-                        help="results folder (JSON, markdown table, PNG)")
-    parser.add_argument("--memory-budget-gb", type=float, default=None,
-                        help="skip configurations whose compiled memory estimate exceeds this "
-                             "(default 12 on CPU, 90%% of the device memory on an accelerator)")
-    parser.add_argument("--max-call-s", type=float, default=15.0,
-                        help="skip a configuration whose predicted time per call (from the same core at a "
-                             "smaller T or H) exceeds this many seconds")
-    parser.add_argument("--torch-threads", type=int, default=1,
-                        help="torch intra-op threads for the reference loop (0: torch's default; on a loaded "
-                             "2-core host its 2-thread OpenMP pool ran 10-20x slower than 1 thread)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=REPO_ROOT / "benchmarks" / "results",
+        help="results folder (JSON, markdown table, PNG)",
+    )
+    parser.add_argument(
+        "--memory-budget-gb",
+        type=float,
+        default=None,
+        help="skip configurations whose compiled memory estimate exceeds this "
+        "(default 12 on CPU, 90%% of the device memory on an accelerator)",
+    )
+    parser.add_argument(
+        "--max-call-s",
+        type=float,
+        default=15.0,
+        help="skip a configuration whose predicted time per call (from the same core at a "
+        "smaller T or H) exceeds this many seconds",
+    )
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads for the reference loop (0: torch's default; on a loaded "
+        "2-core host its 2-thread OpenMP pool ran 10-20x slower than 1 thread)",
+    )
     parser.add_argument("--only", default=None, help="regular expression on core labels (e.g. '^shm/')")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference loop and its check")
-    parser.add_argument("--merge", action="store_true",
-                        help="add this run's rows to the existing JSON in --out (tagged with this run) instead of "
-                             "overwriting it")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="add this run's rows to the existing JSON in --out (tagged with this run) instead of overwriting it",
+    )
     args = parser.parse_args(argv)
     if args.memory_budget_gb is not None and args.memory_budget_gb <= 0:
         parser.error("--memory-budget-gb must be positive")

@@ -60,20 +60,38 @@ class Scale:
     """How the paper-popgym preset is scaled (everything else comes from the preset)."""
 
     env_id: str
-    num_envs: int          # paper: 64
-    num_steps: int         # paper: 1024 (the sequence length every minibatch trains on)
-    num_minibatches: int   # paper: 8 (so 8 whole sequences per minibatch)
-    update_epochs: int     # paper: 30
+    num_envs: int  # paper: 64
+    num_steps: int  # paper: 1024 (the sequence length every minibatch trains on)
+    num_minibatches: int  # paper: 8 (so 8 whole sequences per minibatch)
+    update_epochs: int  # paper: 30
     sizes: tuple[int, ...]
     updates_per_call: int
     repeats: int
     max_gru_hidden: int
 
 
-FULL = Scale(env_id="RepeatPreviousEasy", num_envs=16, num_steps=1024, num_minibatches=2, update_epochs=30,
-             sizes=(128, 32), updates_per_call=1, repeats=3, max_gru_hidden=1024)
-QUICK = Scale(env_id="RepeatPreviousEasy", num_envs=4, num_steps=32, num_minibatches=2, update_epochs=2,
-              sizes=(8,), updates_per_call=1, repeats=2, max_gru_hidden=1024)
+FULL = Scale(
+    env_id="RepeatPreviousEasy",
+    num_envs=16,
+    num_steps=1024,
+    num_minibatches=2,
+    update_epochs=30,
+    sizes=(128, 32),
+    updates_per_call=1,
+    repeats=3,
+    max_gru_hidden=1024,
+)
+QUICK = Scale(
+    env_id="RepeatPreviousEasy",
+    num_envs=4,
+    num_steps=32,
+    num_minibatches=2,
+    update_epochs=2,
+    sizes=(8,),
+    updates_per_call=1,
+    repeats=2,
+    max_gru_hidden=1024,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,13 +121,28 @@ def cases(scale: Scale, memories: tuple[str, ...]) -> list[Case]:
                     out.append(Case(label, "gru", hsz, {"hidden_size": hidden}))
                 else:
                     weights = 3 * (hidden * hidden + hidden * 64)  # recurrent + input kernels, input width 64
-                    out.append(Case(label, "gru", hsz, None, why_not=(
-                        f"GRU hidden {hidden} > --max-gru-hidden {scale.max_gru_hidden}: {weights / 1e9:.1f} G "
-                        f"weights ({weights * 4 / 2**30:.1f} GiB float32), hours per update on a CPU")))
+                    out.append(
+                        Case(
+                            label,
+                            "gru",
+                            hsz,
+                            None,
+                            why_not=(
+                                f"GRU hidden {hidden} > --max-gru-hidden {scale.max_gru_hidden}: {weights / 1e9:.1f} G "
+                                f"weights ({weights * 4 / 2**30:.1f} GiB float32), hours per update on a CPU"
+                            ),
+                        )
+                    )
             elif label == "ffm":
                 if i == 0:
-                    out.append(Case(label, "ffm", hsz,
-                                    dict(from_preset(PRESET, memory="ffm", env_id=scale.env_id).agent.memory_kwargs)))
+                    out.append(
+                        Case(
+                            label,
+                            "ffm",
+                            hsz,
+                            dict(from_preset(PRESET, memory="ffm", env_id=scale.env_id).agent.memory_kwargs),
+                        )
+                    )
             else:
                 raise ValueError(f"memories: unknown memory {label!r}; valid: {', '.join(MEMORIES)}")
     return out
@@ -117,10 +150,18 @@ def cases(scale: Scale, memories: tuple[str, ...]) -> list[Case]:
 
 def _config(scale: Scale, case: Case):
     steps_per_update = scale.num_envs * scale.num_steps
-    return from_preset(PRESET, env_id=scale.env_id, memory=case.memory, memory_kwargs=case.memory_kwargs,
-                       num_envs=scale.num_envs, num_steps=scale.num_steps, num_minibatches=scale.num_minibatches,
-                       update_epochs=scale.update_epochs, num_seeds=1,
-                       total_timesteps=steps_per_update * scale.updates_per_call)
+    return from_preset(
+        PRESET,
+        env_id=scale.env_id,
+        memory=case.memory,
+        memory_kwargs=case.memory_kwargs,
+        num_envs=scale.num_envs,
+        num_steps=scale.num_steps,
+        num_minibatches=scale.num_minibatches,
+        update_epochs=scale.update_epochs,
+        num_seeds=1,
+        total_timesteps=steps_per_update * scale.updates_per_call,
+    )
 
 
 def _state_floats(trainer) -> int:
@@ -160,11 +201,18 @@ def measure_case(scale: Scale, case: Case, seed: int = 0) -> dict:
     rollout_median = statistics.median(rollout_times)
     update_s = median / scale.updates_per_call
     return {
-        "status": "ok", "memory_kwargs": case.memory_kwargs, "param_count": param_count,
-        "state_floats_per_env": _state_floats(trainer), "finite": finite, "compile_s": compile_s,
-        "time_s_all": times, "time_s_median": median, "update_s": update_s,
+        "status": "ok",
+        "memory_kwargs": case.memory_kwargs,
+        "param_count": param_count,
+        "state_floats_per_env": _state_floats(trainer),
+        "finite": finite,
+        "compile_s": compile_s,
+        "time_s_all": times,
+        "time_s_median": median,
+        "update_s": update_s,
         "steps_per_s": steps_per_update * scale.updates_per_call / median,
-        "rollout_s_all": rollout_times, "rollout_s": rollout_median,
+        "rollout_s_all": rollout_times,
+        "rollout_s": rollout_median,
         "rollout_steps_per_s": steps_per_update / rollout_median,
         "learn_s": update_s - rollout_median,
     }
@@ -174,9 +222,13 @@ def run(scale: Scale, memories: tuple[str, ...] = MEMORIES) -> dict:
     """Measure every case of ``scale``; returns the JSON-ready record (one progress line per case)."""
     record = {
         **record_header("ppo_throughput"),
-        "settings": {"preset": PRESET, **dataclasses.asdict(scale), "seeds": 1,
-                     "steps_per_update": scale.num_envs * scale.num_steps,
-                     "sequences_per_minibatch": scale.num_envs // scale.num_minibatches},
+        "settings": {
+            "preset": PRESET,
+            **dataclasses.asdict(scale),
+            "seeds": 1,
+            "steps_per_update": scale.num_envs * scale.num_steps,
+            "sequences_per_minibatch": scale.num_envs // scale.num_minibatches,
+        },
         "targets": TARGETS,
         "results": [],
     }
@@ -202,8 +254,10 @@ def _describe(entry: dict) -> str:
     head = f"{entry['label']:<16} H={entry['H']:<4}"
     if entry.get("status") != "ok":
         return f"{head} {entry.get('status')}: {entry.get('note', '')}"
-    return (f"{head} {entry['steps_per_s']:9.0f} env steps/s  update {entry['update_s']:.2f} s "
-            f"(rollout {entry['rollout_s']:.2f} s)  compile {entry['compile_s']:.1f} s")
+    return (
+        f"{head} {entry['steps_per_s']:9.0f} env steps/s  update {entry['update_s']:.2f} s "
+        f"(rollout {entry['rollout_s']:.2f} s)  compile {entry['compile_s']:.1f} s"
+    )
 
 
 def _positive(text: str) -> int:
@@ -225,17 +279,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--update-epochs", type=_positive, default=None)
     parser.add_argument("--updates-per-call", type=_positive, default=None)
     parser.add_argument("--repeats", type=_positive, default=None)
-    parser.add_argument("--max-gru-hidden", type=_positive, default=None,
-                        help="largest GRU hidden size run as gru-equal-state (default 1024)")
+    parser.add_argument(
+        "--max-gru-hidden",
+        type=_positive,
+        default=None,
+        help="largest GRU hidden size run as gru-equal-state (default 1024)",
+    )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results")
     return parser.parse_args(argv)
 
 
 def scale_from_args(args: argparse.Namespace) -> Scale:
     scale = QUICK if args.quick else FULL
-    overrides = {name: getattr(args, name) for name in
-                 ("env_id", "num_envs", "num_steps", "num_minibatches", "update_epochs", "updates_per_call",
-                  "repeats", "max_gru_hidden") if getattr(args, name) is not None}
+    overrides = {
+        name: getattr(args, name)
+        for name in (
+            "env_id",
+            "num_envs",
+            "num_steps",
+            "num_minibatches",
+            "update_epochs",
+            "updates_per_call",
+            "repeats",
+            "max_gru_hidden",
+        )
+        if getattr(args, name) is not None
+    }
     if args.sizes:
         overrides["sizes"] = tuple(args.sizes)
     scale = dataclasses.replace(scale, **overrides)

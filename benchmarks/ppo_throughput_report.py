@@ -27,14 +27,22 @@ def ppo_ratios(record: dict) -> list[dict]:
             for base in ok:
                 if base["label"] != label or (label != "ffm" and base["H"] != shm["H"]):
                     continue
-                out.append({"H": shm["H"], "shm_state": shm["state_floats_per_env"], "baseline": label,
-                            "baseline_H": base["H"], "baseline_state": base["state_floats_per_env"],
-                            "shm_over_baseline_steps_per_s": shm["steps_per_s"] / base["steps_per_s"],
-                            "shm_over_baseline_update_time": shm["update_s"] / base["update_s"],
-                            "within_2x": shm["update_s"] <= 2.0 * base["update_s"],
-                            "target": limits.get(label),
-                            "meets_target": (shm["update_s"] <= limits[label] * base["update_s"]
-                                             if label in limits else None)})
+                out.append(
+                    {
+                        "H": shm["H"],
+                        "shm_state": shm["state_floats_per_env"],
+                        "baseline": label,
+                        "baseline_H": base["H"],
+                        "baseline_state": base["state_floats_per_env"],
+                        "shm_over_baseline_steps_per_s": shm["steps_per_s"] / base["steps_per_s"],
+                        "shm_over_baseline_update_time": shm["update_s"] / base["update_s"],
+                        "within_2x": shm["update_s"] <= 2.0 * base["update_s"],
+                        "target": limits.get(label),
+                        "meets_target": (
+                            shm["update_s"] <= limits[label] * base["update_s"] if label in limits else None
+                        ),
+                    }
+                )
     return out
 
 
@@ -48,9 +56,13 @@ def markdown(record: dict) -> str:
     s = record["settings"]
     limits = record["targets"]["max_update_time_ratio"]
     out = [
-        *preamble(record, "End-to-end PPO throughput",
-                  "`ppo_throughput_*.json` (written by `python -m benchmarks.ppo_throughput`)", "default SHM scan",
-                  "Other jobs shared the machine: quote the ratios inside this run, not the absolute rates."),
+        *preamble(
+            record,
+            "End-to-end PPO throughput",
+            "`ppo_throughput_*.json` (written by `python -m benchmarks.ppo_throughput`)",
+            "default SHM scan",
+            "Other jobs shared the machine: quote the ratios inside this run, not the absolute rates.",
+        ),
         f"- Setup: the `{s['preset']}` preset on `{s['env_id']}`, scaled: {s['num_envs']} envs x {s['num_steps']} "
         f"steps per update ({s['steps_per_update']:,} env steps), {s['num_minibatches']} minibatches of "
         f"{s['sequences_per_minibatch']} whole sequences, {s['update_epochs']} epochs, {s['seeds']} seed "
@@ -65,27 +77,37 @@ def markdown(record: dict) -> str:
     ]
     for r in record["results"]:
         if r.get("status") != "ok":
-            out.append(f"| {r['label']} | {r['H']} | {r.get('status')}: {r.get('note', '')} | "
-                       + " | ".join(["–"] * 7) + " |")
+            out.append(
+                f"| {r['label']} | {r['H']} | {r.get('status')}: {r.get('note', '')} | " + " | ".join(["–"] * 7) + " |"
+            )
             continue
-        out.append(f"| {r['label']} | {r['H']} | {r['state_floats_per_env']:,} | {r['param_count']:,} | "
-                   f"{r['steps_per_s']:,.0f} | {_fmt_s(r['update_s'])} | {_fmt_s(r['rollout_s'])} | "
-                   f"{_fmt_s(r['learn_s'])} | "
-                   f"{r['rollout_steps_per_s']:,.0f} | {r['compile_s']:.1f} |")
-    out += ["", "## SHM / baseline (same run)", "",
-            f"Steps/s ratio above 1: SHM trains faster. Targets for SHM's update time: at most {limits['gru']:g}x a "
-            f"GRU of the same H (`gru`), within {limits['gru-equal-state']:g}x of a GRU of SHM's state size "
-            "(`gru-equal-state`, H² units). State: floats of memory per environment (SHM H², GRU its hidden size, "
-            "FFM its complex traces x 2; FFM's size does not follow H, so its one row pairs with every H).", "",
-            "| H | SHM state | baseline | baseline state | SHM / baseline env steps/s | SHM / baseline update time "
-            "| target | met |",
-            "|---:|---:|---|---:|---:|---:|---:|---|"]
+        out.append(
+            f"| {r['label']} | {r['H']} | {r['state_floats_per_env']:,} | {r['param_count']:,} | "
+            f"{r['steps_per_s']:,.0f} | {_fmt_s(r['update_s'])} | {_fmt_s(r['rollout_s'])} | "
+            f"{_fmt_s(r['learn_s'])} | "
+            f"{r['rollout_steps_per_s']:,.0f} | {r['compile_s']:.1f} |"
+        )
+    out += [
+        "",
+        "## SHM / baseline (same run)",
+        "",
+        f"Steps/s ratio above 1: SHM trains faster. Targets for SHM's update time: at most {limits['gru']:g}x a "
+        f"GRU of the same H (`gru`), within {limits['gru-equal-state']:g}x of a GRU of SHM's state size "
+        "(`gru-equal-state`, H² units). State: floats of memory per environment (SHM H², GRU its hidden size, "
+        "FFM its complex traces x 2; FFM's size does not follow H, so its one row pairs with every H).",
+        "",
+        "| H | SHM state | baseline | baseline state | SHM / baseline env steps/s | SHM / baseline update time "
+        "| target | met |",
+        "|---:|---:|---|---:|---:|---:|---:|---|",
+    ]
     for row in ppo_ratios(record):
         target = row.get("target")
         met = "–" if target is None else ("yes" if row["meets_target"] else "no")
-        out.append(f"| {row['H']} | {row['shm_state']:,} | {row['baseline']} | {row['baseline_state']:,} | "
-                   f"{row['shm_over_baseline_steps_per_s']:.2f} | {row['shm_over_baseline_update_time']:.2f} | "
-                   f"{'–' if target is None else f'≤ {target:g}'} | {met} |")
+        out.append(
+            f"| {row['H']} | {row['shm_state']:,} | {row['baseline']} | {row['baseline_state']:,} | "
+            f"{row['shm_over_baseline_steps_per_s']:.2f} | {row['shm_over_baseline_update_time']:.2f} | "
+            f"{'–' if target is None else f'≤ {target:g}'} | {met} |"
+        )
     out.append("")
     return "\n".join(out)
 

@@ -53,11 +53,11 @@ FLOAT_BYTES = 4
 @dataclasses.dataclass(frozen=True)
 class Device:
     name: str
-    fp32_flops: float       # elementwise FP32 flop/s (CUDA cores, not tensor cores)
-    tanh_per_s: float       # transcendental throughput
-    bandwidth: float        # main-memory bytes/s
-    step_latency_s: float   # one dependent step inside a kernel (on-chip round trip)
-    launch_s: float         # one kernel launch / loop iteration overhead (XLA while loop)
+    fp32_flops: float  # elementwise FP32 flop/s (CUDA cores, not tensor cores)
+    tanh_per_s: float  # transcendental throughput
+    bandwidth: float  # main-memory bytes/s
+    step_latency_s: float  # one dependent step inside a kernel (on-chip round trip)
+    launch_s: float  # one kernel launch / loop iteration overhead (XLA while loop)
     source: str
 
 
@@ -98,8 +98,15 @@ def measure_cpu_device(size: int = 1 << 24, repeats: int = 5) -> Device:
         return jax.lax.scan(lambda c, _: (c + 1.0, None), x, None, length=1000)[0]
 
     launch = best(empty_loop, jnp.zeros(())) / 1000
-    return Device(f"this CPU ({os.cpu_count()} cores, measured)", flops, tanh_rate, bandwidth,
-                  launch, launch, "measured with XLA micro-kernels")
+    return Device(
+        f"this CPU ({os.cpu_count()} cores, measured)",
+        flops,
+        tanh_rate,
+        bandwidth,
+        launch,
+        launch,
+        "measured with XLA micro-kernels",
+    )
 
 
 def estimate(method: str, batch: int, length: int, hsz: int, device: Device, chunk: int = 64) -> dict:
@@ -125,8 +132,17 @@ def estimate(method: str, batch: int, length: int, hsz: int, device: Device, chu
     memory_s = traffic / device.bandwidth
     terms = {"compute_s": compute_s, "tanh_s": tanh_s, "memory_s": memory_s, "latency_s": latency_s}
     bound = max(terms, key=terms.get)
-    return {"method": method, "B": batch, "T": length, "H": hsz, **terms, "bytes": traffic,
-            "flops": FLOPS_PER_ELEMENT_STEP * element_steps, "lower_bound_s": terms[bound], "bound_by": bound}
+    return {
+        "method": method,
+        "B": batch,
+        "T": length,
+        "H": hsz,
+        **terms,
+        "bytes": traffic,
+        "flops": FLOPS_PER_ELEMENT_STEP * element_steps,
+        "lower_bound_s": terms[bound],
+        "bound_by": bound,
+    }
 
 
 CASES = [  # (device key, B, T, H)
@@ -171,12 +187,15 @@ def to_markdown(report: dict) -> str:
             f"| {row['device']} | {row['B']} | {row['T']} | {row['H']} | {row['method']} | {row['flops'] / 1e9:.1f} "
             f"| {row['bytes'] / 1e9:.2f} | {1e3 * row['compute_s']:.2f} | {1e3 * row['tanh_s']:.2f} "
             f"| {1e3 * row['memory_s']:.2f} | {1e3 * row['latency_s']:.2f} | {row['bound_by'][:-2]} "
-            f"| {1e3 * row['lower_bound_s']:.2f} | {'' if measured is None else f'{1e3 * measured:.0f}'} |")
+            f"| {1e3 * row['lower_bound_s']:.2f} | {'' if measured is None else f'{1e3 * measured:.0f}'} |"
+        )
     lines += ["", "Devices:", ""]
     for dev in report["devices"].values():
-        lines.append(f"- {dev['name']}: {dev['fp32_flops'] / 1e12:.2f} TFLOP/s fp32, {dev['tanh_per_s'] / 1e9:.1f} "
-                     f"G tanh/s, {dev['bandwidth'] / 1e9:.0f} GB/s, step latency {1e6 * dev['step_latency_s']:.2g} µs, "
-                     f"loop iteration {1e6 * dev['launch_s']:.2g} µs ({dev['source']}).")
+        lines.append(
+            f"- {dev['name']}: {dev['fp32_flops'] / 1e12:.2f} TFLOP/s fp32, {dev['tanh_per_s'] / 1e9:.1f} "
+            f"G tanh/s, {dev['bandwidth'] / 1e9:.0f} GB/s, step latency {1e6 * dev['step_latency_s']:.2g} µs, "
+            f"loop iteration {1e6 * dev['launch_s']:.2g} µs ({dev['source']})."
+        )
     lines += ["", report["reading"], ""]
     return "\n".join(lines)
 
@@ -198,8 +217,12 @@ READING = (
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results")
-    parser.add_argument("--measured", type=Path, default=REPO_ROOT / "benchmarks" / "results",
-                        help="folder holding memory_speed_cpu.json (measured times to compare with)")
+    parser.add_argument(
+        "--measured",
+        type=Path,
+        default=REPO_ROOT / "benchmarks" / "results",
+        help="folder holding memory_speed_cpu.json (measured times to compare with)",
+    )
     args = parser.parse_args(argv)
     devices = {"cpu": measure_cpu_device(), "h100": H100, "h200": H200}
     _, *cpu_case = next(case for case in CASES if case[0] == "cpu")

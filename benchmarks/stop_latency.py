@@ -67,11 +67,16 @@ def measure(train_args: list[str], *, after: float, signum: int, timeout: float)
     summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
     checkpoints = sorted(int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit())
     return {
-        "signal": name, "exit_code": code, "compile_s": round(compiled_at - start, 1),
+        "signal": name,
+        "exit_code": code,
+        "compile_s": round(compiled_at - start, 1),
         "signal_after_compile_s": round(sent - compiled_at, 1),
-        "ack_s": None if acked is None else round(acked - sent, 3), "exit_s": round(exited - sent, 1),
-        "updates_done_at_signal": done_at_signal, "updates_done_at_stop": summary.get("updates"),
-        "newest_checkpoint": checkpoints[-1] if checkpoints else None, "status": summary.get("status"),
+        "ack_s": None if acked is None else round(acked - sent, 3),
+        "exit_s": round(exited - sent, 1),
+        "updates_done_at_signal": done_at_signal,
+        "updates_done_at_stop": summary.get("updates"),
+        "newest_checkpoint": checkpoints[-1] if checkpoints else None,
+        "status": summary.get("status"),
         "ack_line": next((l.strip() for _, l in lines if f"{name} received" in l), None),
     }
 
@@ -99,10 +104,15 @@ def main(argv: list[str] | None = None) -> Path:
     args, train_args = parser.parse_known_args(argv)
     load_before = load_average()
     result = measure(train_args, after=args.after, signum=signal.Signals[args.signal], timeout=args.timeout)
-    record = {"benchmark": "stop_latency", "train_args": train_args, "result": result,
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
-              "load_before": load_before, "load_after": load_average(),
-              "time": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+    record = {
+        "benchmark": "stop_latency",
+        "train_args": train_args,
+        "result": result,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
+        "load_before": load_before,
+        "load_after": load_average(),
+        "time": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+    }
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"stop_latency_{args.name}.json"
     path.write_text(json.dumps(record, indent=2) + "\n")

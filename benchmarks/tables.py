@@ -77,8 +77,11 @@ def write_tables(json_path: Path | str) -> list[Path]:
     # Imported here: every report imports this module.
     from benchmarks import compile_report_tables, memory_speed_report, ppo_throughput_report
 
-    reports = {"memory_speed": memory_speed_report, "ppo_throughput": ppo_throughput_report,
-               "compile_report": compile_report_tables}
+    reports = {
+        "memory_speed": memory_speed_report,
+        "ppo_throughput": ppo_throughput_report,
+        "compile_report": compile_report_tables,
+    }
     json_path = Path(json_path)
     record = json.loads(json_path.read_text())
     # memory_speed records written before record_header named the benchmark carry no name.

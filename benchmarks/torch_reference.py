@@ -106,10 +106,10 @@ def load_jax_params(module: TorchSHMLoop, params) -> None:
     kernel = np.asarray(p["proj"]["kernel"])
     blocks = {
         "value": kernel[:, :hsz],
-        "key": kernel[:, hsz:2 * hsz],
-        "query": kernel[:, 2 * hsz:3 * hsz],
-        "calibration_input": kernel[:, 3 * hsz:4 * hsz],
-        "write_gate": kernel[:, 4 * hsz:],
+        "key": kernel[:, hsz : 2 * hsz],
+        "query": kernel[:, 2 * hsz : 3 * hsz],
+        "calibration_input": kernel[:, 3 * hsz : 4 * hsz],
+        "write_gate": kernel[:, 4 * hsz :],
     }
 
     def put(tensor: torch.Tensor, array) -> None:
@@ -130,8 +130,9 @@ def load_jax_params(module: TorchSHMLoop, params) -> None:
         put(module.out.bias, p["out"]["bias"])
 
 
-def compare_with_jax(memory_size: int = 8, input_size: int = 6, output_size: int = 5, length: int = 12,
-                     batch: int = 3, seed: int = 0) -> dict:
+def compare_with_jax(
+    memory_size: int = 8, input_size: int = 6, output_size: int = 5, length: int = 12, batch: int = 3, seed: int = 0
+) -> dict:
     """Run the JAX SHM and this loop with identical weights, inputs and Θ rows; return max |difference|.
 
     Keys: ``output`` (y), ``memory`` (M_T) and ``input_grad`` (d mean(y²) / dx), each a float, and the
@@ -153,7 +154,7 @@ def compare_with_jax(memory_size: int = 8, input_size: int = 6, output_size: int
 
     def loss(x_):
         final, y = core.apply(params, carry, x_, starts, rows)
-        return jnp.mean(y ** 2), (final, y)
+        return jnp.mean(y**2), (final, y)
 
     (_, (jax_memory, jax_y)), jax_dx = jax.value_and_grad(loss, has_aux=True)(x)
 
@@ -162,7 +163,7 @@ def compare_with_jax(memory_size: int = 8, input_size: int = 6, output_size: int
     x_t = torch.from_numpy(np.asarray(x).transpose(1, 0, 2).copy()).requires_grad_(True)
     rows_t = torch.from_numpy(np.asarray(rows).T.astype(np.int64).copy())
     y_t, memory_t = model(x_t, rows_t)
-    (y_t ** 2).mean().backward()
+    (y_t**2).mean().backward()
 
     def diff(a, b) -> float:
         return float(np.max(np.abs(np.asarray(a) - b.detach().numpy())))
@@ -196,8 +197,16 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def time_forward_backward(batch: int, length: int, memory_size: int, input_size: int, output_size: int,
-                          repeats: int = 3, seed: int = 0, threads: int | None = None) -> dict:
+def time_forward_backward(
+    batch: int,
+    length: int,
+    memory_size: int,
+    input_size: int,
+    output_size: int,
+    repeats: int = 3,
+    seed: int = 0,
+    threads: int | None = None,
+) -> dict:
     """Median wall time of forward + backward (mean squared output) and the peak RSS growth.
 
     Run it in a fresh process (``python -m benchmarks.torch_reference ...``): the peak RSS growth is the
@@ -218,7 +227,7 @@ def time_forward_backward(batch: int, length: int, memory_size: int, input_size:
         x.grad = None
         start = time.perf_counter()
         y, _ = model(x, rows)
-        (y ** 2).mean().backward()
+        (y**2).mean().backward()
         times.append(time.perf_counter() - start)
     peak = _status_bytes("VmHWM")
     return {

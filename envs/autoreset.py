@@ -66,8 +66,12 @@ class AutoResetWrapper(_InnerWrapper):
     max_rounds: a step that would need more rounds than this resets every env at once and selects instead.
     """
 
-    def __init__(self, env: environment.Environment, rounds_per_batch: int = DEFAULT_ROUNDS_PER_BATCH,
-                 max_rounds: int = DEFAULT_MAX_ROUNDS):
+    def __init__(
+        self,
+        env: environment.Environment,
+        rounds_per_batch: int = DEFAULT_ROUNDS_PER_BATCH,
+        max_rounds: int = DEFAULT_MAX_ROUNDS,
+    ):
         super().__init__(env)
         if rounds_per_batch < 1:
             raise ValueError(f"rounds_per_batch: must be >= 1, got {rounds_per_batch}")
@@ -97,7 +101,8 @@ class AutoResetWrapper(_InnerWrapper):
         keys = jax.vmap(jax.random.split)(key)
         key_step, key_reset = keys[:, 0], keys[:, 1]
         obs_st, state_st, reward, terminated, info = jax.vmap(
-            self.step_env, in_axes=(0, state_axes, action_axes, params_axes))(key_step, state, action, params)
+            self.step_env, in_axes=(0, state_axes, action_axes, params_axes)
+        )(key_step, state, action, params)
         truncated = jax.vmap(self.is_truncated, in_axes=(0, params_axes))(state_st, params)
         done = jnp.logical_or(terminated, truncated)
         info = {**info, "terminated": terminated, "truncated": truncated, "final_observation": obs_st}
@@ -105,7 +110,8 @@ class AutoResetWrapper(_InnerWrapper):
         # as a read of the stepped states (a reward that looks at the deck), and then XLA copies the whole batch
         # of states every step so that the loop can update them in place.
         obs, state, (reward, info) = self._reset_finished(
-            done, key_reset, obs_st, state_st, params, params_b, params_axes, (reward, info))
+            done, key_reset, obs_st, state_st, params, params_b, params_axes, (reward, info)
+        )
         out = (obs, state, reward, info["terminated"], info["truncated"], info)
         return out, jax.tree.map(lambda _: True, out)
 
@@ -129,7 +135,8 @@ class AutoResetWrapper(_InnerWrapper):
             index = jnp.where(rank < finished, index, batch)  # past the last finished env: dropped on write
             safe = jnp.minimum(index, batch - 1)
             obs_re, state_re = jax.vmap(self.reset_env, in_axes=(0, params_axes))(
-                key_reset[safe], _take(params, params_batched, safe))
+                key_reset[safe], _take(params, params_batched, safe)
+            )
             put = lambda x, y: x.at[index].set(y.astype(x.dtype), mode="drop")  # noqa: E731
             return r + 1, jax.tree.map(put, obs, obs_re), jax.tree.map(put, state, state_re), _carried(r, other)
 
@@ -140,7 +147,8 @@ class AutoResetWrapper(_InnerWrapper):
             # compute them on every step).
             every = jnp.where(r >= 0, jnp.arange(batch, dtype=jnp.int32), 0)
             obs_re, state_re = jax.vmap(self.reset_env, in_axes=(0, params_axes))(
-                key_reset[every], _take(params, params_batched, every))
+                key_reset[every], _take(params, params_batched, every)
+            )
             pick = lambda x, y: jnp.where(done.reshape(done.shape + (1,) * (x.ndim - 1)), y.astype(x.dtype), x)  # noqa: E731
             return r + 1, jax.tree.map(pick, obs, obs_re), jax.tree.map(pick, state, state_re), _carried(r, other)
 
@@ -148,8 +156,10 @@ class AutoResetWrapper(_InnerWrapper):
         # finished than max_rounds rounds serve, the second the rounds otherwise; a step where no episode ends
         # runs neither.
         at_once = rounds > self.max_rounds
-        _, obs, state, other = jax.lax.while_loop(lambda c: at_once & (c[0] < 1), all_at_once,
-                                                  (jnp.int32(0), obs, state, other))
-        _, obs, state, other = jax.lax.while_loop(lambda c: ~at_once & (c[0] < rounds), one_round,
-                                                  (jnp.int32(0), obs, state, other))
+        _, obs, state, other = jax.lax.while_loop(
+            lambda c: at_once & (c[0] < 1), all_at_once, (jnp.int32(0), obs, state, other)
+        )
+        _, obs, state, other = jax.lax.while_loop(
+            lambda c: ~at_once & (c[0] < rounds), one_round, (jnp.int32(0), obs, state, other)
+        )
         return obs, state, other

@@ -96,8 +96,14 @@ def register(
 LEVELS = ("Easy", "Medium", "Hard")
 
 
-def register_levels(name: str, factory: Callable[..., environment.Environment], *, needs_prev_action: bool = False,
-                    family: str = "popgym", **levels: tuple) -> None:
+def register_levels(
+    name: str,
+    factory: Callable[..., environment.Environment],
+    *,
+    needs_prev_action: bool = False,
+    family: str = "popgym",
+    **levels: tuple,
+) -> None:
     """Register ``name + level`` for Easy, Medium, Hard; each keyword gives the constructor argument per level,
     e.g. ``num_decks=(1, 2, 3)``."""
     for i, level in enumerate(LEVELS):

@@ -40,13 +40,13 @@ def _unwrap(env, state):
     return inner_env, state
 
 
-def render(env, state, params=None, *, cell: int = 16, show_view: bool = True,
-           pixels_per_unit: int = 40) -> jax.Array:
+def render(env, state, params=None, *, cell: int = 16, show_view: bool = True, pixels_per_unit: int = 40) -> jax.Array:
     """One RGB frame of ``state``. Returns uint8[H, W, 3] (sizes in the module docstring)."""
     env, state = _unwrap(env, state)
     if not isinstance(env, (ChapterEnv, NavigationEnv)):
-        raise ValueError(f"render: env must be a credit (ChapterEnv) or meta (NavigationEnv) environment, "
-                         f"got {type(env).__name__}")
+        raise ValueError(
+            f"render: env must be a credit (ChapterEnv) or meta (NavigationEnv) environment, got {type(env).__name__}"
+        )
     params = env.default_params if params is None else params
     if isinstance(env, ChapterEnv):
         return render_board(env, state, params, cell=cell, show_view=show_view)
@@ -92,13 +92,13 @@ def render_plane(env: NavigationEnv, state, params, *, pixels_per_unit: int = 40
     x, y = xs[None, :], ys[:, None]
 
     def disc(centre, radius):
-        return (x - centre[0]) ** 2 + (y - centre[1]) ** 2 <= radius ** 2
+        return (x - centre[0]) ** 2 + (y - centre[1]) ** 2 <= radius**2
 
     image = jnp.full((height, width, 3), 255, jnp.uint8)
     axes = (jnp.abs(x) <= px / 2) | (jnp.abs(y) <= px / 2)
     image = jnp.where(axes[..., None], jnp.uint8(225), image)
     if isinstance(env, PointRobot):
-        ring = (jnp.abs(jnp.sqrt(x ** 2 + y ** 2) - 1.0) <= px) & (y >= 0)
+        ring = (jnp.abs(jnp.sqrt(x**2 + y**2) - 1.0) <= px) & (y >= 0)
         image = jnp.where(ring[..., None], jnp.uint8(150), image)
     else:
         image = jnp.where(disc(jnp.zeros(2), 2.5 * px)[..., None], jnp.asarray([120, 120, 120], jnp.uint8), image)
@@ -132,7 +132,7 @@ def save_frames(frames, path, *, duration_ms: int = 100) -> Path:
         gap = 2
         strip = np.full((h, t * w + (t - 1) * gap, 3), 255, np.uint8)
         for i, frame in enumerate(frames):
-            strip[:, i * (w + gap): i * (w + gap) + w] = frame
+            strip[:, i * (w + gap) : i * (w + gap) + w] = frame
         Image.fromarray(strip).save(path)
     else:
         raise ValueError(f"path must end in .gif or .png, got {path.name!r}")

@@ -33,8 +33,12 @@ def _list() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments", description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="the experiments")
     run = sub.add_parser("run", help="train an experiment's cells and write its report")
@@ -50,9 +54,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             _list()
         elif args.command == "run":
-            path = run_experiment(get(args.name), args.scale, args.out,
-                                  tasks=tuple(args.tasks) if args.tasks else None,
-                                  agents=tuple(args.agents) if args.agents else None)
+            path = run_experiment(
+                get(args.name),
+                args.scale,
+                args.out,
+                tasks=tuple(args.tasks) if args.tasks else None,
+                agents=tuple(args.agents) if args.agents else None,
+            )
             for written in write_report(path):
                 print(f"wrote {written}")
         else:

@@ -31,8 +31,8 @@ SEEDS = 3  # the paper's POPGym and ablation runs: 3 seeds
 class Agent:
     """One column of a results table: a memory core and how it is configured."""
 
-    label: str                      # the table's column name, e.g. "SHM (fixed θ)"
-    memory: str                     # a name of ``shm_jax.memory.memory_names()``
+    label: str  # the table's column name, e.g. "SHM (fixed θ)"
+    memory: str  # a name of ``shm_jax.memory.memory_names()``
     memory_kwargs: dict[str, Any] | None = None  # None: the preset's sizes for this memory and task
 
 
@@ -69,17 +69,29 @@ class Experiment:
         if scale not in SCALES:
             raise ValueError(f"scale: must be one of {', '.join(SCALES)}, got {scale!r}")
         if task not in self.task_ids(scale):
-            raise ValueError(f"task: {task!r} is not in {self.name} at scale {scale} ({', '.join(self.task_ids(scale))})")
-        overrides = {**self.scale_overrides.get(scale, {}), "env_id": task, "memory": agent.memory,
-                     "num_seeds": SEEDS}
+            raise ValueError(
+                f"task: {task!r} is not in {self.name} at scale {scale} ({', '.join(self.task_ids(scale))})"
+            )
+        overrides = {**self.scale_overrides.get(scale, {}), "env_id": task, "memory": agent.memory, "num_seeds": SEEDS}
         if agent.memory_kwargs is not None:
             overrides["memory_kwargs"] = agent.memory_kwargs
         return with_overrides(from_preset(self.preset, **overrides), **run_options)
 
 
 # Close to the default preset's PPO (16 envs x 128 steps, 4 epochs, lr 1e-3, annealed): learns in minutes on a CPU.
-_CPU_PPO = dict(num_envs=16, num_steps=128, num_minibatches=4, update_epochs=4, lr=1e-3, gae_lambda=0.95,
-                clip_value_loss=True, ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5, anneal_lr=True)
+_CPU_PPO = dict(
+    num_envs=16,
+    num_steps=128,
+    num_minibatches=4,
+    update_epochs=4,
+    lr=1e-3,
+    gae_lambda=0.95,
+    clip_value_loss=True,
+    ent_coef=0.01,
+    vf_coef=0.5,
+    max_grad_norm=0.5,
+    anneal_lr=True,
+)
 
 GRU, FFM, SHM = Agent("GRU", "gru"), Agent("FFM", "ffm"), Agent("SHM", "shm")
 SHM_FIXED_THETA = Agent("SHM (fixed θ)", "shm-fixed-theta")
@@ -87,8 +99,11 @@ SHM_FIXED_THETA = Agent("SHM (fixed θ)", "shm-fixed-theta")
 POPGYM_TABLE = Experiment(
     name="popgym",
     title="POPGym (paper Table 1): MMER x100, mean ± std over 3 seeds",
-    tasks=tuple(f"{game}{level}" for game in ("Autoencode", "Battleship", "Concentration", "RepeatPrevious")
-                for level in ("Easy", "Medium", "Hard")),
+    tasks=tuple(
+        f"{game}{level}"
+        for game in ("Autoencode", "Battleship", "Concentration", "RepeatPrevious")
+        for level in ("Easy", "Medium", "Hard")
+    ),
     cpu_tasks=("AutoencodeEasy", "BattleshipEasy", "ConcentrationEasy", "RepeatPreviousEasy"),
     agents=(GRU, FFM, SHM, SHM_FIXED_THETA),
     preset="paper-popgym",
@@ -102,9 +117,14 @@ CALIBRATION_ABLATION = Experiment(
     title="Calibration ablation (paper Fig. 3a, Autoencode-Easy): MMER x100, mean ± std over 3 seeds",
     tasks=("AutoencodeEasy",),
     cpu_tasks=("AutoencodeEasy",),
-    agents=(Agent("random θ (SHM)", "shm"), Agent("fixed θ", "shm-fixed-theta"),
-            Agent("neural θ", "shm-neural-theta"), Agent("random C", "shm-random-c"),
-            Agent("fixed C", "shm-fixed-c"), Agent("C = 1", "shm-c1")),
+    agents=(
+        Agent("random θ (SHM)", "shm"),
+        Agent("fixed θ", "shm-fixed-theta"),
+        Agent("neural θ", "shm-neural-theta"),
+        Agent("random C", "shm-random-c"),
+        Agent("fixed C", "shm-fixed-c"),
+        Agent("C = 1", "shm-c1"),
+    ),
     preset="paper-popgym",
     scale_overrides={"paper": {}, "cpu": {**_CPU_PPO, "total_timesteps": 200_000}},
     metric="mmer",
@@ -136,8 +156,9 @@ META_RL = Experiment(
     notes="PPO, not the paper's SAC; the paper gives curves only (no numbers to set beside ours).",
 )
 
-EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (POPGYM_TABLE, CALIBRATION_ABLATION, CREDIT_ASSIGNMENT,
-                                                           META_RL)}
+EXPERIMENTS: dict[str, Experiment] = {
+    e.name: e for e in (POPGYM_TABLE, CALIBRATION_ABLATION, CREDIT_ASSIGNMENT, META_RL)
+}
 
 # What the paper reports, (experiment, paper task, agent label) -> (mean, std or None), in the metric's units.
 PAPER: dict[tuple[str, str, str], tuple[float, float | None]] = {

@@ -35,12 +35,18 @@ def markdown(record: dict[str, Any]) -> str:
     cells = {(c["task"], c["agent"]): c for c in record["cells"]}
     tasks = [t for t in dict.fromkeys(c["task"] for c in record["cells"])]
     agents = [a.label for a in experiment.agents if any(c["agent"] == a.label for c in record["cells"])]
-    lines = [f"# {record['title']}", "",
-             f"Scale **{record['scale']}**, overrides `{json.dumps(record['overrides'])}`; "
-             f"{record['machine'].get('backend', '?')} with {record['machine'].get('cpu_count')} CPUs, load "
-             f"{record['machine'].get('load_average_end')} at the end. {record['notes']}", "",
-             "Each cell: ours (paper's number where the paper's summaries give one).", "",
-             "| task | " + " | ".join(agents) + " |", "|---|" + "---|" * len(agents)]
+    lines = [
+        f"# {record['title']}",
+        "",
+        f"Scale **{record['scale']}**, overrides `{json.dumps(record['overrides'])}`; "
+        f"{record['machine'].get('backend', '?')} with {record['machine'].get('cpu_count')} CPUs, load "
+        f"{record['machine'].get('load_average_end')} at the end. {record['notes']}",
+        "",
+        "Each cell: ours (paper's number where the paper's summaries give one).",
+        "",
+        "| task | " + " | ".join(agents) + " |",
+        "|---|" + "---|" * len(agents),
+    ]
     for task in tasks:
         row = []
         for agent in agents:

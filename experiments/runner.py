@@ -46,12 +46,20 @@ def cell_value(experiment: Experiment, run_dir: Path) -> dict[str, Any]:
     std = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5 if values else None
     timing = summary.get("timing", {})
     diverged = [d["at_update"] for d in summary.get("diverged", [])]
-    return {"mean": mean, "std": std, "per_seed": values, "status": summary["status"], "diverged_at_updates": diverged,
-            "env_steps_per_run": summary["env_steps_per_run"], "train_seconds": timing.get("train_seconds")}
+    return {
+        "mean": mean,
+        "std": std,
+        "per_seed": values,
+        "status": summary["status"],
+        "diverged_at_updates": diverged,
+        "env_steps_per_run": summary["env_steps_per_run"],
+        "train_seconds": timing.get("train_seconds"),
+    }
 
 
-def run_cell(experiment: Experiment, task: str, agent: Agent, scale: str, root: Path, *,
-             progress: bool = True, **options: Any) -> Path:
+def run_cell(
+    experiment: Experiment, task: str, agent: Agent, scale: str, root: Path, *, progress: bool = True, **options: Any
+) -> Path:
     """Train (or resume, or just read back) one cell; ``options`` are flat config overrides (tests shrink runs)."""
     run_dir = root / cell_name(task, agent)
     status = _status(run_dir)
@@ -67,8 +75,16 @@ def run_cell(experiment: Experiment, task: str, agent: Agent, scale: str, root: 
         return run_dir
 
 
-def run_experiment(experiment: Experiment, scale: str, out: Path | str, *, tasks: tuple[str, ...] | None = None,
-                   agents: tuple[str, ...] | None = None, progress: bool = True, **options: Any) -> Path:
+def run_experiment(
+    experiment: Experiment,
+    scale: str,
+    out: Path | str,
+    *,
+    tasks: tuple[str, ...] | None = None,
+    agents: tuple[str, ...] | None = None,
+    progress: bool = True,
+    **options: Any,
+) -> Path:
     """Every (task, agent) cell of ``experiment`` at ``scale`` (or the ``tasks`` / agent labels given);
     writes ``<out>/<experiment>-<scale>/results.json`` and returns its path."""
     root = Path(out) / f"{experiment.name}-{scale}"
@@ -86,14 +102,33 @@ def run_experiment(experiment: Experiment, scale: str, out: Path | str, *, tasks
         run_cell(experiment, task, agent, scale, root, progress=progress, **options)
     results_path = root / "results.json"
     previous = json.loads(results_path.read_text())["cells"] if results_path.is_file() else []
-    new = [{"task": t, "paper_task": experiment.paper_task(t), "agent": a.label, "memory": a.memory,
-            "run_dir": cell_name(t, a), **cell_value(experiment, root / cell_name(t, a))} for t, a in cells]
+    new = [
+        {
+            "task": t,
+            "paper_task": experiment.paper_task(t),
+            "agent": a.label,
+            "memory": a.memory,
+            "run_dir": cell_name(t, a),
+            **cell_value(experiment, root / cell_name(t, a)),
+        }
+        for t, a in cells
+    ]
     done = {(c["task"], c["agent"]) for c in new}
-    record = {"experiment": experiment.name, "title": experiment.title, "scale": scale, "metric": experiment.metric,
-              "notes": experiment.notes, "overrides": {**experiment.scale_overrides.get(scale, {}), **options},
-              "wall_seconds_this_call": time.perf_counter() - began,
-              "machine": {"cpu_count": os.cpu_count(), "load_average_end": [round(x, 2) for x in os.getloadavg()],
-                          **rundir.devices(), "versions": rundir.versions()},
-              "cells": [c for c in previous if (c["task"], c["agent"]) not in done] + new}
+    record = {
+        "experiment": experiment.name,
+        "title": experiment.title,
+        "scale": scale,
+        "metric": experiment.metric,
+        "notes": experiment.notes,
+        "overrides": {**experiment.scale_overrides.get(scale, {}), **options},
+        "wall_seconds_this_call": time.perf_counter() - began,
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "load_average_end": [round(x, 2) for x in os.getloadavg()],
+            **rundir.devices(),
+            "versions": rundir.versions(),
+        },
+        "cells": [c for c in previous if (c["task"], c["agent"]) not in done] + new,
+    }
     results_path.write_text(json.dumps(record, indent=2) + "\n")
     return results_path

@@ -38,8 +38,9 @@ def train(
     if program is None:
         built = built if built is not None else build(config)
         program = built.program(mesh)
-    return loop.run(config, program, built=built, resume_dir=resume_dir, stop_after_updates=stop_after_updates,
-                    progress=progress)
+    return loop.run(
+        config, program, built=built, resume_dir=resume_dir, stop_after_updates=stop_after_updates, progress=progress
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,8 +67,9 @@ def load_run(run_dir: Path | str, purpose: str = "eval") -> LoadedRun:
     return LoadedRun(config=config, built=built, program=program, state=state)
 
 
-def evaluate(run: Path | str | LoadedRun, *, episodes: int | None = None, greedy: bool = True,
-             seed: int = 0) -> dict[str, Any]:
+def evaluate(
+    run: Path | str | LoadedRun, *, episodes: int | None = None, greedy: bool = True, seed: int = 0
+) -> dict[str, Any]:
     """Play fresh episodes with every agent of a saved run (a directory or a :class:`LoadedRun`).
 
     episodes: per agent (default: the run's eval_episodes, or 32); greedy: mode actions, else sampled.
@@ -75,5 +77,4 @@ def evaluate(run: Path | str | LoadedRun, *, episodes: int | None = None, greedy
     """
     loaded = run if isinstance(run, LoadedRun) else load_run(run, purpose="eval")
     episodes = episodes or loaded.config.run.eval_episodes or 32
-    return loop.evaluate_agents(loaded.built, loaded.program, loaded.state, episodes=episodes, greedy=greedy,
-                                seed=seed)
+    return loop.evaluate_agents(loaded.built, loaded.program, loaded.state, episodes=episodes, greedy=greedy, seed=seed)

@@ -110,5 +110,12 @@ def build(config: TrainConfig) -> Built:
     env, env_params = make_env(config.env)
     agent = make_agent_parts(config.agent, env, env_params, config.env.env_id)
     algorithm = spec.make(config.algorithm, env=env, env_params=env_params, agent=agent)
-    return Built(config=config, env=env, env_params=env_params, action_spec=agent.action_spec, algorithm=algorithm,
-                 hyperparameters=base.hyperparameters(config.algorithm), eval_tasks=_eval_tasks(config.env, env_params))
+    return Built(
+        config=config,
+        env=env,
+        env_params=env_params,
+        action_spec=agent.action_spec,
+        algorithm=algorithm,
+        hyperparameters=base.hyperparameters(config.algorithm),
+        eval_tasks=_eval_tasks(config.env, env_params),
+    )

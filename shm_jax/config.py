@@ -193,8 +193,14 @@ def sweepable(algo: str = DEFAULT_ALGO) -> tuple[str, ...]:
     return base.hyperparameter_names(base.get(algo))
 
 
-HOST_LOOP_OPTIONS = ("eval_episodes", "checkpoint_every", "checkpoint_minutes", "keep_checkpoints", "tensorboard",
-                     "updates_per_chunk")
+HOST_LOOP_OPTIONS = (
+    "eval_episodes",
+    "checkpoint_every",
+    "checkpoint_minutes",
+    "keep_checkpoints",
+    "tensorboard",
+    "updates_per_chunk",
+)
 
 
 def resumable(algo: str = DEFAULT_ALGO) -> tuple[str, ...]:
@@ -249,7 +255,9 @@ def validate(config: TrainConfig) -> TrainConfig:
         check_fields(values)
     algorithm = config.algorithm
     if not isinstance(algorithm, AlgorithmConfig):
-        raise ConfigError(ALGO_FIELD, f"the algorithm section must be an AlgorithmConfig, got {type(algorithm).__name__}")
+        raise ConfigError(
+            ALGO_FIELD, f"the algorithm section must be an AlgorithmConfig, got {type(algorithm).__name__}"
+        )
     spec = base.get(algorithm.name)
     if not isinstance(algorithm, spec.config_type):
         raise ConfigError(ALGO_FIELD, f"section of {algorithm.name!r} must be a {spec.config_type.__name__}")
@@ -258,8 +266,10 @@ def validate(config: TrainConfig) -> TrainConfig:
     algorithm.check_rules()
     if "dtype" in config.agent.memory_kwargs:
         dtype = config.agent.memory_kwargs["dtype"]
-        raise ConfigError("memory_kwargs", f"'dtype' is set by the precision option (got memory_kwargs dtype "
-                          f"{dtype!r}); use precision={dtype!r}")
+        raise ConfigError(
+            "memory_kwargs",
+            f"'dtype' is set by the precision option (got memory_kwargs dtype {dtype!r}); use precision={dtype!r}",
+        )
     return config
 
 
@@ -298,17 +308,28 @@ def to_dict(config: TrainConfig) -> dict[str, Any]:
 
     The algorithm's section is keyed by its name, so the keys say which algorithm ran.
     """
+
     def section(obj: Any) -> dict[str, Any]:
         return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
 
-    return {"env": section(config.env), "agent": section(config.agent), config.algo: section(config.algorithm),
-            "run": section(config.run)}
+    return {
+        "env": section(config.env),
+        "agent": section(config.agent),
+        config.algo: section(config.algorithm),
+        "run": section(config.run),
+    }
 
 
 def _from_json(name: str, value: Any) -> Any:
     if name == "sweep":
-        return tuple((entry[0], tuple(entry[1])) if isinstance(entry, (list, tuple)) and len(entry) == 2 else entry
-                     for entry in value) if isinstance(value, (list, tuple)) else value
+        return (
+            tuple(
+                (entry[0], tuple(entry[1])) if isinstance(entry, (list, tuple)) and len(entry) == 2 else entry
+                for entry in value
+            )
+            if isinstance(value, (list, tuple))
+            else value
+        )
     if isinstance(value, list):
         return tuple(value)
     return value

@@ -46,5 +46,7 @@ def pytest_testnodedown(node, error):
 
 def pytest_terminal_summary(terminalreporter):
     hits, misses = _counts["hits"], _counts["misses"]
-    terminalreporter.write_line(f"jax compilation cache ({os.environ['JAX_COMPILATION_CACHE_DIR']}): {hits} hits, "
-                                f"{misses} misses in the test processes (subprocesses not counted)")
+    terminalreporter.write_line(
+        f"jax compilation cache ({os.environ['JAX_COMPILATION_CACHE_DIR']}): {hits} hits, "
+        f"{misses} misses in the test processes (subprocesses not counted)"
+    )

@@ -77,7 +77,7 @@ def test_no_import_circle():
         stack.append(node)
         for target in sorted(GRAPH.get(node, ())):
             if state.get(target) == 1:
-                cycle = stack[stack.index(target):] + [target]
+                cycle = stack[stack.index(target) :] + [target]
                 pytest.fail("import circle: " + " -> ".join(cycle))
             if target not in state:
                 visit(target)
@@ -90,8 +90,9 @@ def test_no_import_circle():
 
 
 def _offenders(sources: tuple[str, ...], allowed: tuple[str, ...]) -> list[str]:
-    return sorted(f"{m} imports {t}" for m, targets in GRAPH.items() if _in(m, *sources)
-                  for t in targets if not _in(t, *allowed))
+    return sorted(
+        f"{m} imports {t}" for m, targets in GRAPH.items() if _in(m, *sources) for t in targets if not _in(t, *allowed)
+    )
 
 
 def test_memory_and_envs_import_nothing_above_them():
@@ -110,8 +111,13 @@ def test_algorithms_import_agents_memory_and_options_never_training():
     # one algorithm never reaches into another: each stands on base.py alone
     for name, targets in GRAPH.items():
         if _in(name, "shm_jax.algorithms.ppo"):
-            assert not {t for t in targets if _in(t, "shm_jax.algorithms") and not _in(t, "shm_jax.algorithms.ppo")
-                        and t != "shm_jax.algorithms.base"}, name
+            assert not {
+                t
+                for t in targets
+                if _in(t, "shm_jax.algorithms")
+                and not _in(t, "shm_jax.algorithms.ppo")
+                and t != "shm_jax.algorithms.base"
+            }, name
 
 
 def test_training_imports_only_the_base_of_the_algorithms():

@@ -72,8 +72,16 @@ def test_nn_scan_baseline_computes_the_library_shm():
 
 
 def _row(label, t, h, seconds, mib, status="ok"):
-    row = {"label": label, "family": "shm" if label != memory_speed_report.NN_SCAN_LABEL else "shm-baseline",
-           "T": t, "H": h, "B": 8, "status": status, "memory": {"peak_estimate": int(mib * 2**20)}, "compile_s": 1.0}
+    row = {
+        "label": label,
+        "family": "shm" if label != memory_speed_report.NN_SCAN_LABEL else "shm-baseline",
+        "T": t,
+        "H": h,
+        "B": 8,
+        "status": status,
+        "memory": {"peak_estimate": int(mib * 2**20)},
+        "compile_s": 1.0,
+    }
     if status == "ok":
         row.update(time_s_median=seconds, time_s_min=seconds, time_s_all=[seconds], per_step_us=seconds / t * 1e6)
     return row
@@ -84,25 +92,45 @@ def test_merged_rows_keep_their_run_and_the_target_pairs_rows_of_one_run():
     existing["results"] = [r for r in existing["results"] if r.get("run", 0) == 0]
     existing.pop("merged_runs", None)
     existing["checks"].pop("nn_scan_equals_shm", None)
-    first_seq = next(r for r in existing["results"] if r["label"] == "shm/sequential-64" and r["T"] == 1024
-                     and r["H"] == 128)
-    new = {"timestamp_utc": "t1", "git_commit": "abc", "load_average_start": [1.0, 1.0, 1.0],
-           "load_average_end": [2.0, 2.0, 2.0], "wall_s": 3.0, "settings": {"only": "^shm/sequential"},
-           "host": existing["host"], "checks": {"nn_scan_equals_shm": {
-               "output": 1e-7, "output_scale": 1.0, "memory": 1e-7, "input_grad": 1e-8, "input_grad_scale": 0.1,
-               "ok": True}},
-           "results": [_row("shm/sequential-64", 1024, 128, 0.4, 100), _row("shm/sequential-256", 1024, 128, 0.6, 50),
-                       _row(memory_speed_report.NN_SCAN_LABEL, 1024, 128, 1.6, 1000),
-                       _row("shm/sequential-64", 4096, 128, 1.6, 120),
-                       _row(memory_speed_report.NN_SCAN_LABEL, 4096, 128, None, 4000, status="skipped")]}
+    first_seq = next(
+        r for r in existing["results"] if r["label"] == "shm/sequential-64" and r["T"] == 1024 and r["H"] == 128
+    )
+    new = {
+        "timestamp_utc": "t1",
+        "git_commit": "abc",
+        "load_average_start": [1.0, 1.0, 1.0],
+        "load_average_end": [2.0, 2.0, 2.0],
+        "wall_s": 3.0,
+        "settings": {"only": "^shm/sequential"},
+        "host": existing["host"],
+        "checks": {
+            "nn_scan_equals_shm": {
+                "output": 1e-7,
+                "output_scale": 1.0,
+                "memory": 1e-7,
+                "input_grad": 1e-8,
+                "input_grad_scale": 0.1,
+                "ok": True,
+            }
+        },
+        "results": [
+            _row("shm/sequential-64", 1024, 128, 0.4, 100),
+            _row("shm/sequential-256", 1024, 128, 0.6, 50),
+            _row(memory_speed_report.NN_SCAN_LABEL, 1024, 128, 1.6, 1000),
+            _row("shm/sequential-64", 4096, 128, 1.6, 120),
+            _row(memory_speed_report.NN_SCAN_LABEL, 4096, 128, None, 4000, status="skipped"),
+        ],
+    }
     merged = merge_records(existing, new)
     assert len(merged["results"]) == len(existing["results"]) + 5
     assert {r["run"] for r in merged["results"][: len(existing["results"])]} == {0}
     assert merged["merged_runs"][0]["git_commit"] == "abc"
     assert "nn_scan_equals_shm" in merged["checks"] and "torch_equals_jax" in merged["checks"]
     # The grid tables keep the first run's row where a label was measured twice.
-    assert tables.ok_by_key(merged["results"])[("shm/sequential-64", 1024, 128)]["time_s_median"] == \
-        first_seq["time_s_median"]
+    assert (
+        tables.ok_by_key(merged["results"])[("shm/sequential-64", 1024, 128)]["time_s_median"]
+        == first_seq["time_s_median"]
+    )
 
     rows = {(r["T"], r["H"]): r for r in memory_speed_report.memory_target_rows(merged)}
     target = rows[(1024, 128)]
@@ -117,20 +145,30 @@ def test_merged_rows_keep_their_run_and_the_target_pairs_rows_of_one_run():
 
 
 def test_memory_target_reports_a_miss():
-    record = {"targets": TARGETS, "results": [_row("shm/sequential-64", 1024, 128, 0.9, 300),
-                                              _row(memory_speed_report.NN_SCAN_LABEL, 1024, 128, 1.5, 1000)]}
+    record = {
+        "targets": TARGETS,
+        "results": [
+            _row("shm/sequential-64", 1024, 128, 0.9, 300),
+            _row(memory_speed_report.NN_SCAN_LABEL, 1024, 128, 1.5, 1000),
+        ],
+    }
     (row,) = memory_speed_report.memory_target_rows(record)
     assert row["meets_time"] is False and row["meets_memory"] is False
 
 
 def test_memorax_rows_pair_each_calibration_with_the_library_row_of_the_same_run_and_size():
     theirs, ours = memory_speed_report.MEMORAX_LABEL, memory_speed_report.MEMORAX_PARTNER
-    record = {"targets": TARGETS, "results": [
-        _row(theirs, 1024, 128, 1.0, 50), _row(ours, 1024, 128, 0.35, 20),
-        _row(f"{theirs}-fixed-theta", 1024, 128, 1.0, 50), _row(f"{ours}-fixed-theta", 1024, 128, 0.5, 20),
-        _row(ours, 256, 128, 0.1, 5),                                   # no memorax row at T = 256: unpaired
-        {**_row(theirs, 1024, 128, 2.0, 50), "run": 1},                 # a later run without its partner row
-    ]}
+    record = {
+        "targets": TARGETS,
+        "results": [
+            _row(theirs, 1024, 128, 1.0, 50),
+            _row(ours, 1024, 128, 0.35, 20),
+            _row(f"{theirs}-fixed-theta", 1024, 128, 1.0, 50),
+            _row(f"{ours}-fixed-theta", 1024, 128, 0.5, 20),
+            _row(ours, 256, 128, 0.1, 5),  # no memorax row at T = 256: unpaired
+            {**_row(theirs, 1024, 128, 2.0, 50), "run": 1},  # a later run without its partner row
+        ],
+    }
     rows = memory_speed_report.memorax_rows(record)
     assert [(r["variant"], r["run"], r["T"]) for r in rows] == [("fixed-theta", 0, 1024), ("random θ", 0, 1024)]
     fixed, random = rows
@@ -151,7 +189,7 @@ def test_every_benchmark_records_host_versions_commit_and_load_through_one_heade
     for script in ("env_throughput", "memory_speed", "ppo_throughput", "roofline", "stop_latency"):
         source = (Path(__file__).resolve().parents[1] / "benchmarks" / f"{script}.py").read_text()
         assert "from benchmarks.common import" in source, script
-        assert "getloadavg" not in source and "def versions" not in source and "git\", \"rev-parse" not in source
+        assert "getloadavg" not in source and "def versions" not in source and 'git", "rev-parse' not in source
 
 
 def test_timed_calls_stops_early_once_the_time_budget_is_spent_but_not_before_three_calls():

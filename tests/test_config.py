@@ -38,15 +38,22 @@ def test_official_popgym_preset_is_the_paper_preset_with_fixed_theta():
     assert build(official).algorithm.network.memory.calibration == "fixed_theta"
 
 
-@pytest.mark.parametrize("preset, env_id, hidden, budget", [
-    ("paper-credit", "VisualMatch250", 128, 240 * 64 * 275),
-    ("paper-meta", "Wind-50-150", 64, 40 * 64 * 200),
-    ("paper-meta", "PointRobot-10-190", 128, 84 * 64 * 200),
-])
+@pytest.mark.parametrize(
+    "preset, env_id, hidden, budget",
+    [
+        ("paper-credit", "VisualMatch250", 128, 240 * 64 * 275),
+        ("paper-meta", "Wind-50-150", 64, 40 * 64 * 200),
+        ("paper-meta", "PointRobot-10-190", 128, 84 * 64 * 200),
+    ],
+)
 def test_pomdp_presets_use_the_official_pomdp_baselines_shm(preset, env_id, hidden, budget):
     config = validate(from_preset(preset, env_id=env_id))
-    assert config.agent.memory_kwargs == {"memory_size": 24, "clamp": 100.0, "shortcut": True,
-                                          "projection_size": hidden}
+    assert config.agent.memory_kwargs == {
+        "memory_size": 24,
+        "clamp": 100.0,
+        "shortcut": True,
+        "projection_size": hidden,
+    }
     assert config.ppo.total_timesteps == budget and not config.agent.time_encoding
     assert from_preset(preset, env_id=env_id, memory="gru").agent.memory_kwargs == {"hidden_size": hidden}
     assert from_preset(preset, memory_kwargs={"memory_size": 8}).agent.memory_kwargs == {"memory_size": 8}
@@ -60,32 +67,35 @@ def test_pomdp_presets_use_the_official_pomdp_baselines_shm(preset, env_id, hidd
     assert metrics["total_loss"].shape == ()
 
 
-@pytest.mark.parametrize("overrides, field", [
-    (dict(env_id="RepeatPreviousEasyy"), "env_id"),
-    (dict(env_id="probe:Nope"), "env_id"),
-    (dict(env_id="gymnax:Nope-v0"), "env_id"),
-    (dict(env_overrides={"no_such_option": 1}), "env_overrides"),
-    (dict(memory="lstm"), "memory"),
-    (dict(memory="gru", memory_kwargs={"hidden": 3}), "memory_kwargs"),
-    (dict(memory="gru", memory_kwargs={"hidden_size": 0}), "memory_kwargs"),
-    (dict(num_envs=6, num_minibatches=4), "num_minibatches"),
-    (dict(num_envs=0), "num_envs"),
-    (dict(num_steps=-3), "num_steps"),
-    (dict(update_epochs=1.5), "update_epochs"),
-    (dict(total_timesteps=10), "total_timesteps"),
-    (dict(lr=0.0), "lr"),
-    (dict(lr=-1e-3), "lr"),
-    (dict(gamma=1.5), "gamma"),
-    (dict(gae_lambda=-0.1), "gae_lambda"),
-    (dict(ent_coef=-0.01), "ent_coef"),
-    (dict(max_grad_norm=0.0), "max_grad_norm"),
-    (dict(num_seeds=0), "num_seeds"),
-    (dict(sweep=(("learning_rate", (1e-3,)),)), "sweep"),
-    (dict(sweep=(("lr", ()),)), "sweep"),
-    (dict(sweep=(("lr", (1e-3,)), ("lr", (2e-3,)))), "sweep"),
-    (dict(sweep=(("lr", (-1e-3, 1e-3)),)), "sweep"),  # swept values obey the plain option's rule
-    (dict(sweep=(("gamma", (0.9, 2.0)),)), "sweep"),
-])
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        (dict(env_id="RepeatPreviousEasyy"), "env_id"),
+        (dict(env_id="probe:Nope"), "env_id"),
+        (dict(env_id="gymnax:Nope-v0"), "env_id"),
+        (dict(env_overrides={"no_such_option": 1}), "env_overrides"),
+        (dict(memory="lstm"), "memory"),
+        (dict(memory="gru", memory_kwargs={"hidden": 3}), "memory_kwargs"),
+        (dict(memory="gru", memory_kwargs={"hidden_size": 0}), "memory_kwargs"),
+        (dict(num_envs=6, num_minibatches=4), "num_minibatches"),
+        (dict(num_envs=0), "num_envs"),
+        (dict(num_steps=-3), "num_steps"),
+        (dict(update_epochs=1.5), "update_epochs"),
+        (dict(total_timesteps=10), "total_timesteps"),
+        (dict(lr=0.0), "lr"),
+        (dict(lr=-1e-3), "lr"),
+        (dict(gamma=1.5), "gamma"),
+        (dict(gae_lambda=-0.1), "gae_lambda"),
+        (dict(ent_coef=-0.01), "ent_coef"),
+        (dict(max_grad_norm=0.0), "max_grad_norm"),
+        (dict(num_seeds=0), "num_seeds"),
+        (dict(sweep=(("learning_rate", (1e-3,)),)), "sweep"),
+        (dict(sweep=(("lr", ()),)), "sweep"),
+        (dict(sweep=(("lr", (1e-3,)), ("lr", (2e-3,)))), "sweep"),
+        (dict(sweep=(("lr", (-1e-3, 1e-3)),)), "sweep"),  # swept values obey the plain option's rule
+        (dict(sweep=(("gamma", (0.9, 2.0)),)), "sweep"),
+    ],
+)
 def test_bad_config_one_line_error_naming_field(overrides, field):
     with pytest.raises(ConfigError) as err:
         build(from_preset("default", **overrides))
@@ -126,49 +136,97 @@ def test_every_option_has_one_name_and_one_section():
     assert len(names) == len(set(names)) == sum(len(vars(s())) for s in sections) + 1  # + algo
     assert set(cfg.sweepable()) <= set(vars(PPOConfig()))
     assert with_overrides(TrainConfig(), memory="gru", lr=2e-3) == TrainConfig(
-        agent=cfg.AgentConfig(memory="gru"), algorithm=PPOConfig(lr=2e-3))
+        agent=cfg.AgentConfig(memory="gru"), algorithm=PPOConfig(lr=2e-3)
+    )
 
 
-@pytest.mark.parametrize("env_id, kind, pixels", [
-    ("RepeatPreviousEasy", "discrete", 0),
-    ("BattleshipEasy", "multidiscrete", 0),  # previous action + start flag appended by default
-    ("StatelessPendulumEasy", "box", 0),
-    ("VisualMatch-Short", "discrete", 75),  # uint8 5x5 RGB crops, divided by 255 in the network
-    ("gymnax:CartPole-v1", "discrete", 0),
-])
+@pytest.mark.parametrize(
+    "env_id, kind, pixels",
+    [
+        ("RepeatPreviousEasy", "discrete", 0),
+        ("BattleshipEasy", "multidiscrete", 0),  # previous action + start flag appended by default
+        ("StatelessPendulumEasy", "box", 0),
+        ("VisualMatch-Short", "discrete", 75),  # uint8 5x5 RGB crops, divided by 255 in the network
+        ("gymnax:CartPole-v1", "discrete", 0),
+    ],
+)
 def test_real_envs_trace_through_one_update(env_id, kind, pixels):
     """Every action kind and observation style traces through a whole update (eval_shape: nothing compiles)."""
-    config = from_preset("default", env_id=env_id, memory="mlp", memory_kwargs={"features": 8}, feature_size=8,
-                         pre_size=8, post_size=8, head_hidden_size=8, num_envs=2, num_steps=4, total_timesteps=8,
-                         num_minibatches=1, update_epochs=1)
+    config = from_preset(
+        "default",
+        env_id=env_id,
+        memory="mlp",
+        memory_kwargs={"features": 8},
+        feature_size=8,
+        pre_size=8,
+        post_size=8,
+        head_hidden_size=8,
+        num_envs=2,
+        num_steps=4,
+        total_timesteps=8,
+        num_minibatches=1,
+        update_epochs=1,
+    )
     built = build(config)
     assert built.action_spec.kind == kind and built.algorithm.network.pixel_features == pixels
     state = jax.eval_shape(built.algorithm.init, jax.random.PRNGKey(0))
     _, metrics = jax.eval_shape(built.algorithm.update, state, built.hyperparameters)
-    assert set(metrics) >= {"episode_return_sum", "episode_count", "success_sum", "total_loss", "policy_loss",
-                            "value_loss", "entropy", "approx_kl", "clip_frac", "grad_norm", "finite"}
+    assert set(metrics) >= {
+        "episode_return_sum",
+        "episode_count",
+        "success_sum",
+        "total_loss",
+        "policy_loss",
+        "value_loss",
+        "entropy",
+        "approx_kl",
+        "clip_frac",
+        "grad_norm",
+        "finite",
+    }
     assert all(m.shape == () for m in metrics.values())
 
 
 def test_every_sweepable_name_is_a_traced_hyperparameter_the_update_uses():
     """One compiled update; changing any one sweepable value (a traced input) changes what it computes."""
-    config = from_preset("default", env_id="probe:Recall", env_overrides={"delay": 2}, memory="mlp",
-                         memory_kwargs={"features": 8},
-                         time_encoding=False, feature_size=8, pre_size=8, post_size=8, head_hidden_size=8,
-                         num_envs=4, num_steps=8, total_timesteps=32, num_minibatches=1, update_epochs=2,
-                         max_grad_norm=0.05)
+    config = from_preset(
+        "default",
+        env_id="probe:Recall",
+        env_overrides={"delay": 2},
+        memory="mlp",
+        memory_kwargs={"features": 8},
+        time_encoding=False,
+        feature_size=8,
+        pre_size=8,
+        post_size=8,
+        head_hidden_size=8,
+        num_envs=4,
+        num_steps=8,
+        total_timesteps=32,
+        num_minibatches=1,
+        update_epochs=2,
+        max_grad_norm=0.05,
+    )
     built = build(config)
     assert set(vars(built.hyperparameters)) == set(cfg.sweepable()) == set(vars(hyperparameters(config.ppo)))
     state = jax.jit(built.algorithm.init)(jax.random.PRNGKey(0))
     update = jax.jit(built.algorithm.update)
     base_state, base = update(state, built.hyperparameters)
-    changed = {"lr": 3e-2, "gamma": 0.5, "gae_lambda": 0.5, "clip_eps": 1e-3, "ent_coef": 0.5, "vf_coef": 2.0,
-               "max_grad_norm": 10.0}
+    changed = {
+        "lr": 3e-2,
+        "gamma": 0.5,
+        "gae_lambda": 0.5,
+        "clip_eps": 1e-3,
+        "ent_coef": 0.5,
+        "vf_coef": 2.0,
+        "max_grad_norm": 10.0,
+    }
     assert set(changed) == set(cfg.sweepable())
     for name, value in changed.items():
         new_state, metrics = update(state, built.hyperparameters.replace(**{name: jnp.float32(value)}))
-        differs = [not np.allclose(a, b) for a, b in zip(jax.tree.leaves(new_state.params),
-                                                           jax.tree.leaves(base_state.params))]
+        differs = [
+            not np.allclose(a, b) for a, b in zip(jax.tree.leaves(new_state.params), jax.tree.leaves(base_state.params))
+        ]
         assert any(differs) or not np.isclose(metrics["total_loss"], base["total_loss"]), name
 
 

@@ -53,8 +53,10 @@ def relative_links(markdown: str) -> list[str]:
 
 
 def test_relative_links_are_found_and_others_skipped():
-    text = ('[a](docs/x.md#part) ![b](img.png) [c](https://e.org/y.md) [d](#top) [f](g.md "title") '
-            "[m](mailto:a@b.c) [`code text`](h.md) `[inline](not/a/link.md)`\n```\n[code](not/a/link.md)\n```\n")
+    text = (
+        '[a](docs/x.md#part) ![b](img.png) [c](https://e.org/y.md) [d](#top) [f](g.md "title") '
+        "[m](mailto:a@b.c) [`code text`](h.md) `[inline](not/a/link.md)`\n```\n[code](not/a/link.md)\n```\n"
+    )
     assert relative_links(text) == ["docs/x.md", "img.png", "g.md", "h.md"]
 
 

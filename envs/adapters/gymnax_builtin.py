@@ -20,8 +20,10 @@ def make(name: str, prev_action: bool | None = None, **overrides: Any) -> tuple[
     env, params = gymnax.make(name)
     unknown = sorted(set(overrides) - set(params.__dataclass_fields__))
     if unknown:
-        raise ValueError(f"unknown override {unknown[0]!r} for {name}; EnvParams fields: "
-                         f"{', '.join(sorted(params.__dataclass_fields__))}")
+        raise ValueError(
+            f"unknown override {unknown[0]!r} for {name}; EnvParams fields: "
+            f"{', '.join(sorted(params.__dataclass_fields__))}"
+        )
     return env, params.replace(**overrides)
 
 

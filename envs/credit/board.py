@@ -29,9 +29,20 @@ BACKGROUND, WALL, PLAYER, KEY, DOOR, APPLE, INDICATOR, RED, GREEN, BLUE = range(
 CODE_NAMES = ("background", "wall", "player", "key", "door", "apple", "indicator", "red", "green", "blue")
 
 # pycolab colours on its 0..1000 scale (TVT's FIXED_COLOURS, the indicator, and hues 0, 1/3, 2/3).
-_COLOURS_1000 = np.array([
-    (800, 800, 800), (100, 100, 100), (898, 584, 430), (627, 321, 176), (529, 808, 922), (550, 700, 0),
-    (1000, 1000, 1000), (1000, 0, 0), (0, 1000, 0), (0, 0, 1000)])
+_COLOURS_1000 = np.array(
+    [
+        (800, 800, 800),
+        (100, 100, 100),
+        (898, 584, 430),
+        (627, 321, 176),
+        (529, 808, 922),
+        (550, 700, 0),
+        (1000, 1000, 1000),
+        (1000, 0, 0),
+        (0, 1000, 0),
+        (0, 0, 1000),
+    ]
+)
 PALETTE = (_COLOURS_1000 * 255 // 1000).astype(np.uint8)  # uint8[10, 3]
 
 NORTH, SOUTH, WEST, EAST = 0, 1, 2, 3
@@ -86,8 +97,12 @@ def cell_mask(cell: jax.Array) -> jax.Array:
 def try_move(pos: jax.Array, action: jax.Array, blocked: jax.Array) -> jax.Array:
     """pos: int32[2]; action: int in 0..3 (clipped); blocked: bool[7, 11]. Returns the new int32[2]."""
     action = jnp.clip(action, 0, NUM_ACTIONS - 1)
-    step = jnp.stack([jnp.where(action == NORTH, -1, jnp.where(action == SOUTH, 1, 0)),
-                      jnp.where(action == WEST, -1, jnp.where(action == EAST, 1, 0))])
+    step = jnp.stack(
+        [
+            jnp.where(action == NORTH, -1, jnp.where(action == SOUTH, 1, 0)),
+            jnp.where(action == WEST, -1, jnp.where(action == EAST, 1, 0)),
+        ]
+    )
     target = pos + step
     on_board = (target[0] >= 0) & (target[0] < ROWS) & (target[1] >= 0) & (target[1] < COLS)
     free = on_board & ~jnp.any(blocked & cell_mask(target))

@@ -54,15 +54,18 @@ INDICATOR_CELL = np.array([0, 5], np.int32)
 class KeyToDoor(ChapterEnv):
     """Key-to-Door; constructor: explore_len=10, distractor_len=250, reward_len=3, final_reward=10.0."""
 
-    LAYOUTS = np.stack([board.wall_codes(EXPLORE_ART), board.wall_codes(board.DISTRACTOR_ART),
-                        board.wall_codes(REWARD_ART)])
+    LAYOUTS = np.stack(
+        [board.wall_codes(EXPLORE_ART), board.wall_codes(board.DISTRACTOR_ART), board.wall_codes(REWARD_ART)]
+    )
     REWARD_START = tuple(board.cells_of(REWARD_ART, "+")[0])
 
-    def __init__(self, explore_len: int = 10, distractor_len: int = 250, reward_len: int = 3,
-                 final_reward: float = 10.0):
+    def __init__(
+        self, explore_len: int = 10, distractor_len: int = 250, reward_len: int = 3, final_reward: float = 10.0
+    ):
         check_lengths(explore_len, distractor_len, reward_len)
-        self._defaults = dict(explore_len=explore_len, distractor_len=distractor_len, reward_len=reward_len,
-                              final_reward=final_reward)
+        self._defaults = dict(
+            explore_len=explore_len, distractor_len=distractor_len, reward_len=reward_len, final_reward=final_reward
+        )
 
     @property
     def default_params(self) -> CreditParams:
@@ -74,8 +77,10 @@ class KeyToDoor(ChapterEnv):
 
     def _reset_task(self, key, params) -> dict:
         key_key, key_start = jax.random.split(key)
-        return dict(key_cell=jnp.asarray(KEY_CELLS)[jax.random.randint(key_key, (), 0, len(KEY_CELLS))],
-                    player=jnp.asarray(START_CELLS)[jax.random.randint(key_start, (), 0, len(START_CELLS))])
+        return dict(
+            key_cell=jnp.asarray(KEY_CELLS)[jax.random.randint(key_key, (), 0, len(KEY_CELLS))],
+            player=jnp.asarray(START_CELLS)[jax.random.randint(key_start, (), 0, len(START_CELLS))],
+        )
 
     def _blocked(self, state: CreditState, params) -> jax.Array:
         door_closed = (state.chapter == board.REWARD) & ~(state.has_key | state.door_used)
@@ -96,13 +101,17 @@ class KeyToDoor(ChapterEnv):
     def _objects(self, state: CreditState, params) -> list:
         explore = state.chapter == board.EXPLORE
         indicator = explore & (state.key_pickup_frame == state.chapter_frame)  # only on the pickup frame
-        return [(state.key_cell, board.KEY, explore & (state.key_pickup_frame < 0)),
-                (jnp.asarray(INDICATOR_CELL), board.INDICATOR, indicator),
-                (None, board.PLAYER, True),
-                (jnp.asarray(DOOR_CELL), board.DOOR, state.chapter == board.REWARD)]  # above the player
+        return [
+            (state.key_cell, board.KEY, explore & (state.key_pickup_frame < 0)),
+            (jnp.asarray(INDICATOR_CELL), board.INDICATOR, indicator),
+            (None, board.PLAYER, True),
+            (jnp.asarray(DOOR_CELL), board.DOOR, state.chapter == board.REWARD),
+        ]  # above the player
 
 
-for _id, _d, _aliases in (("KeyToDoor250", 250, ("KeytoDoor250", "KeyToDoor-250")),
-                          ("KeyToDoor500", 500, ("KeytoDoor500", "KeyToDoor-500")),
-                          ("KeyToDoor-Short", 30, ())):
+for _id, _d, _aliases in (
+    ("KeyToDoor250", 250, ("KeytoDoor250", "KeyToDoor-250")),
+    ("KeyToDoor500", 500, ("KeytoDoor500", "KeyToDoor-500")),
+    ("KeyToDoor-Short", 30, ()),
+):
     register(_id, KeyToDoor, aliases=_aliases, needs_prev_action=False, family="credit", distractor_len=_d)

@@ -74,8 +74,7 @@ class CreditParams:
 
 
 def check_lengths(explore_len, distractor_len, reward_len) -> None:
-    for name, value in (("explore_len", explore_len), ("distractor_len", distractor_len),
-                        ("reward_len", reward_len)):
+    for name, value in (("explore_len", explore_len), ("distractor_len", distractor_len), ("reward_len", reward_len)):
         if not (isinstance(value, int) and value >= 1):
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
 
@@ -121,12 +120,16 @@ class ChapterEnv(environment.Environment):
     def _layout(self, chapter: jax.Array) -> jax.Array:
         """int32[7, 11]: the wall codes of ``chapter``, selected (an indexed read is a gather under vmap)."""
         layouts = jnp.asarray(self.LAYOUTS)
-        return jnp.where(chapter == board.EXPLORE, layouts[0],
-                         jnp.where(chapter == board.DISTRACTOR, layouts[1], layouts[2]))
+        return jnp.where(
+            chapter == board.EXPLORE, layouts[0], jnp.where(chapter == board.DISTRACTOR, layouts[1], layouts[2])
+        )
 
     def _chapter_start(self, chapter: jax.Array) -> jax.Array:
-        return jnp.where(chapter == board.REWARD, jnp.asarray(self.REWARD_START, jnp.int32),
-                         jnp.asarray(board.DISTRACTOR_START, jnp.int32))
+        return jnp.where(
+            chapter == board.REWARD,
+            jnp.asarray(self.REWARD_START, jnp.int32),
+            jnp.asarray(board.DISTRACTOR_START, jnp.int32),
+        )
 
     # --- gymnax API ----------------------------------------------------------------------------------
     def reset_env(self, key: jax.Array, params) -> tuple[jax.Array, CreditState]:
@@ -135,11 +138,18 @@ class ChapterEnv(environment.Environment):
         task = dict(key_cell=jnp.zeros(2, jnp.int32), target=zero, colour_cell=jnp.zeros(2, jnp.int32))
         task.update(self._reset_task(key_task, params))
         state = CreditState(
-            time=zero, chapter=zero, chapter_frame=zero,
+            time=zero,
+            chapter=zero,
+            chapter_frame=zero,
             apples=board.sample_apples(key_apples, params.num_apples),
             last_pickup=jnp.full((board.ROWS, board.COLS), -1, jnp.int32),
-            has_key=jnp.bool_(False), key_pickup_frame=jnp.int32(-1), door_used=jnp.bool_(False),
-            solved=jnp.bool_(False), reward_chapter_return=jnp.float32(0.0), **task)
+            has_key=jnp.bool_(False),
+            key_pickup_frame=jnp.int32(-1),
+            door_used=jnp.bool_(False),
+            solved=jnp.bool_(False),
+            reward_chapter_return=jnp.float32(0.0),
+            **task,
+        )
         return self.get_obs(state, params), state
 
     def step_env(self, key, state: CreditState, action, params):
@@ -147,19 +157,23 @@ class ChapterEnv(environment.Environment):
         player = board.try_move(state.player, jnp.asarray(action, jnp.int32), self._blocked(state, params))
         state = state.replace(player=player, chapter_frame=frame)
 
-        apples, last_pickup, eaten = board.update_apples(state.apples, state.last_pickup, player, frame,
-                                                         params.apple_respawn_delay)
+        apples, last_pickup, eaten = board.update_apples(
+            state.apples, state.last_pickup, player, frame, params.apple_respawn_delay
+        )
         in_distractor = state.chapter == board.DISTRACTOR
-        state = state.replace(apples=jnp.where(in_distractor, apples, state.apples),
-                              last_pickup=jnp.where(in_distractor, last_pickup, state.last_pickup))
+        state = state.replace(
+            apples=jnp.where(in_distractor, apples, state.apples),
+            last_pickup=jnp.where(in_distractor, last_pickup, state.last_pickup),
+        )
         apple_reward = jnp.where(in_distractor & eaten, params.apple_reward, 0.0)
 
         state, task_reward = self._task_objects(state, params)
         reward = (apple_reward + task_reward).astype(jnp.float32)
         in_reward_room = state.chapter == board.REWARD
 
-        lengths = jnp.stack([jnp.asarray(params.explore_len), jnp.asarray(params.distractor_len),
-                             jnp.asarray(params.reward_len)])
+        lengths = jnp.stack(
+            [jnp.asarray(params.explore_len), jnp.asarray(params.distractor_len), jnp.asarray(params.reward_len)]
+        )
         chapter_over = frame >= lengths[state.chapter]
         terminated = chapter_over & in_reward_room
         switch = chapter_over & ~in_reward_room

@@ -66,15 +66,18 @@ class VisualMatchParams(CreditParams):
 class VisualMatch(ChapterEnv):
     """Visual Match; constructor: explore_len=15, distractor_len=250, reward_len=10, final_reward=10.0."""
 
-    LAYOUTS = np.stack([board.wall_codes(EXPLORE_ART), board.wall_codes(board.DISTRACTOR_ART),
-                        board.wall_codes(REWARD_ART)])
+    LAYOUTS = np.stack(
+        [board.wall_codes(EXPLORE_ART), board.wall_codes(board.DISTRACTOR_ART), board.wall_codes(REWARD_ART)]
+    )
     REWARD_START = tuple(board.cells_of(REWARD_ART, "+")[0])
 
-    def __init__(self, explore_len: int = 15, distractor_len: int = 250, reward_len: int = 10,
-                 final_reward: float = 10.0):
+    def __init__(
+        self, explore_len: int = 15, distractor_len: int = 250, reward_len: int = 10, final_reward: float = 10.0
+    ):
         check_lengths(explore_len, distractor_len, reward_len)
-        self._defaults = dict(explore_len=explore_len, distractor_len=distractor_len, reward_len=reward_len,
-                              final_reward=final_reward)
+        self._defaults = dict(
+            explore_len=explore_len, distractor_len=distractor_len, reward_len=reward_len, final_reward=final_reward
+        )
 
     @property
     def default_params(self) -> VisualMatchParams:
@@ -86,9 +89,11 @@ class VisualMatch(ChapterEnv):
 
     def _reset_task(self, key, params) -> dict:
         key_target, key_cell = jax.random.split(key)
-        return dict(player=jnp.asarray(EXPLORE_START, jnp.int32),
-                    target=jax.random.randint(key_target, (), 0, 3, jnp.int32),
-                    colour_cell=jnp.asarray(RING_CELLS)[jax.random.randint(key_cell, (), 0, len(RING_CELLS))])
+        return dict(
+            player=jnp.asarray(EXPLORE_START, jnp.int32),
+            target=jax.random.randint(key_target, (), 0, 3, jnp.int32),
+            colour_cell=jnp.asarray(RING_CELLS)[jax.random.randint(key_cell, (), 0, len(RING_CELLS))],
+        )
 
     def _task_objects(self, state: CreditState, params) -> tuple[CreditState, jax.Array]:
         on_door = jnp.all(state.player[None, :] == jnp.asarray(DOOR_CELLS), axis=1)  # bool[3]
@@ -104,13 +109,17 @@ class VisualMatch(ChapterEnv):
     def _objects(self, state: CreditState, params) -> list:
         colours = self.colour_codes(params)
         doors_shown = (state.chapter == board.REWARD) & ~state.door_used
-        return ([(state.colour_cell, colours[state.target], state.chapter == board.EXPLORE),
-                 (None, board.PLAYER, True)]
-                # drawn above the player (pycolab z-order), though never under it while shown
-                + [(jnp.asarray(DOOR_CELLS[i]), colours[i], doors_shown) for i in range(3)])
+        return (
+            [(state.colour_cell, colours[state.target], state.chapter == board.EXPLORE), (None, board.PLAYER, True)]
+            # drawn above the player (pycolab z-order), though never under it while shown
+            + [(jnp.asarray(DOOR_CELLS[i]), colours[i], doors_shown) for i in range(3)]
+        )
 
 
 _SHORT_DISTRACTOR = 30
-for _id, _d, _aliases in (("VisualMatch250", 250, ("VisualMatch-250",)), ("VisualMatch500", 500, ("VisualMatch-500",)),
-                          ("VisualMatch-Short", _SHORT_DISTRACTOR, ())):
+for _id, _d, _aliases in (
+    ("VisualMatch250", 250, ("VisualMatch-250",)),
+    ("VisualMatch500", 500, ("VisualMatch-500",)),
+    ("VisualMatch-Short", _SHORT_DISTRACTOR, ()),
+):
     register(_id, VisualMatch, aliases=_aliases, needs_prev_action=False, family="credit", distractor_len=_d)

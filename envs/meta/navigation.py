@@ -83,8 +83,15 @@ class NavigationEnv(environment.Environment):
     Action float32[2] in [-1, 1] (clipped), scaled by ``action_scale`` (0.1).
     """
 
-    def __init__(self, num_train: int, num_test: int, sub_episodes: int, reward_in_obs: bool,
-                 episode_len: int, goal_radius: float):
+    def __init__(
+        self,
+        num_train: int,
+        num_test: int,
+        sub_episodes: int,
+        reward_in_obs: bool,
+        episode_len: int,
+        goal_radius: float,
+    ):
         if not (isinstance(sub_episodes, int) and sub_episodes >= 1):
             raise ValueError(f"sub_episodes must be an integer >= 1, got {sub_episodes!r}")
         if not (isinstance(episode_len, int) and episode_len >= 1):
@@ -96,8 +103,13 @@ class NavigationEnv(environment.Environment):
         self.num_train, self.num_test = num_train, num_test
         self.sub_episodes = sub_episodes
         self.reward_in_obs = bool(reward_in_obs)
-        self._defaults = dict(task_table=jnp.asarray(table, jnp.float32), train_task_ids=jnp.asarray(train),
-                              test_task_ids=jnp.asarray(test), episode_len=episode_len, goal_radius=goal_radius)
+        self._defaults = dict(
+            task_table=jnp.asarray(table, jnp.float32),
+            train_task_ids=jnp.asarray(train),
+            test_task_ids=jnp.asarray(test),
+            episode_len=episode_len,
+            goal_radius=goal_radius,
+        )
 
     # --- task definition (subclasses) ---------------------------------------------------------------
     def _task_source(self):
@@ -128,8 +140,15 @@ class NavigationEnv(environment.Environment):
         task_id = jnp.where(jnp.asarray(params.task_id) >= 0, forced, drawn).astype(jnp.int32)
         pos = self.start_position(key_start)
         zero = jnp.int32(0)
-        state = NavState(pos=pos, task_id=task_id, step_in_episode=zero, sub_episode=zero,
-                         reached_goal=jnp.bool_(False), last_reward=jnp.float32(0.0), time=zero)
+        state = NavState(
+            pos=pos,
+            task_id=task_id,
+            step_in_episode=zero,
+            sub_episode=zero,
+            reached_goal=jnp.bool_(False),
+            last_reward=jnp.float32(0.0),
+            time=zero,
+        )
         return self._obs(pos, jnp.bool_(False), state.last_reward), state
 
     def reset_to_task(self, key: jax.Array, task_id, params: NavParams | None = None):

@@ -36,10 +36,23 @@ class PointRobot(NavigationEnv):
     """Sparse Point Robot; constructor: num_train, num_test, sub_episodes=2, episode_len=100,
     goal_radius=0.05, reward_in_obs=True."""
 
-    def __init__(self, num_train: int = 50, num_test: int = 150, sub_episodes: int = 2,
-                 episode_len: int = 100, goal_radius: float = 0.05, reward_in_obs: bool = True):
-        super().__init__(num_train, num_test, sub_episodes=sub_episodes, reward_in_obs=reward_in_obs,
-                         episode_len=episode_len, goal_radius=goal_radius)
+    def __init__(
+        self,
+        num_train: int = 50,
+        num_test: int = 150,
+        sub_episodes: int = 2,
+        episode_len: int = 100,
+        goal_radius: float = 0.05,
+        reward_in_obs: bool = True,
+    ):
+        super().__init__(
+            num_train,
+            num_test,
+            sub_episodes=sub_episodes,
+            reward_in_obs=reward_in_obs,
+            episode_len=episode_len,
+            goal_radius=goal_radius,
+        )
 
     def _task_source(self):
         return point_robot_tasks()
@@ -59,5 +72,13 @@ class PointRobot(NavigationEnv):
 
 
 for _train, _test in ((50, 150), (10, 190)):
-    register(f"PointRobot-{_train}-{_test}", PointRobot, aliases=(f"point_robot_{_train}_{_test}",),
-             needs_prev_action=False, family="meta", num_train=_train, num_test=_test, eval_tasks=held_out_params)
+    register(
+        f"PointRobot-{_train}-{_test}",
+        PointRobot,
+        aliases=(f"point_robot_{_train}_{_test}",),
+        needs_prev_action=False,
+        family="meta",
+        num_train=_train,
+        num_test=_test,
+        eval_tasks=held_out_params,
+    )

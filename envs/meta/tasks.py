@@ -58,4 +58,4 @@ def split(permutation: np.ndarray, num_train: int, num_test: int) -> tuple[np.nd
     if not (isinstance(num_test, int) and 1 <= num_test <= n - num_train):
         raise ValueError(f"num_test must be an integer in [1, {n - num_train}] (disjoint splits), got {num_test!r}")
     perm = np.asarray(permutation, dtype=np.int32)
-    return perm[:num_train].copy(), perm[n - num_test:].copy()
+    return perm[:num_train].copy(), perm[n - num_test :].copy()

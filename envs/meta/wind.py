@@ -26,10 +26,10 @@ WIND_GOAL = (0.0, 1.0)
 class Wind(NavigationEnv):
     """Wind navigation; constructor: num_train, num_test, episode_len=100, goal_radius=0.01."""
 
-    def __init__(self, num_train: int = 50, num_test: int = 150, episode_len: int = 100,
-                 goal_radius: float = 0.01):
-        super().__init__(num_train, num_test, sub_episodes=1, reward_in_obs=False,
-                         episode_len=episode_len, goal_radius=goal_radius)
+    def __init__(self, num_train: int = 50, num_test: int = 150, episode_len: int = 100, goal_radius: float = 0.01):
+        super().__init__(
+            num_train, num_test, sub_episodes=1, reward_in_obs=False, episode_len=episode_len, goal_radius=goal_radius
+        )
 
     def _task_source(self):
         return wind_tasks()
@@ -49,5 +49,13 @@ class Wind(NavigationEnv):
 
 
 for _train, _test in ((50, 150), (10, 190)):
-    register(f"Wind-{_train}-{_test}", Wind, aliases=(f"wind_{_train}_{_test}",), needs_prev_action=True,
-             family="meta", num_train=_train, num_test=_test, eval_tasks=held_out_params)
+    register(
+        f"Wind-{_train}-{_test}",
+        Wind,
+        aliases=(f"wind_{_train}_{_test}",),
+        needs_prev_action=True,
+        family="meta",
+        num_train=_train,
+        num_test=_test,
+        eval_tasks=held_out_params,
+    )

@@ -129,5 +129,6 @@ class Concentration(environment.Environment[EnvState, EnvParams]):
         )
 
 
-registry.register_levels("Concentration", Concentration, needs_prev_action=True, num_decks=(1, 2, 1),
-                         deck_type=("colors", "colors", "ranks"))
+registry.register_levels(
+    "Concentration", Concentration, needs_prev_action=True, num_decks=(1, 2, 1), deck_type=("colors", "colors", "ranks")
+)

@@ -73,8 +73,15 @@ class CountRecall(card_game.CardGame):
 
     def _start(self, values, queries, values_left, queries_left, in_order):
         counts = jnp.zeros(self.num_types, jnp.int32).at[values[0]].add(1)
-        state = EnvState(time=jnp.int32(0), values=values, queries=queries, values_left=values_left,
-                         queries_left=queries_left, counts=counts, in_order=in_order)
+        state = EnvState(
+            time=jnp.int32(0),
+            values=values,
+            queries=queries,
+            values_left=values_left,
+            queries_left=queries_left,
+            counts=counts,
+            in_order=in_order,
+        )
         return jnp.stack([values[0], queries[0]]), state
 
     def step_env(self, key, state, action, params):
@@ -82,16 +89,23 @@ class CountRecall(card_game.CardGame):
         dealt = self.next_position(t)
         key_values, key_queries = jax.random.split(key)
         values, values_left = deck.deal_from_counts(key_values, state.values, state.values_left, dealt, state.in_order)
-        queries, queries_left = deck.deal_from_counts(key_queries, state.queries, state.queries_left, dealt,
-                                                      state.in_order)
+        queries, queries_left = deck.deal_from_counts(
+            key_queries, state.queries, state.queries_left, dealt, state.in_order
+        )
         # The current query from the dealt deck (positions before ``dealt`` are unchanged): reading only the new
         # decks lets XLA deal them in place.
         target = state.counts[queries[jnp.minimum(t, n - 1)]]
         reward = card_game.right_or_wrong(self.clip_action(action) == target, n - 1).astype(jnp.float32)
         value, query = values[dealt], queries[dealt]
         counts = state.counts.at[value].add(jnp.where(t + 1 <= n - 1, 1, 0))
-        state = state.replace(time=t + 1, values=values, queries=queries, values_left=values_left,
-                              queries_left=queries_left, counts=counts)
+        state = state.replace(
+            time=t + 1,
+            values=values,
+            queries=queries,
+            values_left=values_left,
+            queries_left=queries_left,
+            counts=counts,
+        )
         return jnp.stack([value, query]), state, reward, self.terminated(t), {}
 
     @property

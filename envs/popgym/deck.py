@@ -121,8 +121,9 @@ def deal(key: jax.Array, cards: jax.Array, position: jax.Array, in_order: jax.Ar
     return cards.at[jnp.stack([other, position])].set(jnp.stack([here, there]))
 
 
-def deal_from_counts(key: jax.Array, cards: jax.Array, left: jax.Array, position: jax.Array,
-                     in_order: jax.Array) -> tuple[jax.Array, jax.Array]:
+def deal_from_counts(
+    key: jax.Array, cards: jax.Array, left: jax.Array, position: jax.Array, in_order: jax.Array
+) -> tuple[jax.Array, jax.Array]:
     """Deal the card at ``position`` of a deck of which only one attribute matters, kept as counts: its value is
     drawn with probability left[v] / sum(left) (the law of the next card of a uniform shuffle) and written at
     ``position``; no other card moves. A deck given in full (``in_order``) is dealt as it is, as is a deck with

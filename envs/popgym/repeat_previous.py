@@ -27,7 +27,9 @@ class RepeatPrevious(card_game.OneDeckGame):
     def __init__(self, num_decks: int = 1, k: int = 4):
         super().__init__(num_decks)
         if not 1 <= int(k) < self.num_cards:
-            raise ValueError(f"RepeatPrevious: k must be in [1, {self.num_cards - 1}] for {num_decks} deck(s), got {k!r}")
+            raise ValueError(
+                f"RepeatPrevious: k must be in [1, {self.num_cards - 1}] for {num_decks} deck(s), got {k!r}"
+            )
         self.k = int(k)
 
     def score(self, state, cards, dealt, action):

@@ -5,5 +5,14 @@ from shm_jax.agents.heads import Actor, ActorCritic, TwinQ, actor_critic
 from shm_jax.agents.parts import AgentParts
 from shm_jax.agents.trunk import AgentCarry, RecurrentTrunk
 
-__all__ = ["ActionSpec", "Actor", "ActorCritic", "AgentCarry", "AgentParts", "RecurrentTrunk", "TwinQ", "actor_critic",
-           "action_spec_from_space"]
+__all__ = [
+    "ActionSpec",
+    "Actor",
+    "ActorCritic",
+    "AgentCarry",
+    "AgentParts",
+    "RecurrentTrunk",
+    "TwinQ",
+    "actor_critic",
+    "action_spec_from_space",
+]

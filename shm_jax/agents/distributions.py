@@ -86,7 +86,7 @@ def log_prob(spec: ActionSpec, dist: Any, action: jax.Array) -> jax.Array:
         total = 0.0
         for i, part in enumerate(_split_logits(spec, dist)):
             logp = jax.nn.log_softmax(part, axis=-1)
-            total = total + jnp.take_along_axis(logp, action[..., i:i + 1].astype(jnp.int32), axis=-1)[..., 0]
+            total = total + jnp.take_along_axis(logp, action[..., i : i + 1].astype(jnp.int32), axis=-1)[..., 0]
         return total
     mean, log_std = dist
     z = (action - mean) * jnp.exp(-log_std)

@@ -90,8 +90,9 @@ class TwinQ(_Head):
     action_size: int = 0
 
     @nn.compact
-    def __call__(self, carry: AgentCarry, obs: jax.Array, starts: jax.Array, noise=None,
-                 action: jax.Array | None = None):
+    def __call__(
+        self, carry: AgentCarry, obs: jax.Array, starts: jax.Array, noise=None, action: jax.Array | None = None
+    ):
         carry, x = self.features(carry, obs, starts, noise)
         if self.action_size:
             x = jnp.concatenate([x, action.astype(x.dtype)], axis=-1)
@@ -99,7 +100,8 @@ class TwinQ(_Head):
         return carry, (self._head(x, self.num_actions, "q1"), self._head(x, self.num_actions, "q2"))
 
 
-def actor_critic(memory: nn.Module, action_spec: ActionSpec, *, head_hidden_size: int = 64,
-                 **trunk_options: Any) -> ActorCritic:
+def actor_critic(
+    memory: nn.Module, action_spec: ActionSpec, *, head_hidden_size: int = 64, **trunk_options: Any
+) -> ActorCritic:
     """An ActorCritic on a new ``RecurrentTrunk(memory, **trunk_options)`` (feature_size, pre_size, ...)."""
     return ActorCritic(memory=memory, action_spec=action_spec, head_hidden_size=head_hidden_size, **trunk_options)

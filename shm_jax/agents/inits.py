@@ -30,8 +30,9 @@ def torch_bias_init(fan_in: int):
     return init
 
 
-def dense(features: int, fan_in: int, role: str, init: str, name: str, dtype: Any = None,
-          layer: type[nn.Module] = nn.Dense) -> nn.Module:
+def dense(
+    features: int, fan_in: int, role: str, init: str, name: str, dtype: Any = None, layer: type[nn.Module] = nn.Dense
+) -> nn.Module:
     """Linear layer ``name`` of a ``role`` ("body", "relu": pre/post, "final": a head's output) under ``init``.
 
     layer: ``nn.Dense`` or ``memory.projection.Linear`` (the same layer, able to fold a deferred core output).

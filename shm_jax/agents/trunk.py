@@ -92,8 +92,9 @@ class RecurrentTrunk(nn.Module):
     def __post_init__(self):
         compute_dtype("RecurrentTrunk", self.dtype)
         if self.init_scheme not in INITS:
-            raise ValueError(f"RecurrentTrunk: init_scheme must be one of {', '.join(map(repr, INITS))}, "
-                             f"got {self.init_scheme!r}")
+            raise ValueError(
+                f"RecurrentTrunk: init_scheme must be one of {', '.join(map(repr, INITS))}, got {self.init_scheme!r}"
+            )
         super().__post_init__()
 
     def project_params(self, params: Any) -> Any:
@@ -111,8 +112,7 @@ class RecurrentTrunk(nn.Module):
 
     def initialize_carry(self, batch_size: int) -> AgentCarry:
         """The state before any observation. Works on an unbound module."""
-        return AgentCarry(memory=self.memory.initialize_carry(batch_size),
-                          step=jnp.full((batch_size,), -1, jnp.int32))
+        return AgentCarry(memory=self.memory.initialize_carry(batch_size), step=jnp.full((batch_size,), -1, jnp.int32))
 
     def sample_noise(self, rng: jax.Array, length: int, batch_size: int):
         """The core's per-step noise for [length, batch_size] steps (None for deterministic cores)."""
@@ -157,5 +157,6 @@ class RecurrentTrunk(nn.Module):
 
 def trunk_options(trunk: RecurrentTrunk) -> dict[str, Any]:
     """The fields of ``trunk`` (memory core included), to build a head on the same trunk."""
-    return {f.name: getattr(trunk, f.name) for f in dataclasses.fields(RecurrentTrunk)
-            if f.name not in ("parent", "name")}
+    return {
+        f.name: getattr(trunk, f.name) for f in dataclasses.fields(RecurrentTrunk) if f.name not in ("parent", "name")
+    }

@@ -79,9 +79,11 @@ class MemoryEstimate:
         return self.per_run * self.num_runs
 
     def describe(self) -> str:
-        return (f"{gib(self.total)} for {self.num_runs} run(s): per run state {gib(self.state)}, rollout "
-                f"{gib(self.rollout)}, gradients {gib(self.gradients)}, backward pass "
-                f"{gib(max(self.backward_residuals, self.largest_array))}")
+        return (
+            f"{gib(self.total)} for {self.num_runs} run(s): per run state {gib(self.state)}, rollout "
+            f"{gib(self.rollout)}, gradients {gib(self.gradients)}, backward pass "
+            f"{gib(max(self.backward_residuals, self.largest_array))}"
+        )
 
 
 def gib(num_bytes: float) -> str:
@@ -159,7 +161,9 @@ _REGISTRY: dict[str, AlgorithmSpec] = {}
 def register(spec: AlgorithmSpec) -> AlgorithmSpec:
     """Add ``spec`` under ``spec.name`` (its config section's ``name``); a second spec of one name is an error."""
     if spec.name != spec.config_type.name:
-        raise ValueError(f"register: spec name {spec.name!r} differs from its config section's {spec.config_type.name!r}")
+        raise ValueError(
+            f"register: spec name {spec.name!r} differs from its config section's {spec.config_type.name!r}"
+        )
     if spec.name in _REGISTRY and _REGISTRY[spec.name] != spec:
         raise ValueError(f"register: algorithm {spec.name!r} is already registered")
     _REGISTRY[spec.name] = spec

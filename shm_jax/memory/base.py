@@ -50,9 +50,7 @@ def check_sequence_inputs(name: str, x: jax.Array, starts: jax.Array) -> None:
     if starts.ndim != 2:
         raise ValueError(f"{name}: starts must have rank 2 [T, B], got shape {tuple(starts.shape)}")
     if tuple(starts.shape) != tuple(x.shape[:2]):
-        raise ValueError(
-            f"{name}: starts shape {tuple(starts.shape)} must equal x's [T, B] = {tuple(x.shape[:2])}"
-        )
+        raise ValueError(f"{name}: starts shape {tuple(starts.shape)} must equal x's [T, B] = {tuple(x.shape[:2])}")
 
 
 def check_positive(owner: str, **sizes: int) -> None:

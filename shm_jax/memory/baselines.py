@@ -49,8 +49,9 @@ class _ResettingGRUStep(nn.Module):
         # GRUCell's matmuls run in ``dtype``; its blend (1 - z) n + z h promotes to the float32 carry.
         # The recurrent kernel uses the vmap-safe orthogonal init (shm_jax.memory.initializers: flax's batched QR can
         # deadlock jaxlib's CPU LAPACK when seeds are initialised under vmap); same values as flax's.
-        carry, y_t = nn.GRUCell(features=self.hidden_size, dtype=self.dtype, recurrent_kernel_init=orthogonal(),
-                                name="cell")(carry, x_t)
+        carry, y_t = nn.GRUCell(
+            features=self.hidden_size, dtype=self.dtype, recurrent_kernel_init=orthogonal(), name="cell"
+        )(carry, x_t)
         return carry.astype(jnp.float32), y_t
 
 
@@ -258,8 +259,9 @@ class ScalarGated(_MatrixMemory):
         check_sequence_inputs("ScalarGated", x, starts)
         x_hat = self._norm(x)
         forget = nn.sigmoid(
-            nn.Dense(1, bias_init=nn.initializers.constant(self.forget_bias), dtype=self._dtype,
-                     name="forget_gate")(x_hat)
+            nn.Dense(1, bias_init=nn.initializers.constant(self.forget_bias), dtype=self._dtype, name="forget_gate")(
+                x_hat
+            )
         )
         write = nn.sigmoid(nn.Dense(1, dtype=self._dtype, name="input_gate")(x_hat))
         inputs = {
@@ -334,8 +336,7 @@ class FFM(nn.Module):
         )
         omega = self.param(
             "omega",
-            lambda _, shape: 2 * jnp.pi
-            / jnp.linspace(self.min_period, self.max_period, shape[0], dtype=jnp.float32),
+            lambda _, shape: 2 * jnp.pi / jnp.linspace(self.min_period, self.max_period, shape[0], dtype=jnp.float32),
             (self.context_size,),
         )
         shape = (self.memory_size, self.context_size)

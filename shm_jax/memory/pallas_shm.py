@@ -41,11 +41,11 @@ TARGETS = ("gpu", "tpu")
 class _Config(NamedTuple):
     """Static kernel settings (hashable: the custom VJP's non-differentiable argument)."""
 
-    target: str       # "gpu" (Triton structure) or "tpu" (Mosaic structure)
+    target: str  # "gpu" (Triton structure) or "tpu" (Mosaic structure)
     interpret: bool
-    chunk: int        # steps per chunk / time block
-    rows: int         # rows of M per program
-    warps: int        # Triton warps per program (unused on TPU)
+    chunk: int  # steps per chunk / time block
+    rows: int  # rows of M per program
+    warps: int  # Triton warps per program (unused on TPU)
 
 
 def gpu_block_config(hsz: int) -> tuple[int, int]:
@@ -95,8 +95,14 @@ def _to_kernel_layout(starts, a, b, w, k, q, chunk):
     """Time-major [T, B, H] -> padded batch-major kernel layouts. Padded steps are identities (a = w = 0)."""
     steps = -(-starts.shape[0] // chunk) * chunk
     starts_k = jnp.transpose(pad_time(starts.astype(a.dtype), steps))[:, None, :]  # [B, 1, T']
-    return (starts_k, _row_side(a, steps), _col_side(b, steps), _row_side(w, steps), _col_side(k, steps),
-            _col_side(q, steps))
+    return (
+        starts_k,
+        _row_side(a, steps),
+        _col_side(b, steps),
+        _row_side(w, steps),
+        _col_side(k, steps),
+        _col_side(q, steps),
+    )
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(7,))
@@ -117,8 +123,9 @@ def _fused_bwd(config, residuals, cotangents):
     d_final, d_h = cotangents
     length = d_h.shape[0]
     dh_k = _row_side(d_h, kernel_inputs[1].shape[-1])
-    da, dw, db, dk, dq, d_carry = _kernel(config).backward_call(*kernel_inputs, boundaries, dh_k, d_final,
-                                                                **_call_kwargs(config))
+    da, dw, db, dk, dq, d_carry = _kernel(config).backward_call(
+        *kernel_inputs, boundaries, dh_k, d_final, **_call_kwargs(config)
+    )
     row_back = lambda x: jnp.transpose(x, (2, 0, 1))[:length]  # noqa: E731  [B, H, T'] -> [T, B, H]
     col_back = lambda x: jnp.transpose(x, (1, 0, 2))[:length]  # noqa: E731  [B, T', H] -> [T, B, H]
     return d_carry, None, row_back(da), col_back(db), row_back(dw), col_back(dk), col_back(dq)
@@ -127,8 +134,9 @@ def _fused_bwd(config, residuals, cotangents):
 _fused.defvjp(_fused_fwd, _fused_bwd)
 
 
-def _configure(target: str, interpret: bool, hsz: int, length: int, chunk_size: int, block_rows, num_warps,
-               pad_hidden) -> tuple[_Config, int]:
+def _configure(
+    target: str, interpret: bool, hsz: int, length: int, chunk_size: int, block_rows, num_warps, pad_hidden
+) -> tuple[_Config, int]:
     """Kernel settings and the H the kernel runs at (Triton pads H to a power of two; Mosaic needs no padding)."""
     if target == "tpu":
         rows = mosaic_shm.default_block_rows(hsz) if block_rows is None else block_rows
@@ -160,9 +168,22 @@ def _check_positive_int(name, value, allow_none=False):
         raise ValueError(f"fused_shm_scan: {name} must be a positive integer, got {value!r}")
 
 
-def fused_shm_scan(carry, starts, a, b, w, k, q, *, chunk_size: int = 64, block_rows: int | None = None,
-                   num_warps: int | None = None, interpret: bool | None = None, pad_hidden: bool | None = None,
-                   target: str | None = None):
+def fused_shm_scan(
+    carry,
+    starts,
+    a,
+    b,
+    w,
+    k,
+    q,
+    *,
+    chunk_size: int = 64,
+    block_rows: int | None = None,
+    num_warps: int | None = None,
+    interpret: bool | None = None,
+    pad_hidden: bool | None = None,
+    target: str | None = None,
+):
     """The SHM recurrence and read-out by the fused kernel, with a custom gradient.
 
     Args:
@@ -185,8 +206,7 @@ def fused_shm_scan(carry, starts, a, b, w, k, q, *, chunk_size: int = 64, block_
     Returns:
       (M_T float32[B, H, H], h float32[T, B, H]).
     """
-    if block_rows is not None and (not isinstance(block_rows, int) or isinstance(block_rows, bool)
-                                   or block_rows <= 0):
+    if block_rows is not None and (not isinstance(block_rows, int) or isinstance(block_rows, bool) or block_rows <= 0):
         raise ValueError(f"fused_shm_scan: block_rows must be a positive divisor of H, got {block_rows!r}")
     if jnp.dtype(carry.dtype) != jnp.float32:
         raise ValueError(f"fused_shm_scan: carry must be float32 (the kernel's memory is float32), got {carry.dtype}")
@@ -195,14 +215,18 @@ def fused_shm_scan(carry, starts, a, b, w, k, q, *, chunk_size: int = 64, block_
     if target is not None and target not in TARGETS:
         raise ValueError(f"fused_shm_scan: target must be one of {', '.join(TARGETS)} or None, got {target!r}")
     if target is not None and not interpret:
-        raise ValueError("fused_shm_scan: target selects the kernel in interpret mode only (interpret=True); "
-                         "compiled runs use the lowering platform's kernel")
+        raise ValueError(
+            "fused_shm_scan: target selects the kernel in interpret mode only (interpret=True); "
+            "compiled runs use the lowering platform's kernel"
+        )
     settings = dict(chunk_size=chunk_size, block_rows=block_rows, num_warps=num_warps, pad_hidden=pad_hidden)
     args = (carry, starts, a, b, w, k, q)
     if interpret:
         return _run(*args, target=target or "gpu", interpret=True, **settings)
-    branches = dict(cuda=functools.partial(_run, target="gpu", interpret=False, **settings),
-                    tpu=functools.partial(_run, target="tpu", interpret=False, **settings))
+    branches = dict(
+        cuda=functools.partial(_run, target="gpu", interpret=False, **settings),
+        tpu=functools.partial(_run, target="tpu", interpret=False, **settings),
+    )
     if interpret is None:
         branches["cpu"] = functools.partial(_run, target="gpu", interpret=True, **settings)
     return jax.lax.platform_dependent(*args, **branches)

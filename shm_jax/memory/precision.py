@@ -35,5 +35,6 @@ def compute_dtype(owner: str, dtype: Any) -> Any:
             name = None
         if name in _BY_NAME:
             return _BY_NAME[name]
-    raise ValueError(f"{owner}: dtype must be None, 'float32' or 'bfloat16' (or jnp.float32 / jnp.bfloat16), "
-                     f"got {dtype!r}")
+    raise ValueError(
+        f"{owner}: dtype must be None, 'float32' or 'bfloat16' (or jnp.float32 / jnp.bfloat16), got {dtype!r}"
+    )

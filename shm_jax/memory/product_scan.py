@@ -102,7 +102,8 @@ def _scan_bwd(chunk, residuals, cotangents):
 
         steps = jnp.arange(starts_c.shape[0])
         grad, (d_a, d_b, d_w, d_k) = jax.lax.scan(
-            adjoint, grad, (steps, starts_c, a_c, b_c, w_c, k_c, q_c, dh_c, calibrations), reverse=True)
+            adjoint, grad, (steps, starts_c, a_c, b_c, w_c, k_c, q_c, dh_c, calibrations), reverse=True
+        )
         return grad, (d_a, d_b, d_w, d_k, d_q)
 
     d_carry, grads = jax.lax.scan(chunk_body, d_final, (boundaries,) + xs, reverse=True)

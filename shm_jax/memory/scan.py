@@ -168,8 +168,9 @@ def _sequential(carry, inputs, starts, make_cu, read, chunk_size):
     read_fn, read_consts = jax.closure_convert(read, carry, inputs_0)
     length = starts.shape[0]
     chunk = min(chunk_size, length)
-    return _lean_scan(cu_fn, read_fn, chunk, length, carry, inputs, starts.astype(bool),
-                      tuple(cu_consts), tuple(read_consts))
+    return _lean_scan(
+        cu_fn, read_fn, chunk, length, carry, inputs, starts.astype(bool), tuple(cu_consts), tuple(read_consts)
+    )
 
 
 def _lean_step(cu_fn, cu_consts, memory, inputs_t, start_t, valid_t):
@@ -212,8 +213,7 @@ def _lean_scan(cu_fn, read_fn, chunk, length, carry, inputs, starts, cu_consts, 
 
 
 def _lean_scan_fwd(cu_fn, read_fn, chunk, length, carry, inputs, starts, cu_consts, read_consts):
-    final, ys, boundaries = _lean_forward(cu_fn, read_fn, chunk, length, carry, inputs, starts,
-                                          cu_consts, read_consts)
+    final, ys, boundaries = _lean_forward(cu_fn, read_fn, chunk, length, carry, inputs, starts, cu_consts, read_consts)
     return (final, ys), (boundaries, inputs, starts, cu_consts, read_consts)
 
 
@@ -248,20 +248,24 @@ def _lean_scan_bwd(cu_fn, read_fn, chunk, length, residuals, cotangents):
             # A padded step is the identity: pass the cotangent through and contribute nothing.
             keep = _flag_like(valid_t, grad)
             d_prev = jnp.where(keep, d_prev, d_memory)
-            d_inputs = jax.tree.map(lambda a, b: jnp.where(_flag_like(valid_t, a), a + b, jnp.zeros_like(a)),
-                                    d_in_cu, d_in_read)
+            d_inputs = jax.tree.map(
+                lambda a, b: jnp.where(_flag_like(valid_t, a), a + b, jnp.zeros_like(a)), d_in_cu, d_in_read
+            )
             d_cu_consts = jax.tree.map(lambda acc, d: acc + jnp.where(jnp.any(valid_t), d, 0), d_cu_consts, d_cu_k)
-            d_read_consts = jax.tree.map(lambda acc, d: acc + jnp.where(jnp.any(valid_t), d, 0),
-                                         d_read_consts, d_read_k)
+            d_read_consts = jax.tree.map(
+                lambda acc, d: acc + jnp.where(jnp.any(valid_t), d, 0), d_read_consts, d_read_k
+            )
             return (d_prev, d_cu_consts, d_read_consts), d_inputs
 
-        acc, d_inputs_k = jax.lax.scan(step, (d_memory, d_cu_consts, d_read_consts),
-                                       (inputs_k, starts_k, valid_k, d_ys_k, prevs), reverse=True)
+        acc, d_inputs_k = jax.lax.scan(
+            step, (d_memory, d_cu_consts, d_read_consts), (inputs_k, starts_k, valid_k, d_ys_k, prevs), reverse=True
+        )
         return acc, d_inputs_k
 
     init = (d_final, zeros_like(cu_consts), zeros_like(read_consts))
     (d_carry, d_cu_consts, d_read_consts), d_inputs = jax.lax.scan(
-        chunk_body, init, (boundaries, inputs_c, starts_c, valid_c, d_ys_c), reverse=True)
+        chunk_body, init, (boundaries, inputs_c, starts_c, valid_c, d_ys_c), reverse=True
+    )
     d_inputs = jax.tree.map(functools.partial(from_chunks, length=length), d_inputs)
     return d_carry, d_inputs, None, d_cu_consts, d_read_consts
 

@@ -208,19 +208,22 @@ class SHM(nn.Module):
         if self.projection_size is not None:
             base.check_positive("SHM", projection_size=self.projection_size)
         if self.calibration not in CALIBRATIONS:
-            raise ValueError(
-                f"SHM: unknown calibration {self.calibration!r}; valid: {', '.join(CALIBRATIONS)}")
+            raise ValueError(f"SHM: unknown calibration {self.calibration!r}; valid: {', '.join(CALIBRATIONS)}")
         check_method(self.scan_method, self.chunk_size or DEFAULT_CHUNK_SIZE, extra_methods=(FUSED,))
         if self.scan_method == FUSED and self.calibration == "fixed_c":
-            raise ValueError("SHM: scan_method 'fused' needs C_t = 1 + tanh(row ⊗ col); calibration 'fixed_c' "
-                             "has no such form: use 'sequential', 'chunked' or 'associative'")
+            raise ValueError(
+                "SHM: scan_method 'fused' needs C_t = 1 + tanh(row ⊗ col); calibration 'fixed_c' "
+                "has no such form: use 'sequential', 'chunked' or 'associative'"
+            )
         if self.clamp is not None:
             number = isinstance(self.clamp, (int, float)) and not isinstance(self.clamp, bool)
             if not number or not 0 < self.clamp < math.inf:
                 raise ValueError(f"SHM: clamp must be None or a positive finite number, got {self.clamp!r}")
             if self.scan_method not in (None, "sequential"):
-                raise ValueError(f"SHM: clamp needs scan_method 'sequential' or None (clipping M every step is not "
-                                 f"associative), got {self.scan_method!r}")
+                raise ValueError(
+                    f"SHM: clamp needs scan_method 'sequential' or None (clipping M every step is not "
+                    f"associative), got {self.scan_method!r}"
+                )
         super().__post_init__()
 
     @property
@@ -263,12 +266,12 @@ class SHM(nn.Module):
         hsz = self.memory_size
         if carry.shape[-2:] != (hsz, hsz) or carry.shape[0] != x.shape[1]:
             raise ValueError(
-                f"SHM: carry must have shape [B, H, H] = {(x.shape[1], hsz, hsz)}, got {tuple(carry.shape)}")
+                f"SHM: carry must have shape [B, H, H] = {(x.shape[1], hsz, hsz)}, got {tuple(carry.shape)}"
+            )
         dtype = compute_dtype("SHM", self.dtype)
         x_hat = nn.LayerNorm(epsilon=1e-5, dtype=dtype, name="norm")(x)
         # One fused bias-free projection for v, k, q, v_c and η (column blocks = separate Linear layers).
-        proj = nn.Dense(4 * hsz + 1, use_bias=False, kernel_init=torch_kernel_init(), dtype=dtype,
-                        name="proj")(x_hat)
+        proj = nn.Dense(4 * hsz + 1, use_bias=False, kernel_init=torch_kernel_init(), dtype=dtype, name="proj")(x_hat)
         v, k, q, v_c, eta = jnp.split(proj, [hsz, 2 * hsz, 3 * hsz, 4 * hsz], axis=-1)
         inputs = {
             "v": v,
@@ -298,18 +301,28 @@ class SHM(nn.Module):
             carry, h = _product_form_scan(fused_shm_scan, carry, inputs, starts, chunk)
         elif (self.scan_method or default_method()) == "sequential" and "row" in inputs:
             # C_t = 1 + tanh(row ⊗ col): the specialised loop beats the generic one (product_scan.py).
-            carry, h = _product_form_scan(product_form_scan, carry, inputs, starts, self.chunk_size or
-                                          sequential_chunk_size(x.shape[1], hsz))
+            carry, h = _product_form_scan(
+                product_form_scan, carry, inputs, starts, self.chunk_size or sequential_chunk_size(x.shape[1], hsz)
+            )
         else:
-            carry, h = hadamard_scan(carry, inputs, starts, make_cu, _read,
-                                     method=self.scan_method, chunk_size=chunk)
+            carry, h = hadamard_scan(carry, inputs, starts, make_cu, _read, method=self.scan_method, chunk_size=chunk)
         h = h.astype(dtype)
         if self.shortcut:
-            h = h + nn.Dense(hsz, kernel_init=torch_kernel_init(), bias_init=torch_bias_init(x.shape[-1]),
-                             dtype=dtype, name="shortcut")(x_hat)
+            h = h + nn.Dense(
+                hsz,
+                kernel_init=torch_kernel_init(),
+                bias_init=torch_bias_init(x.shape[-1]),
+                dtype=dtype,
+                name="shortcut",
+            )(x_hat)
         if self.projection_size is not None:
-            h = Linear(self.projection_size, kernel_init=torch_kernel_init(), bias_init=torch_bias_init(hsz),
-                       dtype=dtype, name="out")(h, defer=defer_projection)
+            h = Linear(
+                self.projection_size,
+                kernel_init=torch_kernel_init(),
+                bias_init=torch_bias_init(hsz),
+                dtype=dtype,
+                name="out",
+            )(h, defer=defer_projection)
         return carry, h
 
     def _calibration_inputs(self, x_hat: jax.Array, v_c: jax.Array, noise) -> dict:
@@ -326,11 +339,13 @@ class SHM(nn.Module):
             if noise.shape != (length, batch) or not jnp.issubdtype(noise.dtype, jnp.integer):
                 raise ValueError(
                     f"SHM: noise must be int[T, B] = {(length, batch)} row indices, got "
-                    f"{noise.dtype}{list(noise.shape)}")
+                    f"{noise.dtype}{list(noise.shape)}"
+                )
             return {"row": jnp.take(theta, noise, axis=0, mode="clip"), "col": v_c}
         if mode == "neural_theta":
-            row = nn.Dense(hsz, use_bias=False, kernel_init=torch_kernel_init(), dtype=x_hat.dtype,
-                           name="theta_net")(x_hat)
+            row = nn.Dense(hsz, use_bias=False, kernel_init=torch_kernel_init(), dtype=x_hat.dtype, name="theta_net")(
+                x_hat
+            )
             return {"row": row, "col": v_c}
         if mode == "random_c":
             if noise is None:

@@ -76,15 +76,21 @@ def compile_for_tpu(fn: Callable, args: Any, generation: str):
 def memory_report(compiled) -> dict[str, int]:
     """Bytes XLA plans for a compiled program: temp (scratch the program allocates), arguments, outputs, code."""
     stats = compiled.memory_analysis()
-    return {"temp_bytes": int(stats.temp_size_in_bytes), "argument_bytes": int(stats.argument_size_in_bytes),
-            "output_bytes": int(stats.output_size_in_bytes),
-            "code_bytes": int(stats.generated_code_size_in_bytes)}
+    return {
+        "temp_bytes": int(stats.temp_size_in_bytes),
+        "argument_bytes": int(stats.argument_size_in_bytes),
+        "output_bytes": int(stats.output_size_in_bytes),
+        "code_bytes": int(stats.generated_code_size_in_bytes),
+    }
 
 
 def mosaic_kernel_names(compiled) -> list[str]:
     """Names of the Mosaic (Pallas TPU) kernels in a compiled TPU program, one per call site."""
-    calls = re.findall(r'^\s*(?:ROOT )?%([A-Za-z_][\w-]*?)(?:\.\d+)? = .*custom_call_target="tpu_custom_call"',
-                       compiled.as_text(), re.MULTILINE)
+    calls = re.findall(
+        r'^\s*(?:ROOT )?%([A-Za-z_][\w-]*?)(?:\.\d+)? = .*custom_call_target="tpu_custom_call"',
+        compiled.as_text(),
+        re.MULTILINE,
+    )
     return sorted(calls)
 
 
@@ -96,6 +102,7 @@ def fused_kernel_program(shapes: list[tuple[int, int, int]]):
 
     Returns (fn, args): fn(*args) -> gradients; args are ShapeDtypeStructs. One compile covers all shapes.
     """
+
     def loss(problems, starts):
         total = 0.0
         for (carry, a, b, w, k, q), flags in zip(problems, starts):
@@ -109,20 +116,40 @@ def fused_kernel_program(shapes: list[tuple[int, int, int]]):
     return jax.grad(loss), (problems, starts)
 
 
-def shm_layer_program(method: str | None, batch: int, length: int = 1024, hidden: int = 128, *,
-                      dtype: str | None = None, calibration: str = "random_theta", features: int = 64):
+def shm_layer_program(
+    method: str | None,
+    batch: int,
+    length: int = 1024,
+    hidden: int = 128,
+    *,
+    dtype: str | None = None,
+    calibration: str = "random_theta",
+    features: int = 64,
+):
     """Forward + backward of one SHM layer (the paper's POPGym layer: shortcut, projection 1024) at [T, B].
 
     Returns (fn, args): fn(params, x, starts, noise) -> (loss, parameter gradients); args ShapeDtypeStructs.
     """
-    core = SHM(memory_size=hidden, projection_size=1024, shortcut=True, calibration=calibration,
-               scan_method=method, dtype=dtype)
+    core = SHM(
+        memory_size=hidden,
+        projection_size=1024,
+        shortcut=True,
+        calibration=calibration,
+        scan_method=method,
+        dtype=dtype,
+    )
     x = jax.ShapeDtypeStruct((length, batch, features), jnp.float32)
     starts = jax.ShapeDtypeStruct((length, batch), jnp.bool_)
     noise = jax.eval_shape(lambda: core.sample_noise(jax.random.PRNGKey(0), length, batch))
-    params = jax.eval_shape(lambda: core.init(jax.random.PRNGKey(0), core.initialize_carry(batch),
-                                              jnp.zeros(x.shape), jnp.zeros(starts.shape, bool),
-                                              core.sample_noise(jax.random.PRNGKey(0), length, batch)))
+    params = jax.eval_shape(
+        lambda: core.init(
+            jax.random.PRNGKey(0),
+            core.initialize_carry(batch),
+            jnp.zeros(x.shape),
+            jnp.zeros(starts.shape, bool),
+            core.sample_noise(jax.random.PRNGKey(0), length, batch),
+        )
+    )
 
     def loss(params, x, starts, noise):
         final, y = core.apply(params, core.initialize_carry(x.shape[1]), x, starts, noise)
@@ -140,12 +167,14 @@ def ppo_update_program(num_envs: int = 8, scan_method: str | None = None, **over
     config = from_preset("paper-popgym", num_envs=num_envs, num_minibatches=1, num_seeds=1, **overrides)
     if scan_method is not None:
         memory_kwargs = dict(config.agent.memory_kwargs, scan_method=scan_method)
-        config = from_preset("paper-popgym", num_envs=num_envs, num_minibatches=1, num_seeds=1,
-                             memory_kwargs=memory_kwargs, **overrides)
+        config = from_preset(
+            "paper-popgym", num_envs=num_envs, num_minibatches=1, num_seeds=1, memory_kwargs=memory_kwargs, **overrides
+        )
     built = build(config)
     state = jax.eval_shape(built.algorithm.init, jax.random.PRNGKey(0))
-    hyperparameters = jax.tree.map(lambda x: jax.ShapeDtypeStruct(jax.numpy.shape(x), jax.numpy.result_type(x)),
-                                   built.hyperparameters)
+    hyperparameters = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(jax.numpy.shape(x), jax.numpy.result_type(x)), built.hyperparameters
+    )
     return built.algorithm.update, (state, hyperparameters)
 
 
@@ -176,18 +205,28 @@ def triton_kernels(fn: Callable, *args) -> list[TritonKernel]:
         for region in op.regions:
             for block in region.blocks:
                 for child in block.operations:
-                    target = (ir.StringAttr(child.attributes["call_target_name"]).value
-                              if child.operation.name == "stablehlo.custom_call" else "")
+                    target = (
+                        ir.StringAttr(child.attributes["call_target_name"]).value
+                        if child.operation.name == "stablehlo.custom_call"
+                        else ""
+                    )
                     if target == "triton_kernel_call_ffi":
-                        raise RuntimeError("aot: this jaxlib compiles Triton to PTX while lowering (jaxlib > 0.10.2); "
-                                           "triton_kernels reads the Triton IR that jaxlib <= 0.10.2 embeds")
+                        raise RuntimeError(
+                            "aot: this jaxlib compiles Triton to PTX while lowering (jaxlib > 0.10.2); "
+                            "triton_kernels reads the Triton IR that jaxlib <= 0.10.2 embeds"
+                        )
                     if "triton" in target:
                         config = ir.DictAttr(child.attributes["mhlo.backend_config"])
                         integer = lambda key: ir.IntegerAttr(config[key]).value  # noqa: E731
-                        kernels.append(TritonKernel(
-                            ir.StringAttr(config["name"]).value, ir.StringAttr(config["ir"]).value_bytes,
-                            integer("num_warps"), integer("num_stages"),
-                            (integer("grid_x"), integer("grid_y"), integer("grid_z"))))
+                        kernels.append(
+                            TritonKernel(
+                                ir.StringAttr(config["name"]).value,
+                                ir.StringAttr(config["ir"]).value_bytes,
+                                integer("num_warps"),
+                                integer("num_stages"),
+                                (integer("grid_x"), integer("grid_y"), integer("grid_z")),
+                            )
+                        )
                     visit(child.operation)
 
     visit(module.operation)
@@ -225,31 +264,48 @@ def parse_ptxas(log: str) -> dict[str, int]:
     spills = re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", log)
     if registers is None or spills is None:
         raise RuntimeError(f"aot: unexpected ptxas -v output: {log[-300:]!r}")
-    return {"registers": int(registers.group(1)), "stack_bytes": int(spills.group(1)),
-            "spill_stores": int(spills.group(2)), "spill_loads": int(spills.group(3))}
+    return {
+        "registers": int(registers.group(1)),
+        "stack_bytes": int(spills.group(1)),
+        "spill_stores": int(spills.group(2)),
+        "spill_loads": int(spills.group(3)),
+    }
 
 
 def assemble(kernel: TritonKernel, arch: str) -> dict[str, Any]:
     """PTX of one kernel for ``arch`` ("sm_80", "sm_90"), assembled by ``ptxas -v``: the report as a dict."""
     triton = _triton_compiler()
     if triton is None:
-        raise AotUnavailable("aot: the CUDA plugin's Triton compiler is not registered in this process "
-                             f"(run with JAX_PLATFORMS=cpu and {INSTALL_HINT})")
+        raise AotUnavailable(
+            "aot: the CUDA plugin's Triton compiler is not registered in this process "
+            f"(run with JAX_PLATFORMS=cpu and {INSTALL_HINT})"
+        )
     major_minor = f"{arch[3:-1]}.{arch[-1]}"
-    result = triton.compile("CUDA", kernel.ir, major_minor, num_warps=kernel.num_warps, num_ctas=1,
-                            num_stages=kernel.num_stages)
+    result = triton.compile(
+        "CUDA", kernel.ir, major_minor, num_warps=kernel.num_warps, num_ctas=1, num_stages=kernel.num_stages
+    )
     target = re.search(r"^\.target\s+(\w+)", result.asm, re.MULTILINE).group(1)  # sm_90a where Triton wants it
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, f"{kernel.name}.ptx")
         with open(path, "w") as f:
             f.write(result.asm)
-        done = subprocess.run([ptxas_path(), "-v", f"--gpu-name={target}", path, "-o", os.devnull],
-                              capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [ptxas_path(), "-v", f"--gpu-name={target}", path, "-o", os.devnull],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     if done.returncode:
         raise RuntimeError(f"aot: ptxas failed for {kernel.name} ({target}): {done.stderr.strip()[-500:]}")
-    return {"kernel": kernel.name, "arch": arch, "ptx_target": target, "num_warps": kernel.num_warps,
-            "programs": kernel.grid[0] * kernel.grid[1] * kernel.grid[2], "shared_bytes": int(result.smem_bytes),
-            **parse_ptxas(done.stderr)}
+    return {
+        "kernel": kernel.name,
+        "arch": arch,
+        "ptx_target": target,
+        "num_warps": kernel.num_warps,
+        "programs": kernel.grid[0] * kernel.grid[1] * kernel.grid[2],
+        "shared_bytes": int(result.smem_bytes),
+        **parse_ptxas(done.stderr),
+    }
 
 
 def fused_kernel_cases(cases: list[dict]) -> list[dict[str, Any]]:
@@ -279,8 +335,14 @@ def ptxas_reports(cases: list[dict]) -> list[dict[str, Any]]:
     if _triton_compiler() is not None:
         return fused_kernel_cases(cases)
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    done = subprocess.run([sys.executable, "-m", "shm_jax.tools.aot"], input=json.dumps(cases), capture_output=True,
-                          text=True, env=env, timeout=1800)
+    done = subprocess.run(
+        [sys.executable, "-m", "shm_jax.tools.aot"],
+        input=json.dumps(cases),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1800,
+    )
     if done.returncode:
         last = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
         if "AotUnavailable" in last:

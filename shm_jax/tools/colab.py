@@ -35,8 +35,11 @@ JAX_EXTRAS = {"tpu": "jax[tpu]", "gpu": "jax[cuda12]", "cpu": "jax"}
 JAX_VERSION_SPEC = ">=0.7.2,<0.12"
 JAX_MIN, JAX_BELOW = (0, 7, 2), (0, 12)
 # Distributions that make a jax install use an accelerator: any one of them present = that runtime's jax is there.
-ACCELERATOR_PLUGINS = {"tpu": ("libtpu", "libtpu-nightly"), "gpu": ("jax-cuda12-plugin", "jax-cuda13-plugin"),
-                       "cpu": ()}
+ACCELERATOR_PLUGINS = {
+    "tpu": ("libtpu", "libtpu-nightly"),
+    "gpu": ("jax-cuda12-plugin", "jax-cuda13-plugin"),
+    "cpu": (),
+}
 
 SOURCE_ENV = "SHM_JAX_SOURCE"
 DEFAULT_SOURCE = "shm-jax"  # the package name on PyPI
@@ -53,9 +56,11 @@ _TPU_DEVICE_FILES = ("/dev/accel0", "/dev/vfio/0")
 _GPU_DEVICE_FILES = ("/dev/nvidia0",)
 
 
-def detect_runtime(environ: Mapping[str, str] | None = None,
-                   path_exists: Callable[[str], bool] = os.path.exists,
-                   which: Callable[[str], str | None] = shutil.which) -> str:
+def detect_runtime(
+    environ: Mapping[str, str] | None = None,
+    path_exists: Callable[[str], bool] = os.path.exists,
+    which: Callable[[str], str | None] = shutil.which,
+) -> str:
     """The accelerator of this machine: "tpu", "gpu" or "cpu" (``SHM_RUNTIME`` overrides).
 
     TPU: a Colab/Cloud TPU variable (``COLAB_TPU_ADDR``, ``TPU_NAME``, ...) or a TPU device file
@@ -140,10 +145,14 @@ def plan_install(source: str, runtime: str, versions: Callable[[str], str | None
         plugins = [f"{d} {versions(d)}" for d in ACCELERATOR_PLUGINS[runtime] if versions(d) is not None]
         if runtime == "cpu" or plugins:
             kept = ", ".join([f"jaxlib {jaxlib}"] + plugins)
-            return InstallPlan((package, f"jax=={jax}", f"jaxlib=={jaxlib}"), True,
-                               f"keeping the preinstalled jax {jax} ({kept})")
-        return InstallPlan((package, f"{JAX_EXTRAS[runtime]}=={jax}", f"jaxlib=={jaxlib}"), True,
-                           f"jax {jax} lacks the {runtime} plugin: adding {JAX_EXTRAS[runtime]}=={jax}")
+            return InstallPlan(
+                (package, f"jax=={jax}", f"jaxlib=={jaxlib}"), True, f"keeping the preinstalled jax {jax} ({kept})"
+            )
+        return InstallPlan(
+            (package, f"{JAX_EXTRAS[runtime]}=={jax}", f"jaxlib=={jaxlib}"),
+            True,
+            f"jax {jax} lacks the {runtime} plugin: adding {JAX_EXTRAS[runtime]}=={jax}",
+        )
     found = f"jax {jax} is outside {JAX_VERSION_SPEC}" if jax else "jax is not installed"
     return InstallPlan((package, jax_requirement(runtime)), False, f"{found}: installing {jax_requirement(runtime)}")
 
@@ -176,19 +185,30 @@ def install(source: str | None = None, runtime: str | None = None, *, force: boo
     if done.returncode != 0:
         lines = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("ERROR")]
         why = lines[-1] if lines else f"pip exit {done.returncode}"
-        raise RuntimeError(f"{SOURCE_ENV}={source!r}: pip could not install it ({why}); set {SOURCE_ENV} to a "
-                           "package name, a git URL (git+https://github.com/OWNER/shm-jax) or a checkout")
+        raise RuntimeError(
+            f"{SOURCE_ENV}={source!r}: pip could not install it ({why}); set {SOURCE_ENV} to a "
+            "package name, a git URL (git+https://github.com/OWNER/shm-jax) or a checkout"
+        )
     importlib.invalidate_caches()
     stale = stale_modules()
     if stale:
-        print(f"pip changed {', '.join(stale)}, already imported in this process: restart the runtime "
-              "(Colab: Runtime -> Restart session) and run the notebook again")
+        print(
+            f"pip changed {', '.join(stale)}, already imported in this process: restart the runtime "
+            "(Colab: Runtime -> Restart session) and run the notebook again"
+        )
     return True
 
 
 # Distributions whose module may already be imported by the notebook host before the install cell runs.
-_WATCHED = {"numpy": "numpy", "scipy": "scipy", "jax": "jax", "jaxlib": "jaxlib", "ml_dtypes": "ml_dtypes",
-            "flax": "flax", "optax": "optax"}
+_WATCHED = {
+    "numpy": "numpy",
+    "scipy": "scipy",
+    "jax": "jax",
+    "jaxlib": "jaxlib",
+    "ml_dtypes": "ml_dtypes",
+    "flax": "flax",
+    "optax": "optax",
+}
 
 
 def stale_modules() -> list[str]:

@@ -41,8 +41,12 @@ def sweep_grid(base: Any, sweep) -> tuple[Any, list[dict[str, float]]]:
         if name not in valid:
             raise ValueError(f"sweep: {name!r} is not a hyperparameter of this algorithm; valid: {', '.join(valid)}")
     settings = [dict(zip(names, map(float, combo))) for combo in itertools.product(*(v for _, v in sweep))] or [{}]
-    points = [dataclasses.replace(base, **{k: jnp.asarray(v, jnp.asarray(getattr(base, k)).dtype)
-                                           for k, v in setting.items()}) for setting in settings]
+    points = [
+        dataclasses.replace(
+            base, **{k: jnp.asarray(v, jnp.asarray(getattr(base, k)).dtype) for k, v in setting.items()}
+        )
+        for setting in settings
+    ]
     return jax.tree.map(lambda *xs: jnp.stack(xs), *points), settings
 
 
@@ -54,8 +58,16 @@ class BatchedProgram:
     sharded over environments when the device count divides neither seeds nor settings.
     """
 
-    def __init__(self, algorithm: Algorithm, hyperparameters: Any, *, sweep=(), seed: int = 0, num_seeds: int = 1,
-                 mesh: jax.sharding.Mesh | None = None):
+    def __init__(
+        self,
+        algorithm: Algorithm,
+        hyperparameters: Any,
+        *,
+        sweep=(),
+        seed: int = 0,
+        num_seeds: int = 1,
+        mesh: jax.sharding.Mesh | None = None,
+    ):
         self.algorithm = algorithm
         self.hyperparameters, self.settings = sweep_grid(hyperparameters, sweep)
         self.keys, self.seeds = split_seed_keys(seed, num_seeds), list(range(num_seeds))
@@ -87,8 +99,9 @@ class BatchedProgram:
         init = jax.vmap(self.algorithm.init)
         return jax.vmap(lambda _: init(keys))(jnp.arange(len(self.settings)))
 
-    def chunk_all(self, states: Any, hyperparameters: Any, active: jax.Array,
-                  num_updates: int) -> tuple[Any, dict[str, jax.Array], jax.Array]:
+    def chunk_all(
+        self, states: Any, hyperparameters: Any, active: jax.Array, num_updates: int
+    ) -> tuple[Any, dict[str, jax.Array], jax.Array]:
         """``num_updates`` updates of every run: (states [G, S, ...], metrics [G, S, num_updates], active [G, S]).
 
         active bool[G, S]: the runs still training. An update whose ``finite`` metric is false is discarded: the
@@ -96,6 +109,7 @@ class BatchedProgram:
         run neither reaches a checkpoint nor stops the others. Metrics of frozen updates are NaN (floats) or 0;
         ``metrics["active"]`` says which updates counted.
         """
+
         def run_one(state, hp, alive):
             def step(carry, _):
                 state, alive = carry
@@ -121,8 +135,9 @@ class BatchedProgram:
 
     def abstract_state(self) -> Any:
         """The state pytree of ShapeDtypeStructs with shardings (the restore target)."""
-        return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                            self._abstract_init(), self.state_sharding)
+        return jax.tree.map(
+            lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), self._abstract_init(), self.state_sharding
+        )
 
     def init(self) -> Any:
         """The fresh state, leaves [G, S, ...], already sharded.
@@ -144,8 +159,9 @@ class BatchedProgram:
             return states, jax.lax.with_sharding_constraint(metrics, self._replicated), active
 
         donate = (0,) if jax.default_backend() != "cpu" else ()  # CPU ignores donation (with a warning)
-        return jax.jit(chunk, out_shardings=(self.state_sharding, self._replicated, self._replicated),
-                       donate_argnums=donate)
+        return jax.jit(
+            chunk, out_shardings=(self.state_sharding, self._replicated, self._replicated), donate_argnums=donate
+        )
 
     def is_compiled(self, k: int) -> bool:
         return k in self._compiled

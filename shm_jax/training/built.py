@@ -37,5 +37,6 @@ class Built:
     def program(self, mesh: jax.sharding.Mesh | None = None) -> BatchedProgram:
         """Every (sweep setting, seed) run of the config in one batched program on ``mesh`` (default: all devices)."""
         run = self.config.run
-        return BatchedProgram(self.algorithm, self.hyperparameters, sweep=run.sweep, seed=run.seed,
-                              num_seeds=run.num_seeds, mesh=mesh)
+        return BatchedProgram(
+            self.algorithm, self.hyperparameters, sweep=run.sweep, seed=run.seed, num_seeds=run.num_seeds, mesh=mesh
+        )

@@ -71,8 +71,9 @@ class Checkpointer:
         _quiet_orbax()
         self.directory = Path(run_dir).absolute() / CHECKPOINT_SUBDIR
         self.removed_temporary = self._remove_temporary() if jax.process_index() == 0 else []
-        self._options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=True,
-                                                     create=create)
+        self._options = ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep, enable_async_checkpointing=True, create=create
+        )
         self._manager = ocp.CheckpointManager(self.directory, options=self._options)
 
     def _remove_temporary(self) -> list[str]:
@@ -124,8 +125,9 @@ class Checkpointer:
             self._clean_up_after_failure()
             raise CheckpointWriteError(f"a checkpoint was not written ({_first_line(err)})") from None
 
-    def restore(self, abstract_state: Any, step: int | None = None,
-                purpose: str = "resume") -> tuple[Any, dict[str, np.ndarray], dict[str, Any]]:
+    def restore(
+        self, abstract_state: Any, step: int | None = None, purpose: str = "resume"
+    ) -> tuple[Any, dict[str, np.ndarray], dict[str, Any]]:
         """Restore (state, history, meta) of ``step``, default: the newest checkpoint that reads back.
 
         abstract_state: the runner-state pytree of ``jax.ShapeDtypeStruct`` (with shardings) that
@@ -147,12 +149,17 @@ class Checkpointer:
             if failures:
                 moved = self._set_aside([int(f.split(" ")[0]) for f in failures]) if purpose == "resume" else []
                 aside = f" (moved to {', '.join(moved)})" if moved else ""
-                print(f"{purpose}: skipped damaged checkpoint(s) {'; '.join(failures)} in {self.directory}{aside}; "
-                      f"using checkpoint {candidate}", file=sys.stderr)
+                print(
+                    f"{purpose}: skipped damaged checkpoint(s) {'; '.join(failures)} in {self.directory}{aside}; "
+                    f"using checkpoint {candidate}",
+                    file=sys.stderr,
+                )
             state = jax.tree.map(
-                lambda abstract, x: jax.random.wrap_key_data(x, impl=_impl_of(abstract))
-                if _is_typed_key(abstract) else x,
-                abstract_state, restored["state"],
+                lambda abstract, x: (
+                    jax.random.wrap_key_data(x, impl=_impl_of(abstract)) if _is_typed_key(abstract) else x
+                ),
+                abstract_state,
+                restored["state"],
             )
             history = {k: np.asarray(v) for k, v in (restored["history"] or {}).items()}
             return state, history, dict(restored["meta"])

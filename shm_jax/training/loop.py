@@ -54,13 +54,23 @@ class NonFiniteLossError(RuntimeError):
 # Evaluation of a run's agents
 
 
-def evaluate_agents(built: Built, program: BatchedProgram, state: Any, *, episodes: int, greedy: bool,
-                    seed: int = 0) -> dict[str, Any]:
+def evaluate_agents(
+    built: Built, program: BatchedProgram, state: Any, *, episodes: int, greedy: bool, seed: int = 0
+) -> dict[str, Any]:
     """Greedy or sampled evaluation of every agent of the batched ``state`` (JSON-ready summary)."""
     params = built.algorithm.agent_params(state)
-    return evaluate(built.policy(greedy), built.env, built.env_params, params, episodes=episodes, seed=seed,
-                    task_params=built.eval_tasks, settings=program.settings, seeds=program.seeds,
-                    policy_name="greedy" if greedy else "sampled")
+    return evaluate(
+        built.policy(greedy),
+        built.env,
+        built.env_params,
+        params,
+        episodes=episodes,
+        seed=seed,
+        task_params=built.eval_tasks,
+        settings=program.settings,
+        seeds=program.seeds,
+        policy_name="greedy" if greedy else "sampled",
+    )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -83,8 +93,9 @@ def effective_chunk_size(num_updates: int, requested: int) -> int:
     return divisor if 4 * divisor >= requested else requested
 
 
-def _newly_diverged(chunk: dict[str, np.ndarray], was_active: np.ndarray, first_update: int,
-                    labels: list[list[str]]) -> list[tuple[str, int]]:
+def _newly_diverged(
+    chunk: dict[str, np.ndarray], was_active: np.ndarray, first_update: int, labels: list[list[str]]
+) -> list[tuple[str, int]]:
     """(run label, update number) of the runs whose ``active`` flag dropped during this chunk."""
     active = np.asarray(chunk["active"]).astype(bool)  # [G, S, K]
     found = []
@@ -112,8 +123,16 @@ class _SavePolicy:
 
 
 def _progress_bar(total: int, initial: int, *, enabled: bool):
-    return tqdm(total=total, initial=initial, unit="step", unit_scale=True, dynamic_ncols=True,
-                disable=not enabled, desc="env steps/run", file=sys.stderr)
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit="step",
+        unit_scale=True,
+        dynamic_ncols=True,
+        disable=not enabled,
+        desc="env steps/run",
+        file=sys.stderr,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -165,8 +184,9 @@ class _HostLoop:
         if resume_dir is not None:
             run_dir = Path(resume_dir)
         else:
-            run_dir = rundir.new_run_dir(config.run.out_dir, config.env.env_id, config.agent.memory,
-                                         config.run.run_name)
+            run_dir = rundir.new_run_dir(
+                config.run.out_dir, config.env.env_id, config.agent.memory, config.run.run_name
+            )
             if self.is_main:
                 rundir.write_config(run_dir, config)
         self.run_dir = run_dir
@@ -179,22 +199,28 @@ class _HostLoop:
     def _run(self, resume_dir, stop_after_updates) -> Path:
         config, program, run_dir = self.config, self.program, self.run_dir
         track_success = reports_success(self.built.env, self.built.env_params) if self.built is not None else True
-        self.history = metrics_lib.History(program.settings, program.seeds, self.steps_per_update,
-                                           track_success=track_success)
+        self.history = metrics_lib.History(
+            program.settings, program.seeds, self.steps_per_update, track_success=track_success
+        )
         jsonl = run_dir / "metrics.jsonl"
         if resume_dir is not None:
             state, saved_history, meta = self.checkpointer.restore(program.abstract_state(), purpose="resume")
             updates_done = int(meta["updates_done"])
             if meta.get("status") == "finished" or updates_done >= self.num_updates:
-                print(f"{run_dir} already finished all {self.num_updates} updates; nothing to do (evaluate it "
-                      f"with: python train.py eval {run_dir})", file=sys.stderr)
+                print(
+                    f"{run_dir} already finished all {self.num_updates} updates; nothing to do (evaluate it "
+                    f"with: python train.py eval {run_dir})",
+                    file=sys.stderr,
+                )
                 return run_dir
             self.history.load_state(saved_history)
             self.history.truncate(updates_done)
             self.diverged = list(meta.get("diverged", []))
             if self.checkpointer.removed_temporary:
-                print(f"resume: removed unfinished checkpoint folder(s) {', '.join(self.checkpointer.removed_temporary)}",
-                      file=sys.stderr)
+                print(
+                    f"resume: removed unfinished checkpoint folder(s) {', '.join(self.checkpointer.removed_temporary)}",
+                    file=sys.stderr,
+                )
             print(f"Resuming {run_dir} at update {updates_done}/{self.num_updates}", file=sys.stderr)
         else:
             state, updates_done = program.init(), 0
@@ -222,8 +248,11 @@ class _HostLoop:
         with stop.installed():
             if updates_done < self.num_updates:  # compile before the progress bar starts its clock
                 self._compile(state, min(self.chunk_size, self.num_updates - updates_done))
-            bar = _progress_bar(self.num_updates * self.steps_per_update, updates_done * self.steps_per_update,
-                                enabled=self.progress and self.is_main)
+            bar = _progress_bar(
+                self.num_updates * self.steps_per_update,
+                updates_done * self.steps_per_update,
+                enabled=self.progress and self.is_main,
+            )
             start = time.perf_counter()
             try:
                 while self.updates_done < self.num_updates:
@@ -233,8 +262,9 @@ class _HostLoop:
                     state, active, chunk = self._train_chunk(state, active, jsonl)
                     bar.update(chunk["active"].shape[-1] * self.steps_per_update)
                     rate = bar.format_dict.get("rate") or 0.0
-                    bar.set_postfix(ret=f"{_recent_return(chunk):.3f}", all_runs_sps=f"{rate * program.num_runs:.3g}",
-                                    refresh=True)
+                    bar.set_postfix(
+                        ret=f"{_recent_return(chunk):.3f}", all_runs_sps=f"{rate * program.num_runs:.3g}", refresh=True
+                    )
                     if not active.any():
                         status = "nonfinite"
                         break
@@ -258,8 +288,12 @@ class _HostLoop:
     def _compile(self, state: Any, k: int) -> None:
         program = self.program
         if self.is_main:
-            print(f"Compiling the training program for {program.num_runs} run(s) ({len(program.settings)} "
-                  f"setting(s) x {len(program.seeds)} seed(s))...", file=sys.stderr, flush=True)
+            print(
+                f"Compiling the training program for {program.num_runs} run(s) ({len(program.settings)} "
+                f"setting(s) x {len(program.seeds)} seed(s))...",
+                file=sys.stderr,
+                flush=True,
+            )
         call_interruptibly(program.compiled_chunk, state, k)
         if self.is_main:
             print(f"Compiled in {program.compile_seconds:.1f} s", file=sys.stderr, flush=True)
@@ -274,8 +308,11 @@ class _HostLoop:
         chunk = {key: np.asarray(value) for key, value in jax.device_get(chunk).items()}
         for label, at in _newly_diverged(chunk, np.asarray(active), self.updates_done + 1, self.labels):
             self.diverged.append({"run": label, "at_update": at})
-            print(f"\nrun {label}: non-finite loss at update {at}; frozen at its state before it, the other runs "
-                  f"go on", file=sys.stderr, flush=True)
+            print(
+                f"\nrun {label}: non-finite loss at update {at}; frozen at its state before it, the other runs go on",
+                file=sys.stderr,
+                flush=True,
+            )
         self.history.append(chunk)
         if self.is_main:
             metrics_lib.append_jsonl(jsonl, self.history, self.updates_done)
@@ -295,22 +332,35 @@ class _HostLoop:
             raise NonFiniteLossError(
                 f"non-finite loss in every run ({runs}): run stopped; last good checkpoint: update {updates_done} in "
                 f"{self.checkpointer.directory} holds each run as it was before it diverged (lower the learning "
-                f"rate, then: python train.py --resume {self.run_dir} --lr <smaller>)")
+                f"rate, then: python train.py --resume {self.run_dir} --lr <smaller>)"
+            )
         if status == "interrupted" and self.is_main:
-            print(f"Stopped at update {updates_done}/{self.num_updates}; checkpoint saved. "
-                  f"Resume with: python train.py --resume {self.run_dir}", file=sys.stderr, flush=True)
+            print(
+                f"Stopped at update {updates_done}/{self.num_updates}; checkpoint saved. "
+                f"Resume with: python train.py --resume {self.run_dir}",
+                file=sys.stderr,
+                flush=True,
+            )
         return self.run_dir
 
     def _save(self, updates_done: int, state: Any, status: str) -> None:
-        meta = {"updates_done": updates_done, "num_updates": self.num_updates, "status": status,
-                "settings": self.program.settings, "seeds": self.program.seeds, "diverged": self.diverged}
+        meta = {
+            "updates_done": updates_done,
+            "num_updates": self.num_updates,
+            "status": status,
+            "settings": self.program.settings,
+            "seeds": self.program.seeds,
+            "diverged": self.diverged,
+        }
         try:
             self.checkpointer.save(updates_done, state, self.history.to_state(), meta)
         except CheckpointWriteError as err:
             latest = self.checkpointer.latest_step()
-            raise CheckpointWriteError(f"{err}; the last good checkpoint is "
-                                       f"{'update ' + str(latest) if latest is not None else 'none'} in "
-                                       f"{self.checkpointer.directory}") from None
+            raise CheckpointWriteError(
+                f"{err}; the last good checkpoint is "
+                f"{'update ' + str(latest) if latest is not None else 'none'} in "
+                f"{self.checkpointer.directory}"
+            ) from None
 
     def _finish(self, status: str, state: Any, stop: StopFlag) -> None:
         evaluation = []
@@ -318,10 +368,15 @@ class _HostLoop:
             start = time.perf_counter()
             episodes = self.config.run.eval_episodes
             if self.is_main:
-                print(f"Evaluating on {episodes} fresh episodes per agent (greedy and sampled)...", file=sys.stderr,
-                      flush=True)
-            evaluation = [evaluate_agents(self.built, self.program, state, episodes=episodes, greedy=greedy)
-                          for greedy in (True, False)]
+                print(
+                    f"Evaluating on {episodes} fresh episodes per agent (greedy and sampled)...",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            evaluation = [
+                evaluate_agents(self.built, self.program, state, episodes=episodes, greedy=greedy)
+                for greedy in (True, False)
+            ]
             self.timing["eval_seconds"] = time.perf_counter() - start
         if not self.is_main:
             return
@@ -331,9 +386,16 @@ class _HostLoop:
         session_steps = self.steps_per_update * program.num_runs * (history.num_updates - self._session_start)
         timing = {key: round(value, 3) for key, value in self.timing.items()}
         timing["env_steps_per_second_all_runs"] = round(session_steps / train_s, 1) if train_s > 0 else None
-        extra = {"run_dir": str(self.run_dir), "env_id": self.config.env.env_id, "memory": self.config.agent.memory,
-                 "num_updates": self.num_updates, "updates_per_chunk": self.chunk_size,
-                 "sharded_axis": program.sharded_axis, "timing": timing, "diverged": self.diverged}
+        extra = {
+            "run_dir": str(self.run_dir),
+            "env_id": self.config.env.env_id,
+            "memory": self.config.agent.memory,
+            "num_updates": self.num_updates,
+            "updates_per_chunk": self.chunk_size,
+            "sharded_axis": program.sharded_axis,
+            "timing": timing,
+            "diverged": self.diverged,
+        }
         if stop.requested:
             extra["stop_signal"] = stop.signal_name
         if evaluation:
@@ -342,5 +404,6 @@ class _HostLoop:
         metrics_lib.write_summary(self.run_dir / "summary.json", summary)
         if evaluation:
             (self.run_dir / "eval.json").write_text(json.dumps(evaluation, indent=2) + "\n")
-        plot_learning_curves(history, self.run_dir / "learning_curve.png",
-                             title=f"{self.config.env.env_id} / {self.config.agent.memory}")
+        plot_learning_curves(
+            history, self.run_dir / "learning_curve.png", title=f"{self.config.env.env_id} / {self.config.agent.memory}"
+        )

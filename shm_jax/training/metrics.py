@@ -61,8 +61,14 @@ class History:
     steps_per_update: environment steps one run takes per update.
     """
 
-    def __init__(self, settings: Sequence[dict[str, float]], seeds: Sequence[int], steps_per_update: int,
-                 *, track_success: bool = True):
+    def __init__(
+        self,
+        settings: Sequence[dict[str, float]],
+        seeds: Sequence[int],
+        steps_per_update: int,
+        *,
+        track_success: bool = True,
+    ):
         self.track_success = track_success  # False: the task defines no success; no success_rate
         self.settings = [dict(s) for s in settings]
         self.seeds = [int(s) for s in seeds]
@@ -111,8 +117,13 @@ class History:
         keys = sorted(self.data)
         for u in range(start, self.num_updates):
             for g, s, label in self.runs():
-                record = {"update": u + 1, "env_steps": int(steps[u]), "run": label,
-                          "setting": self.settings[g], "seed": self.seeds[s]}
+                record = {
+                    "update": u + 1,
+                    "env_steps": int(steps[u]),
+                    "run": label,
+                    "setting": self.settings[g],
+                    "seed": self.seeds[s],
+                }
                 record.update({k: _as_number(self.data[k][g, s, u]) for k in keys})
                 yield record
 
@@ -195,8 +206,12 @@ def summarize(history: History, *, status: str, extra: dict[str, Any] | None = N
                 entry["final_success_rate"] = _as_number(sr)
                 successes.append(sr)
             per_run.append(entry)
-        agg: dict[str, Any] = {"setting": setting, "label": setting_label(setting),
-                               "final_return": _mean_std(finals), "mmer": _mean_std(mmers)}
+        agg: dict[str, Any] = {
+            "setting": setting,
+            "label": setting_label(setting),
+            "final_return": _mean_std(finals),
+            "mmer": _mean_std(mmers),
+        }
         if have_success:
             agg["final_success_rate"] = _mean_std(successes)
         per_setting.append(agg)

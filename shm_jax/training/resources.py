@@ -36,8 +36,7 @@ def _host_available() -> int | None:
         return None
 
 
-def check_fits(estimate: MemoryEstimate, *, devices: list[jax.Device] | None = None,
-               blame: str = "num_envs") -> None:
+def check_fits(estimate: MemoryEstimate, *, devices: list[jax.Device] | None = None, blame: str = "num_envs") -> None:
     """ConfigError naming ``blame`` (or num_seeds when one run alone would fit) when the estimate exceeds memory.
 
     Runs spread over the devices of a mesh, so each device is asked for its share.
@@ -50,6 +49,9 @@ def check_fits(estimate: MemoryEstimate, *, devices: list[jax.Device] | None = N
     if estimate.total / share <= free:
         return
     field = "num_seeds" if estimate.per_run / share <= free < estimate.total / share else blame
-    raise ConfigError(field, f"the run needs at least {estimate.describe()}, more than the {gib(free)} of free "
-                      f"{where}; use a smaller memory size, fewer environments or steps, more minibatches, or "
-                      f"fewer seeds/sweep settings")
+    raise ConfigError(
+        field,
+        f"the run needs at least {estimate.describe()}, more than the {gib(free)} of free "
+        f"{where}; use a smaller memory size, fewer environments or steps, more minibatches, or "
+        f"fewer seeds/sweep settings",
+    )

@@ -32,8 +32,9 @@ def new_run_dir(out_dir: str, env_id: str, memory: str, run_name: str | None = N
     if run_name:
         path = root / run_name
         if path.exists() and any(path.iterdir()):
-            raise ConfigError("run_name", f"{str(path)!r} already exists and is not empty; pick another name or "
-                              "--resume it")
+            raise ConfigError(
+                "run_name", f"{str(path)!r} already exists and is not empty; pick another name or --resume it"
+            )
         path.mkdir(parents=True, exist_ok=True)
         return path
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%d-%H%M%S")
@@ -73,7 +74,9 @@ def load_config(run_dir: Path | str, purpose: str = "resume") -> TrainConfig:
     try:
         return from_dict(json.loads(path.read_text()))
     except (json.JSONDecodeError, TypeError, ValueError) as err:
-        detail = f"{err.msg} at line {err.lineno}" if isinstance(err, json.JSONDecodeError) else str(err).splitlines()[0]
+        detail = (
+            f"{err.msg} at line {err.lineno}" if isinstance(err, json.JSONDecodeError) else str(err).splitlines()[0]
+        )
         raise ConfigError(purpose, f"{path} is corrupted ({detail})") from None
 
 
@@ -105,8 +108,10 @@ def devices() -> dict[str, Any]:
         "backend": jax.default_backend(),
         "process_index": jax.process_index(),
         "process_count": jax.process_count(),
-        "devices": [{"id": d.id, "platform": d.platform, "kind": d.device_kind, "process": d.process_index}
-                    for d in jax.devices()],
+        "devices": [
+            {"id": d.id, "platform": d.platform, "kind": d.device_kind, "process": d.process_index}
+            for d in jax.devices()
+        ],
     }
 
 

@@ -36,6 +36,7 @@ from jax.sharding import PartitionSpec as P
 
 DATA_AXIS = "data"
 
+
 def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
     """A 1-D mesh named ``"data"`` over ``devices`` (default: every device of every process)."""
     devices = list(jax.devices() if devices is None else devices)
@@ -73,7 +74,9 @@ def plan_state_sharding(abstract_state: Any, mesh: Mesh, *, per_env: Any = None)
     if num_envs and num_envs % n == 0:
         shardings = jax.tree.map(
             lambda x, marked: NamedSharding(mesh, _axis_spec(x.ndim, 2)) if marked else replicated(mesh),
-            abstract_state, per_env)
+            abstract_state,
+            per_env,
+        )
         return shardings, "envs"
     warnings.warn(
         f"sharding: {n} devices divide neither seeds ({num_seeds}), sweep settings ({num_settings}) nor "

@@ -20,8 +20,10 @@ class TensorBoardLog:
         try:
             from tensorboardX import SummaryWriter  # optional dependency (the tensorboard extra)
         except ImportError:
-            print("tensorboard: tensorboardX is not installed; skipping TensorBoard logs "
-                  "(pip install tensorboardX)", file=sys.stderr)
+            print(
+                "tensorboard: tensorboardX is not installed; skipping TensorBoard logs (pip install tensorboardX)",
+                file=sys.stderr,
+            )
             return
         self.available = True
         self._writer_cls = SummaryWriter

@@ -36,10 +36,12 @@ def test_discrete_and_multidiscrete_log_prob_and_entropy():
     multi_logits = jnp.array([[0.0, 1.0, 0.5, 0.5, 0.5, 0.5]])
     action = jnp.array([[1, 3]])
     p0 = np.exp([0.0, 1.0]) / np.exp([0.0, 1.0]).sum()
-    np.testing.assert_allclose(distributions.log_prob(MULTI, multi_logits, action), [np.log(p0[1]) + np.log(0.25)],
-                               rtol=1e-6)
-    np.testing.assert_allclose(distributions.entropy(MULTI, multi_logits),
-                               [-(p0 * np.log(p0)).sum() + math.log(4)], rtol=1e-6)
+    np.testing.assert_allclose(
+        distributions.log_prob(MULTI, multi_logits, action), [np.log(p0[1]) + np.log(0.25)], rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        distributions.entropy(MULTI, multi_logits), [-(p0 * np.log(p0)).sum() + math.log(4)], rtol=1e-6
+    )
     samples = distributions.sample_action(MULTI, jnp.tile(multi_logits, (4000, 1)), jax.random.PRNGKey(0))
     assert samples.shape == (4000, 2) and samples.dtype == jnp.int32
     assert samples[:, 0].max() <= 1 and samples[:, 1].max() <= 3
@@ -52,8 +54,10 @@ def test_box_gaussian_log_prob_of_unclipped_sample_and_clipped_env_action():
     log_std = jnp.log(jnp.array([[2.0, 0.5]]))
     raw = distributions.sample_action(BOX, (mean, log_std), jax.random.PRNGKey(3))
     raw = raw.at[0, 0].set(5.0)  # far outside the bounds
-    expected = sum(-0.5 * ((raw[0, i] - mean[0, i]) / s) ** 2 - math.log(s) - 0.5 * math.log(2 * math.pi)
-                   for i, s in enumerate([2.0, 0.5]))
+    expected = sum(
+        -0.5 * ((raw[0, i] - mean[0, i]) / s) ** 2 - math.log(s) - 0.5 * math.log(2 * math.pi)
+        for i, s in enumerate([2.0, 0.5])
+    )
     np.testing.assert_allclose(distributions.log_prob(BOX, (mean, log_std), raw), [expected], rtol=1e-5)
     clipped = distributions.env_action(BOX, raw)
     assert float(clipped[0, 0]) == 1.0 and 0.0 <= float(clipped[0, 1]) <= 2.0
@@ -80,16 +84,31 @@ def _net(memory, spec=DISCRETE, **kw):
 
 def test_paper_agent_layout():
     core = make_memory("shm", memory_size=8, projection_size=32, shortcut=True)
-    net = actor_critic(memory=core, action_spec=DISCRETE, feature_size=128, time_encoding=True, pre_size=64,
-                      post_size=64, head_hidden_size=64)
+    net = actor_critic(
+        memory=core,
+        action_spec=DISCRETE,
+        feature_size=128,
+        time_encoding=True,
+        pre_size=64,
+        post_size=64,
+        head_hidden_size=64,
+    )
     carry = net.initialize_carry(2)
     assert carry.memory.shape == (2, 8, 8) and carry.step.tolist() == [-1, -1]
     obs = jnp.zeros((1, 2, 5))
-    params = jax.jit(net.init)(jax.random.PRNGKey(0), carry, obs, jnp.ones((1, 2), bool),
-                      net.sample_noise(jax.random.PRNGKey(1), 1, 2))["params"]
+    params = jax.jit(net.init)(
+        jax.random.PRNGKey(0), carry, obs, jnp.ones((1, 2), bool), net.sample_noise(jax.random.PRNGKey(1), 1, 2)
+    )["params"]
     shapes = {k: v["kernel"].shape for k, v in params.items() if isinstance(v, dict) and "kernel" in v}
-    assert shapes == {"feature_map": (5, 128), "pre": (128, 64), "post": (32, 64), "actor_hidden": (64, 64),
-                      "actor_out": (64, 3), "critic_hidden": (64, 64), "critic_out": (64, 1)}
+    assert shapes == {
+        "feature_map": (5, 128),
+        "pre": (128, 64),
+        "post": (32, 64),
+        "actor_hidden": (64, 64),
+        "actor_out": (64, 3),
+        "critic_hidden": (64, 64),
+        "critic_out": (64, 1),
+    }
     assert "feature_norm" not in params  # LayerNorm without affine parameters
     assert float(params["time_mix"]) == 0.5
     # Orthogonal body, small final layers.
@@ -137,8 +156,8 @@ def test_stepwise_acting_equals_sequence_and_resets_at_starts(memory):
 
     carry, dists, values = carry0, [], []
     for t in range(T):
-        noise_t = jax.tree.map(lambda x: x[t:t + 1], noise)
-        carry, d, v = apply(params, carry, obs[t:t + 1], starts[t:t + 1], noise_t)
+        noise_t = jax.tree.map(lambda x: x[t : t + 1], noise)
+        carry, d, v = apply(params, carry, obs[t : t + 1], starts[t : t + 1], noise_t)
         dists.append(d)
         values.append(v)
     np.testing.assert_allclose(jnp.concatenate(dists), seq_dist, rtol=1e-5, atol=1e-6)
@@ -149,8 +168,9 @@ def test_stepwise_acting_equals_sequence_and_resets_at_starts(memory):
     # whatever the carry held before (here: a garbage carry).
     garbage = jax.tree.map(lambda x: jnp.full_like(x, 3), carry0)
     sub_noise = jax.tree.map(lambda x: x[3:, :1], noise)
-    _, fresh_dist, fresh_value = apply(params, jax.tree.map(lambda x: x[:1], garbage), obs[3:, :1],
-                                           starts[3:, :1], sub_noise)
+    _, fresh_dist, fresh_value = apply(
+        params, jax.tree.map(lambda x: x[:1], garbage), obs[3:, :1], starts[3:, :1], sub_noise
+    )
     np.testing.assert_allclose(fresh_dist, seq_dist[3:, :1], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(fresh_value, seq_value[3:, :1], rtol=1e-5, atol=1e-6)
     # Without the start flag at t = 3 the outputs differ (memory carried over the boundary).
@@ -203,9 +223,22 @@ def test_every_ppo_update_projects_time_mix():
     from shm_jax.build import build
     from shm_jax.presets import from_preset
 
-    config = from_preset("default", env_id="probe:Recall", memory="mlp", memory_kwargs={"features": 8},
-                         feature_size=8, pre_size=8, post_size=8, head_hidden_size=8, num_envs=4, num_steps=8,
-                         num_minibatches=2, update_epochs=1, total_timesteps=32, lr=1e-3)
+    config = from_preset(
+        "default",
+        env_id="probe:Recall",
+        memory="mlp",
+        memory_kwargs={"features": 8},
+        feature_size=8,
+        pre_size=8,
+        post_size=8,
+        head_hidden_size=8,
+        num_envs=4,
+        num_steps=8,
+        num_minibatches=2,
+        update_epochs=1,
+        total_timesteps=32,
+        lr=1e-3,
+    )
     built = build(config)
     state = built.algorithm.init(jax.random.PRNGKey(0))
     update = jax.jit(built.algorithm.update)  # one compile for the three calls
@@ -219,11 +252,26 @@ def test_every_ppo_update_projects_time_mix():
 
 def test_official_init_matches_the_official_popgym_agent():
     core = make_memory("mlp", features=8)
-    net = actor_critic(memory=core, action_spec=DISCRETE, feature_size=128, time_encoding=True, pre_size=64,
-                      post_size=64, head_hidden_size=64, init_scheme="official")
+    net = actor_critic(
+        memory=core,
+        action_spec=DISCRETE,
+        feature_size=128,
+        time_encoding=True,
+        pre_size=64,
+        post_size=64,
+        head_hidden_size=64,
+        init_scheme="official",
+    )
     params = _init(net)[0]["params"]
-    fan_in = {"feature_map": 3, "pre": 128, "post": 8, "actor_hidden": 64, "actor_out": 64, "critic_hidden": 64,
-              "critic_out": 64}
+    fan_in = {
+        "feature_map": 3,
+        "pre": 128,
+        "post": 8,
+        "actor_hidden": 64,
+        "actor_out": 64,
+        "critic_hidden": 64,
+        "critic_out": 64,
+    }
     for name, n in fan_in.items():
         bias = np.asarray(params[name]["bias"])  # PyTorch's default: U(±1/sqrt(fan_in)), not zeros
         assert np.abs(bias).max() <= 1 / math.sqrt(n) and np.abs(bias).max() > 0.3 / math.sqrt(n)

@@ -34,8 +34,9 @@ def rollout(step, reset, space, params, batch, steps, seed=0, params_axis=None):
         def body(state, key):
             key_action, key_env = jax.random.split(key)
             action = jax.vmap(space.sample)(jax.random.split(key_action, batch))
-            out = jax.vmap(step, in_axes=(0, 0, 0, params_axis))(jax.random.split(key_env, batch), state, action,
-                                                                 params)
+            out = jax.vmap(step, in_axes=(0, 0, 0, params_axis))(
+                jax.random.split(key_env, batch), state, action, params
+            )
             return out[1], out
 
         return jax.lax.scan(body, state, jax.random.split(key_steps, steps))
@@ -58,9 +59,9 @@ def assert_trees_equal(a, b):
 
 # (id, overrides that make many episodes end, often more than one round's worth in one step)
 CASES = [
-    ("RepeatPreviousEasy", {}),                                   # fixed length: every env ends on the same step
-    ("StatelessCartPoleEasy", {"max_steps_in_episode": 9}),       # random lengths and a time limit
-    ("LabyrinthEscapeEasy", {"max_steps_in_episode": 6}),         # a new maze per reset
+    ("RepeatPreviousEasy", {}),  # fixed length: every env ends on the same step
+    ("StatelessCartPoleEasy", {"max_steps_in_episode": 9}),  # random lengths and a time limit
+    ("LabyrinthEscapeEasy", {"max_steps_in_episode": 6}),  # a new maze per reset
     ("LabyrinthExploreMedium", {"max_steps_in_episode": 5}),
     ("BattleshipEasy", {"max_steps_in_episode": 11}),
     ("MinesweeperEasy", {}),
@@ -92,8 +93,14 @@ def test_several_rounds_when_more_envs_finish_than_one_round_resets(max_rounds):
     env, params = envs.make("RepeatPreviousEasy", prev_action=False, flatten=False, log=False)
     raw = env.unwrapped
     assert resets_per_round(64, 8) == 8
-    _, outputs = rollout(AutoResetWrapper(raw, rounds_per_batch=8, max_rounds=max_rounds).step, raw.reset,
-                         raw.action_space(params), params, batch=64, steps=60)
+    _, outputs = rollout(
+        AutoResetWrapper(raw, rounds_per_batch=8, max_rounds=max_rounds).step,
+        raw.reset,
+        raw.action_space(params),
+        params,
+        batch=64,
+        steps=60,
+    )
     _, reference = rollout(gymnax_step(raw), raw.reset, raw.action_space(params), params, batch=64, steps=60)
     ends_per_step = (reference[3] | reference[4]).sum(axis=1)
     assert ends_per_step.max() == 64  # all 64 end together: 8 rounds
@@ -107,8 +114,9 @@ def test_per_env_params_are_used_for_each_reset():
     tasks = held_out_params(params)
     count = jax.tree.leaves(tasks)[0].shape[0]
     space = raw.action_space(params)
-    _, outputs = rollout(AutoResetWrapper(raw, rounds_per_batch=4).step, raw.reset, space, tasks, count, 20,
-                         params_axis=0)
+    _, outputs = rollout(
+        AutoResetWrapper(raw, rounds_per_batch=4).step, raw.reset, space, tasks, count, 20, params_axis=0
+    )
     _, reference = rollout(gymnax_step(raw), raw.reset, space, tasks, count, 20, params_axis=0)
     assert_trees_equal(outputs, reference)
 
@@ -123,6 +131,7 @@ def test_make_with_every_wrapper_equals_the_gymnax_auto_reset_under_seed_vmap():
     def seeds(env):
         def one(seed):
             return rollout(env.step, env.reset, space, params, batch=9, steps=30, seed=seed)
+
         return [one(s) for s in (0, 1)]
 
     ours, reference = seeds(made), seeds(reference_env)
@@ -149,8 +158,7 @@ def test_make_with_every_wrapper_equals_the_gymnax_auto_reset_under_seed_vmap():
 def test_no_two_envs_share_an_episode_and_resume_is_exact():
     """Every maze dealt by the auto-resets of 64 envs over 48 steps (~500 resets) is distinct, and stopping
     after 20 steps then continuing from the returned state gives the same steps as one 48-step run."""
-    env, params = envs.make("LabyrinthEscapeEasy", prev_action=False, flatten=False, log=False,
-                            max_steps_in_episode=6)
+    env, params = envs.make("LabyrinthEscapeEasy", prev_action=False, flatten=False, log=False, max_steps_in_episode=6)
     raw, space = env.unwrapped, env.action_space(params)
     batch, steps = 64, 48
     keys = jax.random.split(jax.random.key(7), steps)
@@ -213,8 +221,9 @@ def test_a_step_without_episode_ends_computes_no_reset():
 
     # More rounds than max_rounds: one reset of all 32 envs, the same values.
     seen.clear()
-    at_once = jax.jit(jax.vmap(AutoResetWrapper(Counted(raw), rounds_per_batch=16, max_rounds=1).step,
-                               in_axes=(0, 0, 0, None)))(keys, near_end, action, params)
+    at_once = jax.jit(
+        jax.vmap(AutoResetWrapper(Counted(raw), rounds_per_batch=16, max_rounds=1).step, in_axes=(0, 0, 0, None))
+    )(keys, near_end, action, params)
     jax.block_until_ready(at_once)
     jax.effects_barrier()
     assert sum(int(np.prod(shape[:-1])) if len(shape) > 1 else 1 for shape in seen) == batch

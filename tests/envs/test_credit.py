@@ -27,8 +27,9 @@ def vm_policy(state, params, key, mode):
     door = jnp.where(mode == ORACLE, state.target, mode)
     door_col = jnp.array([2, 5, 8])[jnp.clip(door, 0, 2)]
     row, col = state.player[0], state.player[1]
-    walk = jnp.where(row > 2, board.NORTH,
-                     jnp.where(col < door_col, board.EAST, jnp.where(col > door_col, board.WEST, board.NORTH)))
+    walk = jnp.where(
+        row > 2, board.NORTH, jnp.where(col < door_col, board.EAST, jnp.where(col > door_col, board.WEST, board.NORTH))
+    )
     scripted = (state.chapter == board.REWARD) & (mode != RANDOM_ACTIONS)
     return jnp.where(scripted, walk, random_action)
 
@@ -46,9 +47,20 @@ def rollout(env, params, keys, modes, policy, num_steps):
             key_act, key_env = jax.random.split(key_t)
             action = policy(state, p, key_act, mode)
             obs, state, reward, term, trunc, info = env.step(key_env, state, action, p)
-            out = dict(obs=obs, reward=reward, terminated=term, truncated=trunc, success=info["success"],
-                       time=state.time, chapter=state.chapter, frame=state.chapter_frame, player=state.player,
-                       target=state.target, door_used=state.door_used, has_key=state.has_key)
+            out = dict(
+                obs=obs,
+                reward=reward,
+                terminated=term,
+                truncated=trunc,
+                success=info["success"],
+                time=state.time,
+                chapter=state.chapter,
+                frame=state.chapter_frame,
+                player=state.player,
+                target=state.target,
+                door_used=state.door_used,
+                has_key=state.has_key,
+            )
             return state, out
 
         _, trace = jax.lax.scan(body, state0, jax.random.split(key, num_steps))
@@ -89,10 +101,14 @@ VM_STATS = 1024  # extra environments with D = 30 for the success statistics
 def vm_run():
     env = VisualMatch()
     d = VM_RUN_D + [30] * VM_STATS
-    modes = VM_RUN_MODES + [int(m) for m in np.random.RandomState(0).randint(0, 3, VM_STATS // 2)] \
+    modes = (
+        VM_RUN_MODES
+        + [int(m) for m in np.random.RandomState(0).randint(0, 3, VM_STATS // 2)]
         + [RANDOM_ACTIONS] * (VM_STATS // 2)
-    obs0, trace = rollout(env, batch_params(env, d), jax.random.split(jax.random.key(0), len(d)),
-                          jnp.asarray(modes), vm_policy, NUM_STEPS)
+    )
+    obs0, trace = rollout(
+        env, batch_params(env, d), jax.random.split(jax.random.key(0), len(d)), jnp.asarray(modes), vm_policy, NUM_STEPS
+    )
     return env, jax.tree.map(np.asarray, obs0), jax.tree.map(np.asarray, trace), np.asarray(modes)
 
 
@@ -131,8 +147,9 @@ def test_visual_match_views_at_chapter_starts(vm_run):
         v = red(trace["obs"][b, 14])
         assert v[2, 2] == PLAYER_PX and (v[3] == WALL_PX).all() and (v[4] == BG).all()
         # first reward-room frame, read from the layout by hand: no door visible from the start
-        expected = np.array([[BG] * 5, [WALL_PX, BG, BG, BG, WALL_PX], [WALL_PX, BG, PLAYER_PX, BG, WALL_PX],
-                             [WALL_PX] * 5, [BG] * 5])
+        expected = np.array(
+            [[BG] * 5, [WALL_PX, BG, BG, BG, WALL_PX], [WALL_PX, BG, PLAYER_PX, BG, WALL_PX], [WALL_PX] * 5, [BG] * 5]
+        )
         np.testing.assert_array_equal(red(trace["obs"][b, 15 + d - 1]), expected)
         np.testing.assert_array_equal(np.asarray(trace["obs"][b, 15 + d - 1]).reshape(3, 5, 5)[2, 2, 2], 109)
 
@@ -143,11 +160,11 @@ def test_visual_match_oracle_final_reward_timing_and_success(vm_run):
         T = 15 + d + 10
         target = trace["target"][b, 0]
         moves = 4 if target == 1 else 7  # shortest paths from (5, 5) to the middle / side doors
-        room = trace["reward"][b, 15 + d: T]  # rewards of reward-room steps 15 + D + 1 .. T
+        room = trace["reward"][b, 15 + d : T]  # rewards of reward-room steps 15 + D + 1 .. T
         assert room[moves - 1] == 10.0 and room.sum() == 10.0
         assert trace["success"][b, T - 1] and not trace["success"][b, : 15 + d + moves - 1].any()
         # the distractor's apples give exactly +1 each, only inside the distractor steps
-        apples = trace["reward"][b, 15: 15 + d]
+        apples = trace["reward"][b, 15 : 15 + d]
         assert set(np.unique(apples)) <= {0.0, 1.0} and trace["reward"][b, :15].sum() == 0
     # every completed oracle episode succeeds; every episode's return = apples + 10
     for b in range(2):
@@ -161,7 +178,7 @@ def test_visual_match_doors_vanish_after_the_first_touch(vm_run):
         d = VM_RUN_D[b]
         T = 15 + d + 10
         chose_target = trace["target"][b, 0] == modes[b]
-        assert trace["reward"][b, 15 + d: T].sum() == (10.0 if chose_target else 0.0)
+        assert trace["reward"][b, 15 + d : T].sum() == (10.0 if chose_target else 0.0)
         assert trace["success"][b, T - 1] == chose_target
         touched = int(np.argmax(trace["door_used"][b, :T]))
         v = np.asarray(trace["obs"][b, touched]).reshape(3, 5, 5).transpose(1, 2, 0)
@@ -197,7 +214,7 @@ def test_visual_match_random_actions(vm_run):
     assert 0.01 < touched.mean() < 0.2 and success.mean() < 0.1
     # among touched episodes (> 100 here) the door is still uniform: std <= 0.047, tolerance 0.15 (> 3 std)
     assert touched.sum() > 100 and abs(success[touched].mean() - 1 / 3) < 0.15, success[touched].mean()
-    apples = trace["reward"][5, 15: 265].sum()  # the D = 250 random-action episode
+    apples = trace["reward"][5, 15:265].sum()  # the D = 250 random-action episode
     assert 8 <= apples <= 35, apples
 
 
@@ -235,8 +252,9 @@ def run_script(state, actions, params):
 
 def scripted_state(chapter, player, **fields):
     _, state = VM.reset(jax.random.key(0), VM.default_params)
-    return state.replace(chapter=jnp.int32(chapter), chapter_frame=jnp.int32(0),
-                         player=jnp.array(player, jnp.int32), **fields)
+    return state.replace(
+        chapter=jnp.int32(chapter), chapter_frame=jnp.int32(0), player=jnp.array(player, jnp.int32), **fields
+    )
 
 
 def test_apple_pickup_and_respawn_after_21_frames_under_a_standing_player():
@@ -269,8 +287,14 @@ def test_visual_match_one_choice_per_episode():
 
 def test_registered_credit_ids():
     ids = set(envs.list_ids("credit"))
-    assert ids == {"VisualMatch250", "VisualMatch500", "VisualMatch-Short", "KeyToDoor250", "KeyToDoor500",
-                   "KeyToDoor-Short"}
+    assert ids == {
+        "VisualMatch250",
+        "VisualMatch500",
+        "VisualMatch-Short",
+        "KeyToDoor250",
+        "KeyToDoor500",
+        "KeyToDoor-Short",
+    }
     assert envs.resolve("KeytoDoor500").kwargs == {"distractor_len": 500}
     spec = envs.resolve("VisualMatch500")
     env = spec.factory(**spec.kwargs)
@@ -295,12 +319,18 @@ def ktd_policy(state, params, key, mode):
     row, col = state.player[0], state.player[1]
     key_row, key_col = state.key_cell[0], state.key_cell[1]
     to_doorway = jnp.where(col < 4, board.EAST, jnp.where(col > 6, board.WEST, board.NORTH))
-    to_key = jnp.where(col < key_col, board.EAST, jnp.where(col > key_col, board.WEST,
-                                                             jnp.where(row > key_row, board.NORTH, board.SOUTH)))
+    to_key = jnp.where(
+        col < key_col,
+        board.EAST,
+        jnp.where(col > key_col, board.WEST, jnp.where(row > key_row, board.NORTH, board.SOUTH)),
+    )
     fetch = jnp.where(state.has_key, random_action, jnp.where(row >= 3, to_doorway, to_key))
     explore_action = jnp.where(mode == NO_KEY, board.SOUTH, fetch)
-    action = jnp.where(state.chapter == board.EXPLORE, explore_action,
-                       jnp.where(state.chapter == board.REWARD, board.NORTH, random_action))
+    action = jnp.where(
+        state.chapter == board.EXPLORE,
+        explore_action,
+        jnp.where(state.chapter == board.REWARD, board.NORTH, random_action),
+    )
     return jnp.where(mode == RANDOM_ACTIONS, random_action, action)
 
 
@@ -309,8 +339,14 @@ def ktd_run():
     env = KeyToDoor()
     d = KTD_RUN_D + [30] * KTD_STATS
     modes = KTD_RUN_MODES + [ORACLE] * KTD_STATS
-    obs0, trace = rollout(env, batch_params(env, d), jax.random.split(jax.random.key(1), len(d)),
-                          jnp.asarray(modes), ktd_policy, NUM_STEPS)
+    obs0, trace = rollout(
+        env,
+        batch_params(env, d),
+        jax.random.split(jax.random.key(1), len(d)),
+        jnp.asarray(modes),
+        ktd_policy,
+        NUM_STEPS,
+    )
     return env, jax.tree.map(np.asarray, obs0), jax.tree.map(np.asarray, trace)
 
 
@@ -324,15 +360,15 @@ def test_key_to_door_lengths_and_final_reward_timing(ktd_run):
         assert chapter[8] == 0 and chapter[9] == 1  # step 10 returns the distractor's first frame
         assert chapter[10 + d - 2] == 1 and chapter[10 + d - 1] == 2  # step 10 + D returns the reward room
         assert tuple(trace["player"][b, 10 + d - 1]) == (3, 5)
-        room = trace["reward"][b, 10 + d: T]
+        room = trace["reward"][b, 10 + d : T]
         if KTD_RUN_MODES[b] == ORACLE:  # key picked up, then North, North: +10 on step 10 + D + 2 (262 for D=250)
             np.testing.assert_array_equal(room, [0.0, 10.0, 0.0])
             assert trace["success"][b, T - 1]
         else:  # no key: the door is a wall; the player stops below it
             np.testing.assert_array_equal(room, 0.0)
             assert not trace["success"][b, T - 1]
-            assert not trace["has_key"][b, :T - 1].any()
-            assert [tuple(p) for p in trace["player"][b, 10 + d: T - 1]] == [(2, 5), (2, 5)]
+            assert not trace["has_key"][b, : T - 1].any()
+            assert [tuple(p) for p in trace["player"][b, 10 + d : T - 1]] == [(2, 5), (2, 5)]
 
 
 def test_key_to_door_views(ktd_run):
@@ -340,8 +376,15 @@ def test_key_to_door_views(ktd_run):
     for b, d in enumerate(KTD_RUN_D):
         # reward room, read from the layout by hand: the door is visible from the start (3, 5)
         door_red = 134
-        expected = np.array([[WALL_PX, WALL_PX, door_red, WALL_PX, WALL_PX], [WALL_PX, BG, BG, BG, WALL_PX],
-                             [WALL_PX, BG, PLAYER_PX, BG, WALL_PX], [WALL_PX, BG, BG, BG, WALL_PX], [WALL_PX] * 5])
+        expected = np.array(
+            [
+                [WALL_PX, WALL_PX, door_red, WALL_PX, WALL_PX],
+                [WALL_PX, BG, BG, BG, WALL_PX],
+                [WALL_PX, BG, PLAYER_PX, BG, WALL_PX],
+                [WALL_PX, BG, BG, BG, WALL_PX],
+                [WALL_PX] * 5,
+            ]
+        )
         np.testing.assert_array_equal(red(trace["obs"][b, 10 + d - 1]), expected)
         if KTD_RUN_MODES[b] == ORACLE:  # standing in the open door: the door is drawn above the player
             assert tuple(np.asarray(trace["obs"][b, 10 + d + 1]).reshape(3, 5, 5)[:, 2, 2]) == (134, 206, 235)
@@ -395,9 +438,11 @@ def test_view_is_the_crop_of_the_drawn_board(task):
     """get_obs draws the objects into the 5x5 crop; it must equal cropping the fully drawn 7x11 board, on every
     state of scripted and random episodes (explore objects, the key and its one-frame indicator, doors, apples,
     the player at the board's edges)."""
-    env, policy, modes = ((VisualMatch(distractor_len=30), vm_policy, [ORACLE, 0, 1, 2, RANDOM_ACTIONS]) if
-                          task == "visual_match" else (KeyToDoor(distractor_len=30), ktd_policy,
-                                                       [ORACLE, NO_KEY, RANDOM_ACTIONS]))
+    env, policy, modes = (
+        (VisualMatch(distractor_len=30), vm_policy, [ORACLE, 0, 1, 2, RANDOM_ACTIONS])
+        if task == "visual_match"
+        else (KeyToDoor(distractor_len=30), ktd_policy, [ORACLE, NO_KEY, RANDOM_ACTIONS])
+    )
     modes = jnp.asarray(modes * 8)
     params = env.default_params
 

@@ -36,11 +36,28 @@ pytestmark = pytest.mark.slow  # a learning run / AOT compile: outside the quick
 DISTRACTOR_LEN = 5
 EPISODE_LEN = 15 + DISTRACTOR_LEN + 10  # explore + distractor + reward chapters
 VISUAL_MATCH = dict(
-    env_id="VisualMatch-Short", env_overrides={"distractor_len": DISTRACTOR_LEN},
-    feature_size=64, feature_norm=True, time_encoding=False, pre_size=64, post_size=64, head_hidden_size=64,
-    num_envs=64, num_steps=EPISODE_LEN, num_minibatches=4, update_epochs=4, anneal_lr=False, adam_eps=1e-5,
-    ent_coef=0.01, gamma=0.99, gae_lambda=0.95, clip_eps=0.2, clip_value_loss=True, vf_coef=0.5,
-    max_grad_norm=0.5, normalize_advantages=True,
+    env_id="VisualMatch-Short",
+    env_overrides={"distractor_len": DISTRACTOR_LEN},
+    feature_size=64,
+    feature_norm=True,
+    time_encoding=False,
+    pre_size=64,
+    post_size=64,
+    head_hidden_size=64,
+    num_envs=64,
+    num_steps=EPISODE_LEN,
+    num_minibatches=4,
+    update_epochs=4,
+    anneal_lr=False,
+    adam_eps=1e-5,
+    ent_coef=0.01,
+    gamma=0.99,
+    gae_lambda=0.95,
+    clip_eps=0.2,
+    clip_value_loss=True,
+    vf_coef=0.5,
+    max_grad_norm=0.5,
+    normalize_advantages=True,
 )  # every field that shapes learning is pinned: the results below must not move with TrainConfig's defaults
 UPDATES = 200
 EVAL_EPISODES = 64
@@ -51,14 +68,23 @@ def _batched(tree):
     return jax.tree.map(lambda x: x[None, None], tree)
 
 
-@pytest.mark.parametrize("memory, memory_kwargs, lr", [
-    ("shm", {"memory_size": 32, "shortcut": True}, 1e-3),
-    ("gru", {"hidden_size": 64}, 3e-3),
-])
+@pytest.mark.parametrize(
+    "memory, memory_kwargs, lr",
+    [
+        ("shm", {"memory_size": 32, "shortcut": True}, 1e-3),
+        ("gru", {"hidden_size": 64}, 3e-3),
+    ],
+)
 def test_visual_match_colour_is_remembered(memory, memory_kwargs, lr):
     """Budget and results in the module docstring (SHM and GRU both reach greedy success 1.00)."""
-    config = from_preset("default", memory=memory, memory_kwargs=memory_kwargs, lr=lr,
-                         total_timesteps=VISUAL_MATCH["num_envs"] * EPISODE_LEN * UPDATES, **VISUAL_MATCH)
+    config = from_preset(
+        "default",
+        memory=memory,
+        memory_kwargs=memory_kwargs,
+        lr=lr,
+        total_timesteps=VISUAL_MATCH["num_envs"] * EPISODE_LEN * UPDATES,
+        **VISUAL_MATCH,
+    )
     built = build(config)
     trainer = built.algorithm
     assert trainer.num_updates == UPDATES
@@ -68,8 +94,15 @@ def test_visual_match_colour_is_remembered(memory, memory_kwargs, lr):
     # Rollouts of T steps from a reset hold exactly one whole episode per environment.
     np.testing.assert_array_equal(metrics["episode_count"], config.ppo.num_envs)
 
-    result = evaluate(built.policy(greedy=True), built.env, built.env_params, _batched(state.params),
-                      episodes=EVAL_EPISODES, seed=1, task_params=built.eval_tasks)
+    result = evaluate(
+        built.policy(greedy=True),
+        built.env,
+        built.env_params,
+        _batched(state.params),
+        episodes=EVAL_EPISODES,
+        seed=1,
+        task_params=built.eval_tasks,
+    )
     run = result["per_run"][0]
     assert result["episodes"] == EVAL_EPISODES and run["unfinished"] == 0 and run["mean_length"] == EPISODE_LEN
     train_success = metrics["success_sum"][-10:].sum() / metrics["episode_count"][-10:].sum()
@@ -79,10 +112,23 @@ def test_visual_match_colour_is_remembered(memory, memory_kwargs, lr):
 
 def test_meta_task_trains():
     """A few updates of a Gaussian-policy agent on Wind (continuous, meta-RL); evaluated on held-out tasks."""
-    config = from_preset("default", env_id="Wind-50-150", memory="gru", memory_kwargs={"hidden_size": 16},
-                         time_encoding=False, feature_size=16, pre_size=16, post_size=16, head_hidden_size=16,
-                         num_envs=4, num_steps=100, num_minibatches=2, update_epochs=2, lr=3e-4,
-                         total_timesteps=4 * 100 * 3)
+    config = from_preset(
+        "default",
+        env_id="Wind-50-150",
+        memory="gru",
+        memory_kwargs={"hidden_size": 16},
+        time_encoding=False,
+        feature_size=16,
+        pre_size=16,
+        post_size=16,
+        head_hidden_size=16,
+        num_envs=4,
+        num_steps=100,
+        num_minibatches=2,
+        update_epochs=2,
+        lr=3e-4,
+        total_timesteps=4 * 100 * 3,
+    )
     built = build(config)
     trainer = built.algorithm
     assert trainer.action_spec.kind == "box" and trainer.action_spec.sizes == (2,)  # Gaussian policy
@@ -95,8 +141,14 @@ def test_meta_task_trains():
     np.testing.assert_array_equal(metrics["episode_count"], config.ppo.num_envs)
     assert (metrics["grad_norm"] > 0).all() and int(state.update) == 3  # three real updates happened
 
-    result = evaluate(built.policy(greedy=True), built.env, built.env_params, _batched(state.params), episodes=8,
-                      task_params=built.eval_tasks)
+    result = evaluate(
+        built.policy(greedy=True),
+        built.env,
+        built.env_params,
+        _batched(state.params),
+        episodes=8,
+        task_params=built.eval_tasks,
+    )
 
     run = result["per_run"][0]
     assert result["task_split"] == "held-out test tasks" and result["episodes"] == 150  # one trial per test task

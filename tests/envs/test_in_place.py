@@ -57,7 +57,8 @@ def test_step_copies_no_batch_of_state_arrays(env_id, field, shape):
     # The loop that resets every env at once (a step where most episodes end) builds a batch of new states: the
     # arrays it writes are not copies of the stepped ones. Every other loop runs on every step or round.
     bodies = {name: body for name, body in loop_bodies(text).items() if RESET_ALL_SCOPE not in body}
-    assert any(re.search(rf"\[{batch_shape}\]", body) for body in bodies.values()), \
+    assert any(re.search(rf"\[{batch_shape}\]", body) for body in bodies.values()), (
         f"{field}: no [{batch_shape}] array in any loop body"
+    )
     copies = [name for name, body in bodies.items() if re.search(rf"= \w+\[{batch_shape}\]\S* copy\(", body)]
     assert not copies, f"{env_id}: {field} is copied on every step (in loop bodies {copies})"

@@ -128,8 +128,9 @@ def test_wind_oracle_reaches_the_maximal_return_on_every_task():
     env = Wind()
     winds, _ = wind_tasks()
     task_ids = np.arange(NUM_TASKS)
-    _, state0, trace = rollout(env, per_task_params(env, task_ids), jax.random.split(jax.random.key(0), NUM_TASKS),
-                               wind_oracle, H)
+    _, state0, trace = rollout(
+        env, per_task_params(env, task_ids), jax.random.split(jax.random.key(0), NUM_TASKS), wind_oracle, H
+    )
     returns = np.asarray(trace["reward"].sum(axis=1))
     expected = np.array([max_return(steps_to_reach(np.zeros(2), np.array([0.0, 1.0]), w, 0.01)) for w in winds])
     np.testing.assert_array_equal(returns, expected)
@@ -149,8 +150,9 @@ def test_point_robot_oracle_maximal_return_and_sub_episode_boundary():
     env = PointRobot()
     goals, _ = point_robot_tasks()
     task_ids = np.arange(NUM_TASKS)
-    obs0, state0, trace = rollout(env, per_task_params(env, task_ids),
-                                  jax.random.split(jax.random.key(1), NUM_TASKS), point_oracle, 2 * H)
+    obs0, state0, trace = rollout(
+        env, per_task_params(env, task_ids), jax.random.split(jax.random.key(1), NUM_TASKS), point_oracle, 2 * H
+    )
     obs = np.asarray(trace["obs"])
     pos = np.asarray(trace["state"].pos)
     rewards = np.asarray(trace["reward"])
@@ -166,8 +168,10 @@ def test_point_robot_oracle_maximal_return_and_sub_episode_boundary():
     np.testing.assert_array_equal(obs0[:, 2:], 0.0)
     flags = obs[:, :, 2]
     assert set(np.flatnonzero(flags.any(axis=0)).tolist()) == {H - 1}  # step 200's obs is the auto-reset obs
-    np.testing.assert_array_equal(np.asarray(trace["info"]["sub_episode_end"]).nonzero()[1].reshape(NUM_TASKS, 2),
-                                  np.tile([H - 1, 2 * H - 1], (NUM_TASKS, 1)))
+    np.testing.assert_array_equal(
+        np.asarray(trace["info"]["sub_episode_end"]).nonzero()[1].reshape(NUM_TASKS, 2),
+        np.tile([H - 1, 2 * H - 1], (NUM_TASKS, 1)),
+    )
     np.testing.assert_array_equal(obs[:, H - 1, :2], start2)  # default: the boundary shows the NEW start
     np.testing.assert_array_equal(obs[:, :-1, 3], rewards[:, :-1])  # previous-reward feature
     np.testing.assert_array_equal(obs[:, -1, 2:], 0.0)  # the last step returns the next trial's reset obs

@@ -103,7 +103,9 @@ def oracle_action(task, env, state):
         positions = jnp.arange(env.num_cards)
         first = jnp.argmax(~state.face_up)
         partner = jnp.argmax(
-            ~state.face_up & (state.values == state.values[jnp.maximum(state.pending, 0)]) & (positions != state.pending)
+            ~state.face_up
+            & (state.values == state.values[jnp.maximum(state.pending, 0)])
+            & (positions != state.pending)
         )
         return jnp.where(state.pending < 0, first, partner)
     if task == "MultiArmedBandit":
@@ -224,7 +226,7 @@ def rollouts(request):
     Returns (env_id, {mode: first-episode summary}, (reset observations, original records, our replay outputs))."""
     env_id = request.param
     task = task_of(env_id)
-    level = env_id[len(task):]
+    level = env_id[len(task) :]
     env, params = build(env_id)
     horizon = SPEC_TRUNCATION.get(task, SPEC_LENGTH[task])[LEVELS.index(level)]
     total = NUM_EPISODES + NUM_REPLAYED
@@ -245,9 +247,7 @@ def rollouts(request):
         full_states = jax.vmap(env.reset_from_deck)(decks)[1]
     else:
         full_states = jax.tree.map(lambda x: jnp.zeros((total, *x.shape[1:]), x.dtype), replay_states)
-    given_states = jax.tree.map(
-        lambda full, replay: full.at[NUM_EPISODES:].set(replay), full_states, replay_states
-    )
+    given_states = jax.tree.map(lambda full, replay: full.at[NUM_EPISODES:].set(replay), full_states, replay_states)
     actions = jnp.concatenate([jnp.zeros((NUM_EPISODES, horizon), jnp.int32), jnp.asarray(replay_actions)])
     program = rollout_program(env, task, params, horizon)
     (obs, reward, terminated, truncated), final = jax.device_get(
@@ -264,7 +264,7 @@ def test_oracle_length_and_return(rollouts):
     env_id, by_mode, _ = rollouts
     oracle = by_mode[ORACLE]
     task = task_of(env_id)
-    level = LEVELS.index(env_id[len(task):])
+    level = LEVELS.index(env_id[len(task) :])
     env, _ = build(env_id)
     length = SPEC_LENGTH[task][level]
     np.testing.assert_array_equal(oracle["length"], length)
@@ -292,7 +292,7 @@ def test_oracle_length_and_return(rollouts):
 def test_concentration_memory_heuristic_matches_spec(rollouts):
     """A perfect-memory player of the original returns 0.815 / 0.814 / 0.701 (200 episodes)."""
     env_id, by_mode, _ = rollouts
-    level = LEVELS.index(env_id[len("Concentration"):])
+    level = LEVELS.index(env_id[len("Concentration") :])
     ret = by_mode[HEURISTIC]["ret"]
     tol = 4 * ret.std() * math.sqrt(1 / len(ret) + 1 / 200)
     assert abs(ret.mean() - SPEC_CONCENTRATION_HEURISTIC[level]) < tol, (ret.mean(), tol)
@@ -330,7 +330,7 @@ def test_random_policy_matches_spec(rollouts):
     env_id, by_mode, _ = rollouts
     rand = by_mode[RANDOM]
     task = task_of(env_id)
-    level = LEVELS.index(env_id[len(task):])
+    level = LEVELS.index(env_id[len(task) :])
     ref, n_ref = SPEC_RANDOM[task][level], SPEC_RANDOM_EPISODES.get(task, 100)
     sd = rand["ret"].std()
     tol = 4 * sd * math.sqrt(1 / len(rand["ret"]) + 1 / n_ref)
@@ -375,7 +375,9 @@ def original_decks(task, np_env):
 def original_oracle(task, np_env):
     """The rewarding action read from the original's hidden state (None: every action is as good)."""
     if task == "Autoencode":
-        return None if np_env.mode == pg_autoencode.Mode.WATCH else int(np_env.deck.suits_idx[np_env.deck["system"][-1]])
+        return (
+            None if np_env.mode == pg_autoencode.Mode.WATCH else int(np_env.deck.suits_idx[np_env.deck["system"][-1]])
+        )
     if task == "RepeatPrevious":
         hand = np_env.deck["player"]
         return int(np_env.deck.suits_idx[hand[-np_env.k]]) if len(hand) >= np_env.k else None

@@ -303,8 +303,11 @@ def python_hunt_and_kill(k, rnd):
     grid[row, col] = 0
 
     def unvisited(r, c):
-        return [(r + dr, c + dc) for dr, dc in ((0, 2), (0, -2), (2, 0), (-2, 0))
-                if 0 < r + dr < size and 0 < c + dc < size and grid[r + dr, c + dc] == 1]
+        return [
+            (r + dr, c + dc)
+            for dr, dc in ((0, 2), (0, -2), (2, 0), (-2, 0))
+            if 0 < r + dr < size and 0 < c + dc < size and grid[r + dr, c + dc] == 1
+        ]
 
     for trial in range(size * size + 1):
         if grid[row, col] == 0:

@@ -19,7 +19,7 @@ def test_credit_frame_shows_the_full_board_with_the_player():
     _, state = env.reset(jax.random.key(0), params)
     frame = np.asarray(render(env, state, params, cell=CELL))
     assert frame.shape == (7 * CELL, 11 * CELL, 3) and frame.dtype == np.uint8
-    centres = frame[CELL // 2:: CELL, CELL // 2:: CELL]  # one pixel per board cell, away from the view outline
+    centres = frame[CELL // 2 :: CELL, CELL // 2 :: CELL]  # one pixel per board cell, away from the view outline
     np.testing.assert_array_equal(centres, board.PALETTE[np.asarray(env.board_codes(state, params))])
     r, c = np.asarray(state.player)
     assert tuple(centres[r, c]) == (228, 148, 109)
@@ -34,8 +34,10 @@ def test_meta_frame_marks_goal_and_agent():
     _, state = env.reset_to_task(jax.random.key(1), 0, params)
     frame = np.asarray(render(env, state, params, pixels_per_unit=40))
     assert frame.shape == (120, 160, 3) and frame.dtype == np.uint8
+
     def pixel(x, y):  # world -> (row, col) for x in [-2, 2], y in [-1, 2]
         return int((2.0 - y) * 40), int((x + 2.0) * 40)
+
     goal = np.asarray(params.task_table[0])
     assert tuple(frame[pixel(*goal)]) == (40, 170, 60)
     assert tuple(frame[pixel(*np.asarray(state.pos))]) == (220, 40, 40)

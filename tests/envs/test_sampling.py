@@ -28,7 +28,8 @@ def test_cell_search_is_uniform_over_true_entries():
     mask = np.zeros((24, 12), bool)
     mask[[0, 0, 5, 11, 23, 23], [0, 11, 3, 7, 0, 11]] = True
     rows, cols = jax.vmap(uniform_true_cell, in_axes=(0, None))(
-        jax.random.uniform(jax.random.key(0), (6000,)), jnp.asarray(mask))
+        jax.random.uniform(jax.random.key(0), (6000,)), jnp.asarray(mask)
+    )
     picked = np.asarray(rows) * 12 + np.asarray(cols)
     counts = np.bincount(picked, minlength=mask.size)
     assert counts[~mask.reshape(-1)].sum() == 0

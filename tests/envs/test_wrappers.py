@@ -130,7 +130,11 @@ class _ToyImageEnv(environment.Environment):
 
     def observation_space(self, params=None):
         return spaces.Dict(
-            {"image": spaces.Box(0, 255, (2, 3), jnp.uint8), "pos": spaces.Box(-1.0, 2.0, (2,)), "count": spaces.Discrete(5)}
+            {
+                "image": spaces.Box(0, 255, (2, 3), jnp.uint8),
+                "pos": spaces.Box(-1.0, 2.0, (2,)),
+                "count": spaces.Discrete(5),
+            }
         )
 
 

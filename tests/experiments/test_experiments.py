@@ -13,8 +13,15 @@ from shm_jax.training import loop
 
 # Two updates of 2 envs x 64 steps: Autoencode-Easy episodes (103 steps) end in the second update; no final
 # evaluation (MMER cells do not read it, and it would compile two more programs per cell).
-TINY = dict(num_envs=2, num_steps=64, num_minibatches=1, update_epochs=1, total_timesteps=256, eval_episodes=0,
-            memory_kwargs={"memory_size": 4, "projection_size": 8, "shortcut": True})
+TINY = dict(
+    num_envs=2,
+    num_steps=64,
+    num_minibatches=1,
+    update_epochs=1,
+    total_timesteps=256,
+    eval_episodes=0,
+    memory_kwargs={"memory_size": 4, "projection_size": 8, "shortcut": True},
+)
 
 
 @pytest.mark.parametrize("name", sorted(definitions.EXPERIMENTS))
@@ -60,8 +67,9 @@ def test_runner_trains_resumes_reads_back_and_reports(tmp_path, monkeypatch):
     root = tmp_path / "calibration-cpu"
     # One cell interrupted after its first update: the runner must continue it, not start it again.
     first = ablation.agents[0]
-    config = ablation.config("AutoencodeEasy", first, "cpu", out_dir=str(root),
-                             run_name=runner.cell_name("AutoencodeEasy", first), **TINY)
+    config = ablation.config(
+        "AutoencodeEasy", first, "cpu", out_dir=str(root), run_name=runner.cell_name("AutoencodeEasy", first), **TINY
+    )
     api.train(config, stop_after_updates=1, progress=False)
     calls = []
     real_run = api.train
@@ -79,8 +87,9 @@ def test_runner_trains_resumes_reads_back_and_reports(tmp_path, monkeypatch):
 
     # Finished cells are read back, never trained again.
     monkeypatch.setattr(api, "train", lambda *a, **k: pytest.fail("a finished cell was trained again"))
-    again = json.loads(runner.run_experiment(ablation, "cpu", tmp_path, agents=agents, progress=False,
-                                             **TINY).read_text())
+    again = json.loads(
+        runner.run_experiment(ablation, "cpu", tmp_path, agents=agents, progress=False, **TINY).read_text()
+    )
     assert [c["mean"] for c in again["cells"]] == [c["mean"] for c in record["cells"]]
 
     written = report.write_report(path)
@@ -91,10 +100,20 @@ def test_runner_trains_resumes_reads_back_and_reports(tmp_path, monkeypatch):
 
 def test_report_sets_the_papers_numbers_beside_ours_and_averages_only_a_full_table():
     popgym = definitions.POPGYM_TABLE
-    cells = [{"task": t, "agent": a.label, "mean": 10.0 * i, "std": 1.0, "run_dir": "x"}
-             for i, t in enumerate(popgym.tasks) for a in popgym.agents]
-    record = {"experiment": "popgym", "title": popgym.title, "scale": "paper", "overrides": {}, "notes": "",
-              "machine": {"backend": "gpu", "cpu_count": 8, "load_average_end": [0, 0, 0]}, "cells": cells}
+    cells = [
+        {"task": t, "agent": a.label, "mean": 10.0 * i, "std": 1.0, "run_dir": "x"}
+        for i, t in enumerate(popgym.tasks)
+        for a in popgym.agents
+    ]
+    record = {
+        "experiment": "popgym",
+        "title": popgym.title,
+        "scale": "paper",
+        "overrides": {},
+        "notes": "",
+        "machine": {"backend": "gpu", "cpu_count": 8, "load_average_end": [0, 0, 0]},
+        "cells": cells,
+    }
     table = report.markdown(record)
     autoencode_row = next(line for line in table.splitlines() if line.startswith("| AutoencodeEasy |"))
     assert "(paper 49.5 ± 23.3)" in autoencode_row and "(paper -32.7 ± 0.6)" in autoencode_row
@@ -116,8 +135,11 @@ def test_a_cell_whose_every_seed_diverges_is_recorded_and_the_next_cell_still_ru
         status = "nonfinite" if len(trained) == 1 else "finished"
         per_run = [{"mmer": None if status == "nonfinite" else 0.1 * s} for s in range(3)]
         diverged = [{"run": f"seed{s}", "at_update": 1} for s in range(3)] if status == "nonfinite" else []
-        (run_dir / "summary.json").write_text(json.dumps({"status": status, "per_run": per_run, "diverged": diverged,
-                                                         "env_steps_per_run": 10, "timing": {}}))
+        (run_dir / "summary.json").write_text(
+            json.dumps(
+                {"status": status, "per_run": per_run, "diverged": diverged, "env_steps_per_run": 10, "timing": {}}
+            )
+        )
         if status == "nonfinite":
             raise loop.NonFiniteLossError("non-finite loss in every run")
         return run_dir
@@ -131,6 +153,9 @@ def test_a_cell_whose_every_seed_diverges_is_recorded_and_the_next_cell_still_ru
     # Read back on the next call, never trained again; the table says what happened.
     monkeypatch.setattr(api, "train", lambda *a, **k: pytest.fail("a diverged cell was trained again"))
     runner.run_experiment(ablation, "cpu", tmp_path, agents=("neural θ",), progress=False)
-    row = next(line for line in report.markdown(json.loads(path.read_text())).splitlines()
-               if line.startswith("| AutoencodeEasy |"))
+    row = next(
+        line
+        for line in report.markdown(json.loads(path.read_text())).splitlines()
+        if line.startswith("| AutoencodeEasy |")
+    )
     assert "diverged (update 1)" in row and "10.0 ± 8.2" in row

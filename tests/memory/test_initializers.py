@@ -33,8 +33,9 @@ def test_nested_vmap_runs_unbatched_qrs_and_matches_per_key_calls():
     assert ranks and all(r == 2 for r in ranks), ranks
     out = jax.jit(init)(keys)
     np.testing.assert_allclose(out[1, 2], orthogonal()(keys[1, 2], (6, 4)), atol=1e-6)
-    np.testing.assert_allclose(np.einsum("abij,abik->abjk", out, out), np.broadcast_to(np.eye(4), (2, 3, 4, 4)),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        np.einsum("abij,abik->abjk", out, out), np.broadcast_to(np.eye(4), (2, 3, 4, 4)), atol=1e-5
+    )
 
 
 def test_gru_core_init_under_vmap_runs_unbatched_qrs_and_keeps_flax_values():

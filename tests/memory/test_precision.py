@@ -67,8 +67,10 @@ def shm_runs():
     noise = shm(None).sample_noise(jax.random.PRNGKey(1), T, B)
     # Params do not depend on T: initialise on one step (cheap), run on all T.
     params = shm(None).init(jax.random.PRNGKey(2), shm(None).initialize_carry(B), x[:1], starts[:1], noise[:1])
-    runs = {name: jax.jit(lambda p, c=shm(dtype): forward_and_grad(c, p, x, starts, noise))(params)
-            for name, dtype in (("fp32", None), ("bf16", "bfloat16"))}
+    runs = {
+        name: jax.jit(lambda p, c=shm(dtype): forward_and_grad(c, p, x, starts, noise))(params)
+        for name, dtype in (("fp32", None), ("bf16", "bfloat16"))
+    }
     return params, runs
 
 
@@ -151,8 +153,9 @@ def test_float32_default_path_unchanged(name, kwargs):
     """dtype=None, "float32" and jnp.float32 trace to the same program (no cast, nothing bf16 in it)."""
     x, starts = sequence(length=5, batch=2, features=3)
     noise = make_memory(name, **kwargs).sample_noise(jax.random.PRNGKey(1), 5, 2)
-    programs = [_program(make_memory(name, dtype=dtype, **kwargs), x, starts, noise)
-                for dtype in (None, "float32", jnp.float32)]
+    programs = [
+        _program(make_memory(name, dtype=dtype, **kwargs), x, starts, noise) for dtype in (None, "float32", jnp.float32)
+    ]
     assert programs[0] == programs[1] == programs[2]
     assert "bf16" not in programs[0]
     assert "bf16" in _program(make_memory(name, dtype="bfloat16", **kwargs), x, starts, noise)
@@ -189,18 +192,29 @@ def test_every_core_runs_in_bf16_with_its_state_dtype(every_core_runs, name, kwa
     assert relative_error(c16, c32) < REL_TOL
 
 
-@pytest.mark.parametrize("good, expected", [
-    (None, jnp.float32), ("float32", jnp.float32), (jnp.float32, jnp.float32), (np.float32, jnp.float32),
-    ("bfloat16", jnp.bfloat16), (jnp.bfloat16, jnp.bfloat16), (jnp.dtype(jnp.bfloat16), jnp.bfloat16),
-])
+@pytest.mark.parametrize(
+    "good, expected",
+    [
+        (None, jnp.float32),
+        ("float32", jnp.float32),
+        (jnp.float32, jnp.float32),
+        (np.float32, jnp.float32),
+        ("bfloat16", jnp.bfloat16),
+        (jnp.bfloat16, jnp.bfloat16),
+        (jnp.dtype(jnp.bfloat16), jnp.bfloat16),
+    ],
+)
 def test_dtype_spellings(good, expected):
     assert compute_dtype("SHM", good) is expected
 
 
 @pytest.mark.parametrize("bad", ["float16", "bf16", jnp.float16, jnp.float64, 3, True, "Float32"])
 def test_bad_dtype_one_line_error(bad):
-    for cls_name, build in (("SHM", lambda: SHM(dtype=bad)), ("GRU", lambda: make_memory("gru", dtype=bad)),
-                            ("FFM", lambda: make_memory("ffm", dtype=bad))):
+    for cls_name, build in (
+        ("SHM", lambda: SHM(dtype=bad)),
+        ("GRU", lambda: make_memory("gru", dtype=bad)),
+        ("FFM", lambda: make_memory("ffm", dtype=bad)),
+    ):
         with pytest.raises(ValueError) as err:
             build()
         message = str(err.value)

@@ -72,8 +72,9 @@ def _problem(seed, length, batch, hsz):
         (5, 1, 4, 64, 4, []),
     ],
 )
-def test_product_form_scans_match_reference_values_and_gradients(implementation, length, batch, hsz, chunk, rows,
-                                                                  reset_steps):
+def test_product_form_scans_match_reference_values_and_gradients(
+    implementation, length, batch, hsz, chunk, rows, reset_steps
+):
     carry, a, b, w, k, q = _problem(length, length, batch, hsz)
     starts = jnp.zeros((length, batch), bool)
     for t, i in reset_steps:
@@ -132,10 +133,17 @@ def test_block_rows_default_divides_memory_size():
     assert [mosaic_shm.default_block_rows(h) for h in (32, 64, 72, 128, 256)] == [32, 32, 24, 32, 16]
 
 
-@pytest.mark.parametrize("kwargs, field", [
-    ({"block_rows": 3}, "block_rows"), ({"chunk_size": 0}, "chunk_size"), ({"num_warps": 0}, "num_warps"),
-    ({"target": "ipu", "interpret": True}, "target"), ({"target": "tpu"}, "target"),
-    ({"target": "tpu", "interpret": True, "block_rows": 4}, "block_rows")])
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"block_rows": 3}, "block_rows"),
+        ({"chunk_size": 0}, "chunk_size"),
+        ({"num_warps": 0}, "num_warps"),
+        ({"target": "ipu", "interpret": True}, "target"),
+        ({"target": "tpu"}, "target"),
+        ({"target": "tpu", "interpret": True, "block_rows": 4}, "block_rows"),
+    ],
+)
 def test_fused_rejects_bad_settings_with_one_line(kwargs, field):
     carry, a, b, w, k, q = _problem(0, 4, 1, 8)
     with pytest.raises(ValueError, match=field) as info:
@@ -173,8 +181,9 @@ def _shm_problem(core, length=9, batch=2, features=6):
 @pytest.mark.parametrize("calibration", ["random_theta", "ones"])
 def test_shm_layer_fused_equals_sequential_outputs_and_parameter_gradients(calibration):
     def run(method):
-        core = SHM(memory_size=8, projection_size=5, shortcut=True, calibration=calibration, scan_method=method,
-                   chunk_size=4)
+        core = SHM(
+            memory_size=8, projection_size=5, shortcut=True, calibration=calibration, scan_method=method, chunk_size=4
+        )
         params, x, starts, noise = _shm_problem(core)
 
         def loss(params, x):
@@ -203,9 +212,13 @@ def test_fused_kernel_is_chosen_by_the_lowering_platform(platform, kernel):
     Mosaic kernel. Lowering only: that the kernels compile is tests/aot's job."""
     carry, a, b, w, k, q = _problem(0, 8, 2, 16)
     starts = jnp.zeros((8, 2), bool)
-    text = jax.jit(lambda *args: fused_shm_scan(*args)[1]).trace(carry, starts, a, b, w, k, q).lower(
-        lowering_platforms=(platform,)).as_text()
-    other = {"tpu": "shm_fused_forward\"", "cuda": "shm_fused_forward_tpu"}[platform]
+    text = (
+        jax.jit(lambda *args: fused_shm_scan(*args)[1])
+        .trace(carry, starts, a, b, w, k, q)
+        .lower(lowering_platforms=(platform,))
+        .as_text()
+    )
+    other = {"tpu": 'shm_fused_forward"', "cuda": "shm_fused_forward_tpu"}[platform]
     assert kernel in text and other not in text
 
 
@@ -221,7 +234,9 @@ def test_product_form_scans_under_vmap_match_reference_gradients():
         return jax.jit(jax.vmap(jax.grad(loss, argnums=(0, 2, 3, 4, 5, 6))))(carry, starts, a, b, w, k, q)
 
     reference = grads(_reference)
-    for scan in (functools.partial(product_form_scan, chunk_size=4),
-                 functools.partial(fused_shm_scan, chunk_size=4, interpret=True),
-                 functools.partial(fused_shm_scan, interpret=True, target="tpu")):
+    for scan in (
+        functools.partial(product_form_scan, chunk_size=4),
+        functools.partial(fused_shm_scan, chunk_size=4, interpret=True),
+        functools.partial(fused_shm_scan, interpret=True, target="tpu"),
+    ):
         jax.tree.map(assert_close, grads(scan), reference)

@@ -17,8 +17,12 @@ from shm_jax.memory.projection import AffineOutput, Linear
 
 def test_linear_is_flax_dense():
     x = jax.random.normal(jax.random.key(0), (3, 5, 7))
-    for kwargs in ({}, {"use_bias": False}, {"dtype": jnp.bfloat16},
-                   {"kernel_init": nn.initializers.orthogonal(), "bias_init": nn.initializers.normal(1.0)}):
+    for kwargs in (
+        {},
+        {"use_bias": False},
+        {"dtype": jnp.bfloat16},
+        {"kernel_init": nn.initializers.orthogonal(), "bias_init": nn.initializers.normal(1.0)},
+    ):
         ours, flax_dense = Linear(11, **kwargs), nn.Dense(11, **kwargs)
         params = ours.init(jax.random.key(1), x)
         assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, flax_dense.init(jax.random.key(1), x))
@@ -61,21 +65,34 @@ def test_folding_keeps_the_function_and_the_gradients():
 def _applied(core):
     """The same core (same parameters) that never defers its output projection: the agent then applies W_o and
     its post layer apart."""
-    applied = type(f"Applied{type(core).__name__}", (type(core),),
-                   {"can_defer_projection": property(lambda self: False)})
+    applied = type(
+        f"Applied{type(core).__name__}", (type(core),), {"can_defer_projection": property(lambda self: False)}
+    )
     return applied(**{f: getattr(core, f) for f in core.__dataclass_fields__ if f not in ("parent", "name")})
 
 
-@pytest.mark.parametrize("memory, kwargs", [
-    ("shm", dict(memory_size=8, projection_size=96, shortcut=True)),
-    ("linear-attention", dict(memory_size=8, output_size=96)),
-    ("mlstm", dict(memory_size=8, output_size=96)),
-])
+@pytest.mark.parametrize(
+    "memory, kwargs",
+    [
+        ("shm", dict(memory_size=8, projection_size=96, shortcut=True)),
+        ("linear-attention", dict(memory_size=8, output_size=96)),
+        ("mlstm", dict(memory_size=8, output_size=96)),
+    ],
+)
 def test_agent_folds_the_core_projection_into_its_post_layer(memory, kwargs):
     core = make_memory(memory, **kwargs)
-    nets = [actor_critic(memory=c, action_spec=ActionSpec("discrete", (3,)), feature_size=16, pre_size=8,
-                        post_size=8, head_hidden_size=8, init_scheme="official")
-            for c in (core, _applied(core))]
+    nets = [
+        actor_critic(
+            memory=c,
+            action_spec=ActionSpec("discrete", (3,)),
+            feature_size=16,
+            pre_size=8,
+            post_size=8,
+            head_hidden_size=8,
+            init_scheme="official",
+        )
+        for c in (core, _applied(core))
+    ]
     assert nets[0].memory.can_defer_projection and not nets[1].memory.can_defer_projection
     T, B = 12, 3
     carry = nets[0].initialize_carry(B)
@@ -96,7 +113,8 @@ def test_agent_folds_the_core_projection_into_its_post_layer(memory, kwargs):
     def objective(net):
         def f(p):
             _, logits, value = net.apply(p, carry, obs, starts, noise)
-            return jnp.sum(jnp.tanh(logits)) + jnp.sum(value ** 2), (logits, value)
+            return jnp.sum(jnp.tanh(logits)) + jnp.sum(value**2), (logits, value)
+
         return f
 
     (loss_folded, outs_folded), grads_folded = jax.value_and_grad(objective(nets[0]), has_aux=True)(params)

@@ -90,8 +90,10 @@ def test_all_methods_match_reference_outputs_carry_and_gradients(length, size):
 
     # A random linear read-out of everything: gradients stay well conditioned, so float32 agreement
     # measures the scans, not the loss.
-    w_y, w_final = jax.random.normal(jax.random.PRNGKey(1), ref_y.shape), jax.random.normal(
-        jax.random.PRNGKey(2), ref_carry.shape)
+    w_y, w_final = (
+        jax.random.normal(jax.random.PRNGKey(1), ref_y.shape),
+        jax.random.normal(jax.random.PRNGKey(2), ref_carry.shape),
+    )
 
     def loss(carry, inputs, method):
         final, y = hadamard_scan(carry, inputs, starts, make_cu, read, method=method, chunk_size=16)
@@ -100,7 +102,8 @@ def test_all_methods_match_reference_outputs_carry_and_gradients(length, size):
     grads = {}
     for method in SCAN_METHODS:
         (_, (final, y)), grads[method] = jax.jit(
-            jax.value_and_grad(loss, argnums=(0, 1), has_aux=True), static_argnums=2)(carry, inputs, method)
+            jax.value_and_grad(loss, argnums=(0, 1), has_aux=True), static_argnums=2
+        )(carry, inputs, method)
         assert_close(y, ref_y)
         assert_close(final, ref_carry)
     for method in ("associative", "chunked"):

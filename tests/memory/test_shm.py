@@ -106,27 +106,40 @@ def test_popgym_parameter_count_matches_the_official_core():
     """d = 64, H = 32, shortcut, projection to 1024: 48,352 parameters, the official POPGym core's count."""
     core = make_memory("shm", memory_size=32, projection_size=1024, shortcut=True)
     x = jnp.zeros((1, 1, 64))
-    params = core.init(jax.random.PRNGKey(0), core.initialize_carry(1), x, jnp.ones((1, 1), bool),
-                       core.sample_noise(jax.random.PRNGKey(0), 1, 1))
+    params = core.init(
+        jax.random.PRNGKey(0),
+        core.initialize_carry(1),
+        x,
+        jnp.ones((1, 1), bool),
+        core.sample_noise(jax.random.PRNGKey(0), 1, 1),
+    )
     assert sum(p.size for p in jax.tree.leaves(params)) == 48_352
     assert core.output_size == 1024
 
 
 def test_registry_names_build_the_ablations():
-    for name, calibration in [("shm", "random_theta"), ("shm-fixed-theta", "fixed_theta"),
-                              ("shm-neural-theta", "neural_theta"), ("shm-random-c", "random_c"),
-                              ("shm-fixed-c", "fixed_c"), ("shm-c1", "ones")]:
+    for name, calibration in [
+        ("shm", "random_theta"),
+        ("shm-fixed-theta", "fixed_theta"),
+        ("shm-neural-theta", "neural_theta"),
+        ("shm-random-c", "random_c"),
+        ("shm-fixed-c", "fixed_c"),
+        ("shm-c1", "ones"),
+    ]:
         assert name in memory_names()
         assert make_memory(name, memory_size=4).calibration == calibration
 
 
-@pytest.mark.parametrize("bad,match", [
-    (dict(x=jnp.zeros((T, D))), "x must have rank 3"),
-    (dict(starts=jnp.zeros((T + 1, B), bool)), r"starts shape \(25, 3\) must equal"),
-    (dict(starts=jnp.zeros((T,), bool)), "starts must have rank 2"),
-    (dict(noise=jnp.zeros((T, B + 1), jnp.int32)), r"noise must be int\[T, B\]"),
-    (dict(noise=None), "needs noise"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (dict(x=jnp.zeros((T, D))), "x must have rank 3"),
+        (dict(starts=jnp.zeros((T + 1, B), bool)), r"starts shape \(25, 3\) must equal"),
+        (dict(starts=jnp.zeros((T,), bool)), "starts must have rank 2"),
+        (dict(noise=jnp.zeros((T, B + 1), jnp.int32)), r"noise must be int\[T, B\]"),
+        (dict(noise=None), "needs noise"),
+    ],
+)
 def test_bad_call_inputs_raise_one_line_errors(bad, match):
     core, params, x, starts, noise = build()
     args = dict(x=x, starts=starts, noise=noise) | bad
@@ -135,12 +148,15 @@ def test_bad_call_inputs_raise_one_line_errors(bad, match):
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(memory_size=0), "memory_size must be a positive integer"),
-    (dict(memory_size=4, num_theta=-1), "num_theta must be a positive integer"),
-    (dict(memory_size=4, calibration="magic"), "unknown calibration 'magic'; valid: random_theta"),
-    (dict(memory_size=4, scan_method="fast"), "unknown scan method 'fast'"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(memory_size=0), "memory_size must be a positive integer"),
+        (dict(memory_size=4, num_theta=-1), "num_theta must be a positive integer"),
+        (dict(memory_size=4, calibration="magic"), "unknown calibration 'magic'; valid: random_theta"),
+        (dict(memory_size=4, scan_method="fast"), "unknown scan method 'fast'"),
+    ],
+)
 def test_bad_sizes_and_names_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SHM(**kwargs)
@@ -154,8 +170,9 @@ def test_unknown_memory_name_lists_valid_ones():
 def test_sown_memories_and_calibrations_follow_the_recurrence():
     core, params, x, starts, noise = build(reset_every=10)
     carry, y = core.apply(params, core.initialize_carry(B), x, starts, noise)
-    (carry_i, y_i), variables = core.apply(params, core.initialize_carry(B), x, starts, noise,
-                                           mutable=["intermediates"])
+    (carry_i, y_i), variables = core.apply(
+        params, core.initialize_carry(B), x, starts, noise, mutable=["intermediates"]
+    )
     assert_close(y_i, y, 1e-4)
     assert_close(carry_i, carry, 1e-4)
     memory, c = variables["intermediates"]["memory"][0], variables["intermediates"]["calibration"][0]
@@ -198,8 +215,9 @@ def test_clamp_clips_the_memory_after_every_write(calibration):
     bound = float(np.quantile(np.abs(u), 0.9))  # tight enough that many cells hit it
     for method in ("sequential", None):
         clamped = SHM(memory_size=H, calibration=calibration, scan_method=method, chunk_size=5, clamp=bound)
-        (carry, y), variables = clamped.apply(params, core.initialize_carry(B), x, starts, noise,
-                                              mutable=["intermediates"])
+        (carry, y), variables = clamped.apply(
+            params, core.initialize_carry(B), x, starts, noise, mutable=["intermediates"]
+        )
         memory = variables["intermediates"]["memory"][0]
         expected = _recurrence(core.initialize_carry(B), c, u, starts, bound)
         assert_close(memory, expected, 1e-5)
@@ -208,8 +226,11 @@ def test_clamp_clips_the_memory_after_every_write(calibration):
         assert_close(y, clamped.apply(params, core.initialize_carry(B), x, starts, noise)[1], 1e-6)
     # A bound no cell reaches changes nothing.
     loose = SHM(memory_size=H, calibration=calibration, chunk_size=5, clamp=1e6)
-    jax.tree.map(lambda a, b: assert_close(a, b, 1e-5), loose.apply(params, core.initialize_carry(B), x, starts, noise),
-                 core.apply(params, core.initialize_carry(B), x, starts, noise))
+    jax.tree.map(
+        lambda a, b: assert_close(a, b, 1e-5),
+        loose.apply(params, core.initialize_carry(B), x, starts, noise),
+        core.apply(params, core.initialize_carry(B), x, starts, noise),
+    )
 
 
 def test_clamp_gradient_is_the_clip_gradient():
@@ -218,7 +239,7 @@ def test_clamp_gradient_is_the_clip_gradient():
 
     def loss(layer, p, carry):
         carry_out, y = layer.apply(p, carry, x, starts.at[0].set(False), noise)
-        return jnp.sum(y ** 2) + jnp.sum(carry_out)
+        return jnp.sum(y**2) + jnp.sum(carry_out)
 
     carry = 0.1 * jax.random.normal(jax.random.PRNGKey(3), (B, H, H))
     # Unreached bound: the gradient equals the unclamped layer's (its lean custom gradient).
@@ -232,10 +253,11 @@ def test_clamp_gradient_is_the_clip_gradient():
     grad = np.asarray(jax.grad(one_step)(big))
     assert np.all(grad[:, : H // 2] == 0.0)
     c, _ = _c_and_u(core, params, x[:1], starts[:1].at[:].set(False), noise[:1])
-    assert_close(grad[:, H // 2:], c[0][:, H // 2:], 1e-6)
+    assert_close(grad[:, H // 2 :], c[0][:, H // 2 :], 1e-6)
     grads = jax.grad(loss, 1)(SHM(memory_size=H, scan_method="sequential", clamp=0.05), params, carry)
-    assert all(np.isfinite(g).all() for g in jax.tree.leaves(grads)) and any(np.abs(g).max() > 0 for g in
-                                                                            jax.tree.leaves(grads))
+    assert all(np.isfinite(g).all() for g in jax.tree.leaves(grads)) and any(
+        np.abs(g).max() > 0 for g in jax.tree.leaves(grads)
+    )
 
 
 @pytest.mark.parametrize("method", ["associative", "chunked", "fused"])
@@ -254,8 +276,13 @@ def test_default_checkpoint_interval_keeps_the_recomputed_chunk_in_cache_and_cha
     from shm_jax.memory.shm import sequential_chunk_size
 
     # L x B x H x H float32 <= 4 MiB, a power of two in [8, 64].
-    assert [sequential_chunk_size(b, h) for b, h in ((8, 128), (64, 128), (8, 32), (1, 128), (2, 128))] == \
-        [8, 8, 64, 64, 32]
+    assert [sequential_chunk_size(b, h) for b, h in ((8, 128), (64, 128), (8, 32), (1, 128), (2, 128))] == [
+        8,
+        8,
+        64,
+        64,
+        32,
+    ]
     assert SHM().chunk_size is None
     with pytest.raises(ValueError, match="chunk_size"):
         SHM(chunk_size=0)
@@ -263,8 +290,10 @@ def test_default_checkpoint_interval_keeps_the_recomputed_chunk_in_cache_and_cha
     keys = jax.random.split(jax.random.PRNGKey(3), 4)
     x = jax.random.normal(keys[0], (length, batch, 5))
     starts = jax.random.bernoulli(keys[1], 0.1, (length, batch)).at[0].set(True)
-    auto, fixed = SHM(memory_size=hsz, scan_method="sequential"), SHM(memory_size=hsz, scan_method="sequential",
-                                                                       chunk_size=7)
+    auto, fixed = (
+        SHM(memory_size=hsz, scan_method="sequential"),
+        SHM(memory_size=hsz, scan_method="sequential", chunk_size=7),
+    )
     noise = auto.sample_noise(keys[2], length, batch)
     carry = jax.random.normal(keys[3], (batch, hsz, hsz))
     params = auto.init(keys[2], carry, x, starts, noise)
@@ -273,5 +302,7 @@ def test_default_checkpoint_interval_keeps_the_recomputed_chunk_in_cache_and_cha
         final, y = core.apply(params, carry, x_, starts, noise)
         return jnp.sum(jnp.square(y)) + jnp.sum(final)
 
-    for a, b in zip(jax.value_and_grad(lambda x_: loss(auto, x_))(x), jax.value_and_grad(lambda x_: loss(fixed, x_))(x)):
+    for a, b in zip(
+        jax.value_and_grad(lambda x_: loss(auto, x_))(x), jax.value_and_grad(lambda x_: loss(fixed, x_))(x)
+    ):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)

@@ -22,8 +22,9 @@ def reports():
 @pytest.mark.slow
 def test_every_shipped_gpu_kernel_assembles_without_spills(reports):
     seen = {(r["hidden"], r["kernel"], r["arch"]) for r in reports}
-    assert seen == {(h, k, a) for h in SHIPPED_H for k in ("shm_fused_forward", "shm_fused_backward")
-                    for a in aot.GPU_ARCHS}
+    assert seen == {
+        (h, k, a) for h in SHIPPED_H for k in ("shm_fused_forward", "shm_fused_backward") for a in aot.GPU_ARCHS
+    }
     for r in reports:
         where = f"H={r['hidden']} {r['kernel']} {r['arch']}"
         assert r["spill_stores"] == 0 and r["spill_loads"] == 0, where
@@ -42,6 +43,8 @@ def test_ppo_minibatch_fills_the_gpu_at_the_paper_sizes(reports):
 def test_ptxas_report_parsing_rejects_unexpected_output():
     with pytest.raises(RuntimeError, match="unexpected ptxas"):
         aot.parse_ptxas("ptxas info: nothing here")
-    parsed = aot.parse_ptxas("ptxas info    : Function properties for k\n    8 bytes stack frame, 4 bytes spill "
-                             "stores, 4 bytes spill loads\nptxas info    : Used 255 registers, used 1 barriers")
+    parsed = aot.parse_ptxas(
+        "ptxas info    : Function properties for k\n    8 bytes stack frame, 4 bytes spill "
+        "stores, 4 bytes spill loads\nptxas info    : Used 255 registers, used 1 barriers"
+    )
     assert parsed == {"registers": 255, "stack_bytes": 8, "spill_stores": 4, "spill_loads": 4}

@@ -58,11 +58,22 @@ class FakeConfig(base.AlgorithmConfig):
 
 def fake_config(num_updates: int = 6, **overrides) -> TrainConfig:
     """A real (PPO-shaped) TrainConfig for the fake program: env "Fake", memory "none", 4 envs x 8 steps."""
-    defaults = dict(env_id="Fake", memory="none", num_envs=4, num_steps=8, lr=0.05, num_seeds=2,
-                    updates_per_chunk=2, checkpoint_every=1, eval_episodes=0, out_dir="runs")
+    defaults = dict(
+        env_id="Fake",
+        memory="none",
+        num_envs=4,
+        num_steps=8,
+        lr=0.05,
+        num_seeds=2,
+        updates_per_chunk=2,
+        checkpoint_every=1,
+        eval_episodes=0,
+        out_dir="runs",
+    )
     values = {**defaults, **overrides}
-    return with_overrides(TrainConfig(), total_timesteps=num_updates * values["num_envs"] * values["num_steps"],
-                          **values)
+    return with_overrides(
+        TrainConfig(), total_timesteps=num_updates * values["num_envs"] * values["num_steps"], **values
+    )
 
 
 def fake_hyperparameters(config: TrainConfig):
@@ -92,9 +103,13 @@ class FakeAlgorithm:
         rng, sub = jax.random.split(rng)
         obs = jax.random.normal(sub, (self.num_envs, self.obs_dim))
         return FakeRunnerState(
-            params={"w": jnp.zeros(self.obs_dim)}, env_state=obs, last_obs=obs,
-            last_start=jnp.ones(self.num_envs, bool), carry=jnp.zeros((self.num_envs, self.carry_dim)),
-            rng=rng, update=jnp.int32(0),
+            params={"w": jnp.zeros(self.obs_dim)},
+            env_state=obs,
+            last_obs=obs,
+            last_start=jnp.ones(self.num_envs, bool),
+            carry=jnp.zeros((self.num_envs, self.carry_dim)),
+            rng=rng,
+            update=jnp.int32(0),
         )
 
     def update(self, state, hp):
@@ -120,8 +135,15 @@ class FakeAlgorithm:
             "loss": loss,
             "finite": jnp.isfinite(loss) & jnp.all(jnp.isfinite(params["w"])),
         }
-        new_state = state.replace(params=params, env_state=0.5 * obs, last_obs=obs,
-                                  last_start=obs[:, 0] > 0, carry=carry, rng=rng, update=state.update + 1)
+        new_state = state.replace(
+            params=params,
+            env_state=0.5 * obs,
+            last_obs=obs,
+            last_start=obs[:, 0] > 0,
+            carry=carry,
+            rng=rng,
+            update=state.update + 1,
+        )
         return new_state, metrics
 
     def train_chunk(self, state, hp, num_updates):
@@ -130,14 +152,16 @@ class FakeAlgorithm:
     # --- the rest of the contract ---------------------------------------------------------------
 
     def per_env_leaves(self, state):
-        return state.replace(params={"w": False}, env_state=True, last_obs=True, last_start=True, carry=True,
-                             rng=False, update=False)
+        return state.replace(
+            params={"w": False}, env_state=True, last_obs=True, last_start=True, carry=True, rng=False, update=False
+        )
 
     def agent_params(self, state):
         return state.params
 
     def policy(self, greedy: bool) -> base.Policy:
         """Uniformly random actions (the fake learns nothing an environment rewards)."""
+
         def act(params, obs, carry, start, rng):
             return jax.random.randint(rng, start.shape, 0, self.num_actions), carry
 
@@ -145,14 +169,26 @@ class FakeAlgorithm:
 
     def memory_estimate(self, hp, num_runs: int) -> base.MemoryEstimate:
         state = jax.eval_shape(self.init, jax.random.PRNGKey(0))
-        return base.MemoryEstimate(state=base.tree_bytes(state), rollout=0, gradients=base.tree_bytes(state.params),
-                                   backward_residuals=0, largest_array=0, num_runs=num_runs)
+        return base.MemoryEstimate(
+            state=base.tree_bytes(state),
+            rollout=0,
+            gradients=base.tree_bytes(state.params),
+            backward_residuals=0,
+            largest_array=0,
+            num_runs=num_runs,
+        )
 
 
 def fake_program(config: TrainConfig, mesh=None, work: int = 0) -> BatchedProgram:
     """The batched program of the fake for ``config`` (sweep, seeds and env count from the config)."""
-    return BatchedProgram(FakeAlgorithm(config.algorithm, work), fake_hyperparameters(config), sweep=config.run.sweep,
-                          seed=config.run.seed, num_seeds=config.run.num_seeds, mesh=mesh)
+    return BatchedProgram(
+        FakeAlgorithm(config.algorithm, work),
+        fake_hyperparameters(config),
+        sweep=config.run.sweep,
+        seed=config.run.seed,
+        num_seeds=config.run.num_seeds,
+        mesh=mesh,
+    )
 
 
 base.register(base.AlgorithmSpec("fake", FakeConfig, FakeHyperparameters, FakeAlgorithm.from_config))

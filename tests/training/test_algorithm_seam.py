@@ -14,8 +14,18 @@ from shm_jax import TrainConfig, api
 from shm_jax.algorithms import base
 from shm_jax.config import ConfigError, field_names, from_dict, resumable, sweepable, with_overrides
 
-FAKE = dict(algo="fake", env_id="probe:MatchObservation", memory="mlp", memory_kwargs={"features": 4}, num_envs=4,
-            num_steps=8, total_timesteps=4 * 8 * 4, num_seeds=2, eval_episodes=4, progress=None)
+FAKE = dict(
+    algo="fake",
+    env_id="probe:MatchObservation",
+    memory="mlp",
+    memory_kwargs={"features": 4},
+    num_envs=4,
+    num_steps=8,
+    total_timesteps=4 * 8 * 4,
+    num_seeds=2,
+    eval_episodes=4,
+    progress=None,
+)
 
 
 def _config(tmp_path, **overrides):
@@ -53,9 +63,26 @@ def test_the_fake_trains_through_train_and_resumes(tmp_path):
 
 
 def test_the_fake_runs_from_the_command_line(tmp_path, capsys):
-    argv = ["--algo", "fake", "--env", "probe:MatchObservation", "--memory", "mlp", "--num-envs", "4",
-            "--num-steps", "8", "--total-timesteps", str(4 * 8 * 2), "--eval-episodes", "2", "--out-dir",
-            str(tmp_path), "--run-name", "cli"]
+    argv = [
+        "--algo",
+        "fake",
+        "--env",
+        "probe:MatchObservation",
+        "--memory",
+        "mlp",
+        "--num-envs",
+        "4",
+        "--num-steps",
+        "8",
+        "--total-timesteps",
+        str(4 * 8 * 2),
+        "--eval-episodes",
+        "2",
+        "--out-dir",
+        str(tmp_path),
+        "--run-name",
+        "cli",
+    ]
     assert cli.main(argv) == 0
     saved = json.loads((tmp_path / "cli" / "config.json").read_text())
     assert saved["fake"]["total_timesteps"] == 64 and "ppo" not in saved

@@ -26,19 +26,54 @@ from shm_jax.training.batched import BatchedProgram
 from shm_jax.training.checkpoint import Checkpointer
 
 REPO = Path(__file__).parents[2]
-TINY = ["--num-envs", "4", "--num-steps", "8", "--num-minibatches", "2", "--update-epochs", "1",
-        "--feature-size", "8", "--pre-size", "8", "--post-size", "8", "--head-hidden-size", "8",
-        "--updates-per-chunk", "2"]
+TINY = [
+    "--num-envs",
+    "4",
+    "--num-steps",
+    "8",
+    "--num-minibatches",
+    "2",
+    "--update-epochs",
+    "1",
+    "--feature-size",
+    "8",
+    "--pre-size",
+    "8",
+    "--post-size",
+    "8",
+    "--head-hidden-size",
+    "8",
+    "--updates-per-chunk",
+    "2",
+]
 
 
 @pytest.mark.slow
 def test_cli_smoke_run_writes_everything_and_eval_subcommand_works(tmp_path):
-    args = ["--env", "RepeatPreviousEasy", "--memory", "gru", "--memory-kwargs", "hidden_size", "8",
-            "--num-seeds", "2", "--sweep", "lr=1e-3,3e-4", "--total-timesteps", str(4 * 32), *TINY,
-            "--eval-episodes", "2", "--out-dir", str(tmp_path)]
+    args = [
+        "--env",
+        "RepeatPreviousEasy",
+        "--memory",
+        "gru",
+        "--memory-kwargs",
+        "hidden_size",
+        "8",
+        "--num-seeds",
+        "2",
+        "--sweep",
+        "lr=1e-3,3e-4",
+        "--total-timesteps",
+        str(4 * 32),
+        *TINY,
+        "--eval-episodes",
+        "2",
+        "--out-dir",
+        str(tmp_path),
+    ]
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    result = subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = tmp_path.iterdir()
     assert run_dir.name.startswith("RepeatPreviousEasy-gru-")
@@ -120,8 +155,11 @@ BAD_INPUTS = [
     (["--sweep", "gamma=0.9,2"], "sweep: gamma=2.0: must be a number in [0, 1]"),
     (["--sweep", "lr=1e-3", "lr=2e-3"], "sweep: 'lr' appears twice"),
     (["--sweep", "lr"], "sweep: expected NAME=V1,V2"),
-    (["--preset", "paper-popgm"], "preset: unknown preset 'paper-popgm'; valid: default, paper-credit, paper-meta, "
-                                  "paper-popgym, paper-popgym-official"),
+    (
+        ["--preset", "paper-popgm"],
+        "preset: unknown preset 'paper-popgm'; valid: default, paper-credit, paper-meta, "
+        "paper-popgym, paper-popgym-official",
+    ),
     (["--updates-per-chunk", "0"], "updates_per_chunk: must be a positive integer"),
     (["--checkpoint-every", "-1"], "checkpoint_every: must be a non-negative integer"),
     (["--checkpoint-minutes", "-5"], "checkpoint_minutes: must be a non-negative finite number"),
@@ -186,13 +224,20 @@ def test_the_memory_estimate_accepts_the_presets(monkeypatch):
 
 
 # What jaxlib's CUDA plugin (the aot extra) logs from C++ whenever jax is imported on a machine without CUDA: not ours.
-PLUGIN_LOG = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
-                        r"|[IWE]\d{4} [\d:.]+ +\d+ \w+\.cc:\d+\] .*)$")
+PLUGIN_LOG = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|[IWE]\d{4} [\d:.]+ +\d+ \w+\.cc:\d+\] .*)$"
+)
 
 
 def test_exit_code_and_message_of_a_bad_option_in_a_fresh_process():
-    result = subprocess.run([sys.executable, str(REPO / "train.py"), "--env", "RepeatPreviousEasyy"], cwd=REPO,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "--env", "RepeatPreviousEasyy"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     ours = [line for line in result.stderr.strip().splitlines() if not PLUGIN_LOG.match(line)]
     assert len(ours) == 1 and "closest valid ids: RepeatPreviousEasy" in ours[0], result.stderr[-2000:]
@@ -201,11 +246,25 @@ def test_exit_code_and_message_of_a_bad_option_in_a_fresh_process():
 @pytest.mark.slow
 def test_real_trainer_resume_is_exact(tmp_path):
     """4 updates straight == 2 + save + restore + 2 (full runner state: params, Adam, env, SHM carry, RNG)."""
-    config = from_preset("default", env_id="RepeatFirstEasy", memory="shm",
-                         memory_kwargs={"memory_size": 4, "projection_size": 8}, num_envs=4, num_steps=8,
-                         num_minibatches=2, update_epochs=1, feature_size=8, pre_size=8, post_size=8,
-                         head_hidden_size=8, total_timesteps=4 * 32, updates_per_chunk=2, num_seeds=2,
-                         eval_episodes=0, out_dir=str(tmp_path / "straight"))
+    config = from_preset(
+        "default",
+        env_id="RepeatFirstEasy",
+        memory="shm",
+        memory_kwargs={"memory_size": 4, "projection_size": 8},
+        num_envs=4,
+        num_steps=8,
+        num_minibatches=2,
+        update_epochs=1,
+        feature_size=8,
+        pre_size=8,
+        post_size=8,
+        head_hidden_size=8,
+        total_timesteps=4 * 32,
+        updates_per_chunk=2,
+        num_seeds=2,
+        eval_episodes=0,
+        out_dir=str(tmp_path / "straight"),
+    )
     built = build(config)
     program = built.program()
     straight = api.train(config, built=built, program=program, progress=False)
@@ -272,15 +331,41 @@ def test_signals_are_acknowledged_at_once_stop_after_the_running_update_and_set_
     """The real CLI with updates of a few seconds: SIGTERM -> acknowledged while the update still runs, stops after
     it, saves, exit 143; --resume with a new lr -> recorded; then Ctrl-C twice -> exit 130 at once, the newest
     checkpoint intact."""
-    args = ["--env", "RepeatPreviousEasy", "--memory", "gru", "--memory-kwargs", "hidden_size", "64",
-            "--num-envs", "32", "--num-steps", "256", "--num-minibatches", "2", "--update-epochs", "24",
-            "--total-timesteps", str(32 * 256 * 1000), "--run-name", "run", "--out-dir", str(tmp_path)]
+    args = [
+        "--env",
+        "RepeatPreviousEasy",
+        "--memory",
+        "gru",
+        "--memory-kwargs",
+        "hidden_size",
+        "64",
+        "--num-envs",
+        "32",
+        "--num-steps",
+        "256",
+        "--num-minibatches",
+        "2",
+        "--update-epochs",
+        "24",
+        "--total-timesteps",
+        str(32 * 256 * 1000),
+        "--run-name",
+        "run",
+        "--out-dir",
+        str(tmp_path),
+    ]
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
     run_dir = tmp_path / "run"
 
     def start(argv):
-        proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *argv], cwd=REPO, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, str(REPO / "train.py"), *argv],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         return proc, _Stderr(proc)
 
     proc, err = start(args)

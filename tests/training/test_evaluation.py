@@ -26,10 +26,23 @@ def test_meta_tasks_are_evaluated_on_the_held_out_split():
 
 
 def test_evaluate_a_fresh_meta_agent_reports_return_and_success():
-    config = from_preset("default", env_id="Wind-10-190", memory="gru", memory_kwargs={"hidden_size": 8},
-                         num_envs=2, num_steps=8, num_minibatches=1, update_epochs=1, feature_size=8,
-                         pre_size=8, post_size=8, head_hidden_size=8, total_timesteps=16, num_seeds=2,
-                         eval_episodes=4)
+    config = from_preset(
+        "default",
+        env_id="Wind-10-190",
+        memory="gru",
+        memory_kwargs={"hidden_size": 8},
+        num_envs=2,
+        num_steps=8,
+        num_minibatches=1,
+        update_epochs=1,
+        feature_size=8,
+        pre_size=8,
+        post_size=8,
+        head_hidden_size=8,
+        total_timesteps=16,
+        num_seeds=2,
+        eval_episodes=4,
+    )
     built = build(config)
     assert built.eval_tasks is not None
     program = built.program()

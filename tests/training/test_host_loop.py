@@ -42,8 +42,9 @@ def _jsonl(run_dir):
 
 
 def test_run_writes_a_self_describing_directory(tmp_path):
-    config = fake_config(out_dir=str(tmp_path), sweep=(("lr", (0.01, 0.05)),), num_seeds=2, num_updates=4,
-                         tensorboard=True)
+    config = fake_config(
+        out_dir=str(tmp_path), sweep=(("lr", (0.01, 0.05)),), num_seeds=2, num_updates=4, tensorboard=True
+    )
     run_dir = _run(config)
     # TensorBoard logs only when tensorboardX is importable; otherwise the run goes on without them
     assert (run_dir / "tensorboard").is_dir() == (importlib.util.find_spec("tensorboardX") is not None)
@@ -54,7 +55,11 @@ def test_run_writes_a_self_describing_directory(tmp_path):
     assert json.loads((run_dir / "versions.json").read_text())["jax"] == jax.__version__
     # one CSV per (setting, seed), one jsonl record per (update, run)
     assert sorted(p.name for p in (run_dir / "csv").iterdir()) == [
-        "lr=0.01_seed0.csv", "lr=0.01_seed1.csv", "lr=0.05_seed0.csv", "lr=0.05_seed1.csv"]
+        "lr=0.01_seed0.csv",
+        "lr=0.01_seed1.csv",
+        "lr=0.05_seed0.csv",
+        "lr=0.05_seed1.csv",
+    ]
     records = _jsonl(run_dir)
     assert len(records) == 4 * 4 and {r["update"] for r in records} == {1, 2, 3, 4}
     assert all(r["mean_return"] == pytest.approx(r["episode_return_sum"] / r["episode_count"]) for r in records)
@@ -95,8 +100,10 @@ def test_resume_continues_exactly(tmp_path):
 def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     # lr 1e30: update 1 is finite (params ~1e30), update 2 overflows: the run is frozen at its update-1 state
     config = fake_config(out_dir=str(tmp_path), lr=1e30, num_seeds=1, num_updates=6, updates_per_chunk=1)
-    with pytest.raises(loop.NonFiniteLossError,
-                       match=r"non-finite loss in every run \(seed0 at update 2\).*last good checkpoint: update 2"):
+    with pytest.raises(
+        loop.NonFiniteLossError,
+        match=r"non-finite loss in every run \(seed0 at update 2\).*last good checkpoint: update 2",
+    ):
         _run(config)
     (run_dir,) = tmp_path.iterdir()
     assert Checkpointer(run_dir, create=False).all_steps() == [1, 2]
@@ -145,8 +152,13 @@ api.train(config, program=fake_program(config), progress=False)
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_ctrl_c_finishes_the_chunk_saves_and_resume_works(tmp_path, signum):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parents[1])]), "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.Popen([sys.executable, "-c", SIGINT_SCRIPT, str(tmp_path)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SIGINT_SCRIPT, str(tmp_path)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not list(tmp_path.glob("*/metrics.jsonl")):
         time.sleep(0.2)
@@ -161,7 +173,9 @@ def test_ctrl_c_finishes_the_chunk_saves_and_resume_works(tmp_path, signum):
     assert summary["status"] == "interrupted" and 0 < done < 100000
     assert summary["stop_signal"] == signal.Signals(signum).name
     assert Checkpointer(run_dir, create=False).latest_step() == done
-    config = fake_config(out_dir=str(tmp_path), num_seeds=1, num_updates=100000, updates_per_chunk=1, checkpoint_every=0)
+    config = fake_config(
+        out_dir=str(tmp_path), num_seeds=1, num_updates=100000, updates_per_chunk=1, checkpoint_every=0
+    )
     _run(config, resume_dir=run_dir, stop_after_updates=done + 3)
     assert Checkpointer(run_dir, create=False).latest_step() == done + 3
     assert [r["update"] for r in _jsonl(run_dir)] == list(range(1, done + 4))

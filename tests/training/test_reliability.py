@@ -63,8 +63,15 @@ def test_default_saves_after_the_first_chunk_and_then_by_time(tmp_path):
 
 
 def test_a_diverging_setting_is_frozen_while_the_others_finish(tmp_path):
-    config = fake_config(out_dir=str(tmp_path), sweep=(("lr", (0.05, 1e30)),), num_seeds=2, num_updates=6,
-                         updates_per_chunk=1, checkpoint_minutes=1e-9, keep_checkpoints=10)
+    config = fake_config(
+        out_dir=str(tmp_path),
+        sweep=(("lr", (0.05, 1e30)),),
+        num_seeds=2,
+        num_updates=6,
+        updates_per_chunk=1,
+        checkpoint_minutes=1e-9,
+        keep_checkpoints=10,
+    )
     run_dir = _run(config)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "finished"
@@ -90,8 +97,9 @@ def test_a_finished_run_is_left_alone_by_resume(tmp_path, capsys):
 
 
 def test_a_damaged_newest_checkpoint_is_skipped_and_leftovers_are_removed(tmp_path, capfd):
-    config = fake_config(out_dir=str(tmp_path / "a"), num_seeds=2, num_updates=8, updates_per_chunk=1,
-                         checkpoint_minutes=1e-9)
+    config = fake_config(
+        out_dir=str(tmp_path / "a"), num_seeds=2, num_updates=8, updates_per_chunk=1, checkpoint_minutes=1e-9
+    )
     straight = _run(config)
     halves = _run(with_overrides(config, out_dir=str(tmp_path / "b")), stop_after_updates=5)
     assert _checkpointer(halves).all_steps() == [3, 4, 5]
@@ -148,9 +156,11 @@ def test_resume_may_change_hyperparameters_and_records_it(tmp_path, capsys):
     reference = _run(with_overrides(config, out_dir=str(tmp_path / "ref")), stop_after_updates=3)
     _run(config, resume_dir=reference)
     assert not np.allclose(np.asarray(_restore(reference, config)[0].params["w"]), np.asarray(state.params["w"]))
-    for argv, field in ((["--resume", str(run_dir), "--num-envs", "8"], "num_envs"),
-                        (["--resume", str(run_dir), "--memory", "gru"], "memory"),
-                        (["--resume", str(run_dir), "--preset", "paper-popgym"], "preset")):
+    for argv, field in (
+        (["--resume", str(run_dir), "--num-envs", "8"], "num_envs"),
+        (["--resume", str(run_dir), "--memory", "gru"], "memory"),
+        (["--resume", str(run_dir), "--preset", "paper-popgym"], "preset"),
+    ):
         with pytest.raises(ConfigError, match=f"^{field}: "):
             train.resume_config(train.parse_train_args(argv), argv)
 
@@ -187,14 +197,24 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_result(tm
     run_dir = out / "run"
     kills = 0
     for attempt in range(12):
-        proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(out), str(work)], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", KILL_SCRIPT, str(out), str(work)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         if kills < 3:
             deadline = time.time() + 300
             # wait until a checkpoint is on disk (a run killed before its first one has nothing to resume)
-            while time.time() < deadline and proc.poll() is None and not (
+            while (
+                time.time() < deadline
+                and proc.poll() is None
+                and not (
                     (run_dir / "checkpoints").is_dir()
-                    and any(p.name.isdigit() for p in (run_dir / "checkpoints").iterdir())):
+                    and any(p.name.isdigit() for p in (run_dir / "checkpoints").iterdir())
+                )
+            ):
                 time.sleep(0.05)
             start_lines = len((run_dir / "metrics.jsonl").read_text().splitlines())
             while time.time() < deadline and proc.poll() is None:
@@ -212,8 +232,14 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_result(tm
         assert proc.returncode == -signal.SIGKILL, err[-2000:]
     assert kills == 3 and proc.returncode == 0, err[-2000:]
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
-    config = fake_config(out_dir=str(tmp_path / "straight"), num_seeds=2, num_updates=40, updates_per_chunk=1,
-                         checkpoint_minutes=1e-9, keep_checkpoints=2)
+    config = fake_config(
+        out_dir=str(tmp_path / "straight"),
+        num_seeds=2,
+        num_updates=40,
+        updates_per_chunk=1,
+        checkpoint_minutes=1e-9,
+        keep_checkpoints=2,
+    )
     straight = _run(config, work=work)
     (state_a, hist_a, _), (state_b, hist_b, _) = _restore(straight, config), _restore(run_dir, config)
     _assert_same_tree(state_a, state_b)

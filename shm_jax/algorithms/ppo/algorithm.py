@@ -118,14 +118,23 @@ class PPO:
     @classmethod
     def from_config(cls, config: PPOConfig, *, env: Any, env_params: Any, agent: AgentParts) -> PPO:
         """PPO for ``config`` on ``env`` with an actor-critic on the agent section's trunk."""
-        network = ActorCritic.on(agent.make_trunk(), action_spec=agent.action_spec,
-                                 head_hidden_size=agent.head_hidden_size)
-        return cls(env=env, env_params=env_params, network=network, num_envs=config.num_envs,
-                   num_steps=config.num_steps,
-                   num_updates=config.total_timesteps // (config.num_envs * config.num_steps),
-                   num_minibatches=config.num_minibatches, update_epochs=config.update_epochs,
-                   adam_eps=config.adam_eps, anneal_lr=config.anneal_lr, clip_value_loss=config.clip_value_loss,
-                   normalize_advantages=config.normalize_advantages)
+        network = ActorCritic.on(
+            agent.make_trunk(), action_spec=agent.action_spec, head_hidden_size=agent.head_hidden_size
+        )
+        return cls(
+            env=env,
+            env_params=env_params,
+            network=network,
+            num_envs=config.num_envs,
+            num_steps=config.num_steps,
+            num_updates=config.total_timesteps // (config.num_envs * config.num_steps),
+            num_minibatches=config.num_minibatches,
+            update_epochs=config.update_epochs,
+            adam_eps=config.adam_eps,
+            anneal_lr=config.anneal_lr,
+            clip_value_loss=config.clip_value_loss,
+            normalize_advantages=config.normalize_advantages,
+        )
 
     @property
     def action_spec(self) -> ActionSpec:
@@ -173,13 +182,13 @@ class PPO:
         n, spec = self.num_envs, self.action_spec
         rng, k_noise, k_act, k_env, k_boot = jax.random.split(state.rng, 5)
         noise = self.network.sample_noise(k_noise, 1, n)
-        carry, dist, value = self._apply(state.params, state.carry, state.last_obs[None], state.last_start[None],
-                                         noise)
+        carry, dist, value = self._apply(state.params, state.carry, state.last_obs[None], state.last_start[None], noise)
         dist = jax.tree.map(lambda x: x[0], dist)
         action = distributions.sample_action(spec, dist, k_act)
         logp = distributions.log_prob(spec, dist, action)
         obs, env_state, reward, terminated, truncated, info = jax.vmap(self.env.step, in_axes=(0, 0, 0, None))(
-            jax.random.split(k_env, n), state.env_state, distributions.env_action(spec, action), self.env_params)
+            jax.random.split(k_env, n), state.env_state, distributions.env_action(spec, action), self.env_params
+        )
         reward = reward.astype(jnp.float32)
         terminated, truncated = terminated.astype(bool), truncated.astype(bool)
         done = jnp.logical_or(terminated, truncated)
@@ -204,13 +213,26 @@ class PPO:
             "reward_sum": jnp.sum(reward),
         }
         transition = Transition(
-            obs=state.last_obs, start=state.last_start, noise=jax.tree.map(lambda x: x[0], noise),
-            action=action, log_prob=logp, value=value[0], reward=reward, terminated=terminated,
-            truncated=truncated, bootstrap_value=bootstrap_value)
+            obs=state.last_obs,
+            start=state.last_start,
+            noise=jax.tree.map(lambda x: x[0], noise),
+            action=action,
+            log_prob=logp,
+            value=value[0],
+            reward=reward,
+            terminated=terminated,
+            truncated=truncated,
+            bootstrap_value=bootstrap_value,
+        )
         state = state.replace(
-            env_state=env_state, last_obs=obs.reshape(state.last_obs.shape).astype(state.last_obs.dtype),
-            last_start=done, carry=carry, episode_return=jnp.where(done, 0.0, episode_return),
-            episode_length=jnp.where(done, 0, episode_length), rng=rng)
+            env_state=env_state,
+            last_obs=obs.reshape(state.last_obs.shape).astype(state.last_obs.dtype),
+            last_start=done,
+            carry=carry,
+            episode_return=jnp.where(done, 0.0, episode_return),
+            episode_length=jnp.where(done, 0, episode_length),
+            rng=rng,
+        )
         return state, (transition, stats)
 
     def rollout(self, state: RunnerState) -> tuple[RunnerState, Rollout]:
@@ -220,8 +242,9 @@ class PPO:
         rng, k_noise = jax.random.split(state.rng)
         noise = self.network.sample_noise(k_noise, 1, self.num_envs)
         _, _, last_value = self._apply(state.params, state.carry, state.last_obs[None], state.last_start[None], noise)
-        rollout = Rollout(trajectory=trajectory, start_carry=start_carry, last_value=last_value[0],
-                          stats=jax.tree.map(jnp.sum, stats))
+        rollout = Rollout(
+            trajectory=trajectory, start_carry=start_carry, last_value=last_value[0], stats=jax.tree.map(jnp.sum, stats)
+        )
         return state.replace(rng=rng), rollout
 
     # --- loss and update ------------------------------------------------------------------------
@@ -232,19 +255,40 @@ class PPO:
         spec = self.action_spec
         return distributions.log_prob(spec, dist, trajectory.action), value, distributions.entropy(spec, dist)
 
-    def loss(self, params, hp: PPOHyperparameters, start_carry: AgentCarry, trajectory: Transition,
-             advantages: jax.Array, targets: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+    def loss(
+        self,
+        params,
+        hp: PPOHyperparameters,
+        start_carry: AgentCarry,
+        trajectory: Transition,
+        advantages: jax.Array,
+        targets: jax.Array,
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
         """The PPO loss of whole sequences (see :func:`ppo_loss`): (total, diagnostics)."""
         log_prob, value, entropy = self.replay(params, start_carry, trajectory)
-        return ppo_loss(log_prob, value, entropy, trajectory, advantages, targets, hp,
-                        normalize_advantages=self.normalize_advantages, clip_value_loss=self.clip_value_loss)
+        return ppo_loss(
+            log_prob,
+            value,
+            entropy,
+            trajectory,
+            advantages,
+            targets,
+            hp,
+            normalize_advantages=self.normalize_advantages,
+            clip_value_loss=self.clip_value_loss,
+        )
 
     def _minibatch_step(self, carry, env_idx, hp, lr, rollout: Rollout, advantages, targets):
         params, opt_state = carry
         pick_t = lambda x: x[:, env_idx]  # noqa: E731  [T, N, ...] -> [T, n, ...]
         (_, aux), grads = jax.value_and_grad(self.loss, has_aux=True)(
-            params, hp, jax.tree.map(lambda x: x[env_idx], rollout.start_carry),
-            jax.tree.map(pick_t, rollout.trajectory), pick_t(advantages), pick_t(targets))
+            params,
+            hp,
+            jax.tree.map(lambda x: x[env_idx], rollout.start_carry),
+            jax.tree.map(pick_t, rollout.trajectory),
+            pick_t(advantages),
+            pick_t(targets),
+        )
         grad_norm = optax.tree.norm(grads)
         scale = jnp.where(grad_norm > hp.max_grad_norm, hp.max_grad_norm / grad_norm, 1.0)
         grads = jax.tree.map(lambda g: g * scale, grads)
@@ -262,8 +306,16 @@ class PPO:
         """One PPO update (rollout, GAE, epochs of minibatches): (state, metrics of float32/int32 scalars)."""
         state, rollout = self.rollout(state)
         traj = rollout.trajectory
-        advantages, targets = compute_gae(traj.value, traj.reward, traj.terminated, traj.truncated,
-                                          traj.bootstrap_value, rollout.last_value, hp.gamma, hp.gae_lambda)
+        advantages, targets = compute_gae(
+            traj.value,
+            traj.reward,
+            traj.terminated,
+            traj.truncated,
+            traj.bootstrap_value,
+            rollout.last_value,
+            hp.gamma,
+            hp.gae_lambda,
+        )
         lr = self.learning_rate(hp, state.update)
         envs_per_minibatch = self.num_envs // self.num_minibatches
 
@@ -274,9 +326,13 @@ class PPO:
 
         rng, k_epochs = jax.random.split(state.rng)
         (params, opt_state), losses = jax.lax.scan(
-            epoch, (state.params, state.opt_state), jax.random.split(k_epochs, self.update_epochs))
-        finite = (jnp.all(jnp.isfinite(losses["total_loss"])) & jnp.all(jnp.isfinite(losses["grad_norm"]))
-                  & all_finite(params))
+            epoch, (state.params, state.opt_state), jax.random.split(k_epochs, self.update_epochs)
+        )
+        finite = (
+            jnp.all(jnp.isfinite(losses["total_loss"]))
+            & jnp.all(jnp.isfinite(losses["grad_norm"]))
+            & all_finite(params)
+        )
         metrics = {
             **rollout.stats,
             **jax.tree.map(jnp.mean, losses),
@@ -303,21 +359,29 @@ class PPO:
     def per_env_leaves(self, state: RunnerState) -> RunnerState:
         """True for the leaves with a leading environment axis: env state, last observation and start flag,
         memory carry, running episode totals; parameters, optimiser state, key and counter are per run."""
+
         def mark(tree, value):
             return jax.tree.map(lambda _: value, tree)
 
-        return RunnerState(params=mark(state.params, False), opt_state=mark(state.opt_state, False),
-                           env_state=mark(state.env_state, True), last_obs=True, last_start=True,
-                           carry=mark(state.carry, True), episode_return=True, episode_length=True, rng=False,
-                           update=False)
+        return RunnerState(
+            params=mark(state.params, False),
+            opt_state=mark(state.opt_state, False),
+            env_state=mark(state.env_state, True),
+            last_obs=True,
+            last_start=True,
+            carry=mark(state.carry, True),
+            episode_return=True,
+            episode_length=True,
+            rng=False,
+            update=False,
+        )
 
     def agent_params(self, state: RunnerState) -> Any:
         return state.params
 
     def policy(self, greedy: bool) -> Policy:
         """The actor for evaluation: mode actions when ``greedy``, else sampled ones."""
-        return Policy(initialize_carry=self.network.initialize_carry,
-                      act=functools.partial(self.act, greedy=greedy))
+        return Policy(initialize_carry=self.network.initialize_carry, act=functools.partial(self.act, greedy=greedy))
 
     def memory_estimate(self, hp: PPOHyperparameters, num_runs: int) -> MemoryEstimate:
         """See ``shm_jax.algorithms.ppo.memory_estimate`` (shapes only; nothing compiles)."""
@@ -325,8 +389,16 @@ class PPO:
 
     # --- acting -----------------------------------------------------------------------------------
 
-    def act(self, params, obs: jax.Array, carry: AgentCarry, start: jax.Array, rng: jax.Array,
-            greedy: bool = False, noise: Any = None) -> tuple[jax.Array, AgentCarry]:
+    def act(
+        self,
+        params,
+        obs: jax.Array,
+        carry: AgentCarry,
+        start: jax.Array,
+        rng: jax.Array,
+        greedy: bool = False,
+        noise: Any = None,
+    ) -> tuple[jax.Array, AgentCarry]:
         """One step for B envs: obs [B, ...], start bool[B] -> (env action [B, ...], new carry).
 
         ``rng`` draws the core's noise (unless ``noise`` from ``network.sample_noise(_, 1, B)`` is given, e.g. a

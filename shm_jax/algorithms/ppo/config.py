@@ -77,8 +77,14 @@ class PPOConfig(AlgorithmConfig):
 
     def check_rules(self) -> None:
         if self.num_envs % self.num_minibatches:
-            raise ConfigError("num_minibatches", f"must divide num_envs={self.num_envs} (minibatches hold whole "
-                              f"environment sequences), got {self.num_minibatches}")
+            raise ConfigError(
+                "num_minibatches",
+                f"must divide num_envs={self.num_envs} (minibatches hold whole "
+                f"environment sequences), got {self.num_minibatches}",
+            )
         if self.total_timesteps < self.num_envs * self.num_steps:
-            raise ConfigError("total_timesteps", f"must be at least num_envs*num_steps={self.num_envs * self.num_steps}"
-                              f" (one update), got {self.total_timesteps}")
+            raise ConfigError(
+                "total_timesteps",
+                f"must be at least num_envs*num_steps={self.num_envs * self.num_steps}"
+                f" (one update), got {self.total_timesteps}",
+            )

@@ -48,9 +48,18 @@ def all_finite(tree: Any) -> jax.Array:
     return jnp.all(jnp.stack(checks)) if checks else jnp.bool_(True)
 
 
-def ppo_loss(new_log_prob: jax.Array, new_value: jax.Array, entropy: jax.Array, old: Any,
-             advantages: jax.Array, targets: jax.Array, hp: PPOHyperparameters, *, normalize_advantages: bool,
-             clip_value_loss: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
+def ppo_loss(
+    new_log_prob: jax.Array,
+    new_value: jax.Array,
+    entropy: jax.Array,
+    old: Any,
+    advantages: jax.Array,
+    targets: jax.Array,
+    hp: PPOHyperparameters,
+    *,
+    normalize_advantages: bool,
+    clip_value_loss: bool,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The clipped PPO objective on re-computed log-probs, values and entropies (all float32[T, n]).
 
     total = -mean(min(r A, clip(r, 1 +- clip_eps) A)) + vf_coef * 0.5 mean(value error) - ent_coef * mean(entropy),

@@ -44,6 +44,11 @@ def estimate(ppo: Any, hyperparameters: Any, num_runs: int) -> MemoryEstimate:
     args = (state.params, hyperparameters, start_carry, trajectory, targets, targets)
     saved = jax.eval_shape(residuals, *args)
     gradient = jax.make_jaxpr(jax.grad(lambda p, *rest: ppo.loss(p, *rest)[0]))(*args)
-    return MemoryEstimate(state=tree_bytes(state), rollout=tree_bytes(rollout), gradients=tree_bytes(state.params),
-                          backward_residuals=tree_bytes(saved), largest_array=largest_array(gradient.jaxpr),
-                          num_runs=num_runs)
+    return MemoryEstimate(
+        state=tree_bytes(state),
+        rollout=tree_bytes(rollout),
+        gradients=tree_bytes(state.params),
+        backward_residuals=tree_bytes(saved),
+        largest_array=largest_array(gradient.jaxpr),
+        num_runs=num_runs,
+    )

@@ -52,8 +52,9 @@ def default_block_rows(hsz: int) -> int:
 
 def check_block_rows(hsz: int, rows: int) -> None:
     if hsz % rows or (rows % 8 and rows != hsz):
-        raise ValueError(f"fused_shm_scan: block_rows on TPU must divide H = {hsz} and be a multiple of 8 "
-                         f"or H itself, got {rows}")
+        raise ValueError(
+            f"fused_shm_scan: block_rows on TPU must divide H = {hsz} and be a multiple of 8 or H itself, got {rows}"
+        )
 
 
 def _column(block, lanes, i):
@@ -61,8 +62,7 @@ def _column(block, lanes, i):
     return jnp.sum(jnp.where(lanes == i, block, 0.0), axis=1, keepdims=True)
 
 
-def _forward_kernel(start_ref, a_ref, b_ref, w_ref, k_ref, q_ref, m0_ref,
-                    h_ref, m_final_ref, boundary_ref, memory_ref):
+def _forward_kernel(start_ref, a_ref, b_ref, w_ref, k_ref, q_ref, m0_ref, h_ref, m_final_ref, boundary_ref, memory_ref):
     """One (sequence, time block, row block r). Refs: start [1, L]; a, w, h [rows, L]; b, k, q [L, H];
     m0, m_final [rows, H]; memory (scratch) [R, rows, H]; boundary [rows, H] (M before this time block)."""
     r = pl.program_id(2)
@@ -79,8 +79,14 @@ def _forward_kernel(start_ref, a_ref, b_ref, w_ref, k_ref, q_ref, m0_ref,
     def step(i, carry):
         memory, h = carry
         row = pl.ds(i, 1)
-        memory, _, _ = step_forward(memory, _column(starts, start_lanes, i), _column(a, lanes, i), b_ref[row, :],
-                                    _column(w, lanes, i), k_ref[row, :])
+        memory, _, _ = step_forward(
+            memory,
+            _column(starts, start_lanes, i),
+            _column(a, lanes, i),
+            b_ref[row, :],
+            _column(w, lanes, i),
+            k_ref[row, :],
+        )
         h_i = jnp.sum(memory * q_ref[row, :], axis=1, keepdims=True)
         return memory, jnp.where(lanes == i, h_i, h)
 
@@ -90,8 +96,25 @@ def _forward_kernel(start_ref, a_ref, b_ref, w_ref, k_ref, q_ref, m0_ref,
     m_final_ref[...] = memory  # written whole at every time block: the last one's value is what remains
 
 
-def _backward_kernel(start_ref, a_ref, b_ref, w_ref, k_ref, q_ref, boundary_ref, dh_ref, dm_final_ref,
-                     da_ref, dw_ref, db_ref, dk_ref, dq_ref, dm0_ref, grad_ref, prev_ref):
+def _backward_kernel(
+    start_ref,
+    a_ref,
+    b_ref,
+    w_ref,
+    k_ref,
+    q_ref,
+    boundary_ref,
+    dh_ref,
+    dm_final_ref,
+    da_ref,
+    dw_ref,
+    db_ref,
+    dk_ref,
+    dq_ref,
+    dm0_ref,
+    grad_ref,
+    prev_ref,
+):
     """Adjoint of ``_forward_kernel`` for one (sequence, time block, row block r), time blocks in reverse.
 
     Outputs: da, dw [rows, L]; db, dk, dq [L, H] (summed over the row blocks: resident while r runs);
@@ -116,8 +139,14 @@ def _backward_kernel(start_ref, a_ref, b_ref, w_ref, k_ref, q_ref, boundary_ref,
 
     def recompute(i, memory):
         row = pl.ds(i, 1)
-        memory, prev, _ = step_forward(memory, _column(starts, start_lanes, i), _column(a, lanes, i),
-                                       b_ref[row, :], _column(w, lanes, i), k_ref[row, :])
+        memory, prev, _ = step_forward(
+            memory,
+            _column(starts, start_lanes, i),
+            _column(a, lanes, i),
+            b_ref[row, :],
+            _column(w, lanes, i),
+            k_ref[row, :],
+        )
         prev_ref[i] = prev
         return memory
 
@@ -128,7 +157,7 @@ def _backward_kernel(start_ref, a_ref, b_ref, w_ref, k_ref, q_ref, boundary_ref,
         i = steps - 1 - r
         row = pl.ds(i, 1)
         a_i, w_i, dh_i = _column(a, lanes, i), _column(w, lanes, i), _column(dh, lanes, i)  # [rows, 1]
-        b_i, k_i, q_i = b_ref[row, :], k_ref[row, :], q_ref[row, :]                          # [1, H]
+        b_i, k_i, q_i = b_ref[row, :], k_ref[row, :], q_ref[row, :]  # [1, H]
         prev = prev_ref[i]
         tanh = jnp.tanh(a_i * b_i)
         calibration = 1.0 + tanh
@@ -160,11 +189,11 @@ def _compiler_params(interpret: bool):
 def _specs(hsz: int, rows: int, block: int, num_blocks: int, reverse: bool):
     """BlockSpecs for the grid (batch, time block, row block); ``reverse`` walks time blocks last to first."""
     when = (lambda c: num_blocks - 1 - c) if reverse else (lambda c: c)
-    row_side = pl.BlockSpec((_SQ, rows, block), lambda b, c, r: (b, r, when(c)))          # [B, H, T']
-    col_side = pl.BlockSpec((_SQ, block, hsz), lambda b, c, r: (b, when(c), 0))           # [B, T', H]
-    starts = pl.BlockSpec((_SQ, 1, block), lambda b, c, r: (b, 0, when(c)))               # [B, 1, T']
-    tile = pl.BlockSpec((_SQ, rows, hsz), lambda b, c, r: (b, r, 0))                      # [B, H, H]
-    boundary = pl.BlockSpec((_SQ, _SQ, rows, hsz), lambda b, c, r: (b, when(c), r, 0))    # [B, N, H, H]
+    row_side = pl.BlockSpec((_SQ, rows, block), lambda b, c, r: (b, r, when(c)))  # [B, H, T']
+    col_side = pl.BlockSpec((_SQ, block, hsz), lambda b, c, r: (b, when(c), 0))  # [B, T', H]
+    starts = pl.BlockSpec((_SQ, 1, block), lambda b, c, r: (b, 0, when(c)))  # [B, 1, T']
+    tile = pl.BlockSpec((_SQ, rows, hsz), lambda b, c, r: (b, r, 0))  # [B, H, H]
+    boundary = pl.BlockSpec((_SQ, _SQ, rows, hsz), lambda b, c, r: (b, when(c), r, 0))  # [B, N, H, H]
     return row_side, col_side, starts, tile, boundary
 
 
@@ -202,16 +231,18 @@ def backward_call(starts, a, b, w, k, q, boundaries, dh, dm_final, *, chunk, row
     row_blocks = hsz // rows
     row_side, col_side, start_spec, tile, boundary = _specs(hsz, rows, chunk, num_blocks, reverse=True)
     dtype = dm_final.dtype
-    row_out = jax.ShapeDtypeStruct((batch, hsz, steps), dtype)   # da, dw
-    col_out = jax.ShapeDtypeStruct((batch, steps, hsz), dtype)   # db, dk, dq
-    return tuple(pl.pallas_call(
-        _backward_kernel,
-        grid=(batch, num_blocks, row_blocks),
-        in_specs=[start_spec, row_side, col_side, row_side, col_side, col_side, boundary, row_side, tile],
-        out_specs=[row_side, row_side, col_side, col_side, col_side, tile],
-        out_shape=[row_out, row_out, col_out, col_out, col_out, jax.ShapeDtypeStruct((batch, hsz, hsz), dtype)],
-        scratch_shapes=[pltpu.VMEM((row_blocks, rows, hsz), dtype), pltpu.VMEM((chunk, rows, hsz), dtype)],
-        interpret=interpret,
-        compiler_params=_compiler_params(interpret),
-        name="shm_fused_backward_tpu",
-    )(starts, a, b, w, k, q, boundaries, dh, dm_final))
+    row_out = jax.ShapeDtypeStruct((batch, hsz, steps), dtype)  # da, dw
+    col_out = jax.ShapeDtypeStruct((batch, steps, hsz), dtype)  # db, dk, dq
+    return tuple(
+        pl.pallas_call(
+            _backward_kernel,
+            grid=(batch, num_blocks, row_blocks),
+            in_specs=[start_spec, row_side, col_side, row_side, col_side, col_side, boundary, row_side, tile],
+            out_specs=[row_side, row_side, col_side, col_side, col_side, tile],
+            out_shape=[row_out, row_out, col_out, col_out, col_out, jax.ShapeDtypeStruct((batch, hsz, hsz), dtype)],
+            scratch_shapes=[pltpu.VMEM((row_blocks, rows, hsz), dtype), pltpu.VMEM((chunk, rows, hsz), dtype)],
+            interpret=interpret,
+            compiler_params=_compiler_params(interpret),
+            name="shm_fused_backward_tpu",
+        )(starts, a, b, w, k, q, boundaries, dh, dm_final)
+    )

@@ -24,8 +24,21 @@ from shm_jax.memory.kernels.common import step_forward
 _SQ = pl.squeezed
 
 
-def _forward_kernel(start_ref, a_ref, b_ref, w_ref, k_ref, q_ref, m0_ref,
-                    h_ref, m_final_ref, boundary_ref, *, chunk: int, num_chunks: int):
+def _forward_kernel(
+    start_ref,
+    a_ref,
+    b_ref,
+    w_ref,
+    k_ref,
+    q_ref,
+    m0_ref,
+    h_ref,
+    m_final_ref,
+    boundary_ref,
+    *,
+    chunk: int,
+    num_chunks: int,
+):
     """One (sequence, row block). Refs: start [1, T]; a, w, h [rows, T]; b, k, q [T, H];
     m0, m_final [rows, H]; boundary [num_chunks, rows, H] (M before each chunk)."""
 
@@ -35,8 +48,9 @@ def _forward_kernel(start_ref, a_ref, b_ref, w_ref, k_ref, q_ref, m0_ref,
         def step(i, memory):
             t = c * chunk + i
             col = pl.ds(t, 1)
-            memory, _, _ = step_forward(memory, start_ref[:, col], a_ref[:, col], b_ref[col, :],
-                                        w_ref[:, col], k_ref[col, :])
+            memory, _, _ = step_forward(
+                memory, start_ref[:, col], a_ref[:, col], b_ref[col, :], w_ref[:, col], k_ref[col, :]
+            )
             h_ref[:, col] = jnp.sum(memory * q_ref[col, :], axis=1, keepdims=True)
             return memory
 
@@ -45,8 +59,27 @@ def _forward_kernel(start_ref, a_ref, b_ref, w_ref, k_ref, q_ref, m0_ref,
     m_final_ref[...] = jax.lax.fori_loop(0, num_chunks, chunk_body, m0_ref[...])
 
 
-def _backward_kernel(start_ref, a_ref, b_ref, w_ref, k_ref, q_ref, boundary_ref, dh_ref, dm_final_ref,
-                     da_ref, dw_ref, db_ref, dk_ref, dq_ref, dm0_ref, prev_ref, *, chunk: int, num_chunks: int):
+def _backward_kernel(
+    start_ref,
+    a_ref,
+    b_ref,
+    w_ref,
+    k_ref,
+    q_ref,
+    boundary_ref,
+    dh_ref,
+    dm_final_ref,
+    da_ref,
+    dw_ref,
+    db_ref,
+    dk_ref,
+    dq_ref,
+    dm0_ref,
+    prev_ref,
+    *,
+    chunk: int,
+    num_chunks: int,
+):
     """Adjoint of ``_forward_kernel`` for one (sequence, row block).
 
     Outputs: da, dw [rows, T]; db, dk, dq [T, H] (partial sums over this block's rows); dm0 [rows, H].
@@ -59,8 +92,9 @@ def _backward_kernel(start_ref, a_ref, b_ref, w_ref, k_ref, q_ref, boundary_ref,
         def recompute(i, memory):
             t = c * chunk + i
             col = pl.ds(t, 1)
-            memory, prev, _ = step_forward(memory, start_ref[:, col], a_ref[:, col], b_ref[col, :],
-                                           w_ref[:, col], k_ref[col, :])
+            memory, prev, _ = step_forward(
+                memory, start_ref[:, col], a_ref[:, col], b_ref[col, :], w_ref[:, col], k_ref[col, :]
+            )
             prev_ref[i] = prev
             return memory
 
@@ -97,10 +131,10 @@ def _compiler_params(warps: int, interpret: bool):
 
 def _specs(hsz: int, steps: int, rows: int, num_chunks: int):
     """BlockSpecs shared by both kernels, for the grid (batch, row block)."""
-    row_side = pl.BlockSpec((_SQ, rows, steps), lambda b, r: (b, r, 0))        # [B, H, T]
-    col_side = pl.BlockSpec((_SQ, steps, hsz), lambda b, r: (b, 0, 0))         # [B, T, H]
-    starts = pl.BlockSpec((_SQ, 1, steps), lambda b, r: (b, 0, 0))             # [B, 1, T]
-    tile = pl.BlockSpec((_SQ, rows, hsz), lambda b, r: (b, r, 0))              # [B, H, H]
+    row_side = pl.BlockSpec((_SQ, rows, steps), lambda b, r: (b, r, 0))  # [B, H, T]
+    col_side = pl.BlockSpec((_SQ, steps, hsz), lambda b, r: (b, 0, 0))  # [B, T, H]
+    starts = pl.BlockSpec((_SQ, 1, steps), lambda b, r: (b, 0, 0))  # [B, 1, T]
+    tile = pl.BlockSpec((_SQ, rows, hsz), lambda b, r: (b, r, 0))  # [B, H, H]
     boundary = pl.BlockSpec((_SQ, num_chunks, rows, hsz), lambda b, r: (b, 0, r, 0))
     partial = pl.BlockSpec((_SQ, _SQ, steps, hsz), lambda b, r: (b, r, 0, 0))  # [B, R, T, H]
     return row_side, col_side, starts, tile, boundary, partial
@@ -146,12 +180,12 @@ def backward_call(starts, a, b, w, k, q, boundaries, dh, dm_final, *, chunk, row
         in_specs=[start_spec, row_side, col_side, row_side, col_side, col_side, boundary, row_side, tile],
         out_specs=[row_side, row_side, partial, partial, partial, tile, workspace],
         out_shape=[
-            jax.ShapeDtypeStruct((batch, hsz, steps), dtype),               # da
-            jax.ShapeDtypeStruct((batch, hsz, steps), dtype),               # dw
-            jax.ShapeDtypeStruct((batch, num_blocks, steps, hsz), dtype),   # db (partial)
-            jax.ShapeDtypeStruct((batch, num_blocks, steps, hsz), dtype),   # dk (partial)
-            jax.ShapeDtypeStruct((batch, num_blocks, steps, hsz), dtype),   # dq (partial)
-            jax.ShapeDtypeStruct((batch, hsz, hsz), dtype),                 # dM_0
+            jax.ShapeDtypeStruct((batch, hsz, steps), dtype),  # da
+            jax.ShapeDtypeStruct((batch, hsz, steps), dtype),  # dw
+            jax.ShapeDtypeStruct((batch, num_blocks, steps, hsz), dtype),  # db (partial)
+            jax.ShapeDtypeStruct((batch, num_blocks, steps, hsz), dtype),  # dk (partial)
+            jax.ShapeDtypeStruct((batch, num_blocks, steps, hsz), dtype),  # dq (partial)
+            jax.ShapeDtypeStruct((batch, hsz, hsz), dtype),  # dM_0
             # Workspace as an output, not scratch_shapes: portable across interpret mode and Triton.
             jax.ShapeDtypeStruct((batch, num_blocks, chunk, rows, hsz), dtype),
         ],

@@ -73,12 +73,37 @@ def test_a_whole_run_builds_the_environment_and_the_memory_core_once(monkeypatch
         def wrapped(*args, **kwargs):
             counts[key] += 1
             return fn(*args, **kwargs)
+
         return wrapped
 
     monkeypatch.setattr(envs, "make", counting("env", envs.make))
     monkeypatch.setattr(build_module, "make_memory", counting("memory", build_module.make_memory))
-    argv = ["--memory-kwargs", "memory_size", "4", "--feature-size", "8", "--pre-size", "8", "--post-size", "8",
-            "--head-hidden-size", "8", "--num-envs", "2", "--num-steps", "4", "--num-minibatches", "1",
-            "--update-epochs", "1", "--total-timesteps", "8", "--eval-episodes", "1", "--out-dir", str(tmp_path)]
+    argv = [
+        "--memory-kwargs",
+        "memory_size",
+        "4",
+        "--feature-size",
+        "8",
+        "--pre-size",
+        "8",
+        "--post-size",
+        "8",
+        "--head-hidden-size",
+        "8",
+        "--num-envs",
+        "2",
+        "--num-steps",
+        "4",
+        "--num-minibatches",
+        "1",
+        "--update-epochs",
+        "1",
+        "--total-timesteps",
+        "8",
+        "--eval-episodes",
+        "1",
+        "--out-dir",
+        str(tmp_path),
+    ]
     assert _train_cli().main(argv) == 0
     assert counts == {"env": 1, "memory": 1}

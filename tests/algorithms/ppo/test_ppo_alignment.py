@@ -51,17 +51,27 @@ def test_gae_lambda_one_is_discounted_return_minus_value():
 def shm_run():
     """A tiny SHM agent on ConstantReward(episode_length=3, truncated, obs = [1, t]): one rollout."""
     config = from_preset(
-        "default", env_id="probe:ConstantReward",
+        "default",
+        env_id="probe:ConstantReward",
         env_overrides={"episode_length": 3, "truncate": True, "observe_time": True},
-        memory="shm", memory_kwargs={"memory_size": 4}, time_encoding=True, feature_size=8, pre_size=8,
-        post_size=8, head_hidden_size=8, num_envs=2, num_steps=8, total_timesteps=16, num_minibatches=2,
-        update_epochs=1)
+        memory="shm",
+        memory_kwargs={"memory_size": 4},
+        time_encoding=True,
+        feature_size=8,
+        pre_size=8,
+        post_size=8,
+        head_hidden_size=8,
+        num_envs=2,
+        num_steps=8,
+        total_timesteps=16,
+        num_minibatches=2,
+        update_epochs=1,
+    )
     built = build(config)
     trainer, hp = built.algorithm, built.hyperparameters
     state = jax.jit(trainer.init)(jax.random.PRNGKey(0))
     new_state, rollout = jax.jit(trainer.rollout)(state)
-    return (trainer, hp, state, new_state, rollout.trajectory, rollout.start_carry, rollout.last_value,
-            rollout.stats)
+    return (trainer, hp, state, new_state, rollout.trajectory, rollout.start_carry, rollout.last_value, rollout.stats)
 
 
 def test_rollout_start_flags_follow_episode_ends(shm_run):
@@ -110,11 +120,22 @@ def test_carry_reset_exactly_at_episode_start(shm_run):
 def test_truncation_bootstrap_uses_carry_of_the_ending_episode():
     """V(final obs) is the value after o0 o1 o2 final_obs with no reset before final_obs (GRU: no noise)."""
     config = from_preset(
-        "default", env_id="probe:ConstantReward",
+        "default",
+        env_id="probe:ConstantReward",
         env_overrides={"episode_length": 3, "truncate": True, "observe_time": True},
-        memory="gru", memory_kwargs={"hidden_size": 4}, time_encoding=False, feature_size=8, pre_size=8,
-        post_size=8, head_hidden_size=8, num_envs=2, num_steps=4, total_timesteps=8, num_minibatches=1,
-        update_epochs=1)
+        memory="gru",
+        memory_kwargs={"hidden_size": 4},
+        time_encoding=False,
+        feature_size=8,
+        pre_size=8,
+        post_size=8,
+        head_hidden_size=8,
+        num_envs=2,
+        num_steps=4,
+        total_timesteps=8,
+        num_minibatches=1,
+        update_epochs=1,
+    )
     trainer = build(config).algorithm
     state = jax.jit(trainer.init)(jax.random.PRNGKey(1))
     _, rollout = jax.jit(trainer.rollout)(state)
@@ -150,7 +171,8 @@ def test_act_threads_the_same_carry_as_the_rollout(shm_run):
     carry = start_carry
     for t in range(traj.obs.shape[0]):
         noise = jax.tree.map(lambda x: x[t][None], traj.noise)
-        action, carry = act(state.params, traj.obs[t], carry, traj.start[t], jax.random.PRNGKey(t), greedy=True,
-                            noise=noise)
+        action, carry = act(
+            state.params, traj.obs[t], carry, traj.start[t], jax.random.PRNGKey(t), greedy=True, noise=noise
+        )
         assert action.shape == (2,) and np.all((np.asarray(action) >= 0) & (np.asarray(action) < 2))
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), carry, new_state.carry)

@@ -8,16 +8,33 @@ import pytest
 
 from shm_jax.algorithms.ppo import PPOHyperparameters, Transition, ppo_loss
 
-HP = PPOHyperparameters(lr=jnp.float32(1e-3), gamma=jnp.float32(0.99), gae_lambda=jnp.float32(0.95), clip_eps=jnp.float32(0.2),
-                        vf_coef=jnp.float32(0.5), ent_coef=jnp.float32(0.01), max_grad_norm=jnp.float32(0.5))
+HP = PPOHyperparameters(
+    lr=jnp.float32(1e-3),
+    gamma=jnp.float32(0.99),
+    gae_lambda=jnp.float32(0.95),
+    clip_eps=jnp.float32(0.2),
+    vf_coef=jnp.float32(0.5),
+    ent_coef=jnp.float32(0.01),
+    max_grad_norm=jnp.float32(0.5),
+)
 
 
 def _old(log_prob, value):
     """A Transition holding only what the loss reads of the rollout: old log-probs and values, float32[1, n]."""
     log_prob, value = jnp.asarray([log_prob], jnp.float32), jnp.asarray([value], jnp.float32)
     zeros = jnp.zeros_like(log_prob)
-    return Transition(obs=zeros, start=zeros, noise=None, action=zeros, log_prob=log_prob, value=value,
-                      reward=zeros, terminated=zeros, truncated=zeros, bootstrap_value=zeros)
+    return Transition(
+        obs=zeros,
+        start=zeros,
+        noise=None,
+        action=zeros,
+        log_prob=log_prob,
+        value=value,
+        reward=zeros,
+        terminated=zeros,
+        truncated=zeros,
+        bootstrap_value=zeros,
+    )
 
 
 def _row(values):
@@ -28,8 +45,17 @@ def test_clipped_policy_objective_and_diagnostics():
     ratios = np.array([1.5, 0.5, 1.1, 0.7])
     advantages = [1.0, 1.0, -1.0, -1.0]
     old = _old([0.0] * 4, [0.0] * 4)
-    _, aux = ppo_loss(_row(np.log(ratios)), _row([0.0] * 4), _row([0.0] * 4), old, _row(advantages),
-                      _row([0.0] * 4), HP, normalize_advantages=False, clip_value_loss=False)
+    _, aux = ppo_loss(
+        _row(np.log(ratios)),
+        _row([0.0] * 4),
+        _row([0.0] * 4),
+        old,
+        _row(advantages),
+        _row([0.0] * 4),
+        HP,
+        normalize_advantages=False,
+        clip_value_loss=False,
+    )
     # min(r A, clip(r, 0.8, 1.2) A) per sample: min(1.5, 1.2) = 1.2, min(.5, .8) = .5, min(-1.1, -1.1) = -1.1,
     # min(-.7, -.8) = -.8; the loss is minus their mean.
     assert float(aux["policy_loss"]) == pytest.approx(-(1.2 + 0.5 - 1.1 - 0.8) / 4, abs=1e-6)
@@ -63,13 +89,22 @@ def test_normalized_advantages_are_standardised_per_minibatch():
     old = _old([0.0] * 3, [0.0] * 3)
     new_log_prob, advantages = _row([0.3, -0.1, 0.05]), np.array([3.0, -1.0, 7.0])
     common = (_row([0.0] * 3), _row([0.0] * 3), old)
-    _, normalised = ppo_loss(new_log_prob, *common, _row(advantages), _row([0.0] * 3), HP,
-                             normalize_advantages=True, clip_value_loss=False)
+    _, normalised = ppo_loss(
+        new_log_prob, *common, _row(advantages), _row([0.0] * 3), HP, normalize_advantages=True, clip_value_loss=False
+    )
     standard = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-    _, by_hand = ppo_loss(new_log_prob, *common, _row(standard), _row([0.0] * 3), HP,
-                          normalize_advantages=False, clip_value_loss=False)
+    _, by_hand = ppo_loss(
+        new_log_prob, *common, _row(standard), _row([0.0] * 3), HP, normalize_advantages=False, clip_value_loss=False
+    )
     assert float(normalised["policy_loss"]) == pytest.approx(float(by_hand["policy_loss"]), rel=1e-5)
     # scaling every advantage by a positive constant leaves the normalised objective unchanged
-    _, scaled = ppo_loss(new_log_prob, *common, _row(10 * advantages), _row([0.0] * 3), HP,
-                         normalize_advantages=True, clip_value_loss=False)
+    _, scaled = ppo_loss(
+        new_log_prob,
+        *common,
+        _row(10 * advantages),
+        _row([0.0] * 3),
+        HP,
+        normalize_advantages=True,
+        clip_value_loss=False,
+    )
     assert float(scaled["policy_loss"]) == pytest.approx(float(normalised["policy_loss"]), rel=1e-5)

@@ -10,10 +10,21 @@ from shm_jax.config import PRECISIONS, ConfigError, TrainConfig, validate
 from shm_jax.memory import precision as memory_precision
 from shm_jax.presets import from_preset
 
-TINY = dict(env_id="RepeatPreviousEasy", memory="shm", memory_kwargs={"memory_size": 8}, time_encoding=False,
-            feature_size=8,
-            pre_size=8, post_size=8, head_hidden_size=8, num_envs=4, num_steps=8, total_timesteps=3 * 32,
-            num_minibatches=1, update_epochs=1)
+TINY = dict(
+    env_id="RepeatPreviousEasy",
+    memory="shm",
+    memory_kwargs={"memory_size": 8},
+    time_encoding=False,
+    feature_size=8,
+    pre_size=8,
+    post_size=8,
+    head_hidden_size=8,
+    num_envs=4,
+    num_steps=8,
+    total_timesteps=3 * 32,
+    num_minibatches=1,
+    update_epochs=1,
+)
 
 
 def float_dtypes(tree) -> set:
@@ -28,12 +39,15 @@ def test_precision_defaults_to_float32_and_reaches_network_and_core():
         assert network.dtype == precision and network.memory.dtype == precision
 
 
-@pytest.mark.parametrize("overrides, field", [
-    (dict(precision="float16"), "precision"),
-    (dict(precision="bf16"), "precision"),
-    (dict(precision=None), "precision"),
-    (dict(memory_kwargs={"memory_size": 8, "dtype": "bfloat16"}), "memory_kwargs"),
-])
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        (dict(precision="float16"), "precision"),
+        (dict(precision="bf16"), "precision"),
+        (dict(precision=None), "precision"),
+        (dict(memory_kwargs={"memory_size": 8, "dtype": "bfloat16"}), "memory_kwargs"),
+    ],
+)
 def test_bad_precision_one_line_error(overrides, field):
     with pytest.raises(ConfigError) as err:
         validate(from_preset("default", **{**TINY, **overrides}))

@@ -12,10 +12,26 @@ from shm_jax.presets import from_preset
 from shm_jax.training.batched import split_seed_keys, sweep_grid
 
 CONFIG = from_preset(
-    "default", env_id="probe:Recall", env_overrides={"delay": 2}, memory="gru", memory_kwargs={"hidden_size": 8},
-    time_encoding=False, feature_size=8, pre_size=8, post_size=8, head_hidden_size=8, num_envs=4, num_steps=8,
-    total_timesteps=64, num_minibatches=2, update_epochs=2, lr=1e-2, seed=3, num_seeds=2,
-    sweep=(("lr", (1e-2, 3e-3)),))
+    "default",
+    env_id="probe:Recall",
+    env_overrides={"delay": 2},
+    memory="gru",
+    memory_kwargs={"hidden_size": 8},
+    time_encoding=False,
+    feature_size=8,
+    pre_size=8,
+    post_size=8,
+    head_hidden_size=8,
+    num_envs=4,
+    num_steps=8,
+    total_timesteps=64,
+    num_minibatches=2,
+    update_epochs=2,
+    lr=1e-2,
+    seed=3,
+    num_seeds=2,
+    sweep=(("lr", (1e-2, 3e-3)),),
+)
 
 
 def _close(a, b):
