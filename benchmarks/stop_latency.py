@@ -42,7 +42,11 @@ def measure(train_args: list[str], *, after: float, signum: int, timeout: float)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     lines: list[tuple[float, str]] = []
-    reader = threading.Thread(target=lambda: lines.extend((time.monotonic(), l) for l in proc.stderr), daemon=True)
+
+    def read() -> None:
+        lines.extend((time.monotonic(), line) for line in proc.stderr)
+
+    reader = threading.Thread(target=read, daemon=True)
     reader.start()
 
     def seen(text: str) -> float | None:
@@ -53,7 +57,7 @@ def measure(train_args: list[str], *, after: float, signum: int, timeout: float)
         time.sleep(0.05)
     compiled_at = seen("Compiled in")
     if compiled_at is None:
-        raise RuntimeError("train.py did not compile: " + "".join(l for _, l in lines)[-2000:])
+        raise RuntimeError("train.py did not compile: " + "".join(line for _, line in lines)[-2000:])
     time.sleep(after)
     run_dir = out / "run"
     done_at_signal = _updates_logged(run_dir)
@@ -77,7 +81,7 @@ def measure(train_args: list[str], *, after: float, signum: int, timeout: float)
         "updates_done_at_stop": summary.get("updates"),
         "newest_checkpoint": checkpoints[-1] if checkpoints else None,
         "status": summary.get("status"),
-        "ack_line": next((l.strip() for _, l in lines if f"{name} received" in l), None),
+        "ack_line": next((line.strip() for _, line in lines if f"{name} received" in line), None),
     }
 
 

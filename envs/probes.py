@@ -30,7 +30,8 @@ from envs.registry import register
 
 @struct.dataclass
 class ProbeState:
-    """time: steps taken in this episode; symbol: the hidden symbol (int) or target (float), unused by ConstantReward."""
+    """time: steps taken in this episode; symbol: the hidden symbol (int) or target (float); ConstantReward ignores
+    it."""
 
     time: jax.Array
     symbol: jax.Array

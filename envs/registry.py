@@ -188,7 +188,8 @@ def make(
         (a reset on every step): checkify cannot trace through ``envs.autoreset``'s batching rule.
 
     The returned env has ``reset(key, params)``, ``step(key, state, action, params)`` (gymnax 1.0 6-tuple with
-    auto-reset; under ``vmap`` only the environments that finished compute a reset, see ``envs.autoreset``), ``observation_space(params)``, ``action_space(params)`` (the raw env's) and ``default_params``.
+    auto-reset; under ``vmap`` only the environments that finished compute a reset, see ``envs.autoreset``),
+    ``observation_space(params)``, ``action_space(params)`` (the raw env's) and ``default_params``.
     """
     spec = resolve(env_id)
     namespace = namespace_of(env_id)

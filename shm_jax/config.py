@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from shm_jax import algorithms  # noqa: F401  (registers the built-in algorithms)
 from shm_jax.agents.inits import INITS
@@ -40,7 +40,7 @@ from shm_jax.options import (
     positive_int,
 )
 
-OverrideValue = Union[int, float, bool, str]
+OverrideValue = int | float | bool | str
 SweepValues = tuple[tuple[str, tuple[float, ...]], ...]
 
 PRECISIONS = ("float32", "bfloat16")

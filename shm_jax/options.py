@@ -2,7 +2,8 @@
 
 Every config section (``shm_jax.config``'s env/agent/run, each algorithm's own) declares its fields with
 ``option(default, check)``; which options are traced (sweepable) hyperparameters each algorithm
-says through its typed hyperparameter pytree (``shm_jax.algorithms.base``). This module imports nothing from the package, so every layer may use it.
+says through its typed hyperparameter pytree (``shm_jax.algorithms.base``). This module imports nothing from the
+package, so every layer may use it.
 """
 
 from __future__ import annotations

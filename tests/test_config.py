@@ -1,4 +1,5 @@
-"""TrainConfig sections, presets and validation: bad input -> one-line ConfigError naming the field, before compiling."""
+"""TrainConfig sections, presets and validation: bad input -> one-line ConfigError naming the field, before
+compiling."""
 
 import json
 

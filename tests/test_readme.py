@@ -21,7 +21,8 @@ def test_readme_opens_with_the_two_commands():
     first_block = re.search(r"```bash\n(.*?)```", README.read_text(), re.S).group(1).strip().splitlines()
     assert len(first_block) == 2
     assert first_block[0].endswith("pip install -e . && python train.py")
-    # reference: the PyTorch oracle; aot: tests/tools compiles for TPU and GPU from the CPU host (libtpu, the CUDA plugin, ptxas)
+    # reference: the PyTorch oracle; aot: tests/tools compiles for TPU and GPU from the CPU host (libtpu, the CUDA
+    # plugin, ptxas)
     assert first_block[1].endswith('pip install -e ".[dev,reference,aot]" && python -m pytest -q')
     ci = (ROOT / ".ci" / "run").read_text()
     assert 'pip install -q -e ".[dev,reference,aot]"' in ci and "python -m pytest -q" in ci
@@ -42,8 +43,8 @@ def test_readme_is_a_short_map():
 
 
 def relative_links(markdown: str) -> list[str]:
-    """Link targets outside code (blocks and inline) that point into the repository: no scheme, no mail, no bare #anchor;
-    the #fragment stripped."""
+    """Link targets outside code (blocks and inline) that point into the repository: no scheme, no mail, no bare
+    #anchor; the #fragment stripped."""
     targets = []
     for target in LINK.findall(INLINE_CODE.sub("", FENCE.sub("", markdown))):
         if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", target) or target.startswith("#"):

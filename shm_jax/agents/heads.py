@@ -2,8 +2,9 @@
 
 Each head module is a :class:`~shm_jax.agents.trunk.RecurrentTrunk` with heads on top (``Head.on(trunk,
 ...)`` builds one from a trunk), so the trunk's layers (feature_map, pre, memory, post, ...) and the head's
-layers sit side by side at the top of one parameter tree. Every head is called like the trunk, ``(carry, obs[T, B, ...], starts bool[T, B],
-noise)``, and returns the new carry first; head outputs are float32 whatever the compute dtype is, so
+layers sit side by side at the top of one parameter tree. Every head is called like the trunk,
+``(carry, obs[T, B, ...], starts bool[T, B], noise)``, and returns the new carry first; head outputs are float32
+whatever the compute dtype is, so
 log-probabilities, losses and optimisers work in float32.
 
 A head is two Linear layers with no activation between them (the official POPGym agent's heads).

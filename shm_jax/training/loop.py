@@ -180,7 +180,7 @@ class _HostLoop:
         self.timing = {"compile_seconds": 0.0, "train_seconds": 0.0, "eval_seconds": 0.0}
 
     def run(self, resume_dir: Path | str | None, stop_after_updates: int | None) -> Path:
-        config, program = self.config, self.program
+        config = self.config
         if resume_dir is not None:
             run_dir = Path(resume_dir)
         else:

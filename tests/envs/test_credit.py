@@ -121,8 +121,11 @@ def test_visual_match_episode_lengths_and_chapter_boundaries(vm_run):
         assert ends[0] == T - 1  # done on step T (index T - 1)
         assert not trace["truncated"][b].any()
         chapter = trace["chapter"][b]
+
         # step k's observation (index k - 1): chapter 0 through step 14, distractor from step 15, reward from 15 + D
-        first = lambda c: int(np.argmax(chapter[: T - 1] == c)) + 1
+        def first(c):
+            return int(np.argmax(chapter[: T - 1] == c)) + 1
+
         assert first(1) == 15 and first(2) == 15 + d
         assert trace["frame"][b, 14] == 0 and trace["frame"][b, 15 + d - 1] == 0
         assert tuple(trace["player"][b, 14]) == (5, 5) and tuple(trace["player"][b, 15 + d - 1]) == (5, 5)

@@ -7,8 +7,9 @@ depends on the target, so an agent without memory succeeds at most 1/3 of the ti
 
 Budget (both memories): 64 envs x 30 steps (one whole episode per env per rollout), 200 updates = 384,000
 env steps (150 were enough on the first machine; on a Zen 3 CPU without AVX-512 the same code and versions left the GRU
-on the 2/3 plateau at 150, greedy 0.69), 4 epochs x 4 minibatches, ent_coef 0.01, gamma 0.99, lambda 0.95, sizes 64 (features, pre, post,
-heads), seed PRNGKey(0). Evaluation: 64 fresh episodes, greedy actions, shm_jax.training.evaluation (seed 1).
+on the 2/3 plateau at 150, greedy 0.69), 4 epochs x 4 minibatches, ent_coef 0.01, gamma 0.99, lambda 0.95,
+sizes 64 (features, pre, post, heads), seed PRNGKey(0). Evaluation: 64 fresh episodes, greedy actions,
+shm_jax.training.evaluation (seed 1).
 
 Results (greedy and sampled evaluation alike; same numbers in two separate runs):
 - SHM (memory_size 32, shortcut, lr 1e-3): success 1.00, return 11.7.

@@ -1,5 +1,6 @@
-"""Card games and MultiarmedBandit: exact lengths and oracle returns (as the original popgym gives them), random-policy returns against
-the spec's reference values, and step-by-step equivalence with the original numpy popgym (same hidden deck /
+"""Card games and MultiarmedBandit: exact lengths and oracle returns (as the original popgym gives them),
+random-policy returns against the spec's reference values, and step-by-step equivalence with the original numpy popgym
+(same hidden deck /
 bandit probabilities, same actions).
 
 One compiled program per id serves all three tests (oracle and random episodes, replay of the original).

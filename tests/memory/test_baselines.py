@@ -211,7 +211,10 @@ def _attention_reference(name, params, x, starts, memory_size):
     v, k, q = (_dense(p[n], x_hat) for n in ("value", "key", "query"))
     starts = np.asarray(starts)
     if name == "linear-attention":
-        phi = lambda z: np.where(z > 0, z + 1.0, np.exp(z))
+
+        def phi(z):
+            return np.where(z > 0, z + 1.0, np.exp(z))
+
         k, q = phi(k), phi(q)
         decay, write = np.ones(starts.shape), np.ones(starts.shape)
     else:

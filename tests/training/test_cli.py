@@ -312,7 +312,7 @@ class _Stderr:
                 if text in line:
                     return at
             time.sleep(0.02)
-        raise AssertionError(f"no {text!r} in stderr: {''.join(l for _, l in self.lines)[-3000:]}")
+        raise AssertionError(f"no {text!r} in stderr: {''.join(line for _, line in self.lines)[-3000:]}")
 
     def text(self) -> str:
         """What arrived so far; once the process has exited, everything it wrote (the reader may lag behind)."""
