@@ -12,6 +12,7 @@ import pytest
 
 import envs
 from envs.popgym.battleship import Battleship
+from tests.helpers import quick_subset
 
 popgym_battleship = pytest.importorskip("popgym.envs.battleship")
 popgym_minesweeper = pytest.importorskip("popgym.envs.minesweeper")
@@ -75,7 +76,7 @@ def first_episodes(env, params, use_oracle, seed=0):
 
 
 @pytest.mark.parametrize("family", ["Battleship", "Minesweeper"])
-@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("level", quick_subset(LEVELS, {"Easy"}))
 def test_oracle_and_random_returns(family, level):
     env, params = build(f"{family}{level}")
     n_oracle = 16
@@ -191,7 +192,7 @@ def compare(episodes, env, params, make_state):
     return n_term
 
 
-@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("level", quick_subset(LEVELS, {"Easy"}))
 def test_battleship_matches_original(level):
     warnings.simplefilter("ignore")
     np_env = getattr(popgym_battleship, f"Battleship{level}")()

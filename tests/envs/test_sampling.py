@@ -6,12 +6,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from envs.sampling import uniform_true_cell, uniform_true_index
 
 
+@pytest.mark.slow
 @settings(max_examples=30, deadline=None)
 @given(h=st.integers(1, 24), w=st.integers(1, 12), density=st.floats(0.05, 1.0), seed=st.integers(0, 2**16))
 def test_cell_search_is_the_flat_inverse_cdf(h, w, density, seed):

@@ -15,19 +15,12 @@ import numpy as np
 import pytest
 
 from shm_jax.memory import make_memory
+from tests.helpers import SMALL_CORE_KWARGS, assert_trees_close
 
 T, B, D = 8, 3, 5  # sequence length, batch, input size
 SEGMENT = 4  # reset period for the reset-equivalence test (T is a multiple of it)
 
-# registry name -> small constructor kwargs. The HMF cores run the log-depth associative scan here
-# (the path that relies on the resettable monoid); test_scan_methods_agree covers the other two.
-SMALL = {
-    "gru": dict(hidden_size=6),
-    "mlp": dict(features=6),
-    "linear-attention": dict(memory_size=4, output_size=6, scan_method="associative"),
-    "mlstm": dict(memory_size=4, output_size=6, scan_method="associative"),
-    "ffm": dict(memory_size=4, context_size=3, output_size=6, scan_method="associative"),
-}
+SMALL = {name: kwargs for name, kwargs in SMALL_CORE_KWARGS.items() if name != "shm"}
 HMF = ["ffm", "linear-attention", "mlstm"]
 
 
@@ -60,10 +53,6 @@ def _warm_carry(name: str):
 
 def _random_starts(seed: int, steps: int = T, rate: float = 0.3):
     return jax.random.bernoulli(jax.random.key(seed), rate, (steps, B))
-
-
-def _assert_tree_close(a, b, atol=1e-5, rtol=1e-5):
-    jax.tree.map(lambda u, v: np.testing.assert_allclose(np.asarray(u), np.asarray(v), atol=atol, rtol=rtol), a, b)
 
 
 @pytest.mark.parametrize("name", ["gru", "mlp", "ffm", "linear-attention", "mlstm"])
@@ -131,7 +120,7 @@ def test_scan_methods_agree(name):
     expected = apply(params, carry0, x, starts)
     for method in ["sequential", "chunked"]:
         other = core.clone(scan_method=method, chunk_size=3)
-        _assert_tree_close(other.apply(params, carry0, x, starts, None), expected)
+        assert_trees_close(other.apply(params, carry0, x, starts, None), expected)
 
 
 def _layer_norm(z, scale=None, bias=None, eps=1e-6):

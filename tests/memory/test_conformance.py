@@ -18,31 +18,22 @@ import pytest
 
 from shm_jax.memory import make_memory, memory_names
 from shm_jax.memory.base import MemoryCore
+from tests.helpers import SMALL_CORE_KWARGS, assert_trees_close, small_core_kwargs
 
 T, B, D = 8, 3, 5  # sequence length, batch, input size
 SEGMENT = 4  # reset period for the reset-equivalence test (T is a multiple of it)
 
-# Small constructor kwargs per family; the HMF baselines run the log-depth associative scan here (the path
-# that relies on the resettable monoid); their other scans are compared in test_baselines / test_shm.
-SMALL_SHM = dict(memory_size=4, projection_size=6, shortcut=True)
-SMALL = {
-    "gru": dict(hidden_size=6),
-    "mlp": dict(features=6),
-    "linear-attention": dict(memory_size=4, output_size=6, scan_method="associative"),
-    "mlstm": dict(memory_size=4, output_size=6, scan_method="associative"),
-    "ffm": dict(memory_size=4, context_size=3, output_size=6, scan_method="associative"),
-}
 NAMES = memory_names()
 MEMORYLESS = {"mlp"}  # cores whose output depends on the current input only
 NOISY = {"shm", "shm-random-c"}  # cores that draw per-step noise
 
 
 def _kwargs(name: str) -> dict:
-    return SMALL_SHM if name.startswith("shm") else SMALL[name]
+    return small_core_kwargs(name)
 
 
 def test_every_registered_name_is_covered():
-    assert {n for n in NAMES if not n.startswith("shm")} == set(SMALL)
+    assert {n for n in NAMES if not n.startswith("shm")} | {"shm"} == set(SMALL_CORE_KWARGS)
     assert {"shm", "shm-fixed-theta", "shm-neural-theta", "shm-random-c", "shm-fixed-c", "shm-c1"} <= set(NAMES)
 
 
@@ -81,10 +72,6 @@ def _warm_carry(name: str):
     return carry
 
 
-def _assert_tree_close(a, b, atol=1e-5, rtol=1e-5):
-    jax.tree.map(lambda u, v: np.testing.assert_allclose(np.asarray(u), np.asarray(v), atol=atol, rtol=rtol), a, b)
-
-
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_interface_shapes_and_dtypes(name, dtype):
@@ -115,8 +102,8 @@ def test_single_steps_equal_whole_sequence(name):
     for t in range(T):
         carry, y_t = apply(params, carry, x[t : t + 1], starts[t : t + 1], _steps(noise, t, t + 1))
         ys.append(y_t)
-    _assert_tree_close(jnp.concatenate(ys), y_whole)
-    _assert_tree_close(carry, carry_whole)
+    assert_trees_close(jnp.concatenate(ys), y_whole)
+    assert_trees_close(carry, carry_whole)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -128,8 +115,8 @@ def test_split_sequence_equals_whole(name):
     half = T // 2
     carry_mid, y_first = apply(params, carry0, x[:half], starts[:half], _steps(noise, 0, half))
     carry_end, y_second = apply(params, carry_mid, x[half:], starts[half:], _steps(noise, half, T))
-    _assert_tree_close(jnp.concatenate([y_first, y_second]), y_whole)
-    _assert_tree_close(carry_end, carry_whole)
+    assert_trees_close(jnp.concatenate([y_first, y_second]), y_whole)
+    assert_trees_close(carry_end, carry_whole)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -146,7 +133,7 @@ def test_reset_equivalence_with_independent_segments(name):
     seg_starts = jnp.zeros((SEGMENT, B), bool).at[0].set(True)
     run_segment = lambda xs, ns: apply(params, core.initialize_carry(B), xs, seg_starts, ns)[1]  # noqa: E731
     y_segments = jax.vmap(run_segment)(segments, segment_noise)
-    _assert_tree_close(y_segments.reshape(y_long.shape), y_long)
+    assert_trees_close(y_segments.reshape(y_long.shape), y_long)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -159,7 +146,7 @@ def test_start_flag_erases_the_past(name):
     carry0 = _warm_carry(name)
     _, y = apply(params, carry0, x, starts, noise)
     _, y_changed = apply(params, core.initialize_carry(B), x_changed, starts, noise)
-    _assert_tree_close(y[flag_at:], y_changed[flag_at:])
+    assert_trees_close(y[flag_at:], y_changed[flag_at:])
     if name not in MEMORYLESS:
         # without the flag the past does reach the later outputs (so the check above is not vacuous)
         _, y_noflag = apply(params, carry0, x, _no_starts(), noise)

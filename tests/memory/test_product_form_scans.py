@@ -13,7 +13,6 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
 from shm_jax.memory.kernels import mosaic_shm
@@ -21,12 +20,7 @@ from shm_jax.memory.pallas_shm import default_block_rows, fused_shm_scan, gpu_bl
 from shm_jax.memory.product_scan import product_form_scan
 from shm_jax.memory.scan import hadamard_scan
 from shm_jax.memory.shm import SHM
-
-
-def assert_close(actual, expected, rtol=1e-4):
-    actual, expected = np.asarray(actual), np.asarray(expected)
-    scale = max(1.0, float(np.abs(expected).max()))
-    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=1e-5 * scale)
+from tests.helpers import assert_scaled_close
 
 
 def _make_cu(inputs):
@@ -89,12 +83,12 @@ def test_product_form_scans_match_reference_values_and_gradients(
 
     (loss_f, (final_f, h_f)), grads_f = _loss_and_grads(fused)(carry, a, b, w, k, q, starts)
     (loss_r, (final_r, h_r)), grads_r = _loss_and_grads(_reference)(carry, a, b, w, k, q, starts)
-    assert_close(h_f, h_r)
-    assert_close(final_f, final_r)
-    assert_close(loss_f, loss_r)
+    assert_scaled_close(h_f, h_r)
+    assert_scaled_close(final_f, final_r)
+    assert_scaled_close(loss_f, loss_r)
     for name, g_f, g_r in zip(["carry", "a", "b", "w", "k", "q"], grads_f, grads_r):
         assert float(jnp.max(jnp.abs(g_r))) > 0, name  # every input matters to this loss
-        assert_close(g_f, g_r)
+        assert_scaled_close(g_f, g_r)
     if reset_steps:
         # A reset at t = 0 of sequence 1 cuts M_0 off: its carry gradient must be exactly zero.
         assert any(t == 0 and i == 1 for t, i in reset_steps)
@@ -115,10 +109,10 @@ def test_tpu_structure_carries_memory_and_gradient_across_time_blocks():
     (_, (final_f, h_f)), grads_f = _loss_and_grads(tpu)(carry, a, b, w, k, q, starts)
     (_, (final_r, h_r)), grads_r = _loss_and_grads(_reference)(carry, a, b, w, k, q, starts)
     assert mosaic_shm.time_block(length) == 128
-    assert_close(h_f, h_r)
-    assert_close(final_f, final_r)
+    assert_scaled_close(h_f, h_r)
+    assert_scaled_close(final_f, final_r)
     for g_f, g_r in zip(grads_f, grads_r):
-        assert_close(g_f, g_r)
+        assert_scaled_close(g_f, g_r)
 
 
 def test_block_rows_default_divides_memory_size():
@@ -163,11 +157,11 @@ def test_padding_memory_size_to_a_power_of_two_changes_nothing():
     (_, (final_p, h_p)), grads_p = _loss_and_grads(padded)(carry, a, b, w, k, q, starts)
     (_, (final_r, h_r)), grads_r = _loss_and_grads(_reference)(carry, a, b, w, k, q, starts)
     assert h_p.shape == (length, batch, hsz) and final_p.shape == (batch, hsz, hsz)
-    assert_close(h_p, h_r)
-    assert_close(final_p, final_r)
+    assert_scaled_close(h_p, h_r)
+    assert_scaled_close(final_p, final_r)
     for g_p, g_r in zip(grads_p, grads_r):
         assert g_p.shape == g_r.shape
-        assert_close(g_p, g_r)
+        assert_scaled_close(g_p, g_r)
 
 
 def _shm_problem(core, length=9, batch=2, features=6):
@@ -194,8 +188,8 @@ def test_shm_layer_fused_equals_sequential_outputs_and_parameter_gradients(calib
 
     (_, out_fused), grads_fused = run("fused")
     (_, out_seq), grads_seq = run("sequential")
-    jax.tree.map(assert_close, out_fused, out_seq)
-    jax.tree.map(assert_close, grads_fused, grads_seq)
+    jax.tree.map(assert_scaled_close, out_fused, out_seq)
+    jax.tree.map(assert_scaled_close, grads_fused, grads_seq)
 
 
 def test_shm_fused_rejects_fixed_c_and_lists_methods():
@@ -239,4 +233,4 @@ def test_product_form_scans_under_vmap_match_reference_gradients():
         functools.partial(fused_shm_scan, chunk_size=4, interpret=True),
         functools.partial(fused_shm_scan, interpret=True, target="tpu"),
     ):
-        jax.tree.map(assert_close, grads(scan), reference)
+        jax.tree.map(assert_scaled_close, grads(scan), reference)

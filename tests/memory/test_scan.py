@@ -12,14 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shm_jax.memory.scan import SCAN_METHODS, hadamard_scan, resettable_combine
+from tests.helpers import assert_scaled_close, quick_subset
 
 jax.config.update("jax_numpy_rank_promotion", "allow")
-
-
-def assert_close(actual, expected, rtol=1e-4):
-    actual, expected = np.asarray(actual), np.asarray(expected)
-    scale = max(1.0, float(np.abs(expected).max()))
-    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=1e-5 * scale)
 
 
 def random_element(key, shape=(3, 4, 4)):
@@ -37,21 +32,21 @@ def test_resettable_operator_is_associative(seed):
     left = resettable_combine(resettable_combine(a, b), c)
     right = resettable_combine(a, resettable_combine(b, c))
     for x, y in zip(left, right):
-        assert_close(x, y, rtol=1e-5)
+        assert_scaled_close(x, y, rtol=1e-5)
 
 
 def test_operator_identity_and_reset():
     a, b = random_element(jax.random.PRNGKey(0)), random_element(jax.random.PRNGKey(1))
     identity = (jnp.ones_like(a[0]), jnp.zeros_like(a[1]), jnp.zeros_like(a[2]))
     for x, y in zip(resettable_combine(identity, a), a):
-        assert_close(x, y)
+        assert_scaled_close(x, y)
     for x, y in zip(resettable_combine(a, identity), a):
-        assert_close(x, y)
+        assert_scaled_close(x, y)
     # A later element that starts an episode discards everything before it.
     b_reset = (b[0], b[1], jnp.ones_like(b[2]))
     c, u, f = resettable_combine(a, b_reset)
-    assert_close(c, b[0])
-    assert_close(u, b[1])
+    assert_scaled_close(c, b[0])
+    assert_scaled_close(u, b[1])
     assert bool(jnp.all(f))
 
 
@@ -83,7 +78,7 @@ def reference_loop(carry, inputs, starts):
     return memory, np.stack(ys)
 
 
-@pytest.mark.parametrize("length,size", [(1, 4), (13, 4), (64, 8), (100, 16)])
+@pytest.mark.parametrize("length,size", quick_subset([(1, 4), (13, 4), (64, 8), (100, 16)], {(1, 4), (13, 4)}))
 def test_all_methods_match_reference_outputs_carry_and_gradients(length, size):
     carry, inputs, starts = random_problem(jax.random.PRNGKey(length), length, 3, size)
     ref_carry, ref_y = reference_loop(carry, inputs, starts)
@@ -104,10 +99,10 @@ def test_all_methods_match_reference_outputs_carry_and_gradients(length, size):
         (_, (final, y)), grads[method] = jax.jit(
             jax.value_and_grad(loss, argnums=(0, 1), has_aux=True), static_argnums=2
         )(carry, inputs, method)
-        assert_close(y, ref_y)
-        assert_close(final, ref_carry)
+        assert_scaled_close(y, ref_y)
+        assert_scaled_close(final, ref_carry)
     for method in ("associative", "chunked"):
-        jax.tree.map(assert_close, grads[method], grads["sequential"])
+        jax.tree.map(assert_scaled_close, grads[method], grads["sequential"])
 
 
 @pytest.mark.slow
@@ -123,9 +118,10 @@ def test_reset_equivalence_2048_steps_every_32():
         finals, y_short = jax.vmap(
             lambda inp: hadamard_scan(zero, inp, jnp.zeros((period, batch), bool), make_cu, read, method=method)
         )(chunks)
-        assert_close(y_long, y_short.reshape(y_long.shape))
+        assert_scaled_close(y_long, y_short.reshape(y_long.shape))
 
 
+@pytest.mark.slow
 def test_carry_threading_equals_one_call():
     length, batch, size = 40, 2, 4
     carry, inputs, starts = random_problem(jax.random.PRNGKey(3), length, batch, size, reset_prob=0.05)
@@ -135,8 +131,8 @@ def test_carry_threading_equals_one_call():
         tail = jax.tree.map(lambda x: x[17:], inputs)
         mid, y1 = hadamard_scan(carry, head, starts[:17], make_cu, read, method=method, chunk_size=8)
         final2, y2 = hadamard_scan(mid, tail, starts[17:], make_cu, read, method=method, chunk_size=8)
-        assert_close(jnp.concatenate([y1, y2]), y)
-        assert_close(final2, final)
+        assert_scaled_close(jnp.concatenate([y1, y2]), y)
+        assert_scaled_close(final2, final)
 
 
 def test_bad_method_and_chunk_size_raise_one_line_errors():

@@ -25,6 +25,7 @@ def test_meta_tasks_are_evaluated_on_the_held_out_split():
     assert envs.resolve("RepeatPreviousEasy").eval_tasks is None  # POPGym tasks evaluate on their own distribution
 
 
+@pytest.mark.slow
 def test_evaluate_a_fresh_meta_agent_reports_return_and_success():
     config = from_preset(
         "default",

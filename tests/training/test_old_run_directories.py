@@ -37,6 +37,7 @@ def test_an_old_run_loads_with_its_algorithm_and_options(old_run):
     assert np.asarray(loaded.state.update).tolist() == [[2, 2]]
 
 
+@pytest.mark.slow
 def test_an_old_run_resumes_as_the_old_code_did_and_evaluates(old_run):
     config = rundir.load_config(old_run)
     api.train(config, resume_dir=old_run, progress=False)

@@ -55,6 +55,7 @@ def test_bad_precision_one_line_error(overrides, field):
     assert message.startswith(f"{field}:") and "\n" not in message, message
 
 
+@pytest.mark.slow
 def test_bfloat16_ppo_run_is_finite_and_keeps_float32_state():
     """A few bf16 updates: finite float32 losses; params, optimiser state and memory carry stay float32."""
     built = build(from_preset("default", **TINY, precision="bfloat16"))

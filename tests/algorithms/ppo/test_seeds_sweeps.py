@@ -10,6 +10,7 @@ from shm_jax.build import build
 from shm_jax.config import with_overrides
 from shm_jax.presets import from_preset
 from shm_jax.training.batched import split_seed_keys, sweep_grid
+from tests.helpers import assert_trees_close
 
 CONFIG = from_preset(
     "default",
@@ -37,7 +38,7 @@ CONFIG = from_preset(
 def _close(a, b):
     if isinstance(a, dict) and isinstance(b, dict):  # the program's metrics add "active" (every run trained)
         assert np.all(a.pop("active", True))
-    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6), a, b)
+    assert_trees_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 def _differ(a, b):
@@ -63,6 +64,7 @@ def test_hparam_grid_and_seed_keys():
     assert keys.shape[0] == 2 and not np.array_equal(keys[0], keys[1])
 
 
+@pytest.mark.slow
 def test_same_seed_same_result_different_seed_different(single):
     built, train = single
     k0, k1 = split_seed_keys(CONFIG.run.seed, 2)
@@ -87,6 +89,7 @@ def test_vmapped_seeds_and_lr_sweep_equal_separate_runs(single):
     assert _differ(jax.tree.map(lambda x: x[0, 0], states.params), jax.tree.map(lambda x: x[1, 0], states.params))
 
 
+@pytest.mark.slow
 def test_batched_chunks_over_seeds_equal_separate_whole_runs(single):
     """init + two chunks of one update, vmapped over 3 seeds == train() of each seed alone."""
     built, train = single
