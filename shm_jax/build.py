@@ -83,16 +83,23 @@ def make_trunk(agent: AgentConfig, memory: Any, pixel_features: int = 0) -> Recu
     )
 
 
-def make_agent_parts(agent: AgentConfig, env: Any, env_params: Any, env_id: str) -> AgentParts:
-    """The action space and a trunk maker for the algorithm; ConfigError for an unsupported action space."""
+def make_agent_parts(agent: AgentConfig, env: Any, env_params: Any, env_id: str, memory: Any = None) -> AgentParts:
+    """The action space and a trunk maker for the algorithm; ConfigError for an unsupported action space.
+
+    memory: the built core of the agent section's ``memory`` (the first trunk around that core uses it, so a run
+    builds its core once; later trunks get new cores).
+    """
     try:
         action_spec = action_spec_from_space(env.action_space(env_params))
     except ValueError as err:
         raise ConfigError("env_id", f"{env_id!r}: {str(err).split(': ', 1)[-1]}") from None
     pixels = pixel_feature_count(agent.pixel_scale, env, env_params)
+    unused = [memory if memory is not None else make_memory_core(agent)]
 
-    def trunk(memory: str | None = None) -> RecurrentTrunk:
-        return make_trunk(agent, make_memory_core(agent, memory), pixels)
+    def trunk(name: str | None = None) -> RecurrentTrunk:
+        own = name is None or name == agent.memory
+        core = unused.pop() if own and unused else make_memory_core(agent, name)
+        return make_trunk(agent, core, pixels)
 
     return AgentParts(action_spec=action_spec, make_trunk=trunk, head_hidden_size=agent.head_hidden_size)
 
@@ -106,9 +113,9 @@ def build(config: TrainConfig) -> Built:
     """Validate ``config`` and build everything one run needs (see :class:`~shm_jax.training.built.Built`)."""
     validate(config)
     spec = base.get(config.algo)
-    make_memory_core(config.agent)  # checks memory options before the environment is built
+    memory = make_memory_core(config.agent)  # checks memory options before the environment is built
     env, env_params = make_env(config.env)
-    agent = make_agent_parts(config.agent, env, env_params, config.env.env_id)
+    agent = make_agent_parts(config.agent, env, env_params, config.env.env_id, memory)
     algorithm = spec.make(config.algorithm, env=env, env_params=env_params, agent=agent)
     return Built(
         config=config,

@@ -92,6 +92,7 @@ def _kernel_manager(kernel_dir: Path):
 
 
 @pytest.mark.slow
+@pytest.mark.colab  # CI runs it in the Colab-stack job (.ci/colab_stack), on the versions Colab ships
 @pytest.mark.parametrize("name", sorted(EXPECTED_FIGURES))
 def test_notebook_runs_tiny_on_cpu(name, tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
