@@ -2,7 +2,8 @@
 
 ``default`` is ``TrainConfig()`` itself (``python train.py``). The ``paper-*`` presets hold the SHM paper's
 settings (Le et al., ICLR 2025) for POPGym, credit assignment and meta-RL, with every deviation said where
-it is set; their memory sizes (and the paper-meta budget) follow the chosen memory and task.
+it is set; their memory sizes (and the paper-meta budget) follow the chosen memory and task. ``pqn-credit``
+runs another learner (recurrent PQN) on the credit tasks with paper-credit's agent.
 """
 
 from __future__ import annotations
@@ -112,6 +113,29 @@ PRESETS: dict[str, dict[str, Any]] = {
         gamma=0.9,
         num_seeds=5,
     ),
+    # Recurrent PQN (Q(lambda) on on-policy rollouts, no replay buffer, no target network; purejaxql's PQN-RNN) on the
+    # credit tasks with the official pomdp-baselines SHM, the agent of paper-credit. NOT the paper's learner: the
+    # paper ran SAC-Discrete, so never overlay these curves on its. One rollout = one Visual Match-250 episode
+    # (T = 275); a PQN step costs about 4 forward+backward passes (no replay), so it gets 2.5x paper-credit's steps
+    # (600 updates = 10.6M). lambda 0.95 carries the door reward back over the 250 distractor steps.
+    "pqn-credit": dict(
+        _POMDP_AGENT,
+        algo="pqn",
+        env_id="VisualMatch250",
+        pre_size=100,  # pomdp-baselines' image embedding width
+        num_envs=64,
+        num_steps=275,
+        total_timesteps=600 * 64 * 275,
+        num_minibatches=4,
+        update_epochs=4,
+        lr=3e-4,
+        gamma=0.99,
+        q_lambda=0.95,
+        eps_start=1.0,
+        eps_finish=0.05,
+        eps_decay=0.25,
+        num_seeds=3,
+    ),
 }
 
 # Presets whose defaults depend on the chosen memory and task: (memory, env_id) -> flat options.
@@ -120,6 +144,7 @@ _ENV_DEFAULTS: dict[str, Callable[[str, str], dict[str, Any]]] = {
     "paper-popgym-official": _popgym_env_defaults,
     "paper-credit": _pomdp_env_defaults,
     "paper-meta": _pomdp_env_defaults,
+    "pqn-credit": _pomdp_env_defaults,
 }
 
 

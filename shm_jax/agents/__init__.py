@@ -1,7 +1,7 @@
 """Agents: action distributions, the recurrent trunk every network shares, and the heads on it."""
 
 from shm_jax.agents.distributions import ActionSpec, action_spec_from_space
-from shm_jax.agents.heads import Actor, ActorCritic, TwinQ, actor_critic
+from shm_jax.agents.heads import Actor, ActorCritic, QNetwork, TwinQ, actor_critic
 from shm_jax.agents.parts import AgentParts
 from shm_jax.agents.trunk import AgentCarry, RecurrentTrunk
 
@@ -11,6 +11,7 @@ __all__ = [
     "ActorCritic",
     "AgentCarry",
     "AgentParts",
+    "QNetwork",
     "RecurrentTrunk",
     "TwinQ",
     "actor_critic",

@@ -1,4 +1,5 @@
-"""Heads on the recurrent trunk: the actor-critic PPO uses, and the actor-only and twin-Q networks.
+"""Heads on the recurrent trunk: the actor-critic PPO uses, the Q network PQN uses, and the actor-only and twin-Q
+networks.
 
 Each head module is a :class:`~shm_jax.agents.trunk.RecurrentTrunk` with heads on top (``Head.on(trunk,
 ...)`` builds one from a trunk), so the trunk's layers (feature_map, pre, memory, post, ...) and the head's
@@ -7,7 +8,8 @@ layers sit side by side at the top of one parameter tree. Every head is called l
 whatever the compute dtype is, so
 log-probabilities, losses and optimisers work in float32.
 
-A head is two Linear layers with no activation between them (the official POPGym agent's heads).
+A head is two Linear layers with no activation between them (the official POPGym agent's heads); the Q network's
+head puts LayerNorm and ReLU between them (PQN's LayerNorm).
 """
 
 from __future__ import annotations
@@ -99,6 +101,26 @@ class TwinQ(_Head):
             x = jnp.concatenate([x, action.astype(x.dtype)], axis=-1)
             return carry, (self._head(x, 1, "q1")[..., 0], self._head(x, 1, "q2")[..., 0])
         return carry, (self._head(x, self.num_actions, "q1"), self._head(x, self.num_actions, "q2"))
+
+
+class QNetwork(_Head):
+    """Trunk -> Linear(post -> hidden) -> LayerNorm -> ReLU -> Linear(hidden -> num_actions): ``(carry, q)`` with
+    q float32[T, B, num_actions].
+
+    The LayerNorm is what keeps TD learning without a target network stable (Gallici et al., ICLR 2025).
+    """
+
+    num_actions: int = 1
+
+    @nn.compact
+    def __call__(self, carry: AgentCarry, obs: jax.Array, starts: jax.Array, noise=None):
+        carry, x = self.features(carry, obs, starts, noise)
+        hidden = self.head_hidden_size
+        dtype = compute_dtype(type(self).__name__, self.dtype)
+        h = dense(hidden, x.shape[-1], "body", self.init_scheme, "q_hidden", dtype)(x)
+        h = nn.relu(nn.LayerNorm(epsilon=1e-5, dtype=dtype, name="q_norm")(h))
+        q = dense(self.num_actions, hidden, "final", self.init_scheme, "q_out", dtype)(h)
+        return carry, q.astype(jnp.float32)
 
 
 def actor_critic(

@@ -1,6 +1,7 @@
 """Learners behind one seam (``base``): each registers its ``--algo`` name, config section, typed
 hyperparameters and factory. The registry lines for the built-in learners are below."""
 
-from shm_jax.algorithms import base, ppo
+from shm_jax.algorithms import base, ppo, pqn
 
 base.register(ppo.SPEC)
+base.register(pqn.SPEC)

@@ -96,6 +96,12 @@ def tree_bytes(tree: Any) -> int:
     return int(sum(np.prod(x.shape, dtype=np.int64) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree)))
 
 
+def all_finite(tree: Any) -> jax.Array:
+    """bool: every floating leaf of ``tree`` is finite (an overflowing step can leave inf without a NaN loss)."""
+    checks = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
+    return jnp.all(jnp.stack(checks)) if checks else jnp.bool_(True)
+
+
 def largest_array(jaxpr: Any) -> int:
     """Bytes of the largest value any equation of ``jaxpr`` (or of a jaxpr nested in it) produces."""
     largest = 0

@@ -158,7 +158,7 @@ BAD_INPUTS = [
     (
         ["--preset", "paper-popgm"],
         "preset: unknown preset 'paper-popgm'; valid: default, paper-credit, paper-meta, "
-        "paper-popgym, paper-popgym-official",
+        "paper-popgym, paper-popgym-official, pqn-credit",
     ),
     (["--updates-per-chunk", "0"], "updates_per_chunk: must be a positive integer"),
     (["--checkpoint-every", "-1"], "checkpoint_every: must be a non-negative integer"),

@@ -33,10 +33,10 @@ from shm_jax.agents.distributions import ActionSpec
 from shm_jax.agents.heads import ActorCritic
 from shm_jax.agents.parts import AgentParts
 from shm_jax.agents.trunk import AgentCarry
-from shm_jax.algorithms.base import MemoryEstimate, Policy
+from shm_jax.algorithms.base import MemoryEstimate, Policy, all_finite
 from shm_jax.algorithms.ppo import memory_estimate
 from shm_jax.algorithms.ppo.config import PPOConfig, PPOHyperparameters
-from shm_jax.algorithms.ppo.losses import all_finite, compute_gae, ppo_loss
+from shm_jax.algorithms.ppo.losses import compute_gae, ppo_loss
 
 
 class RunnerState(struct.PyTreeNode):

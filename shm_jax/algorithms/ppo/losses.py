@@ -42,12 +42,6 @@ def compute_gae(
     return advantages, advantages + values
 
 
-def all_finite(tree: Any) -> jax.Array:
-    """bool: every floating leaf of ``tree`` is finite (an overflowing step can leave inf without a NaN loss)."""
-    checks = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
-    return jnp.all(jnp.stack(checks)) if checks else jnp.bool_(True)
-
-
 def ppo_loss(
     new_log_prob: jax.Array,
     new_value: jax.Array,

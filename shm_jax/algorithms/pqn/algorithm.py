@@ -1,0 +1,395 @@
+"""Recurrent PQN (Gallici et al., ICLR 2025; purejaxql's PQN-RNN) as one object, laid out as the PPO.
+
+``PQN`` holds what shapes the program (environment, Q network, sizes, switches); the numbers a sweep varies
+are a separate pytree, ``hp`` (:class:`PQNHyperparameters`, float32 scalars). No replay buffer and no
+target network: the Q network's LayerNorm head (``shm_jax.agents.QNetwork``) keeps TD learning stable.
+
+One update = ``rollout`` (``lax.scan`` over ``num_steps`` vmapped env steps, epsilon-greedy on Q with epsilon
+from a linear schedule over updates, memory carry threaded, core noise sampled per step and stored) ->
+Q(lambda) targets computed once, backwards over the rollout, from the acting-time Q values -> epochs of
+minibatches, each holding whole sequences of a subset of environments re-run from the carry stored at the
+start of the rollout with the stored noise (so the first re-run reproduces the collected Q exactly), loss
+0.5 * mean (Q(h_t, a_t) - G_t)^2. (purejaxql's recurrent variant recomputes the targets inside every
+minibatch from that pass's Q; here they are fixed per rollout as its feed-forward PQN and PPO's GAE are.)
+
+Alignment as the PPO: the transition stored at step t holds the start flag s_t of its own observation o_t;
+s_{t+1} = terminated_t OR truncated_t. Truncation bootstraps from max_a Q(final_observation_t), computed in
+the rollout with the carry that processed the ending episode; termination does not bootstrap; the lambda
+trace is cut at every episode end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from shm_jax.agents.heads import QNetwork
+from shm_jax.agents.parts import AgentParts
+from shm_jax.agents.trunk import AgentCarry
+from shm_jax.algorithms.base import MemoryEstimate, Policy, all_finite
+from shm_jax.algorithms.pqn import memory_estimate
+from shm_jax.algorithms.pqn.config import PQNConfig, PQNHyperparameters
+from shm_jax.algorithms.pqn.exploration import epsilon_greedy, linear_epsilon
+from shm_jax.algorithms.pqn.losses import q_lambda_targets, q_loss
+from shm_jax.options import ConfigError
+
+
+class RunnerState(struct.PyTreeNode):
+    """Everything a run needs to continue bit-exactly (leading axis N = num_envs where per-env).
+
+    params, opt_state: Q-network parameters and Adam state; env_state: vmapped env state;
+    last_obs: float32[N, ...] the next observation to act on; last_start: bool[N] its start flag;
+    carry: AgentCarry (memory carry [N, ...], step int32[N]) before last_obs;
+    episode_return: float32[N], episode_length: int32[N] running totals of the current episodes;
+    rng: PRNG key; update: int32 number of updates done.
+    """
+
+    params: Any
+    opt_state: Any
+    env_state: Any
+    last_obs: jax.Array
+    last_start: jax.Array
+    carry: AgentCarry
+    episode_return: jax.Array
+    episode_length: jax.Array
+    rng: jax.Array
+    update: jax.Array
+
+
+class Transition(struct.PyTreeNode):
+    """One rollout step per environment; stacked by the rollout scan to [T, N, ...].
+
+    obs: o_t; start: s_t (o_t begins an episode); noise: the core noise used at t (or None);
+    action: int32 a_t (epsilon-greedy); q_taken: Q(h_t, a_t) and q_max: max_a Q(h_t, a), float32, at acting
+    time; reward: r_t; terminated, truncated: how the step ended; bootstrap_value: max_a Q(final_observation_t)
+    with the carry that processed o_0..o_t (meaningful where truncated, 0 elsewhere).
+    """
+
+    obs: jax.Array
+    start: jax.Array
+    noise: Any
+    action: jax.Array
+    q_taken: jax.Array
+    q_max: jax.Array
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    bootstrap_value: jax.Array
+
+
+class Rollout(struct.PyTreeNode):
+    """What one rollout gives the update: trajectory Transition[T, N], the carry before it,
+    max_a Q(h_T, a) float32[N], and episode statistics summed over the rollout (scalars)."""
+
+    trajectory: Transition
+    start_carry: AgentCarry
+    last_q_max: jax.Array
+    stats: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class PQN:
+    """Recurrent PQN for one run (no vmap inside); every method is pure and jittable.
+
+    env, env_params: a gymnax-style environment (auto-reset ``step``) with a Discrete action space, and its
+    params; network: the QNetwork; num_envs, num_steps: rollout shape; num_updates: updates of a whole run;
+    num_minibatches, update_epochs: how each rollout is learned from; adam_eps, anneal_lr: static switches;
+    eval_epsilon: the sampled evaluation policy's epsilon (the config's eps_finish; a sweep of eps_finish
+    changes training only).
+    """
+
+    env: Any
+    env_params: Any
+    network: QNetwork
+    num_envs: int
+    num_steps: int
+    num_updates: int
+    num_minibatches: int
+    update_epochs: int
+    adam_eps: float
+    anneal_lr: bool
+    eval_epsilon: float
+
+    @classmethod
+    def from_config(cls, config: PQNConfig, *, env: Any, env_params: Any, agent: AgentParts) -> PQN:
+        """PQN for ``config`` on ``env`` with a Q network on the agent section's trunk; a one-line ConfigError
+        (field ``algo``) for an action space that is not Discrete."""
+        spec = agent.action_spec
+        if spec.kind != "discrete":
+            raise ConfigError(
+                "algo", f"pqn needs a Discrete action space, this environment's is {spec.kind} (use --algo ppo)"
+            )
+        network = QNetwork.on(agent.make_trunk(), num_actions=spec.sizes[0], head_hidden_size=agent.head_hidden_size)
+        return cls(
+            env=env,
+            env_params=env_params,
+            network=network,
+            num_envs=config.num_envs,
+            num_steps=config.num_steps,
+            num_updates=config.total_timesteps // (config.num_envs * config.num_steps),
+            num_minibatches=config.num_minibatches,
+            update_epochs=config.update_epochs,
+            adam_eps=config.adam_eps,
+            anneal_lr=config.anneal_lr,
+            eval_epsilon=config.eps_finish,
+        )
+
+    @property
+    def steps_per_update(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def optimizer(self) -> optax.GradientTransformation:
+        """Adam's direction; the (possibly annealed) learning rate is applied in ``_minibatch_step``."""
+        return optax.scale_by_adam(eps=self.adam_eps)
+
+    def _q_step(self, params, carry: AgentCarry, obs: jax.Array, start: jax.Array, noise):
+        """One step of B envs: obs [B, ...], start bool[B] -> (carry, Q float32[B, A])."""
+        carry, q = self.network.apply(params, carry, obs[None], start[None], noise)
+        return carry, q[0]
+
+    # --- init -----------------------------------------------------------------------------------
+
+    def init(self, rng: jax.Array) -> RunnerState:
+        """Fresh params, optimiser, envs and carry."""
+        n = self.num_envs
+        rng, k_params, k_reset, k_noise = jax.random.split(rng, 4)
+        obs, env_state = jax.vmap(self.env.reset, in_axes=(0, None))(jax.random.split(k_reset, n), self.env_params)
+        starts = jnp.ones((n,), bool)
+        carry = self.network.initialize_carry(n)
+        noise = self.network.sample_noise(k_noise, 1, n)
+        params = self.network.init(k_params, carry, obs[None], starts[None], noise)
+        return RunnerState(
+            params=params,
+            opt_state=self.optimizer.init(params),
+            env_state=env_state,
+            last_obs=obs,
+            last_start=starts,
+            carry=carry,
+            episode_return=jnp.zeros((n,), jnp.float32),
+            episode_length=jnp.zeros((n,), jnp.int32),
+            rng=rng,
+            update=jnp.int32(0),
+        )
+
+    # --- rollout --------------------------------------------------------------------------------
+
+    def _env_step(self, state: RunnerState, epsilon: jax.Array) -> tuple[RunnerState, tuple[Transition, dict]]:
+        n = self.num_envs
+        rng, k_noise, k_act, k_env, k_boot = jax.random.split(state.rng, 5)
+        noise = self.network.sample_noise(k_noise, 1, n)
+        carry, q = self._q_step(state.params, state.carry, state.last_obs, state.last_start, noise)
+        action = epsilon_greedy(k_act, q, epsilon)
+        obs, env_state, reward, terminated, truncated, info = jax.vmap(self.env.step, in_axes=(0, 0, 0, None))(
+            jax.random.split(k_env, n), state.env_state, action, self.env_params
+        )
+        reward = reward.astype(jnp.float32)
+        terminated, truncated = terminated.astype(bool), truncated.astype(bool)
+        done = jnp.logical_or(terminated, truncated)
+
+        # max_a Q(final observation) with the carry that processed the ending episode; only where truncated.
+        def truncation_value():
+            boot_noise = self.network.sample_noise(k_boot, 1, n)
+            final_obs = info["final_observation"].reshape(state.last_obs.shape).astype(state.last_obs.dtype)
+            _, q_final = self._q_step(state.params, carry, final_obs, jnp.zeros((n,), bool), boot_noise)
+            return jnp.where(truncated, jnp.max(q_final, axis=-1), 0.0)
+
+        bootstrap_value = jax.lax.cond(jnp.any(truncated), truncation_value, lambda: jnp.zeros((n,)))
+
+        episode_return = state.episode_return + reward
+        episode_length = state.episode_length + 1
+        success = info.get("success")
+        stats = {
+            "episode_return_sum": jnp.sum(jnp.where(done, episode_return, 0.0)),
+            "episode_length_sum": jnp.sum(jnp.where(done, episode_length, 0)),
+            "episode_count": jnp.sum(done),
+            "success_sum": jnp.sum(jnp.logical_and(done, success)) if success is not None else jnp.int32(0),
+            "reward_sum": jnp.sum(reward),
+        }
+        transition = Transition(
+            obs=state.last_obs,
+            start=state.last_start,
+            noise=jax.tree.map(lambda x: x[0], noise),
+            action=action,
+            q_taken=jnp.take_along_axis(q, action[:, None], axis=-1)[:, 0],
+            q_max=jnp.max(q, axis=-1),
+            reward=reward,
+            terminated=terminated,
+            truncated=truncated,
+            bootstrap_value=bootstrap_value,
+        )
+        state = state.replace(
+            env_state=env_state,
+            last_obs=obs.reshape(state.last_obs.shape).astype(state.last_obs.dtype),
+            last_start=done,
+            carry=carry,
+            episode_return=jnp.where(done, 0.0, episode_return),
+            episode_length=jnp.where(done, 0, episode_length),
+            rng=rng,
+        )
+        return state, (transition, stats)
+
+    def rollout(self, state: RunnerState, epsilon: jax.Array) -> tuple[RunnerState, Rollout]:
+        """Collect num_steps steps of every environment, epsilon-greedy on the current Q."""
+        start_carry = state.carry
+        step = lambda s, _: self._env_step(s, epsilon)  # noqa: E731
+        state, (trajectory, stats) = jax.lax.scan(step, state, None, length=self.num_steps)
+        rng, k_noise = jax.random.split(state.rng)
+        noise = self.network.sample_noise(k_noise, 1, self.num_envs)
+        _, last_q = self._q_step(state.params, state.carry, state.last_obs, state.last_start, noise)
+        rollout = Rollout(
+            trajectory=trajectory,
+            start_carry=start_carry,
+            last_q_max=jnp.max(last_q, axis=-1),
+            stats=jax.tree.map(jnp.sum, stats),
+        )
+        return state.replace(rng=rng), rollout
+
+    # --- loss and update ------------------------------------------------------------------------
+
+    def replay(self, params, start_carry: AgentCarry, trajectory: Transition) -> jax.Array:
+        """Re-run whole sequences from start_carry with the stored noise: Q(h_t, a_t) float32[T, n]."""
+        _, q = self.network.apply(params, start_carry, trajectory.obs, trajectory.start, trajectory.noise)
+        return jnp.take_along_axis(q, trajectory.action[..., None], axis=-1)[..., 0]
+
+    def loss(
+        self, params, start_carry: AgentCarry, trajectory: Transition, targets: jax.Array
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """The Q(lambda) regression loss of whole sequences (see :func:`q_loss`): (loss, diagnostics)."""
+        return q_loss(self.replay(params, start_carry, trajectory), targets)
+
+    def _minibatch_step(self, carry, env_idx, hp, lr, rollout: Rollout, targets):
+        params, opt_state = carry
+        pick_t = lambda x: x[:, env_idx]  # noqa: E731  [T, N, ...] -> [T, n, ...]
+        (_, aux), grads = jax.value_and_grad(self.loss, has_aux=True)(
+            params,
+            jax.tree.map(lambda x: x[env_idx], rollout.start_carry),
+            jax.tree.map(pick_t, rollout.trajectory),
+            pick_t(targets),
+        )
+        grad_norm = optax.tree.norm(grads)
+        scale = jnp.where(grad_norm > hp.max_grad_norm, hp.max_grad_norm / grad_norm, 1.0)
+        grads = jax.tree.map(lambda g: g * scale, grads)
+        direction, opt_state = self.optimizer.update(grads, opt_state, params)
+        params = self.network.project_params(jax.tree.map(lambda p, d: p - lr * d, params, direction))
+        return (params, opt_state), {**aux, "grad_norm": grad_norm}
+
+    def learning_rate(self, hp: PQNHyperparameters, update: jax.Array) -> jax.Array:
+        """hp.lr, linearly annealed to 0 over num_updates when anneal_lr is on."""
+        if self.anneal_lr:
+            return hp.lr * (1.0 - update.astype(jnp.float32) / self.num_updates)
+        return hp.lr
+
+    def epsilon(self, hp: PQNHyperparameters, update: jax.Array) -> jax.Array:
+        """The exploration epsilon of update ``update`` (see :func:`linear_epsilon`)."""
+        return linear_epsilon(update, self.num_updates, hp.eps_start, hp.eps_finish, hp.eps_decay)
+
+    def update(self, state: RunnerState, hp: PQNHyperparameters) -> tuple[RunnerState, dict[str, jax.Array]]:
+        """One PQN update (rollout, Q(lambda) targets, epochs of minibatches): (state, scalar metrics)."""
+        epsilon = self.epsilon(hp, state.update)
+        state, rollout = self.rollout(state, epsilon)
+        traj = rollout.trajectory
+        targets = q_lambda_targets(
+            traj.q_max,
+            traj.reward,
+            traj.terminated,
+            traj.truncated,
+            traj.bootstrap_value,
+            rollout.last_q_max,
+            hp.gamma,
+            hp.q_lambda,
+        )
+        lr = self.learning_rate(hp, state.update)
+        envs_per_minibatch = self.num_envs // self.num_minibatches
+
+        def epoch(carry, key):
+            order = jax.random.permutation(key, self.num_envs).reshape(self.num_minibatches, envs_per_minibatch)
+            step = lambda c, idx: self._minibatch_step(c, idx, hp, lr, rollout, targets)  # noqa: E731
+            return jax.lax.scan(step, carry, order)
+
+        rng, k_epochs = jax.random.split(state.rng)
+        (params, opt_state), losses = jax.lax.scan(
+            epoch, (state.params, state.opt_state), jax.random.split(k_epochs, self.update_epochs)
+        )
+        finite = jnp.all(jnp.isfinite(losses["loss"])) & jnp.all(jnp.isfinite(losses["grad_norm"])) & all_finite(params)
+        metrics = {
+            **rollout.stats,
+            **jax.tree.map(jnp.mean, losses),
+            "target_mean": jnp.mean(targets),
+            "epsilon": epsilon,
+            "lr": lr,
+            "finite": finite,
+        }
+        state = state.replace(params=params, opt_state=opt_state, rng=rng, update=state.update + 1)
+        return state, metrics
+
+    def train_chunk(self, state: RunnerState, hp: PQNHyperparameters, num_updates: int):
+        """``num_updates`` (static) updates in one ``lax.scan``: (state, metrics with leading axis num_updates)."""
+        return jax.lax.scan(lambda s, _: self.update(s, hp), state, None, length=num_updates)
+
+    def train(self, rng: jax.Array, hp: PQNHyperparameters):
+        """A whole run, init + num_updates updates: (state, metrics[num_updates])."""
+        return self.train_chunk(self.init(rng), hp, self.num_updates)
+
+    # --- what the batched program and the host loop ask -------------------------------------------
+
+    def per_env_leaves(self, state: RunnerState) -> RunnerState:
+        """True for the leaves with a leading environment axis: env state, last observation and start flag,
+        memory carry, running episode totals; parameters, optimiser state, key and counter are per run."""
+
+        def mark(tree, value):
+            return jax.tree.map(lambda _: value, tree)
+
+        return RunnerState(
+            params=mark(state.params, False),
+            opt_state=mark(state.opt_state, False),
+            env_state=mark(state.env_state, True),
+            last_obs=True,
+            last_start=True,
+            carry=mark(state.carry, True),
+            episode_return=True,
+            episode_length=True,
+            rng=False,
+            update=False,
+        )
+
+    def agent_params(self, state: RunnerState) -> Any:
+        return state.params
+
+    def policy(self, greedy: bool) -> Policy:
+        """The agent for evaluation: argmax Q when ``greedy``, else epsilon-greedy with eval_epsilon."""
+        epsilon = 0.0 if greedy else self.eval_epsilon
+        return Policy(initialize_carry=self.network.initialize_carry, act=functools.partial(self.act, epsilon=epsilon))
+
+    def memory_estimate(self, hp: PQNHyperparameters, num_runs: int) -> MemoryEstimate:
+        """See ``shm_jax.algorithms.pqn.memory_estimate`` (shapes only; nothing compiles)."""
+        return memory_estimate.estimate(self, hp, num_runs)
+
+    # --- acting -----------------------------------------------------------------------------------
+
+    def act(
+        self,
+        params,
+        obs: jax.Array,
+        carry: AgentCarry,
+        start: jax.Array,
+        rng: jax.Array,
+        epsilon: float = 0.0,
+        noise: Any = None,
+    ) -> tuple[jax.Array, AgentCarry]:
+        """One step for B envs: obs [B, ...], start bool[B] -> (action int32[B], new carry).
+
+        ``rng`` draws the core's noise (unless ``noise`` from ``network.sample_noise(_, 1, B)`` is given) and the
+        epsilon-greedy choice; ``epsilon`` 0 acts greedily.
+        """
+        k_noise, k_act = jax.random.split(rng)
+        if noise is None:
+            noise = self.network.sample_noise(k_noise, 1, start.shape[0])
+        carry, q = self._q_step(params, carry, obs, start, noise)
+        return epsilon_greedy(k_act, q, epsilon), carry
