@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import memory_speed_report, ppo_throughput, tables
+from benchmarks import learner_throughput, memory_speed_report, ppo_throughput, tables
 from benchmarks.memory_speed import TARGETS, merge_records
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
@@ -207,3 +207,29 @@ def test_timed_calls_stops_early_once_the_time_budget_is_spent_but_not_before_th
     times = timed_calls(slow, repeats=10, max_total_s=0.01)
     assert len(times) == len(calls) == 3 and all(t >= 0.05 for t in times)
     assert len(timed_calls(lambda: 0, repeats=4)) == 4
+
+
+def test_learner_throughput_table_reads_the_target_from_the_record():
+    def row(algo, memory, steps):
+        return {"algo": algo, "memory": memory, "memory_kwargs": {}, "steps_per_s": steps}
+
+    record = {
+        "host": {"cpu_model": "cpu", "cpu_count": 2},
+        "timestamp_utc": "t",
+        "git_commit": "c",
+        "load_average_start": [1.0],
+        "load_average_end": [1.0],
+        "settings": {"env_id": "RepeatFirstEasy", "shape": {}, "updates_per_call": 2, "repeats": 3},
+        "targets": {"min_pqn_over_ppo_steps_per_s": 1.0},
+        "results": [
+            row("ppo", "shm", 1000.0),
+            row("pqn", "shm", 1500.0),
+            row("ppo", "gru", 2000.0),
+            row("pqn", "gru", 1000.0),
+        ],
+    }
+    table = learner_throughput.markdown(record)
+    assert "| shm  | 1,000 | 1,500 | 1.50 | >= 1: met |" in table
+    assert "| gru  | 2,000 | 1,000 | 0.50 | >= 1: missed |" in table
+    record["targets"]["min_pqn_over_ppo_steps_per_s"] = 2.0
+    assert "| shm  | 1,000 | 1,500 | 1.50 | >= 2: missed |" in learner_throughput.markdown(record)
