@@ -55,16 +55,19 @@ def pixel_feature_count(pixel_scale: bool | None, env: Any, env_params: Any) -> 
     return int(np.prod(leaves[0].shape, dtype=np.int64))
 
 
-def make_memory_core(agent: AgentConfig, name: str | None = None):
-    """The memory core ``name`` (default: the agent section's ``memory``) with the section's kwargs and precision;
-    ConfigError for an unknown name or bad kwargs."""
+def make_memory_core(agent: AgentConfig, name: str | None = None, kwargs: dict | None = None, field: str = "memory"):
+    """The memory core ``name`` (default: the agent section's ``memory``) with the agent's precision and ``kwargs``
+    (default: the section's ``memory_kwargs`` when ``name`` is its memory, else the core's own defaults);
+    ConfigError naming ``field`` (or its ``_kwargs``) for an unknown name or bad kwargs."""
     name = agent.memory if name is None else name
     if name not in memory_names():
-        raise ConfigError("memory", f"unknown memory {name!r}; valid: {', '.join(memory_names())}")
+        raise ConfigError(field, f"unknown memory {name!r}; valid: {', '.join(memory_names())}")
+    if kwargs is None:
+        kwargs = dict(agent.memory_kwargs) if name == agent.memory else {}
     try:
-        return make_memory(name, dtype=agent.precision, **dict(agent.memory_kwargs))
+        return make_memory(name, dtype=agent.precision, **dict(kwargs))
     except (TypeError, ValueError) as err:
-        raise ConfigError("memory_kwargs", f"invalid for memory {name!r}: {str(err).splitlines()[0]}") from None
+        raise ConfigError(f"{field}_kwargs", f"invalid for memory {name!r}: {str(err).splitlines()[0]}") from None
 
 
 def make_trunk(agent: AgentConfig, memory: Any, pixel_features: int = 0) -> RecurrentTrunk:
@@ -96,9 +99,9 @@ def make_agent_parts(agent: AgentConfig, env: Any, env_params: Any, env_id: str,
     pixels = pixel_feature_count(agent.pixel_scale, env, env_params)
     unused = [memory if memory is not None else make_memory_core(agent)]
 
-    def trunk(name: str | None = None) -> RecurrentTrunk:
-        own = name is None or name == agent.memory
-        core = unused.pop() if own and unused else make_memory_core(agent, name)
+    def trunk(name: str | None = None, kwargs: dict | None = None, field: str = "memory") -> RecurrentTrunk:
+        own = (name is None or name == agent.memory) and kwargs is None
+        core = unused.pop() if own and unused else make_memory_core(agent, name, kwargs, field)
         return make_trunk(agent, core, pixels)
 
     return AgentParts(action_spec=action_spec, make_trunk=trunk, head_hidden_size=agent.head_hidden_size)

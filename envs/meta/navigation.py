@@ -29,7 +29,8 @@ Tasks and evaluation on held-out tasks:
 - ``env.reset_to_task(key, task_id, params)`` is the same for one task without touching params.
 
 State exposes ``task_id`` (int32). ``info`` on every step: ``success`` (bool: the goal radius was reached at
-least once so far in the trial; meaningful on the trial's last step) and ``sub_episode_end`` (bool).
+least once so far in the trial; meaningful on the trial's last step), ``sub_episode_end`` (bool) and ``in_goal`` (bool:
+the post-move position is inside the goal radius; off-policy learners' terminal flag, as pomdp-baselines' meta runs).
 Out-of-range actions are clipped to [-1, 1] per component before scaling.
 """
 
@@ -179,7 +180,7 @@ class NavigationEnv(environment.Environment):
             time=time.astype(jnp.int32),
         )
         obs = self._obs(shown_pos, sub_episode_end, reward)
-        info = {"success": reached, "sub_episode_end": sub_episode_end}
+        info = {"success": reached, "sub_episode_end": sub_episode_end, "in_goal": inside}
         return obs, next_state, reward, jnp.bool_(False), info
 
     def is_truncated(self, state: NavState, params: NavParams) -> jax.Array:

@@ -1,5 +1,5 @@
-"""Heads on the recurrent trunk: the actor-critic PPO uses, the Q network PQN uses, and the actor-only and twin-Q
-networks.
+"""Heads on the recurrent trunk: the actor-critic PPO uses, the Q network PQN uses, and the off-policy actor and
+twin-Q critic SAC uses (each with its own trunk and memory).
 
 Each head module is a :class:`~shm_jax.agents.trunk.RecurrentTrunk` with heads on top (``Head.on(trunk,
 ...)`` builds one from a trunk), so the trunk's layers (feature_map, pre, memory, post, ...) and the head's
@@ -9,7 +9,7 @@ whatever the compute dtype is, so
 log-probabilities, losses and optimisers work in float32.
 
 A head is two Linear layers with no activation between them (the official POPGym agent's heads); the Q network's
-head puts LayerNorm and ReLU between them (PQN's LayerNorm).
+head puts LayerNorm and ReLU between them (PQN's LayerNorm); the off-policy heads are ReLU MLPs (pomdp-baselines').
 """
 
 from __future__ import annotations
@@ -71,36 +71,80 @@ class ActorCritic(_Head):
         return carry, dist, value
 
 
-class Actor(_Head):
-    """Trunk -> actor head: ``(carry, dist)`` (an off-policy actor with its own memory)."""
+class _SoftHead(_Head):
+    """Off-policy heads as pomdp-baselines' recurrent SAC: an MLP of ``head_layers`` ReLU layers of
+    ``head_hidden_size`` over [trunk features || shortcut], where the shortcut is ReLU(Linear(observation
+    [|| action] -> feature_size)) of the current step (pomdp-baselines' "shortcut" embedding; off with
+    ``shortcut=False``)."""
+
+    head_layers: int = 2
+    shortcut: bool = True
+
+    def _inputs(self, x: jax.Array, obs: jax.Array, action: jax.Array | None = None) -> jax.Array:
+        if not self.shortcut:
+            return x
+        dtype = compute_dtype(type(self).__name__, self.dtype)
+        direct = self.flat_observation(obs)
+        if action is not None:
+            direct = jnp.concatenate([direct, action.astype(jnp.float32)], axis=-1)
+        embed = dense(self.feature_size, direct.shape[-1], "relu", self.init_scheme, "shortcut", dtype)(direct)
+        return jnp.concatenate([x, nn.relu(embed).astype(x.dtype)], axis=-1)
+
+    def _mlp(self, x: jax.Array, outputs: int, name: str) -> jax.Array:
+        """head_layers x (Linear + ReLU) -> Linear(-> outputs), float32 out."""
+        dtype = compute_dtype(type(self).__name__, self.dtype)
+        for i in range(self.head_layers):
+            x = nn.relu(dense(self.head_hidden_size, x.shape[-1], "relu", self.init_scheme, f"{name}_{i}", dtype)(x))
+        return dense(outputs, x.shape[-1], "final", self.init_scheme, f"{name}_out", dtype)(x).astype(jnp.float32)
+
+
+class Actor(_SoftHead):
+    """An off-policy actor with its own memory: ``(carry, dist)``.
+
+    dist: logits float32[T, B, n] (Discrete), or (mean, log_std) float32[T, B, k] of a tanh-Gaussian (Box) with
+    log_std clipped to [-20, 2] (pomdp-baselines' TanhGaussianPolicy).
+    """
 
     action_spec: ActionSpec = None  # required (a dataclass default only because the trunk's fields have them)
 
     @nn.compact
     def __call__(self, carry: AgentCarry, obs: jax.Array, starts: jax.Array, noise=None):
+        if self.action_spec is None or self.action_spec.kind == "multidiscrete":
+            raise ValueError(f"Actor: action_spec must be Discrete or Box, got {self.action_spec!r}")
         carry, x = self.features(carry, obs, starts, noise)
-        return carry, self._policy(x, self.action_spec)
+        x = self._inputs(x, obs)
+        k = self.action_spec.num_outputs
+        if self.action_spec.kind == "discrete":
+            return carry, self._mlp(x, k, "policy")
+        out = self._mlp(x, 2 * k, "policy")
+        return carry, (out[..., :k], jnp.clip(out[..., k:], -20.0, 2.0))
 
 
-class TwinQ(_Head):
-    """Trunk -> two Q heads over ``num_actions`` discrete actions: ``(carry, (q1, q2))``, each float32[T, B, A].
+class TwinQ(_SoftHead):
+    """An off-policy critic: one trunk (one memory), two Q heads.
 
-    For continuous actions (``action_size`` > 0) the action is concatenated to the trunk features and each
-    head outputs one value: q float32[T, B].
+    Discrete (``num_actions`` > 0): ``(carry, (q1, q2))``, each float32[T, B, num_actions]. Continuous
+    (``action_size`` > 0): ``action`` float32[T, B, action_size] joins the shortcut (the memory reads the
+    observations only) and each head outputs float32[T, B].
     """
 
-    num_actions: int = 1
+    num_actions: int = 0
     action_size: int = 0
 
     @nn.compact
     def __call__(
         self, carry: AgentCarry, obs: jax.Array, starts: jax.Array, noise=None, action: jax.Array | None = None
     ):
+        if (self.num_actions > 0) == (self.action_size > 0):
+            raise ValueError("TwinQ: set exactly one of num_actions (discrete) and action_size (continuous)")
         carry, x = self.features(carry, obs, starts, noise)
         if self.action_size:
-            x = jnp.concatenate([x, action.astype(x.dtype)], axis=-1)
-            return carry, (self._head(x, 1, "q1")[..., 0], self._head(x, 1, "q2")[..., 0])
-        return carry, (self._head(x, self.num_actions, "q1"), self._head(x, self.num_actions, "q2"))
+            if not self.shortcut:
+                raise ValueError("TwinQ: a continuous critic reads the action through its shortcut (shortcut=True)")
+            x = self._inputs(x, obs, action)
+            return carry, (self._mlp(x, 1, "q1")[..., 0], self._mlp(x, 1, "q2")[..., 0])
+        x = self._inputs(x, obs)
+        return carry, (self._mlp(x, self.num_actions, "q1"), self._mlp(x, self.num_actions, "q2"))
 
 
 class QNetwork(_Head):

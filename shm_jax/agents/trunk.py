@@ -122,13 +122,18 @@ class RecurrentTrunk(nn.Module):
     def __call__(self, carry: AgentCarry, obs: jax.Array, starts: jax.Array, noise=None):
         return self.features(carry, obs, starts, noise)
 
-    def features(self, carry: AgentCarry, obs: jax.Array, starts: jax.Array, noise=None):
-        """The trunk's layers, made in this module's scope: call it from a compact ``__call__`` (a head's too)."""
-        T, B = starts.shape
+    def flat_observation(self, obs: jax.Array) -> jax.Array:
+        """obs [T, B, ...] -> float32[T, B, D], the leading ``pixel_features`` divided by 255."""
+        T, B = obs.shape[:2]
         x = obs.reshape(T, B, -1).astype(jnp.float32)
         if self.pixel_features:
             # Divide (not multiply by 1/255): x / 255 is the exact pixel scaling; dividing by 1.0 is exact too.
             x = x / jnp.where(jnp.arange(x.shape[-1]) < self.pixel_features, 255.0, 1.0)
+        return x
+
+    def features(self, carry: AgentCarry, obs: jax.Array, starts: jax.Array, noise=None):
+        """The trunk's layers, made in this module's scope: call it from a compact ``__call__`` (a head's too)."""
+        x = self.flat_observation(obs)
         steps = episode_steps(carry.step, starts.astype(bool))
         dtype = compute_dtype("RecurrentTrunk", self.dtype)
 

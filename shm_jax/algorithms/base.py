@@ -107,7 +107,7 @@ def largest_array(jaxpr: Any) -> int:
     largest = 0
     for eqn in jaxpr.eqns:
         for var in eqn.outvars:
-            if hasattr(var.aval, "shape"):
+            if hasattr(var.aval, "shape") and not jax.dtypes.issubdtype(var.aval.dtype, jax.dtypes.prng_key):
                 largest = max(largest, int(np.prod(var.aval.shape, dtype=np.int64)) * np.dtype(var.aval.dtype).itemsize)
         for param in eqn.params.values():
             for sub in param if isinstance(param, (list, tuple)) else (param,):
