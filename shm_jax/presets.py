@@ -1,9 +1,10 @@
 """Named starting points: ``from_preset(name, **overrides)``.
 
 ``default`` is ``TrainConfig()`` itself (``python train.py``). The ``paper-*`` presets hold the SHM paper's
-settings (Le et al., ICLR 2025) for POPGym, credit assignment and meta-RL, with every deviation said where
-it is set; their memory sizes (and the paper-meta budget) follow the chosen memory and task. ``pqn-credit``
-runs another learner (recurrent PQN) on the credit tasks with paper-credit's agent.
+settings (Le et al., ICLR 2025) for POPGym (PPO), credit assignment (SAC-Discrete) and meta-RL (SAC), with
+every deviation said where it is set; their memory sizes (and the Point Robot budget) follow the chosen memory
+and task. ``ppo-credit`` / ``ppo-meta`` run the same tasks and memories under PPO, ``pqn-credit`` under recurrent
+PQN: other learners than the paper's.
 """
 
 from __future__ import annotations
@@ -28,21 +29,34 @@ def _paper_memory_kwargs(memory: str, env_id: str) -> dict[str, Any]:
     return {}
 
 
-def _popgym_env_defaults(memory: str, env_id: str) -> dict[str, Any]:
-    return {"memory_kwargs": _paper_memory_kwargs(memory, env_id)}
+def _popgym_env_defaults(config: TrainConfig) -> dict[str, Any]:
+    return {"memory_kwargs": _paper_memory_kwargs(config.agent.memory, config.env.env_id)}
 
 
-def _pomdp_env_defaults(memory: str, env_id: str) -> dict[str, Any]:
+def _pomdp_env_defaults(config: TrainConfig) -> dict[str, Any]:
     """The official pomdp-baselines sizes: SHM H = 24, clamp ±100, shortcut, output to rnn_hidden_size (64 on
-    Wind, 128 on Point Robot and the credit tasks; a GRU gets that hidden size); meta budgets per task family."""
+    Wind, 128 on Point Robot and the credit tasks; a GRU gets that hidden size, the SAC actor's GRU too); per task
+    family, the meta budgets (SAC's loop on Point Robot: 400 warm-up trials, 200 x 25 trials, 1000 updates each)."""
+    memory, env_id = config.agent.memory, config.env.env_id
     hidden = 64 if env_id.startswith("Wind") else 128
     defaults: dict[str, Any] = {"memory_kwargs": {}}
     if memory.startswith("shm"):
         defaults["memory_kwargs"] = {"memory_size": 24, "clamp": 100.0, "shortcut": True, "projection_size": hidden}
     elif memory == "gru":
         defaults["memory_kwargs"] = {"hidden_size": hidden}
-    if env_id.startswith("PointRobot"):  # SAC ran 1.08M env steps on Point Robot (Wind: 510k)
-        defaults["total_timesteps"] = 84 * 64 * 200
+    off_policy = config.algo in ("sac", "sacd")
+    if off_policy:
+        defaults["post_size"] = hidden
+        if config.algorithm.actor_memory == "gru":
+            defaults["actor_memory_kwargs"] = {"hidden_size": hidden}
+    if env_id.startswith("PointRobot"):
+        if off_policy:  # T = 200: 400 * 200 + 200 * 25 * 200 = 1.08M steps
+            defaults.update(
+                warmup_episodes=400, num_envs=25, updates_per_iter=1000, batch_size=32, buffer_size=4_000_000
+            )
+            defaults["total_timesteps"] = 400 * 200 + 200 * 25 * 200
+        else:  # PPO with SAC's 1.08M steps on Point Robot (Wind: 510k)
+            defaults["total_timesteps"] = 84 * 64 * 200
     return defaults
 
 
@@ -79,11 +93,61 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The same with what the official POPGym code actually runs: θ always row 0 of Θ (its index truncates
     # uniform [0, 1) floats to 0), i.e. the "shm-fixed-theta" core; the paper's table most likely came from this.
     "paper-popgym-official": dict(_PAPER_POPGYM, memory="shm-fixed-theta"),
-    # Credit assignment (Visual Match / Key-to-Door) with the official pomdp-baselines SHM (H = 24, clamp ±100,
-    # shortcut, projection to rnn_hidden_size 128). DEVIATION: PPO here, the paper ran SAC-Discrete; and a flat MLP
-    # encoder of the 5x5 pixels instead of pomdp-baselines' small conv net. One rollout = one Visual Match-250
-    # episode (T = 275); 240 updates = 4.2M steps, Memory-RL's VM-250 budget (15,000 episodes).
+    # Credit assignment (Visual Match / Key-to-Door) as the paper ran it: pomdp-baselines' recurrent SAC-Discrete
+    # with a GRU actor (the SHM authors' released code always runs one; --actor-memory shm for SHM in both) and the
+    # official SHM critic (H = 24, clamp ±100, shortcut, projection to rnn_hidden_size 128). Fixed alpha 0.1, lr 3e-4,
+    # gamma 0.99, tau 0.005, [128, 128] heads, batch 32 whole episodes, 0.25 updates per env step after 5 random
+    # episodes, one episode per iteration. Budget: Memory-RL's VM-250 budget of 15,000 episodes (the SHM authors'
+    # credit configs were withheld). DEVIATION: a flat ReLU encoder of the 5x5 pixels (width 100, pomdp-baselines'
+    # image-embedding width) instead of its small conv net. Cost: days per seed on a 2-core CPU (docs/training.md).
     "paper-credit": dict(
+        _POMDP_AGENT,
+        algo="sacd",
+        env_id="VisualMatch250",
+        feature_size=100,
+        pre_size=100,
+        actor_memory="gru",
+        num_envs=1,
+        warmup_episodes=5,
+        replay_ratio=0.25,
+        batch_size=32,
+        total_timesteps=15_000 * 275,
+        lr=3e-4,
+        alpha=0.1,
+        autotune_alpha=False,
+        gamma=0.99,
+        tau=0.005,
+        num_seeds=3,
+    ),
+    # Meta-RL (Wind / Point Robot, held-out tasks) as the paper ran it: pomdp-baselines' recurrent SAC with a GRU actor
+    # and the official SHM critic (projection to rnn_hidden_size: 64 Wind, 128 Point Robot), alpha learned from 1
+    # towards -2, gamma 0.9, lr 3e-4, in-goal steps terminal. Wind: 100 random trials, then 500 iterations of 10
+    # trials with 500 updates on 64 trials each (510k steps); Point Robot: see _pomdp_env_defaults. Observation
+    # embedding 32 + previous action/reward: one ReLU feature map of width 40 over the task's observation (which
+    # carries them). 5 runs as the paper.
+    "paper-meta": dict(
+        _POMDP_AGENT,
+        algo="sac",
+        env_id="Wind-50-150",
+        feature_size=40,
+        pre_size=40,
+        actor_memory="gru",
+        num_envs=10,
+        warmup_episodes=100,
+        updates_per_iter=500,
+        batch_size=64,
+        total_timesteps=100 * 100 + 500 * 10 * 100,
+        lr=3e-4,
+        alpha=1.0,
+        autotune_alpha=True,
+        gamma=0.9,
+        tau=0.005,
+        num_seeds=5,
+    ),
+    # The credit tasks under PPO (not the paper's learner) with the official pomdp-baselines SHM (H = 24, clamp ±100,
+    # shortcut, projection to rnn_hidden_size 128) and a flat MLP encoder of the 5x5 pixels. One rollout = one Visual
+    # Match-250 episode (T = 275); 240 updates = 4.2M steps, Memory-RL's VM-250 budget (15,000 episodes).
+    "ppo-credit": dict(
         _POMDP_AGENT,
         env_id="VisualMatch250",
         pre_size=100,  # pomdp-baselines' image embedding width
@@ -96,10 +160,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         gamma=0.99,
         num_seeds=3,
     ),
-    # Meta-RL (Wind / Point Robot, held-out tasks) with the official pomdp-baselines SHM (H = 24, clamp ±100,
-    # shortcut, projection to rnn_hidden_size: 64 Wind, 128 Point Robot). DEVIATION: PPO here, the paper ran SAC
-    # (γ 0.9 and lr 3e-4 as its configs). Budget as SAC's: Wind 512k steps, Point Robot 1.08M; 5 runs as the paper.
-    "paper-meta": dict(
+    # Meta-RL (Wind / Point Robot, held-out tasks) under PPO (not the paper's learner) with the official
+    # pomdp-baselines SHM (projection to rnn_hidden_size: 64 Wind, 128 Point Robot), gamma 0.9 and lr 3e-4 as SAC's
+    # configs. Budget as SAC's: Wind 512k steps, Point Robot 1.08M; 5 runs as the paper.
+    "ppo-meta": dict(
         _POMDP_AGENT,
         env_id="Wind-50-150",
         feature_size=64,
@@ -114,9 +178,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         num_seeds=5,
     ),
     # Recurrent PQN (Q(lambda) on on-policy rollouts, no replay buffer, no target network; purejaxql's PQN-RNN) on the
-    # credit tasks with the official pomdp-baselines SHM, the agent of paper-credit. NOT the paper's learner: the
+    # credit tasks with the official pomdp-baselines SHM, the agent of ppo-credit. NOT the paper's learner: the
     # paper ran SAC-Discrete, so never overlay these curves on its. One rollout = one Visual Match-250 episode
-    # (T = 275); a PQN step costs about 4 forward+backward passes (no replay), so it gets 2.5x paper-credit's steps
+    # (T = 275); a PQN step costs about 4 forward+backward passes (no replay), so it gets 2.5x ppo-credit's steps
     # (600 updates = 10.6M). lambda 0.95 carries the door reward back over the 250 distractor steps.
     "pqn-credit": dict(
         _POMDP_AGENT,
@@ -138,12 +202,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
 }
 
-# Presets whose defaults depend on the chosen memory and task: (memory, env_id) -> flat options.
-_ENV_DEFAULTS: dict[str, Callable[[str, str], dict[str, Any]]] = {
+# Presets whose defaults depend on the chosen algorithm, memory and task: config -> flat options.
+_ENV_DEFAULTS: dict[str, Callable[[TrainConfig], dict[str, Any]]] = {
     "paper-popgym": _popgym_env_defaults,
     "paper-popgym-official": _popgym_env_defaults,
     "paper-credit": _pomdp_env_defaults,
     "paper-meta": _pomdp_env_defaults,
+    "ppo-credit": _pomdp_env_defaults,
+    "ppo-meta": _pomdp_env_defaults,
     "pqn-credit": _pomdp_env_defaults,
 }
 
@@ -159,6 +225,6 @@ def from_preset(name: str = "default", **overrides: Any) -> TrainConfig:
     values = {**PRESETS[name], **overrides}
     config = with_overrides(TrainConfig(), **values)
     if name in _ENV_DEFAULTS:
-        extra = _ENV_DEFAULTS[name](config.agent.memory, config.env.env_id)
+        extra = _ENV_DEFAULTS[name](config)
         config = with_overrides(config, **{k: v for k, v in extra.items() if k not in overrides})
     return config

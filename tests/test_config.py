@@ -42,12 +42,12 @@ def test_official_popgym_preset_is_the_paper_preset_with_fixed_theta():
 @pytest.mark.parametrize(
     "preset, env_id, hidden, budget",
     [
-        ("paper-credit", "VisualMatch250", 128, 240 * 64 * 275),
-        ("paper-meta", "Wind-50-150", 64, 40 * 64 * 200),
-        ("paper-meta", "PointRobot-10-190", 128, 84 * 64 * 200),
+        ("ppo-credit", "VisualMatch250", 128, 240 * 64 * 275),
+        ("ppo-meta", "Wind-50-150", 64, 40 * 64 * 200),
+        ("ppo-meta", "PointRobot-10-190", 128, 84 * 64 * 200),
     ],
 )
-def test_pomdp_presets_use_the_official_pomdp_baselines_shm(preset, env_id, hidden, budget):
+def test_ppo_pomdp_presets_use_the_official_pomdp_baselines_shm(preset, env_id, hidden, budget):
     config = validate(from_preset(preset, env_id=env_id))
     assert config.agent.memory_kwargs == {
         "memory_size": 24,
@@ -66,6 +66,32 @@ def test_pomdp_presets_use_the_official_pomdp_baselines_shm(preset, env_id, hidd
     assert state.carry.memory.shape == (config.ppo.num_envs, 24, 24)
     _, metrics = jax.eval_shape(built.algorithm.update, state, built.hyperparameters)
     assert metrics["total_loss"].shape == ()
+
+
+@pytest.mark.parametrize(
+    "preset, env_id, algo, hidden, budget, updates",
+    [
+        ("paper-credit", "VisualMatch250", "sacd", 128, 15_000 * 275, 69),  # ceil(0.25 * 275) per episode
+        ("paper-credit", "KeyToDoor250", "sacd", 128, 15_000 * 275, 66),  # ceil(0.25 * 263)
+        ("paper-meta", "Wind-50-150", "sac", 64, 510_000, 500),
+        ("paper-meta", "PointRobot-10-190", "sac", 128, 1_080_000, 1000),
+    ],
+)
+def test_paper_pomdp_presets_run_sac_with_a_gru_actor_and_the_official_shm_critic(
+    preset, env_id, algo, hidden, budget, updates
+):
+    config = validate(from_preset(preset, env_id=env_id))
+    assert config.algo == algo and config.algorithm.total_timesteps == budget
+    assert config.algorithm.actor_memory == "gru" and config.algorithm.actor_memory_kwargs == {"hidden_size": hidden}
+    algorithm = build(config).algorithm
+    assert type(algorithm.actor.memory).__name__ == "GRU" and algorithm.actor.memory.hidden_size == hidden
+    core = algorithm.critic.memory
+    assert (core.memory_size, core.clamp, core.output_size) == (24, 100.0, hidden)
+    assert algorithm.updates_per_iter == updates
+    if algo == "sac":  # the meta buffers never overwrite (pomdp-baselines: 1e6 rows Wind, 4e6 Point Robot)
+        assert algorithm.capacity == algorithm.warmup_episodes + algorithm.num_updates * algorithm.num_envs
+    same = build(from_preset(preset, env_id=env_id, actor_memory="shm")).algorithm
+    assert type(same.actor.memory).__name__ == type(core).__name__ and same.actor.memory.memory_size == 24
 
 
 @pytest.mark.parametrize(

@@ -158,7 +158,7 @@ BAD_INPUTS = [
     (
         ["--preset", "paper-popgm"],
         "preset: unknown preset 'paper-popgm'; valid: default, paper-credit, paper-meta, "
-        "paper-popgym, paper-popgym-official, pqn-credit",
+        "paper-popgym, paper-popgym-official, ppo-credit, ppo-meta, pqn-credit",
     ),
     (["--updates-per-chunk", "0"], "updates_per_chunk: must be a positive integer"),
     (["--checkpoint-every", "-1"], "checkpoint_every: must be a non-negative integer"),
