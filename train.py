@@ -201,7 +201,16 @@ def parse_train_args(argv: list[str]) -> TrainCommand:
     preset, chosen = _preset_from_argv(argv)
     config = from_preset(preset, **chosen)
     command_type, config_type = _command_types(config.algo)
-    typed = config_type(env=config.env, agent=config.agent, algorithm=config.algorithm, run=config.run)
+    # tyro turns a non-empty dict default into one flag per key with the prefix omitted, so two such dicts sharing a key
+    # (--memory-kwargs and a SAC preset's --actor-memory-kwargs, both with hidden_size) would clash. The algorithm's
+    # dicts are therefore parsed as KEY VALUE lists and keep the preset's value unless given.
+    held = {
+        f.name: getattr(config.algorithm, f.name)
+        for f in dataclasses.fields(config.algorithm)
+        if isinstance(getattr(config.algorithm, f.name), dict) and getattr(config.algorithm, f.name)
+    }
+    section = dataclasses.replace(config.algorithm, **{name: {} for name in held})
+    typed = config_type(env=config.env, agent=config.agent, algorithm=section, run=config.run)
     default = command_type(config=typed, preset=preset, algo=config.algo)
     command = _cli(
         command_type,
@@ -213,7 +222,9 @@ def parse_train_args(argv: list[str]) -> TrainCommand:
         description=__doc__,
     )
     parsed = command.config
-    plain = TrainConfig(env=parsed.env, agent=parsed.agent, algorithm=parsed.algorithm, run=parsed.run)
+    kept = {name: value for name, value in held.items() if not getattr(parsed.algorithm, name)}
+    algorithm = dataclasses.replace(parsed.algorithm, **kept)
+    plain = TrainConfig(env=parsed.env, agent=parsed.agent, algorithm=algorithm, run=parsed.run)
     return TrainCommand(config=plain, algo=command.algo, preset=command.preset, resume=command.resume)
 
 

@@ -400,3 +400,15 @@ def test_signals_are_acknowledged_at_once_stop_after_the_running_update_and_set_
     assert config["ppo"]["lr"] == 5e-4 and config["resumed"][0]["changed"] == {"lr": [1e-3, 5e-4]}
     loaded = api.load_run(run_dir, purpose="resume")  # the newest checkpoint reads back
     assert int(np.asarray(loaded.state.update).max()) >= logged + 1
+
+
+@pytest.mark.parametrize("preset", ["paper-credit", "paper-meta"])
+def test_sac_presets_parse_with_their_dict_options_kept_or_replaced(preset):
+    """The SAC presets hold two dict options with a shared key (memory_kwargs of a GRU critic and the GRU actor's
+    actor_memory_kwargs): both parse, keep the preset's values, and take a KEY VALUE list that replaces them."""
+    kept = train.parse_train_args(["--preset", preset, "--memory", "gru"]).config
+    assert kept == from_preset(preset, memory="gru")
+    assert kept.algorithm.actor_memory_kwargs == kept.agent.memory_kwargs and kept.agent.memory_kwargs
+    replaced = train.parse_train_args(["--preset", preset, "--actor-memory-kwargs", "hidden_size", "16"]).config
+    assert replaced.algorithm.actor_memory_kwargs == {"hidden_size": 16}
+    assert replaced.agent.memory_kwargs == from_preset(preset).agent.memory_kwargs

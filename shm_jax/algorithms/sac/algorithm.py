@@ -154,13 +154,15 @@ class SAC:
             )
         actor_trunk = agent.make_trunk(config.actor_memory, config.actor_memory_kwargs or None, "actor_memory")
         critic_trunk = agent.make_trunk(config.critic_memory, config.critic_memory_kwargs or None, "critic_memory")
-        heads = dict(head_hidden_size=agent.head_hidden_size, head_layers=config.head_layers, shortcut=config.shortcut)
+        heads = dict(
+            head_hidden_size=agent.head_hidden_size, head_layers=config.head_layers, shortcut=config.obs_shortcut
+        )
         actor = Actor.on(actor_trunk, action_spec=spec, **heads)
         if spec.kind == "discrete":
             critic = TwinQ.on(critic_trunk, num_actions=spec.sizes[0], **heads)
         else:
-            if not config.shortcut:
-                raise ConfigError("shortcut", "sac's critic reads the action through the shortcut; keep it on")
+            if not config.obs_shortcut:
+                raise ConfigError("obs_shortcut", "sac's critic reads the action through the shortcut; keep it on")
             critic = TwinQ.on(critic_trunk, action_size=spec.sizes[0], **heads)
 
         T = config.episode_length or episode_length(env, env_params)

@@ -102,7 +102,7 @@ class SACDConfig(AlgorithmConfig):
     """Constructor arguments of the critic's core ({}: as actor_memory_kwargs)."""
     head_layers: int = option(2, positive_int)
     """ReLU layers of head_hidden_size in each actor and Q head (pomdp-baselines: [128, 128])."""
-    shortcut: bool = option(True, boolean)
+    obs_shortcut: bool = option(True, boolean)
     """Heads also read ReLU(Linear(current observation [, action])) next to the memory (pomdp-baselines)."""
     max_grad_norm: float = option(0.0, non_negative_number)
     """Global gradient-norm clip of each network (0: none, as pomdp-baselines)."""

@@ -230,7 +230,7 @@ def test_memory_estimate_counts_the_buffer(single):
         (dict(algo="sacd", env_id="probe:Recall", total_timesteps=8), "total_timesteps"),
         (dict(algo="sacd", env_id="probe:Recall", buffer_size=5), "buffer_size"),
         (dict(algo="sacd", env_id="probe:Recall", tau=0.0), "tau"),
-        (dict(algo="sac", env_id="probe:ContinuousTarget", shortcut=False), "shortcut"),
+        (dict(algo="sac", env_id="probe:ContinuousTarget", obs_shortcut=False), "obs_shortcut"),
     ],
 )
 def test_bad_options_are_one_line_errors_naming_the_field(options, field):
