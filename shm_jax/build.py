@@ -70,7 +70,25 @@ def make_memory_core(agent: AgentConfig, name: str | None = None, kwargs: dict |
         raise ConfigError(f"{field}_kwargs", f"invalid for memory {name!r}: {str(err).splitlines()[0]}") from None
 
 
-def make_trunk(agent: AgentConfig, memory: Any, pixel_features: int = 0) -> RecurrentTrunk:
+def image_layout(env: Any, env_params: Any, env_id: str) -> tuple[tuple[int, int, int], bool]:
+    """(shape, channels_first) of the image at the start of the flat observation, for the conv encoder: the raw env's
+    ``IMAGE_SHAPE`` (C, H, W) of a flat observation, or the raw observation's own shape when it is 3-D (H, W, C);
+    ConfigError (field ``encoder``) otherwise."""
+    raw = getattr(env, "unwrapped", env)
+    declared = getattr(raw, "IMAGE_SHAPE", None)
+    if declared is not None:
+        return tuple(int(n) for n in declared), True
+    obs, _ = jax.eval_shape(raw.reset, jax.random.PRNGKey(0), env_params)
+    leaves = jax.tree.leaves(obs)
+    if len(leaves) == 1 and leaves[0].ndim == 3:
+        return tuple(int(n) for n in leaves[0].shape), False
+    shapes = [tuple(x.shape) for x in leaves]
+    raise ConfigError("encoder", f"'conv' needs image observations; {env_id!r} gives {shapes} (use --encoder mlp)")
+
+
+def make_trunk(
+    agent: AgentConfig, memory: Any, pixel_features: int = 0, image: tuple[tuple[int, ...], bool] = ((), False)
+) -> RecurrentTrunk:
     """The RecurrentTrunk of the agent section around a built memory core, for a pixel count."""
     return RecurrentTrunk(
         memory=memory,
@@ -81,6 +99,8 @@ def make_trunk(agent: AgentConfig, memory: Any, pixel_features: int = 0) -> Recu
         pre_size=agent.pre_size,
         post_size=agent.post_size,
         pixel_features=pixel_features,
+        image_shape=tuple(image[0]),
+        channels_first=image[1],
         dtype=agent.precision,
         init_scheme=agent.network_init,
     )
@@ -97,12 +117,13 @@ def make_agent_parts(agent: AgentConfig, env: Any, env_params: Any, env_id: str,
     except ValueError as err:
         raise ConfigError("env_id", f"{env_id!r}: {str(err).split(': ', 1)[-1]}") from None
     pixels = pixel_feature_count(agent.pixel_scale, env, env_params)
+    image = image_layout(env, env_params, env_id) if agent.encoder == "conv" else ((), False)
     unused = [memory if memory is not None else make_memory_core(agent)]
 
     def trunk(name: str | None = None, kwargs: dict | None = None, field: str = "memory") -> RecurrentTrunk:
         own = (name is None or name == agent.memory) and kwargs is None
         core = unused.pop() if own and unused else make_memory_core(agent, name, kwargs, field)
-        return make_trunk(agent, core, pixels)
+        return make_trunk(agent, core, pixels, image)
 
     return AgentParts(action_spec=action_spec, make_trunk=trunk, head_hidden_size=agent.head_hidden_size)
 

@@ -44,6 +44,7 @@ OverrideValue = int | float | bool | str
 SweepValues = tuple[tuple[str, tuple[float, ...]], ...]
 
 PRECISIONS = ("float32", "bfloat16")
+ENCODERS = ("mlp", "conv")
 DEFAULT_ALGO = PPOConfig.name
 
 
@@ -102,6 +103,9 @@ class AgentConfig:
     """Width of Linear+ReLU after the memory core (the shared trunk of both heads)."""
     head_hidden_size: int = option(64, positive_int)
     """Hidden width of the actor and critic heads (Linear -> Linear, no activation between)."""
+    encoder: Literal["mlp", "conv"] = option("mlp", one_of(*ENCODERS))
+    """Observation encoder before the feature map: "mlp" (the flat observation) or "conv" (pomdp-baselines' image
+    encoder: Conv(C -> 8, 2x2) + ReLU, Conv(8 -> 16, 2x2) + ReLU, flattened; image tasks only)."""
     pixel_scale: bool | None = option(None, optional_boolean)
     """Divide the raw observation by 255 (None: automatic, on when it is a uint8 image; appended previous-action
     and start-flag features are never scaled)."""

@@ -98,12 +98,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     # official SHM critic (H = 24, clamp ±100, shortcut, projection to rnn_hidden_size 128). Fixed alpha 0.1, lr 3e-4,
     # gamma 0.99, tau 0.005, [128, 128] heads, batch 32 whole episodes, 0.25 updates per env step after 5 random
     # episodes, one episode per iteration. Budget: Memory-RL's VM-250 budget of 15,000 episodes (the SHM authors'
-    # credit configs were withheld). DEVIATION: a flat ReLU encoder of the 5x5 pixels (width 100, pomdp-baselines'
-    # image-embedding width) instead of its small conv net. Cost: days per seed on a 2-core CPU (docs/training.md).
+    # credit configs were withheld). pomdp-baselines' image encoder (two 2x2 convs, 8 and 16 channels, then Linear to
+    # 100) feeds both the memory and the heads' shortcut. Cost: days per seed on a 2-core CPU (docs/training.md).
     "paper-credit": dict(
         _POMDP_AGENT,
         algo="sacd",
         env_id="VisualMatch250",
+        encoder="conv",
         feature_size=100,
         pre_size=100,
         actor_memory="gru",

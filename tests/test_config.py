@@ -88,6 +88,7 @@ def test_paper_pomdp_presets_run_sac_with_a_gru_actor_and_the_official_shm_criti
     core = algorithm.critic.memory
     assert (core.memory_size, core.clamp, core.output_size) == (24, 100.0, hidden)
     assert algorithm.updates_per_iter == updates
+    assert bool(algorithm.critic.image_shape) == bool(algorithm.actor.image_shape) == (preset == "paper-credit")
     if algo == "sac":  # the meta buffers never overwrite (pomdp-baselines: 1e6 rows Wind, 4e6 Point Robot)
         assert algorithm.capacity == algorithm.warmup_episodes + algorithm.num_updates * algorithm.num_envs
     same = build(from_preset(preset, env_id=env_id, actor_memory="shm")).algorithm

@@ -83,6 +83,7 @@ class ChapterEnv(environment.Environment):
     """Base of the credit-assignment tasks. Observation uint8[75] (egocentric 5x5 RGB, CHW); Discrete(4)
     actions N/S/W/E, out-of-range actions clipped to 0..3."""
 
+    IMAGE_SHAPE = (3, board.VIEW, board.VIEW)  # the flat observation as an image, channel-major (agents' conv encoders)
     LAYOUTS: Any = None  # int32[3, 7, 11]: wall codes of explore, distractor, reward boards
     REWARD_START: tuple[int, int] = (5, 5)
 

@@ -73,18 +73,21 @@ class ActorCritic(_Head):
 
 class _SoftHead(_Head):
     """Off-policy heads as pomdp-baselines' recurrent SAC: an MLP of ``head_layers`` ReLU layers of
-    ``head_hidden_size`` over [trunk features || shortcut], where the shortcut is ReLU(Linear(observation
-    [|| action] -> feature_size)) of the current step (pomdp-baselines' "shortcut" embedding; off with
-    ``shortcut=False``)."""
+    ``head_hidden_size`` over [trunk features || shortcut], the shortcut being the current step's observation
+    (pomdp-baselines' "shortcut"; off with ``shortcut=False``): ReLU(Linear(observation [|| action] -> feature_size)),
+    or, with a conv encoder, the trunk's own image encoding (pomdp-baselines shares its image encoder so) [|| action
+    through a ReLU Linear]."""
 
     head_layers: int = 2
     shortcut: bool = True
 
-    def _inputs(self, x: jax.Array, obs: jax.Array, action: jax.Array | None = None) -> jax.Array:
+    def _inputs(self, x: jax.Array, obs: jax.Array, encoding: jax.Array, action: jax.Array | None = None) -> jax.Array:
         if not self.shortcut:
             return x
         dtype = compute_dtype(type(self).__name__, self.dtype)
-        direct = self.flat_observation(obs)
+        if self.image_shape and action is None:
+            return jnp.concatenate([x, encoding.astype(x.dtype)], axis=-1)
+        direct = encoding.astype(jnp.float32) if self.image_shape else self.flat_observation(obs)
         if action is not None:
             direct = jnp.concatenate([direct, action.astype(jnp.float32)], axis=-1)
         embed = dense(self.feature_size, direct.shape[-1], "relu", self.init_scheme, "shortcut", dtype)(direct)
@@ -111,8 +114,8 @@ class Actor(_SoftHead):
     def __call__(self, carry: AgentCarry, obs: jax.Array, starts: jax.Array, noise=None):
         if self.action_spec is None or self.action_spec.kind == "multidiscrete":
             raise ValueError(f"Actor: action_spec must be Discrete or Box, got {self.action_spec!r}")
-        carry, x = self.features(carry, obs, starts, noise)
-        x = self._inputs(x, obs)
+        carry, x, encoding = self.features(carry, obs, starts, noise, with_encoding=True)
+        x = self._inputs(x, obs, encoding)
         k = self.action_spec.num_outputs
         if self.action_spec.kind == "discrete":
             return carry, self._mlp(x, k, "policy")
@@ -137,13 +140,13 @@ class TwinQ(_SoftHead):
     ):
         if (self.num_actions > 0) == (self.action_size > 0):
             raise ValueError("TwinQ: set exactly one of num_actions (discrete) and action_size (continuous)")
-        carry, x = self.features(carry, obs, starts, noise)
+        carry, x, encoding = self.features(carry, obs, starts, noise, with_encoding=True)
         if self.action_size:
             if not self.shortcut:
                 raise ValueError("TwinQ: a continuous critic reads the action through its shortcut (shortcut=True)")
-            x = self._inputs(x, obs, action)
+            x = self._inputs(x, obs, encoding, action)
             return carry, (self._mlp(x, 1, "q1")[..., 0], self._mlp(x, 1, "q2")[..., 0])
-        x = self._inputs(x, obs)
+        x = self._inputs(x, obs, encoding)
         return carry, (self._mlp(x, self.num_actions, "q1"), self._mlp(x, self.num_actions, "q2"))
 
 

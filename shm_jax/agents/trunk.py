@@ -86,6 +86,8 @@ class RecurrentTrunk(nn.Module):
     pre_size: int = 64
     post_size: int = 64
     pixel_features: int = 0
+    image_shape: tuple[int, ...] = ()  # non-empty: a conv encoder reads the leading prod(shape) features as this image
+    channels_first: bool = False  # image_shape is (C, H, W) (else (H, W, C))
     dtype: Any = None  # compute dtype: None / "float32" or "bfloat16"
     init_scheme: str = "orthogonal"  # one of INITS (``shm_jax.agents.inits``)
 
@@ -131,9 +133,36 @@ class RecurrentTrunk(nn.Module):
             x = x / jnp.where(jnp.arange(x.shape[-1]) < self.pixel_features, 255.0, 1.0)
         return x
 
-    def features(self, carry: AgentCarry, obs: jax.Array, starts: jax.Array, noise=None):
-        """The trunk's layers, made in this module's scope: call it from a compact ``__call__`` (a head's too)."""
-        x = self.flat_observation(obs)
+    def encode(self, x: jax.Array) -> jax.Array:
+        """The conv encoder when ``image_shape`` is set (pomdp-baselines' image encoder: Conv(C -> 8, 2x2, stride 1) +
+        ReLU, Conv(8 -> 16, 2x2, stride 1) + ReLU, flattened, then the features after the image): x float32[T, B, D]
+        -> float32[T, B, D']. Identity otherwise. Made in the calling module's scope."""
+        if not self.image_shape:
+            return x
+        T, B = x.shape[:2]
+        size = math.prod(self.image_shape)
+        image = x[..., :size].reshape(T * B, *self.image_shape)
+        if self.channels_first:
+            image = jnp.moveaxis(image, 1, -1)  # (C, H, W) -> (H, W, C), flax's layout
+        dtype = compute_dtype("RecurrentTrunk", self.dtype)
+        for i, channels in enumerate((8, 16)):
+            conv = nn.Conv(
+                channels,
+                (2, 2),
+                padding="VALID",
+                kernel_init=nn.initializers.orthogonal(math.sqrt(2.0)),
+                dtype=dtype,
+                name=f"conv{i}",
+            )
+            image = nn.relu(conv(image))
+        return jnp.concatenate([image.reshape(T, B, -1).astype(x.dtype), x[..., size:]], axis=-1)
+
+    def features(self, carry: AgentCarry, obs: jax.Array, starts: jax.Array, noise=None, with_encoding: bool = False):
+        """The trunk's layers, made in this module's scope: call it from a compact ``__call__`` (a head's too).
+
+        with_encoding: also return the observation encoding (the feature map's output after its norm or ReLU,
+        [T, B, feature_size]), for heads that read the current observation beside the memory."""
+        x = self.encode(self.flat_observation(obs))
         steps = episode_steps(carry.step, starts.astype(bool))
         dtype = compute_dtype("RecurrentTrunk", self.dtype)
 
@@ -143,6 +172,7 @@ class RecurrentTrunk(nn.Module):
             x = nn.LayerNorm(use_bias=False, use_scale=False, epsilon=1e-5, dtype=dtype, name="feature_norm")(x)
         else:
             x = nn.relu(x)
+        encoding = x
         if self.time_encoding:
             s = self.param("time_mix", nn.initializers.constant(0.5), ())
             # Identity on projected params; a pass-through gradient, so an edge value (s = 0 or 1) still learns.
@@ -157,7 +187,8 @@ class RecurrentTrunk(nn.Module):
         memory_carry, y = self.memory(carry.memory, x, starts.astype(bool), noise, **defer)
         width = y.features if isinstance(y, AffineOutput) else y.shape[-1]
         features = nn.relu(dense(self.post_size, width, "relu", init, "post", dtype, layer=Linear)(y))
-        return AgentCarry(memory=memory_carry, step=steps[-1]), features
+        carry = AgentCarry(memory=memory_carry, step=steps[-1])
+        return (carry, features, encoding) if with_encoding else (carry, features)
 
 
 def trunk_options(trunk: RecurrentTrunk) -> dict[str, Any]:

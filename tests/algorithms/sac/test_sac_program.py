@@ -148,6 +148,7 @@ def test_one_gradient_step_moves_target_by_tau_after_the_critic_and_actor_steps(
     assert moved.max() == pytest.approx(1e-2, rel=1e-3)
 
 
+@pytest.mark.slow  # a whole run
 def test_autotuned_alpha_moves_and_sac_steps_on_a_box_task():
     config = from_preset("default", algo="sac", env_id="probe:ContinuousTarget", **SMALL, total_timesteps=2 + 2 * 3)
     built = build(config)
@@ -157,6 +158,7 @@ def test_autotuned_alpha_moves_and_sac_steps_on_a_box_task():
     assert np.asarray(metrics["alpha"])[0] == pytest.approx(1.0, rel=0.01)  # starts from alpha = 1
 
 
+@pytest.mark.slow  # whole runs through the host loop
 def test_vmapped_seeds_and_lr_sweep_equal_separate_runs(single):
     """The program the host loop runs (BatchedProgram: init, then compiled chunks) == separate train() calls."""
     built, program, train = single
@@ -176,6 +178,7 @@ def test_vmapped_seeds_and_lr_sweep_equal_separate_runs(single):
     assert not np.allclose(kernels[0, 0], kernels[1, 0])  # the two learning rates trained differently
 
 
+@pytest.mark.slow  # whole runs through the host loop
 def test_resume_is_exact_and_evaluation_runs_greedy_and_sampled(single, tmp_path):
     built, program, _ = single
     straight_config = with_overrides(CONFIG, out_dir=str(tmp_path / "straight"), run_name="sacd")
