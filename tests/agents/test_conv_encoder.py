@@ -58,7 +58,7 @@ def test_conv_encoder_builds_on_the_credit_tasks_and_is_refused_elsewhere(algo):
     network = built.algorithm.network if algo == "ppo" else built.algorithm.critic
     assert network.image_shape == (3, 5, 5) and network.channels_first
     state = jax.eval_shape(built.algorithm.init, jax.random.PRNGKey(0))
-    params = state.params if algo == "ppo" else state.critic_params
+    params = state.params if algo == "ppo" else state.learner.critic_params
     assert params["params"]["conv1"]["kernel"].shape == (2, 2, 8, 16)
     with pytest.raises(ConfigError) as err:
         build(from_preset("default", env_id="RepeatFirstEasy", **options))

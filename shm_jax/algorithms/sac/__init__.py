@@ -2,7 +2,7 @@
 assignment and meta-RL learner: config sections, object, losses and memory estimate."""
 
 from shm_jax.algorithms.base import AlgorithmSpec
-from shm_jax.algorithms.sac.algorithm import SAC, SACState, episode_length
+from shm_jax.algorithms.sac.algorithm import SAC, Learner, SACState, episode_length
 from shm_jax.algorithms.sac.config import SACConfig, SACDConfig, SACHyperparameters
 
 SACD_SPEC = AlgorithmSpec(
@@ -13,6 +13,7 @@ SAC_SPEC = AlgorithmSpec(
 )
 
 __all__ = [
+    "Learner",
     "SAC",
     "SACConfig",
     "SACDConfig",

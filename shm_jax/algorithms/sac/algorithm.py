@@ -55,13 +55,10 @@ PROBE_EPISODES = 64
 PROBE_MAX_STEPS = 10_000
 
 
-class SACState(struct.PyTreeNode):
-    """Everything a run needs to continue bit-exactly.
-
-    actor_params, critic_params, target_params: the three networks; actor_opt, critic_opt, alpha_opt: Adam states;
-    log_alpha_offset: float32, log(alpha) - log(hp.alpha) (0 unless autotuned); buffer: the episode replay buffer;
-    rng: PRNG key; update: int32 iterations done.
-    """
+class Learner(struct.PyTreeNode):
+    """What one gradient update reads and writes: the actor, critic and target-critic parameters, their Adam states
+    (actor_opt, critic_opt; alpha_opt for log(alpha)) and log_alpha_offset: float32, log(alpha) - log(hp.alpha)
+    (0 unless autotuned)."""
 
     actor_params: Any
     critic_params: Any
@@ -70,6 +67,13 @@ class SACState(struct.PyTreeNode):
     critic_opt: Any
     alpha_opt: Any
     log_alpha_offset: jax.Array
+
+
+class SACState(struct.PyTreeNode):
+    """Everything a run needs to continue bit-exactly: the learner, the episode replay buffer, the PRNG key and the
+    number of iterations done (int32)."""
+
+    learner: Learner
     buffer: replay.EpisodeBuffer
     rng: jax.Array
     update: jax.Array
@@ -238,7 +242,7 @@ class SAC:
         if self.warmup_episodes:
             episodes, _ = self.collect(actor_params, k_warm, self.warmup_episodes, random=True)
             buffer = replay.add(buffer, episodes)
-        return SACState(
+        learner = Learner(
             actor_params=actor_params,
             critic_params=critic_params,
             target_params=critic_params,
@@ -246,10 +250,8 @@ class SAC:
             critic_opt=_adam().init(critic_params),
             alpha_opt=_adam().init(log_alpha_offset),
             log_alpha_offset=log_alpha_offset,
-            buffer=buffer,
-            rng=rng,
-            update=jnp.int32(0),
         )
+        return SACState(learner=learner, buffer=buffer, rng=rng, update=jnp.int32(0))
 
     # --- acting and collection ------------------------------------------------------------------
 
@@ -363,11 +365,14 @@ class SAC:
         args = (carry, batch.obs, starts, noise) + ((action,) if action is not None else ())
         return network.apply(params, *args)[1]
 
-    def gradient_step(self, parts: tuple, batch: replay.Episodes, hp: SACHyperparameters, rng: jax.Array):
+    def gradient_step(
+        self, learner: Learner, batch: replay.Episodes, hp: SACHyperparameters, rng: jax.Array
+    ) -> tuple[Learner, dict[str, jax.Array]]:
         """One update on a time-major batch (obs [T + 1, B, ...], the rest [T, B, ...]): critic, actor, alpha,
-        then the target. parts = (actor_params, critic_params, target_params, actor_opt, critic_opt, alpha_opt,
-        log_alpha_offset). Returns (parts, scalar metrics)."""
-        actor_params, critic_params, target_params, actor_opt, critic_opt, alpha_opt, log_alpha_offset = parts
+        then the target. Returns (learner, scalar metrics)."""
+        actor_params, critic_params, target_params = learner.actor_params, learner.critic_params, learner.target_params
+        actor_opt, critic_opt, alpha_opt = learner.actor_opt, learner.critic_opt, learner.alpha_opt
+        log_alpha_offset = learner.log_alpha_offset
         T1, B = batch.obs.shape[:2]
         k_a, k_t, k_c, k_c2, k_next, k_now = jax.random.split(rng, 6)
         alpha = self.alpha(hp, log_alpha_offset)
@@ -444,39 +449,7 @@ class SAC:
             "critic_grad_norm": critic_grad_norm,
             "actor_grad_norm": actor_grad_norm,
         }
-        parts = (actor_params, critic_params, target_params, actor_opt, critic_opt, alpha_opt, log_alpha_offset)
-        return parts, metrics
-
-    # --- one iteration --------------------------------------------------------------------------
-
-    def update(self, state: SACState, hp: SACHyperparameters) -> tuple[SACState, dict[str, jax.Array]]:
-        """One iteration: collect num_envs episodes, add them, then updates_per_iter gradient updates."""
-        rng, k_collect, k_updates = jax.random.split(state.rng, 3)
-        episodes, stats = self.collect(state.actor_params, k_collect, self.num_envs)
-        buffer = replay.add(state.buffer, episodes)
-
-        def one(parts, key):
-            k_sample, k_step = jax.random.split(key)
-            return self.gradient_step(parts, replay.sample(buffer, k_sample, self.batch_size), hp, k_step)
-
-        parts = (
-            state.actor_params,
-            state.critic_params,
-            state.target_params,
-            state.actor_opt,
-            state.critic_opt,
-            state.alpha_opt,
-            state.log_alpha_offset,
-        )
-        parts, history = jax.lax.scan(one, parts, jax.random.split(k_updates, self.updates_per_iter))
-        actor_params, critic_params, target_params, actor_opt, critic_opt, alpha_opt, log_alpha_offset = parts
-        finite = (
-            jnp.all(jnp.isfinite(history["critic_loss"]))
-            & jnp.all(jnp.isfinite(history["actor_loss"]))
-            & all_finite((actor_params, critic_params, log_alpha_offset))
-        )
-        metrics = {**stats, **jax.tree.map(jnp.mean, history), "finite": finite}
-        state = SACState(
+        learner = Learner(
             actor_params=actor_params,
             critic_params=critic_params,
             target_params=target_params,
@@ -484,11 +457,30 @@ class SAC:
             critic_opt=critic_opt,
             alpha_opt=alpha_opt,
             log_alpha_offset=log_alpha_offset,
-            buffer=buffer,
-            rng=rng,
-            update=state.update + 1,
         )
-        return state, metrics
+        return learner, metrics
+
+    # --- one iteration --------------------------------------------------------------------------
+
+    def update(self, state: SACState, hp: SACHyperparameters) -> tuple[SACState, dict[str, jax.Array]]:
+        """One iteration: collect num_envs episodes, add them, then updates_per_iter gradient updates."""
+        rng, k_collect, k_updates = jax.random.split(state.rng, 3)
+        episodes, stats = self.collect(state.learner.actor_params, k_collect, self.num_envs)
+        buffer = replay.add(state.buffer, episodes)
+
+        def one(learner, key):
+            k_sample, k_step = jax.random.split(key)
+            return self.gradient_step(learner, replay.sample(buffer, k_sample, self.batch_size), hp, k_step)
+
+        keys = jax.random.split(k_updates, self.updates_per_iter)
+        learner, history = jax.lax.scan(one, state.learner, keys)
+        finite = (
+            jnp.all(jnp.isfinite(history["critic_loss"]))
+            & jnp.all(jnp.isfinite(history["actor_loss"]))
+            & all_finite((learner.actor_params, learner.critic_params, learner.log_alpha_offset))
+        )
+        metrics = {**stats, **jax.tree.map(jnp.mean, history), "finite": finite}
+        return SACState(learner=learner, buffer=buffer, rng=rng, update=state.update + 1), metrics
 
     def train_chunk(self, state: SACState, hp: SACHyperparameters, num_updates: int):
         """``num_updates`` (static) iterations in one ``lax.scan``: (state, metrics with leading axis num_updates)."""
@@ -505,7 +497,7 @@ class SAC:
         return jax.tree.map(lambda _: False, state)
 
     def agent_params(self, state: SACState) -> Any:
-        return state.actor_params
+        return state.learner.actor_params
 
     def policy(self, greedy: bool) -> Policy:
         """The actor for evaluation: argmax / tanh(mean) when ``greedy``, else sampled."""

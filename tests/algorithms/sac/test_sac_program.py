@@ -67,7 +67,9 @@ def _collect(env_id, overrides, algo="sacd", **options):
     config = from_preset("default", algo=algo, env_id=env_id, env_overrides=overrides, **{**SMALL, **options})
     algorithm = build(config).algorithm
     state = jax.jit(algorithm.init)(jax.random.PRNGKey(0))
-    episodes, stats = jax.jit(lambda p, k: algorithm.collect(p, k, 2))(state.actor_params, jax.random.PRNGKey(1))
+    episodes, stats = jax.jit(lambda p, k: algorithm.collect(p, k, 2))(
+        state.learner.actor_params, jax.random.PRNGKey(1)
+    )
     return algorithm, state, episodes, stats
 
 
@@ -127,23 +129,19 @@ def test_one_gradient_step_moves_target_by_tau_after_the_critic_and_actor_steps(
     algorithm, hp = built.algorithm, built.hyperparameters.replace(tau=jnp.float32(0.25))
     state = jax.jit(algorithm.init)(jax.random.PRNGKey(0))
     batch = replay.sample(state.buffer, jax.random.PRNGKey(2), 3)
-    parts = (
-        state.actor_params,
-        state.critic_params,
-        state.target_params,
-        state.actor_opt,
-        state.critic_opt,
-        state.alpha_opt,
-        state.log_alpha_offset,
-    )
-    new, metrics = jax.jit(algorithm.gradient_step)(parts, batch, hp, jax.random.PRNGKey(4))
-    expected_target = jax.tree.map(lambda t, c: 0.75 * t + 0.25 * c, state.target_params, new[1])
-    assert_trees_close(new[2], expected_target, rtol=1e-6, atol=1e-7)
-    assert float(new[6]) == 0.0 and float(metrics["alpha"]) == pytest.approx(0.1)  # fixed alpha for sacd
-    assert not np.allclose(jax.tree.leaves(new[0])[0], jax.tree.leaves(parts[0])[0])  # the actor stepped
+    before = state.learner
+    after, metrics = jax.jit(algorithm.gradient_step)(before, batch, hp, jax.random.PRNGKey(4))
+    expected_target = jax.tree.map(lambda t, c: 0.75 * t + 0.25 * c, before.target_params, after.critic_params)
+    assert_trees_close(after.target_params, expected_target, rtol=1e-6, atol=1e-7)
+    assert float(after.log_alpha_offset) == 0.0 and float(metrics["alpha"]) == pytest.approx(0.1)  # fixed for sacd
+    actor_moved = jax.tree.leaves(after.actor_params)[0] - jax.tree.leaves(before.actor_params)[0]
+    assert np.abs(actor_moved).max() > 0  # the actor stepped
     # Adam's first step moves every parameter with a gradient by lr (hp.lr = 1e-2 here), no more.
     moved = np.concatenate(
-        [np.abs(np.ravel(a - b)) for a, b in zip(jax.tree.leaves(new[1]), jax.tree.leaves(parts[1]))]
+        [
+            np.abs(np.ravel(a - b))
+            for a, b in zip(jax.tree.leaves(after.critic_params), jax.tree.leaves(before.critic_params))
+        ]
     )
     assert moved.max() == pytest.approx(1e-2, rel=1e-3)
 
@@ -154,7 +152,7 @@ def test_autotuned_alpha_moves_and_sac_steps_on_a_box_task():
     built = build(config)
     state, metrics = jax.jit(built.algorithm.train)(jax.random.PRNGKey(0), built.hyperparameters)
     assert np.asarray(metrics["finite"]).all()
-    assert float(state.log_alpha_offset) != 0.0
+    assert float(state.learner.log_alpha_offset) != 0.0
     assert np.asarray(metrics["alpha"])[0] == pytest.approx(1.0, rel=0.01)  # starts from alpha = 1
 
 
@@ -174,7 +172,7 @@ def test_vmapped_seeds_and_lr_sweep_equal_separate_runs(single):
             state, run_metrics = train(program.keys[s], hp)
             assert_trees_close(jax.tree.map(lambda x: x[g, s], states), state, rtol=1e-5, atol=1e-6)
             assert_trees_close({k: v[g, s] for k, v in metrics.items()}, run_metrics, rtol=1e-5, atol=1e-6)
-    kernels = jax.tree.leaves(states.critic_params)[0]
+    kernels = jax.tree.leaves(states.learner.critic_params)[0]
     assert not np.allclose(kernels[0, 0], kernels[1, 0])  # the two learning rates trained differently
 
 
