@@ -71,6 +71,28 @@ def episode_steps(prev_step: jax.Array, starts: jax.Array) -> jax.Array:
     return jnp.where(last_start >= 0, idx - last_start, prev_step[None, :] + 1 + idx).astype(jnp.int32)
 
 
+class PatchConv(nn.Module):
+    """A 2x2 convolution, stride 1, no padding, as one matmul over the four shifted views of the image: the function
+    and parameters (``kernel`` [2, 2, C_in, C_out], ``bias``) of ``nn.Conv(features, (2, 2), padding="VALID")``,
+    without XLA's CPU convolution, slower on such small images. x [N, H, W, C_in] -> [N, H-1, W-1, C_out]."""
+
+    features: int
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        fan_in = 4 * x.shape[-1]
+        kernel = self.param(
+            "kernel", nn.initializers.orthogonal(math.sqrt(2.0)), (2, 2, x.shape[-1], self.features), jnp.float32
+        )
+        bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+        H, W = x.shape[1:3]
+        patches = jnp.concatenate([x[:, i : i + H - 1, j : j + W - 1] for i in (0, 1) for j in (0, 1)], axis=-1)
+        dtype = self.dtype or x.dtype
+        y = patches.astype(dtype) @ kernel.reshape(fan_in, self.features).astype(dtype)
+        return y + bias.astype(dtype)
+
+
 class RecurrentTrunk(nn.Module):
     """Encoder -> memory core -> post layer (see the module docstring).
 
@@ -146,15 +168,7 @@ class RecurrentTrunk(nn.Module):
             image = jnp.moveaxis(image, 1, -1)  # (C, H, W) -> (H, W, C), flax's layout
         dtype = compute_dtype("RecurrentTrunk", self.dtype)
         for i, channels in enumerate((8, 16)):
-            conv = nn.Conv(
-                channels,
-                (2, 2),
-                padding="VALID",
-                kernel_init=nn.initializers.orthogonal(math.sqrt(2.0)),
-                dtype=dtype,
-                name=f"conv{i}",
-            )
-            image = nn.relu(conv(image))
+            image = nn.relu(PatchConv(channels, dtype=dtype, name=f"conv{i}")(image))
         return jnp.concatenate([image.reshape(T, B, -1).astype(x.dtype), x[..., size:]], axis=-1)
 
     def features(self, carry: AgentCarry, obs: jax.Array, starts: jax.Array, noise=None, with_encoding: bool = False):

@@ -63,3 +63,21 @@ def test_conv_encoder_builds_on_the_credit_tasks_and_is_refused_elsewhere(algo):
     with pytest.raises(ConfigError) as err:
         build(from_preset("default", env_id="RepeatFirstEasy", **options))
     assert err.value.field == "encoder" and "image observations" in str(err.value)
+
+
+def test_patch_conv_is_flax_conv_2x2_valid():
+    """The matmul form computes nn.Conv(features, (2, 2), padding="VALID") with the same parameters, and its
+    gradients."""
+    import flax.linen as nn
+
+    from shm_jax.agents.trunk import PatchConv
+
+    x = jax.random.normal(jax.random.PRNGKey(0), (3, 5, 4, 3))
+    ours = PatchConv(8)
+    params = ours.init(jax.random.PRNGKey(1), x)
+    params = jax.tree.map(lambda p: p + 0.1, params)  # non-zero bias too
+    reference = nn.Conv(8, (2, 2), padding="VALID")
+    np.testing.assert_allclose(ours.apply(params, x), reference.apply(params, x), rtol=1e-5, atol=1e-5)
+    grad = lambda m: jax.grad(lambda p: jnp.sum(jnp.sin(m.apply(p, x))))(params)  # noqa: E731
+    for a, b in zip(jax.tree.leaves(grad(ours)), jax.tree.leaves(grad(reference))):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
