@@ -238,3 +238,18 @@ def test_bad_options_are_one_line_errors_naming_the_field(options, field):
     with pytest.raises(ConfigError) as err:
         build(from_preset("default", **{**SMALL, "total_timesteps": 1000, **options}))
     assert err.value.field == field and "\n" not in str(err.value)
+
+
+def test_a_buffer_that_does_not_fit_is_refused_before_compiling(monkeypatch, tmp_path):
+    """A full-size Visual Match buffer (3,623 episodes of 276 uint8 frames, ~75 MiB a run), 64 MiB free."""
+    from shm_jax.training import resources
+
+    monkeypatch.setattr(resources, "_host_available", lambda: 64 * 2**20)
+    config = from_preset(
+        "default", algo="sacd", env_id="VisualMatch250", **SMALL, total_timesteps=10_000_000, out_dir=str(tmp_path)
+    )
+    built = build(config)
+    assert built.algorithm.capacity == 1_000_000 // 276
+    with pytest.raises(ConfigError, match="needs at least"):
+        api.train(config, built=built, progress=False)
+    assert not any(tmp_path.iterdir())  # refused before a run directory or a compile
