@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from shm_jax.training import loop, rundir
 from shm_jax.training.batched import BatchedProgram
 from shm_jax.training.built import Built
 from shm_jax.training.checkpoint import Checkpointer
+from shm_jax.training.loggers import Logger
 
 
 def train(
@@ -25,6 +27,7 @@ def train(
     stop_after_updates: int | None = None,
     progress: bool = True,
     mesh: jax.sharding.Mesh | None = None,
+    loggers: Sequence[Logger] = (),
 ) -> Path:
     """Build ``config`` and train every (sweep setting, seed) of it; returns the run directory.
 
@@ -33,13 +36,21 @@ def train(
     built, program: what ``build(config)`` and ``built.program(mesh)`` give, to reuse them (notebooks,
         tests); a program alone (a test algorithm) trains without the memory check and final evaluation.
     stop_after_updates: stop (and save) once this many updates are done in total, as if interrupted.
+    loggers: your own loggers (anything with ``log(row, step)`` and ``close()``, ``shm_jax.training.loggers.Logger``):
+        each receives every (update, run) row after each chunk, next to metrics.jsonl, the CSVs, TensorBoard and W&B.
     Raises ``shm_jax.training.loop.NonFiniteLossError`` when every run has diverged.
     """
     if program is None:
         built = built if built is not None else build(config)
         program = built.program(mesh)
     return loop.run(
-        config, program, built=built, resume_dir=resume_dir, stop_after_updates=stop_after_updates, progress=progress
+        config,
+        program,
+        built=built,
+        resume_dir=resume_dir,
+        stop_after_updates=stop_after_updates,
+        progress=progress,
+        loggers=loggers,
     )
 
 

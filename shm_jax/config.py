@@ -44,6 +44,7 @@ OverrideValue = int | float | bool | str
 SweepValues = tuple[tuple[str, tuple[float, ...]], ...]
 
 PRECISIONS = ("float32", "bfloat16")
+WANDB_MODES = ("off", "offline", "online")
 ENCODERS = ("mlp", "conv")
 DEFAULT_ALGO = PPOConfig.name
 
@@ -63,6 +64,20 @@ def sweep_pairs(field: str, value: Any) -> None:
         seen.add(name)
         if not isinstance(values, (tuple, list)) or not values:
             raise ConfigError(field, f"values of {name!r} must be a non-empty tuple of numbers, got {values!r}")
+
+
+def optional_text(field: str, value: Any) -> None:
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise ConfigError(field, f"must be None or a non-empty string, got {value!r}")
+
+
+def wandb_tags(field: str, value: Any) -> None:
+    """A tuple of W&B tags, each 1 to 64 characters (W&B's limit)."""
+    if not isinstance(value, (tuple, list)):
+        raise ConfigError(field, f"must be a tuple of strings, got {value!r}")
+    for tag in value:
+        if not isinstance(tag, str) or not 1 <= len(tag.strip()) <= 64:
+            raise ConfigError(field, f"each tag must be a string of 1 to 64 characters, got {tag!r}")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -145,6 +160,17 @@ class RunConfig:
     """Episodes of the final evaluation (0 disables)."""
     tensorboard: bool = option(False, boolean)
     """Also write TensorBoard event files (needs tensorboardX)."""
+    wandb: Literal["off", "offline", "online"] = option("off", one_of(*WANDB_MODES))
+    """Also log to Weights & Biases, one W&B run per (setting, seed): "offline" (files in the run directory, upload
+    later with ``wandb sync``) or "online" (needs ``wandb login``); needs the wandb extra."""
+    wandb_project: str = option("shm-jax", non_empty_string)
+    """W&B project."""
+    wandb_entity: str | None = option(None, optional_text)
+    """W&B entity (team or user; None: your default)."""
+    wandb_group: str | None = option(None, optional_text)
+    """W&B group of the run's (setting, seed) runs (None: the run directory's name)."""
+    wandb_tags: tuple[str, ...] = option((), wandb_tags)
+    """W&B tags of every (setting, seed) run, e.g. --wandb-tags baseline gru."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,6 +230,11 @@ HOST_LOOP_OPTIONS = (
     "keep_checkpoints",
     "tensorboard",
     "updates_per_chunk",
+    "wandb",
+    "wandb_project",
+    "wandb_entity",
+    "wandb_group",
+    "wandb_tags",
 )
 
 

@@ -19,9 +19,9 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("shm_jax", "envs")
 # Imports inside functions are allowed only for optional dependencies, and in tools/colab.py, whose functions run
 # before the right jax is installed (importing jax at module level would pin the wrong one).
-# Optional packages: tensorboard, notebooks, and the aot extra (libtpu, the nvcc wheel, the Triton compiler
+# Optional packages: tensorboard, wandb, notebooks, and the aot extra (libtpu, the nvcc wheel, the Triton compiler
 # that only CUDA-capable jaxlibs carry).
-OPTIONAL = {"tensorboardX", "IPython", "IPython.display", "PIL", "libtpu", "nvidia.cuda_nvcc", "jax._src.lib"}
+OPTIONAL = {"tensorboardX", "wandb", "IPython", "IPython.display", "PIL", "libtpu", "nvidia.cuda_nvcc", "jax._src.lib"}
 IMPORTS_JAX_LATE = {"shm_jax/tools/colab.py"}
 
 

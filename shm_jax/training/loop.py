@@ -6,9 +6,10 @@ behind ``python train.py``. It names no algorithm: what it needs of one is ``shm
 1. the algorithm's memory estimate must fit (checked before anything compiles); ``Built.program()`` is
    the :class:`~shm_jax.training.batched.BatchedProgram` of every (sweep setting, seed) run, on a device mesh;
 2. a loop of jitted chunks of ``updates_per_chunk`` updates (default 1); after each chunk, on the
-   host: the progress bar (env steps per run, rate, recent mean return, ETA), ``metrics.jsonl``, one
-   CSV per run, optional TensorBoard, and a checkpoint after the first chunk, then every
-   ``checkpoint_minutes`` of training (and every ``checkpoint_every`` chunks), written in the background;
+   host: the progress bar (env steps per run, rate, recent mean return, ETA), the chunk's rows to every
+   logger (``shm_jax.training.loggers``: ``metrics.jsonl``, one CSV per run, optional TensorBoard and W&B,
+   the caller's own), and a checkpoint after the first chunk, then every ``checkpoint_minutes`` of training
+   (and every ``checkpoint_every`` chunks), written in the background;
 3. ``summary.json`` (final return and MMER per run, mean +- std per setting; training, compile and
    evaluation time apart), ``learning_curve.png``, and a greedy and sampled evaluation (``eval.json``).
 
@@ -26,6 +27,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from shm_jax.config import TrainConfig
+from shm_jax.training import loggers as loggers_lib
 from shm_jax.training import metrics as metrics_lib
 from shm_jax.training import rundir
 from shm_jax.training.batched import BatchedProgram
@@ -147,6 +150,7 @@ def run(
     resume_dir: Path | str | None = None,
     stop_after_updates: int | None = None,
     progress: bool = True,
+    loggers: Sequence[loggers_lib.Logger] = (),
 ) -> Path:
     """Train every (sweep setting, seed) of ``program`` for ``config``; returns the run directory.
 
@@ -156,22 +160,34 @@ def run(
     resume_dir: continue the run saved there (pass the config saved in it, ``rundir.load_config``, possibly
         with changed hyperparameters, see ``rundir.record_resume``). A finished run is left as it is.
     stop_after_updates: stop (and save) once this many updates are done in total, as if interrupted.
+    loggers: more :class:`~shm_jax.training.loggers.Logger` objects that receive every (update, run) row next to
+        the run's own (metrics.jsonl, CSVs, TensorBoard, W&B), on the main process; closed when this call returns.
     Raises NonFiniteLossError when every run has diverged.
     """
+    loggers_lib.check_available(config)  # e.g. --wandb without wandb installed: one line, before anything compiles
     if built is not None:  # before anything compiles: does the run fit in memory?
         blame = "memory_kwargs" if config.agent.memory_kwargs else "num_envs"
         estimate = built.algorithm.memory_estimate(built.hyperparameters, program.num_runs)
         check_fits(estimate, devices=list(program.mesh.devices.flat), blame=blame)
-    loop = _HostLoop(config, program, built, progress=progress)
+    loop = _HostLoop(config, program, built, progress=progress, loggers=loggers)
     return loop.run(resume_dir, stop_after_updates)
 
 
 class _HostLoop:
     """One session of a run: restore or start, chunks, saves, the end of the run."""
 
-    def __init__(self, config: TrainConfig, program: BatchedProgram, built: Built | None, *, progress: bool):
+    def __init__(
+        self,
+        config: TrainConfig,
+        program: BatchedProgram,
+        built: Built | None,
+        *,
+        progress: bool,
+        loggers: Sequence[loggers_lib.Logger] = (),
+    ):
         self.config, self.program, self.built = config, program, built
         self.progress = progress
+        self.user_loggers = list(loggers)
         self.is_main = jax.process_index() == 0
         self.num_updates, self.steps_per_update = program.num_updates, program.steps_per_update
         self.chunk_size = effective_chunk_size(self.num_updates, config.run.updates_per_chunk)
@@ -197,12 +213,11 @@ class _HostLoop:
             self.checkpointer.close()
 
     def _run(self, resume_dir, stop_after_updates) -> Path:
-        config, program, run_dir = self.config, self.program, self.run_dir
+        program, run_dir = self.program, self.run_dir
         track_success = reports_success(self.built.env, self.built.env_params) if self.built is not None else True
         self.history = metrics_lib.History(
             program.settings, program.seeds, self.steps_per_update, track_success=track_success
         )
-        jsonl = run_dir / "metrics.jsonl"
         if resume_dir is not None:
             state, saved_history, meta = self.checkpointer.restore(program.abstract_state(), purpose="resume")
             updates_done = int(meta["updates_done"])
@@ -225,18 +240,34 @@ class _HostLoop:
         else:
             state, updates_done = program.init(), 0
         self._session_start = updates_done
-        self.tensorboard = TensorBoardLog(run_dir / "tensorboard", config.run.tensorboard and self.is_main)
-        if self.is_main:
-            rundir.write_provenance(run_dir, sharded_axis=program.sharded_axis)
-            if resume_dir is not None:
-                metrics_lib.rewrite_jsonl(jsonl, self.history)
-                self.tensorboard.write(self.history, 0)
+        self.loggers: list[loggers_lib.Logger] = []
         try:
-            return self._loop(state, updates_done, stop_after_updates, jsonl)
+            if self.is_main:
+                rundir.write_provenance(run_dir, sharded_axis=program.sharded_axis)
+                self._open_loggers()
+                # a resumed session replays the kept rows: every logger sees the run from update 1 (files are rewritten)
+                loggers_lib.log_rows(self.loggers, self.history.rows(0))
+            return self._loop(state, updates_done, stop_after_updates)
         finally:
-            self.tensorboard.close()
+            loggers_lib.close_all(self.loggers)
 
-    def _loop(self, state, updates_done: int, stop_after_updates, jsonl: Path) -> Path:
+    def _open_loggers(self) -> None:
+        """metrics.jsonl, the CSVs, TensorBoard and W&B as configured, then the caller's (into ``self.loggers`` as each
+        opens, so that those already open are closed if a later one fails)."""
+        config, run_dir = self.config, self.run_dir
+        self.loggers += [loggers_lib.JsonlLog(run_dir / "metrics.jsonl"), loggers_lib.CsvLog(run_dir / "csv")]
+        if config.run.tensorboard:
+            self.loggers.append(TensorBoardLog(run_dir / "tensorboard"))
+        if config.run.wandb != "off":
+            runs = [
+                (self.labels[g][s], setting, seed)
+                for g, setting in enumerate(self.program.settings)
+                for s, seed in enumerate(self.program.seeds)
+            ]
+            self.loggers.append(loggers_lib.WandbLog(run_dir, config, runs))
+        self.loggers += self.user_loggers
+
+    def _loop(self, state, updates_done: int, stop_after_updates) -> Path:
         config, program = self.config, self.program
         stop = StopFlag()
         active = program.all_active()  # a resumed run gives every run another chance (e.g. with a lower lr)
@@ -259,7 +290,7 @@ class _HostLoop:
                     if stop.requested or (stop_after_updates is not None and self.updates_done >= stop_after_updates):
                         status = "interrupted"
                         break
-                    state, active, chunk = self._train_chunk(state, active, jsonl)
+                    state, active, chunk = self._train_chunk(state, active)
                     bar.update(chunk["active"].shape[-1] * self.steps_per_update)
                     rate = bar.format_dict.get("rate") or 0.0
                     bar.set_postfix(
@@ -271,8 +302,6 @@ class _HostLoop:
                     if self.updates_done < self.num_updates and saver.due(time.monotonic()):
                         self._save(self.updates_done, state, "running")
                         saver.last, self.last_saved = time.monotonic(), self.updates_done
-                        if self.is_main:
-                            metrics_lib.write_csvs(self.run_dir / "csv", self.history)
             finally:
                 bar.close()
                 self.timing["train_seconds"] += time.perf_counter() - start
@@ -298,7 +327,7 @@ class _HostLoop:
         if self.is_main:
             print(f"Compiled in {program.compile_seconds:.1f} s", file=sys.stderr, flush=True)
 
-    def _train_chunk(self, state: Any, active: np.ndarray, jsonl: Path):
+    def _train_chunk(self, state: Any, active: np.ndarray):
         """One chunk of updates of every run, waited for and logged: (state, active [G, S], metrics [G, S, k])."""
         k = min(self.chunk_size, self.num_updates - self.updates_done)
         if not self.program.is_compiled(k):  # a shorter last chunk compiles once
@@ -314,9 +343,7 @@ class _HostLoop:
                 flush=True,
             )
         self.history.append(chunk)
-        if self.is_main:
-            metrics_lib.append_jsonl(jsonl, self.history, self.updates_done)
-            self.tensorboard.write(self.history, self.updates_done)
+        loggers_lib.log_rows(self.loggers, self.history.rows(self.updates_done))  # no loggers off the main process
         self.updates_done += k
         return new_state, np.asarray(new_active), chunk
 
@@ -381,7 +408,6 @@ class _HostLoop:
         if not self.is_main:
             return
         history, program = self.history, self.program
-        metrics_lib.write_csvs(self.run_dir / "csv", history)
         train_s = self.timing["train_seconds"]
         session_steps = self.steps_per_update * program.num_runs * (history.num_updates - self._session_start)
         timing = {key: round(value, 3) for key, value in self.timing.items()}

@@ -1,4 +1,4 @@
-"""Per-update training metrics on the host: history, metrics.jsonl, one CSV per run, summary.json.
+"""Per-update training metrics on the host: the history, its rows, and summary.json.
 
 The jitted chunk returns a dict of scalars per update for every run: arrays of shape ``[G, S, K]``
 (G sweep settings, S seeds, K updates in the chunk). :class:`History` keeps them all as numpy
@@ -12,11 +12,13 @@ arrays ``[G, S, U]`` (U updates so far) and derives, per update:
 MMER (max-mean episodic return, POPGym's metric): the running maximum over training of
 ``mean_return``, read at the last update (updates where no episode finished are skipped).
 ``final_return``: the episode-weighted mean return over the last 10% of updates (at least one).
+
+:meth:`History.rows` gives one row per (update, run), what every logger of ``shm_jax.training.loggers`` receives
+(metrics.jsonl, the CSVs, TensorBoard, W&B, a user's own).
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -31,10 +33,12 @@ FINAL_FRACTION = 0.1
 
 def _as_number(value: Any) -> Any:
     """A JSON-safe Python scalar: NaN/inf become None (strict JSON has no NaN)."""
-    value = np.asarray(value).item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+    return json_safe(np.asarray(value).item())
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with a non-finite float replaced by None (strict JSON has no NaN); anything else unchanged."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def run_label(setting: dict[str, float], seed: int) -> str:
@@ -111,21 +115,27 @@ class History:
             for s, seed in enumerate(self.seeds):
                 yield g, s, run_label(setting, seed)
 
-    def records(self, start: int = 0) -> Iterable[dict[str, Any]]:
-        """One JSON-ready dict per (update >= start, run): update, env_steps, run, setting, seed, metrics."""
+    def rows(self, start: int = 0) -> Iterable[dict[str, Any]]:
+        """One dict per (update >= start, run), updates outermost: update, env_steps, run (its label), setting, seed,
+        then every metric (sorted by name) as a Python scalar; NaN and inf stay as they are (the CSV's values)."""
         steps = self.env_steps()
         keys = sorted(self.data)
         for u in range(start, self.num_updates):
             for g, s, label in self.runs():
-                record = {
+                row = {
                     "update": u + 1,
                     "env_steps": int(steps[u]),
                     "run": label,
-                    "setting": self.settings[g],
+                    "setting": dict(self.settings[g]),
                     "seed": self.seeds[s],
                 }
-                record.update({k: _as_number(self.data[k][g, s, u]) for k in keys})
-                yield record
+                row.update({k: self.data[k][g, s, u].item() for k in keys})
+                yield row
+
+    def records(self, start: int = 0) -> Iterable[dict[str, Any]]:
+        """:meth:`rows` made JSON-ready (a line of metrics.jsonl): non-finite metrics become None."""
+        for row in self.rows(start):
+            yield {k: json_safe(v) for k, v in row.items()}
 
     def to_state(self) -> dict[str, np.ndarray]:
         """The arrays to store in a checkpoint."""
@@ -133,34 +143,6 @@ class History:
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.data = {k: np.asarray(v) for k, v in state.items()}
-
-
-def append_jsonl(path: Path, history: History, start: int) -> None:
-    """Append the records of updates ``start..U-1`` to ``path`` (one JSON object per line)."""
-    with open(path, "a") as f:
-        for record in history.records(start):
-            f.write(json.dumps(record) + "\n")
-
-
-def rewrite_jsonl(path: Path, history: History) -> None:
-    """Rewrite ``path`` from the whole history (after a resume drops updates past the checkpoint)."""
-    Path(path).unlink(missing_ok=True)
-    append_jsonl(path, history, 0)
-
-
-def write_csvs(directory: Path, history: History) -> None:
-    """One CSV per run, ``<directory>/<run label>.csv``: update, env_steps, then every metric."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    keys = sorted(history.data)
-    steps = history.env_steps()
-    for g, s, label in history.runs():
-        with open(directory / f"{label}.csv", "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["update", "env_steps", *keys])
-            for u in range(history.num_updates):
-                row = [np.asarray(history.data[k][g, s, u]).item() for k in keys]
-                writer.writerow([u + 1, int(steps[u]), *row])
 
 
 def mmer(mean_return: np.ndarray) -> float:

@@ -1,18 +1,23 @@
-"""Optional TensorBoard scalars, one writer per (setting, seed) run; a no-op without tensorboardX."""
+"""Optional TensorBoard scalars, one writer per (setting, seed) run; a no-op without tensorboardX.
+
+``TensorBoardLog`` is a :class:`~shm_jax.training.loggers.Logger`: every metric of a row becomes a scalar at the row's
+environment steps (non-finite values are skipped).
+"""
 
 from __future__ import annotations
 
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
-from shm_jax.training.metrics import History
+from shm_jax.training.loggers import metrics_of
 
 
 class TensorBoardLog:
     """Scalars per run under ``directory/<run label>``; says once why it is off when tensorboardX is missing."""
 
-    def __init__(self, directory: Path, enabled: bool):
+    def __init__(self, directory: Path, enabled: bool = True):
         self.writers = {}
         self.available = False
         if not enabled:
@@ -29,20 +34,21 @@ class TensorBoardLog:
         self._writer_cls = SummaryWriter
         self.directory = Path(directory)
 
-    def write(self, history: History, start: int) -> None:
-        """Every metric of updates ``start..U-1``, at the env-step count of each update."""
+    def log(self, row: dict[str, Any], step: int) -> None:
+        """Every metric of one (update, run) row at ``step`` (environment steps per run)."""
         if not self.available:
             return
-        steps = history.env_steps()
-        for g, s, label in history.runs():
-            writer = self.writers.get(label)
-            if writer is None:
-                writer = self.writers[label] = self._writer_cls(str(self.directory / label))
-            for key, values in history.data.items():
-                for u in range(start, history.num_updates):
-                    value = float(values[g, s, u])
-                    if math.isfinite(value):
-                        writer.add_scalar(key, value, int(steps[u]))
+        label = row["run"]
+        writer = self.writers.get(label)
+        if writer is None:
+            writer = self.writers[label] = self._writer_cls(str(self.directory / label))
+        for key, value in metrics_of(row).items():
+            value = float(value)
+            if math.isfinite(value):
+                writer.add_scalar(key, value, step)
+
+    def flush(self) -> None:
+        for writer in self.writers.values():
             writer.flush()
 
     def close(self) -> None:
