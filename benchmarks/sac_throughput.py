@@ -27,9 +27,18 @@ what matter):
 - projected CPU hours of one seed of the paper run = (num_updates x updates_per_iter x s/update + num_updates x
   collection s) / 3600, from the preset's budget; the preset's seed count is recorded next to it.
 
-Not included: memorax's SAC (see ``NOT_INCLUDED``). Writes ``<out>/sac_throughput_<device>[_quick].json`` and ``.md``
-next to it (``--from-json FILE`` remakes the table from a record). Every record carries the device, the load average
-at start and end and before each case, and the git commit.
+memorax's recurrent SAC side by side: ``benchmarks/memorax_sac.py`` (run under a throwaway Python 3.12 venv with
+memorax 1.0.1; its docstring says how) times memorax's SAC at the meta-gru shape and writes its own record;
+``--memorax-json FILE`` merges that record into this one (the ``memorax`` section: both s/update, the ratio memorax
+s/update / shm-jax meta-gru s/update, both loads, every difference of the two setups) and the markdown shows it under
+the table. With ``--from-json`` it rewrites that record's JSON and table; with a fresh run it merges after the cases.
+
+Not included: see ``NOT_INCLUDED`` (``NOT_INCLUDED_WITH_MEMORAX`` once memorax's record is merged). Writes
+``<out>/sac_throughput_<device>[_quick].json`` and ``.md`` next to it (``--from-json FILE`` remakes the table from a
+record). Every record carries the device, the load average at start and end and before each case, and the git commit.
+
+    python -m benchmarks.sac_throughput --from-json benchmarks/results/sac_throughput_cpu.json \\
+        --memorax-json benchmarks/results/memorax_sac_cpu.json
 """
 
 from __future__ import annotations
@@ -83,6 +92,13 @@ NOT_INCLUDED = (
     "is its own piece of work (memorax 1.0.1 from PyPI installs and imports on Python 3.12 without `lox`; the "
     "development head needs Python 3.12 and the git-only `lox`, ../shared/specs/recurrent_offpolicy.md section 5)."
 )
+NOT_INCLUDED_WITH_MEMORAX = (
+    "memorax at the other shapes: memorax 1.0.1 has no SAC-Discrete (no credit rows), and its SAC is timed with a "
+    "GRU critic only (the meta-gru shape; no memorax SHM-critic row); its collection, env steps/s and projected hours "
+    "are not measured (memorax interleaves environment steps with updates, train_frequency)."
+)
+# Loads (1-minute averages) further apart than this are called out under the side-by-side table.
+LOAD_GAP = 0.5
 MIB = 2**20
 
 
@@ -115,15 +131,7 @@ def measure(name: str, quick: bool, updates_per_call: int, repeats: int, max_tot
     sac, hp = built.algorithm, built.hyperparameters
     load_before = load_average()
     state = jax.jit(sac.init)(jax.random.PRNGKey(0))
-    parts = (
-        state.actor_params,
-        state.critic_params,
-        state.target_params,
-        state.actor_opt,
-        state.critic_opt,
-        state.alpha_opt,
-        state.log_alpha_offset,
-    )
+    parts = state.learner  # the Learner pytree gradient_step reads and returns
     K = updates_per_call
 
     def updates(parts, buffer, hp, rng):
@@ -146,10 +154,12 @@ def measure(name: str, quick: bool, updates_per_call: int, repeats: int, max_tot
     update_s = statistics.median(times) / K
 
     collect_compiled, collect_compile_s = _compile(
-        lambda p, k: sac.collect(p, k, sac.num_envs), state.actor_params, jax.random.PRNGKey(4)
+        lambda p, k: sac.collect(p, k, sac.num_envs), state.learner.actor_params, jax.random.PRNGKey(4)
     )
-    jax.block_until_ready(collect_compiled(state.actor_params, jax.random.PRNGKey(5)))  # warm-up
-    collect_times = timed_calls(lambda: collect_compiled(state.actor_params, jax.random.PRNGKey(6)), max(repeats, 5))
+    jax.block_until_ready(collect_compiled(state.learner.actor_params, jax.random.PRNGKey(5)))  # warm-up
+    collect_times = timed_calls(
+        lambda: collect_compiled(state.learner.actor_params, jax.random.PRNGKey(6)), max(repeats, 5)
+    )
     collect_s = statistics.median(collect_times)
 
     estimate = sac.memory_estimate(hp, 1)
@@ -261,8 +271,134 @@ def markdown(record: dict) -> str:
             f"| {_mib(r['memory_estimate_per_run_bytes'])} | {_mib(temp)} "
             f"| {r['projected_hours_per_seed']:,.1f} ({r['paper_num_seeds']}) |"
         )
+    if record.get("memorax"):
+        lines += ["", *memorax_markdown(record["memorax"])]
     lines += ["", f"Not included: {record['not_included']}"]
     return "\n".join(lines) + "\n"
+
+
+def memorax_section(record: dict, memorax: dict, source: str | None = None) -> dict[str, Any]:
+    """The side-by-side section of ``record`` for a ``benchmarks/memorax_sac.py`` record: both s/update, the ratio
+    memorax / shm-jax, both loads (the loads before the two timings and whether they differ by more than LOAD_GAP),
+    the shapes and every difference memorax's record lists. ValueError when the record lacks the compared case or
+    only one of the two is a --quick record."""
+    if bool(memorax.get("quick")) != bool(record["settings"].get("quick")):
+        raise ValueError("--memorax-json: merge a --quick memorax record only into a --quick record (and vice versa)")
+    case = memorax.get("compared_with", {}).get("case", "meta-gru")
+    ours = next((r for r in record["results"] if r.get("case") == case and r.get("status") == "ok"), None)
+    if ours is None:
+        raise ValueError(f"--memorax-json: this record has no successful {case!r} row to compare with")
+    theirs = memorax["result"]
+    ok = theirs.get("status") == "ok"
+    ours_load, theirs_load = ours.get("load_average_before"), theirs.get("load_average_before")
+    gap = abs(ours_load[0] - theirs_load[0]) if ours_load and theirs_load else None  # 1-minute load averages
+    versions = memorax.get("versions", {})
+    return {
+        "source": source,
+        "case": case,
+        "status": theirs.get("status"),
+        "timestamp_utc": memorax.get("timestamp_utc"),
+        "versions": versions,
+        "host": memorax.get("host"),
+        "shape": memorax.get("shape"),
+        "networks": memorax.get("networks"),
+        "differences": list(memorax.get("differences", [])),
+        "shm_jax": {
+            "env_id": ours["env_id"],
+            "algo": ours["algo"],
+            "memories": f"{memory_label(ours['actor_memory'], ours['actor_memory_size'])} / "
+            f"{memory_label(ours['critic_memory'], ours['critic_memory_size'])}",
+            "batch_size": ours["batch_size"],
+            "observations_per_sequence": ours["episode_length"] + 1,
+            "update_s": ours["update_s"],
+            "compile_s": ours["compile_s"],
+            "updates_per_call": ours.get("updates_per_call"),
+            "load_average_before": ours_load,
+            "load_average_after": ours.get("load_average_after"),
+            "timestamp_utc": record.get("timestamp_utc"),
+        },
+        "memorax": {
+            "version": versions.get("memorax"),
+            "python": versions.get("python"),
+            "jax": versions.get("jax"),
+            "update_s": theirs.get("update_s"),
+            "sample_s": theirs.get("sample_s"),
+            "compile_s": theirs.get("compile_s"),
+            "updates_per_call": theirs.get("updates_per_call"),
+            "time_s_all": theirs.get("time_s_all"),
+            "finite": theirs.get("finite"),
+            "xla_temp_bytes": (theirs.get("xla_memory") or {}).get("temp"),
+            "actor_params": theirs.get("actor_params"),
+            "critic_params": theirs.get("critic_params"),
+            "load_average_before": theirs_load,
+            "load_average_after": theirs.get("load_average_after"),
+        },
+        "ratio_memorax_over_shm_jax": theirs["update_s"] / ours["update_s"] if ok else None,
+        "load_gap_1min": gap,
+        "different_loads": gap is not None and gap > LOAD_GAP,
+    }
+
+
+def merge_memorax(record: dict, memorax: dict, source: str | None = None) -> dict:
+    """``record`` with the side-by-side ``memorax`` section and the matching ``not_included`` sentence (in place)."""
+    record["memorax"] = memorax_section(record, memorax, source)
+    record["not_included"] = NOT_INCLUDED_WITH_MEMORAX
+    return record
+
+
+def memorax_markdown(section: dict) -> list[str]:
+    """The side-by-side table of a merged memorax section, its notes and the differences."""
+    ours, theirs, shape = section["shm_jax"], section["memorax"], section.get("shape") or {}
+    lines = [
+        f"## Side by side: memorax {theirs['version']}'s recurrent SAC at the {section['case']} shape",
+        "",
+        "| implementation | task | actor / critic memory | batch x sequence | s/update | memorax ÷ shm-jax | compile s "
+        "| load before (1, 5, 15 min) |",
+        "|---|---|---|---|---:|---:|---:|---|",
+        f"| shm-jax ({section['case']} row above) | {ours['env_id']} ({ours['algo']}) | {ours['memories']} "
+        f"| {ours['batch_size']} x {ours['observations_per_sequence']} observations (whole episodes) "
+        f"| {ours['update_s']:.3g} | 1 | {ours['compile_s']:.1f} | {ours['load_average_before']} |",
+    ]
+    if section["status"] != "ok":
+        lines.append(f"| memorax {theirs['version']} | {section['status']} | | | | | | |")
+    else:
+        hidden = shape.get("hidden_size")
+        lines.append(
+            f"| memorax {theirs['version']} (`benchmarks/memorax_sac.py`) | Wind-like, written in the script (sac) "
+            f"| GRU-{hidden} / GRU-{hidden} | {shape.get('batch_size')} x {shape.get('sequence_length')} transitions "
+            f"(obs and next_obs; burn-in {shape.get('burn_in_length', 0)}) | {theirs['update_s']:.3g} "
+            f"| {section['ratio_memorax_over_shm_jax']:.2f} | {theirs['compile_s']:.1f} "
+            f"| {theirs['load_average_before']} |"
+        )
+    lines += [
+        "",
+        f"Both: s/update = the median of a jitted `lax.scan` of K updates (replay sample + the whole gradient step) "
+        f"/ K after a compile and a warm-up call (shm-jax K = {ours['updates_per_call']}, memorax K = "
+        f"{theirs['updates_per_call']}), same machine, memorax's in a Python {theirs['python']} venv with jax "
+        f"{theirs['jax']} (record {section.get('source') or 'memorax_sac'}, {section['timestamp_utc']}). memorax's "
+        f"sampler alone: {_fmt(theirs['sample_s'])} s per sample of the batch. Parameters: memorax actor "
+        f"{_count(theirs['actor_params'])}, critic {_count(theirs['critic_params'])}.",
+    ]
+    if section["different_loads"]:
+        lines += [
+            "",
+            f"Measured at different loads: shm-jax's {section['case']} timing started at load "
+            f"{ours['load_average_before']}, memorax's at {theirs['load_average_before']} (2 cores; other jobs ran "
+            "on the machine), so the ratio carries that difference too.",
+        ]
+    lines += ["", "Differences that make the comparison imperfect:", ""]
+    lines += [f"- {item}" for item in section["differences"]]
+    if section.get("networks"):
+        lines += [f"- networks: {section['networks']}"]
+    return lines
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3g}"
+
+
+def _count(n: int | None) -> str:
+    return "n/a" if n is None else f"{n:,}"
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -276,10 +412,21 @@ def main(argv: list[str] | None = None) -> Path:
     )
     parser.add_argument("--out", default=str(RESULTS_DIR))
     parser.add_argument("--from-json", help="remake the markdown table of this record and exit")
+    parser.add_argument(
+        "--memorax-json",
+        help="merge this benchmarks/memorax_sac.py record as the side-by-side memorax section (with --from-json: "
+        "rewrites that record's JSON too)",
+    )
     args = parser.parse_args(argv)
+    memorax = json.loads(Path(args.memorax_json).read_text()) if args.memorax_json else None
+    source = Path(args.memorax_json).name if args.memorax_json else None
     if args.from_json:
         path = Path(args.from_json)
-        path.with_suffix(".md").write_text(markdown(json.loads(path.read_text())))
+        record = json.loads(path.read_text())
+        if memorax is not None:
+            merge_memorax(record, memorax, source)
+            path.write_text(json.dumps(record, indent=2) + "\n")
+        path.with_suffix(".md").write_text(markdown(record))
         return path
     names = args.cases or list(DEFAULT_CASES)
     default_k = QUICK_UPDATES_PER_CALL if args.quick else None
@@ -309,6 +456,8 @@ def main(argv: list[str] | None = None) -> Path:
         print(f"  {row.get('update_s', row['status'])}", flush=True)
         record["results"].append(row)
     close_record(record, began)
+    if memorax is not None:
+        merge_memorax(record, memorax, source)
     path = Path(args.out) / f"sac_throughput_{device_slug()}{'_quick' if args.quick else ''}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2) + "\n")

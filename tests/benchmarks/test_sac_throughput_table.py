@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from benchmarks import sac_throughput
 
 
@@ -73,3 +75,88 @@ def test_memory_labels():
     assert sac_throughput.memory_label("shm", 24) == "SHM-24"
     assert sac_throughput.memory_label("gru", 64) == "GRU-64"
     assert sac_throughput.memory_label("mlp", None) == "MLP"
+
+
+def _memorax_record(update_s=0.25, load=(0.3, 0.5, 0.9)):
+    """A synthetic ``benchmarks/memorax_sac.py`` record (the test needs no memorax)."""
+    return {
+        "timestamp_utc": "m",
+        "versions": {"python": "3.12.1", "memorax": "1.0.1", "jax": "0.10.2"},
+        "compared_with": {"case": "meta-gru"},
+        "shape": {"batch_size": 64, "sequence_length": 100, "burn_in_length": 0, "hidden_size": 64},
+        "networks": "memorax: actor ...; shm-jax meta-gru: ...",
+        "differences": ["sequences: windows of stored transitions", "alpha: on the current step"],
+        "result": {
+            "status": "ok",
+            "update_s": update_s,
+            "sample_s": 0.002,
+            "compile_s": 9.87,
+            "updates_per_call": 20,
+            "actor_params": 70_000,
+            "critic_params": 90_000,
+            "load_average_before": list(load),
+            "load_average_after": [0.4, 0.5, 0.9],
+        },
+    }
+
+
+def _record_with_meta():
+    record = _record()
+    meta = _row("meta-gru", "Wind-50-150", "sac", "gru", 64, 0.1, 0.0034, 20.4, 6.8, 5, 100 * 2**20)
+    meta.update(batch_size=64, episode_length=100, actor_memory_size=64, updates_per_call=20)
+    meta["load_average_before"] = [3.13, 3.08, 2.67]
+    record["results"].append(meta)
+    return record
+
+
+def test_memorax_side_by_side_row_and_ratio():
+    record = sac_throughput.merge_memorax(_record_with_meta(), _memorax_record(), "memorax_sac_cpu.json")
+    section = record["memorax"]
+    assert section["ratio_memorax_over_shm_jax"] == 2.5 and section["different_loads"]
+    assert record["not_included"] == sac_throughput.NOT_INCLUDED_WITH_MEMORAX
+    table = sac_throughput.markdown(record)
+    # the case rows are untouched; the side-by-side section follows the table
+    assert "| Wind-50-150 (sac) | GRU-64 / GRU-64 | 64 x 101 | 0.1 | 0.0034 | 20.4 |" in table
+    assert "## Side by side: memorax 1.0.1's recurrent SAC at the meta-gru shape" in table
+    assert "| shm-jax (meta-gru row above) | Wind-50-150 (sac) | GRU-64 / GRU-64 | 64 x 101 observations" in table
+    assert "| 0.1 | 1 | 12.3 | [3.13, 3.08, 2.67] |" in table
+    assert (
+        "| GRU-64 / GRU-64 | 64 x 100 transitions (obs and next_obs; burn-in 0) | 0.25 | 2.50 | 9.9 "
+        "| [0.3, 0.5, 0.9] |" in table
+    )
+    assert "Measured at different loads" in table
+    assert "- sequences: windows of stored transitions" in table and "- alpha: on the current step" in table
+    assert "memorax actor 70,000, critic 90,000" in table
+    assert f"Not included: {sac_throughput.NOT_INCLUDED_WITH_MEMORAX}" in table
+    # the same load: no load note
+    same = sac_throughput.merge_memorax(_record_with_meta(), _memorax_record(load=(3.0, 3.0, 2.7)))
+    assert not same["memorax"]["different_loads"] and "different loads" not in sac_throughput.markdown(same)
+
+
+def test_memorax_failed_run_and_missing_case():
+    failed = _memorax_record()
+    failed["result"] = {"status": "error: ValueError: boom"}
+    record = sac_throughput.merge_memorax(_record_with_meta(), failed)
+    assert record["memorax"]["ratio_memorax_over_shm_jax"] is None
+    assert "| memorax 1.0.1 | error: ValueError: boom |" in sac_throughput.markdown(record)
+    with pytest.raises(ValueError, match="meta-gru"):
+        sac_throughput.merge_memorax(_record(), _memorax_record())  # no meta-gru row
+    quick = _memorax_record()
+    quick["quick"] = True
+    with pytest.raises(ValueError, match="--quick"):
+        sac_throughput.merge_memorax(_record_with_meta(), quick)
+
+
+def test_from_json_with_memorax_json_rewrites_record_and_table(tmp_path):
+    path = tmp_path / "sac_throughput_cpu.json"
+    path.write_text(json.dumps(_record_with_meta()))
+    memorax_path = tmp_path / "memorax_sac_cpu.json"
+    memorax_path.write_text(json.dumps(_memorax_record()))
+    assert sac_throughput.main(["--from-json", str(path), "--memorax-json", str(memorax_path)]) == path
+    record = json.loads(path.read_text())
+    assert record["memorax"]["ratio_memorax_over_shm_jax"] == 2.5
+    assert record["memorax"]["source"] == "memorax_sac_cpu.json"
+    assert path.with_suffix(".md").read_text() == sac_throughput.markdown(record)
+    # merging again replaces the section rather than stacking a second one
+    sac_throughput.main(["--from-json", str(path), "--memorax-json", str(memorax_path)])
+    assert json.loads(path.read_text()) == record
