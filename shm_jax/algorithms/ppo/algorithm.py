@@ -33,32 +33,12 @@ from shm_jax.agents.distributions import ActionSpec
 from shm_jax.agents.heads import ActorCritic
 from shm_jax.agents.parts import AgentParts
 from shm_jax.agents.trunk import AgentCarry
+from shm_jax.algorithms import rollout as rollout_lib
 from shm_jax.algorithms.base import MemoryEstimate, Policy, all_finite
 from shm_jax.algorithms.ppo import memory_estimate
 from shm_jax.algorithms.ppo.config import PPOConfig, PPOHyperparameters
 from shm_jax.algorithms.ppo.losses import compute_gae, ppo_loss
-
-
-class RunnerState(struct.PyTreeNode):
-    """Everything a run needs to continue bit-exactly (leading axis N = num_envs where per-env).
-
-    params, opt_state: network parameters and Adam state; env_state: vmapped env state;
-    last_obs: float32[N, ...] the next observation to act on; last_start: bool[N] its start flag;
-    carry: AgentCarry (memory carry [N, ...], step int32[N]) before last_obs;
-    episode_return: float32[N], episode_length: int32[N] running totals of the current episodes;
-    rng: PRNG key; update: int32 number of updates done.
-    """
-
-    params: Any
-    opt_state: Any
-    env_state: Any
-    last_obs: jax.Array
-    last_start: jax.Array
-    carry: AgentCarry
-    episode_return: jax.Array
-    episode_length: jax.Array
-    rng: jax.Array
-    update: jax.Array
+from shm_jax.algorithms.rollout import RunnerState
 
 
 class Transition(struct.PyTreeNode):
@@ -156,25 +136,7 @@ class PPO:
 
     def init(self, rng: jax.Array) -> RunnerState:
         """Fresh params, optimiser, envs and carry."""
-        n = self.num_envs
-        rng, k_params, k_reset, k_noise = jax.random.split(rng, 4)
-        obs, env_state = jax.vmap(self.env.reset, in_axes=(0, None))(jax.random.split(k_reset, n), self.env_params)
-        starts = jnp.ones((n,), bool)
-        carry = self.network.initialize_carry(n)
-        noise = self.network.sample_noise(k_noise, 1, n)
-        params = self.network.init(k_params, carry, obs[None], starts[None], noise)
-        return RunnerState(
-            params=params,
-            opt_state=self.optimizer.init(params),
-            env_state=env_state,
-            last_obs=obs,
-            last_start=starts,
-            carry=carry,
-            episode_return=jnp.zeros((n,), jnp.float32),
-            episode_length=jnp.zeros((n,), jnp.int32),
-            rng=rng,
-            update=jnp.int32(0),
-        )
+        return rollout_lib.fresh_state(self.network, self.optimizer, self.env, self.env_params, self.num_envs, rng)
 
     # --- rollout --------------------------------------------------------------------------------
 
@@ -186,32 +148,14 @@ class PPO:
         dist = jax.tree.map(lambda x: x[0], dist)
         action = distributions.sample_action(spec, dist, k_act)
         logp = distributions.log_prob(spec, dist, action)
-        obs, env_state, reward, terminated, truncated, info = jax.vmap(self.env.step, in_axes=(0, 0, 0, None))(
-            jax.random.split(k_env, n), state.env_state, distributions.env_action(spec, action), self.env_params
-        )
-        reward = reward.astype(jnp.float32)
-        terminated, truncated = terminated.astype(bool), truncated.astype(bool)
-        done = jnp.logical_or(terminated, truncated)
+        step = rollout_lib.step_envs(self.env, self.env_params, k_env, state, distributions.env_action(spec, action))
 
         # V(final observation) with the carry that processed the ending episode; only where truncated.
-        def truncation_value():
+        def final_value():
             boot_noise = self.network.sample_noise(k_boot, 1, n)
-            final_obs = info["final_observation"].reshape(state.last_obs.shape).astype(state.last_obs.dtype)
-            _, _, v = self._apply(state.params, carry, final_obs[None], jnp.zeros((1, n), bool), boot_noise)
-            return jnp.where(truncated, v[0], 0.0)
+            _, _, v = self._apply(state.params, carry, step.final_obs[None], jnp.zeros((1, n), bool), boot_noise)
+            return v[0]
 
-        bootstrap_value = jax.lax.cond(jnp.any(truncated), truncation_value, lambda: jnp.zeros((n,)))
-
-        episode_return = state.episode_return + reward
-        episode_length = state.episode_length + 1
-        success = info.get("success")
-        stats = {
-            "episode_return_sum": jnp.sum(jnp.where(done, episode_return, 0.0)),
-            "episode_length_sum": jnp.sum(jnp.where(done, episode_length, 0)),
-            "episode_count": jnp.sum(done),
-            "success_sum": jnp.sum(jnp.logical_and(done, success)) if success is not None else jnp.int32(0),
-            "reward_sum": jnp.sum(reward),
-        }
         transition = Transition(
             obs=state.last_obs,
             start=state.last_start,
@@ -219,20 +163,12 @@ class PPO:
             action=action,
             log_prob=logp,
             value=value[0],
-            reward=reward,
-            terminated=terminated,
-            truncated=truncated,
-            bootstrap_value=bootstrap_value,
+            reward=step.reward,
+            terminated=step.terminated,
+            truncated=step.truncated,
+            bootstrap_value=rollout_lib.truncation_bootstrap(step.truncated, final_value),
         )
-        state = state.replace(
-            env_state=env_state,
-            last_obs=obs.reshape(state.last_obs.shape).astype(state.last_obs.dtype),
-            last_start=done,
-            carry=carry,
-            episode_return=jnp.where(done, 0.0, episode_return),
-            episode_length=jnp.where(done, 0, episode_length),
-            rng=rng,
-        )
+        state, stats = rollout_lib.advance(state, step, carry, rng)
         return state, (transition, stats)
 
     def rollout(self, state: RunnerState) -> tuple[RunnerState, Rollout]:
@@ -357,24 +293,7 @@ class PPO:
     # --- what the batched program and the host loop ask -------------------------------------------
 
     def per_env_leaves(self, state: RunnerState) -> RunnerState:
-        """True for the leaves with a leading environment axis: env state, last observation and start flag,
-        memory carry, running episode totals; parameters, optimiser state, key and counter are per run."""
-
-        def mark(tree, value):
-            return jax.tree.map(lambda _: value, tree)
-
-        return RunnerState(
-            params=mark(state.params, False),
-            opt_state=mark(state.opt_state, False),
-            env_state=mark(state.env_state, True),
-            last_obs=True,
-            last_start=True,
-            carry=mark(state.carry, True),
-            episode_return=True,
-            episode_length=True,
-            rng=False,
-            update=False,
-        )
+        return rollout_lib.per_env_leaves(state)
 
     def agent_params(self, state: RunnerState) -> Any:
         return state.params
