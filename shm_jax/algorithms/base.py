@@ -96,6 +96,14 @@ def tree_bytes(tree: Any) -> int:
     return int(sum(np.prod(x.shape, dtype=np.int64) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree)))
 
 
+def observation_storage_dtype(pixel_features: int, env: Any, env_params: Any) -> Any:
+    """How stored observations (rollouts, replay) keep the flat observation: uint8 when all of it is uint8 pixels
+    (exact, a quarter of float32's bytes; the network divides by 255 either way), else float32."""
+    obs, _ = jax.eval_shape(env.reset, jax.random.PRNGKey(0), env_params)
+    size = int(np.prod(obs.shape, dtype=np.int64))
+    return jnp.uint8 if pixel_features and pixel_features == size else jnp.float32
+
+
 def all_finite(tree: Any) -> jax.Array:
     """bool: every floating leaf of ``tree`` is finite (an overflowing step can leave inf without a NaN loss)."""
     checks = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]

@@ -34,7 +34,7 @@ from shm_jax.agents.heads import ActorCritic
 from shm_jax.agents.parts import AgentParts
 from shm_jax.agents.trunk import AgentCarry
 from shm_jax.algorithms import rollout as rollout_lib
-from shm_jax.algorithms.base import MemoryEstimate, Policy, all_finite
+from shm_jax.algorithms.base import MemoryEstimate, Policy, all_finite, observation_storage_dtype
 from shm_jax.algorithms.ppo import memory_estimate
 from shm_jax.algorithms.ppo.config import PPOConfig, PPOHyperparameters
 from shm_jax.algorithms.ppo.losses import compute_gae, ppo_loss
@@ -94,6 +94,7 @@ class PPO:
     anneal_lr: bool
     clip_value_loss: bool
     normalize_advantages: bool
+    obs_dtype: Any = jnp.float32  # how the rollout stores observations (uint8 for pixel-only ones)
 
     @classmethod
     def from_config(cls, config: PPOConfig, *, env: Any, env_params: Any, agent: AgentParts) -> PPO:
@@ -103,6 +104,7 @@ class PPO:
         )
         return cls(
             env=env,
+            obs_dtype=observation_storage_dtype(network.pixel_features, env, env_params),
             env_params=env_params,
             network=network,
             num_envs=config.num_envs,
@@ -157,7 +159,7 @@ class PPO:
             return v[0]
 
         transition = Transition(
-            obs=state.last_obs,
+            obs=state.last_obs.astype(self.obs_dtype),
             start=state.last_start,
             noise=jax.tree.map(lambda x: x[0], noise),
             action=action,

@@ -33,7 +33,7 @@ from shm_jax.agents.heads import QNetwork
 from shm_jax.agents.parts import AgentParts
 from shm_jax.agents.trunk import AgentCarry
 from shm_jax.algorithms import rollout as rollout_lib
-from shm_jax.algorithms.base import MemoryEstimate, Policy, all_finite
+from shm_jax.algorithms.base import MemoryEstimate, Policy, all_finite, observation_storage_dtype
 from shm_jax.algorithms.pqn import memory_estimate
 from shm_jax.algorithms.pqn.config import PQNConfig, PQNHyperparameters
 from shm_jax.algorithms.pqn.exploration import epsilon_greedy, linear_epsilon
@@ -95,6 +95,7 @@ class PQN:
     adam_eps: float
     anneal_lr: bool
     eval_epsilon: float
+    obs_dtype: Any = jnp.float32  # how the rollout stores observations (uint8 for pixel-only ones)
 
     @classmethod
     def from_config(cls, config: PQNConfig, *, env: Any, env_params: Any, agent: AgentParts) -> PQN:
@@ -108,6 +109,7 @@ class PQN:
         network = QNetwork.on(agent.make_trunk(), num_actions=spec.sizes[0], head_hidden_size=agent.head_hidden_size)
         return cls(
             env=env,
+            obs_dtype=observation_storage_dtype(network.pixel_features, env, env_params),
             env_params=env_params,
             network=network,
             num_envs=config.num_envs,
@@ -157,7 +159,7 @@ class PQN:
             return jnp.max(q_final, axis=-1)
 
         transition = Transition(
-            obs=state.last_obs,
+            obs=state.last_obs.astype(self.obs_dtype),
             start=state.last_start,
             noise=jax.tree.map(lambda x: x[0], noise),
             action=action,

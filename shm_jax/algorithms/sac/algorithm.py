@@ -46,7 +46,7 @@ from shm_jax.agents.heads import Actor, TwinQ
 from shm_jax.agents.parts import AgentParts
 from shm_jax.agents.trunk import AgentCarry
 from shm_jax.algorithms import replay
-from shm_jax.algorithms.base import MemoryEstimate, Policy, all_finite
+from shm_jax.algorithms.base import MemoryEstimate, Policy, all_finite, observation_storage_dtype
 from shm_jax.algorithms.sac import losses, memory_estimate
 from shm_jax.algorithms.sac.config import SACDConfig, SACHyperparameters
 from shm_jax.options import ConfigError
@@ -186,7 +186,6 @@ class SAC:
                 f"holds {capacity} episodes of {T + 1} rows; it must hold num_envs and warmup_episodes "
                 f"(at least {max(config.num_envs, config.warmup_episodes) * (T + 1)} rows), got {config.buffer_size}",
             )
-        pixels_only = actor_trunk.pixel_features and actor_trunk.pixel_features == _obs_size(env, env_params)
         return cls(
             env=env,
             env_params=env_params,
@@ -203,7 +202,7 @@ class SAC:
             autotune_alpha=config.autotune_alpha,
             terminal=config.terminal,
             max_grad_norm=config.max_grad_norm,
-            obs_dtype=jnp.uint8 if pixels_only else jnp.float32,
+            obs_dtype=observation_storage_dtype(actor_trunk.pixel_features, env, env_params),
         )
 
     @property
@@ -521,8 +520,3 @@ class SAC:
 def pad_front(x: jax.Array) -> jax.Array:
     """[T, ...] -> [T + 1, ...] with a zero row first (values at t + 1 sit at index t + 1)."""
     return jnp.concatenate([jnp.zeros_like(x[:1]), x], axis=0)
-
-
-def _obs_size(env: Any, env_params: Any) -> int:
-    obs, _ = jax.eval_shape(env.reset, jax.random.PRNGKey(0), env_params)
-    return int(np.prod(obs.shape, dtype=np.int64))
