@@ -14,6 +14,11 @@ csv/<setting>_seed<i>.csv, summary.json (final return and MMER per run, mean +- 
 learning_curve.png, checkpoints/ and, with --tensorboard (needs tensorboardX; skipped otherwise),
 tensorboard/. Checkpoints are saved after the first update and then every 10 minutes (--checkpoint-minutes);
 Ctrl-C stops after the running update, saves and exits 130 (SIGTERM: 143); --resume continues it.
+
+Several processes (hosts) on one run, with jax.distributed (docs/distributed.md); launch options, not saved in
+config.json, so a run saved on N processes resumes on M:
+  python train.py --distributed ...                # Slurm, Open MPI, Cloud TPU, Kubernetes: detected by jax
+  python train.py --coordinator-address 10.0.0.1:1234 --num-processes 2 --process-id 0 [--local-device-ids 0,1] ...
 """
 
 from __future__ import annotations
@@ -27,15 +32,27 @@ import sys
 from pathlib import Path
 from typing import Annotated, Literal
 
-import tyro
+from shm_jax.options import ConfigError
+from shm_jax.training import distributed  # jax and shm_jax.options only: starts no JAX backend
 
-from shm_jax import api
-from shm_jax.algorithms import base as algorithms
-from shm_jax.config import ConfigError, TrainConfig, field_names, flat_view, resumable, validate, with_overrides
-from shm_jax.presets import PRESETS, from_preset
-from shm_jax.training import loop, rundir, stopping
-from shm_jax.training.checkpoint import CheckpointWriteError
-from shm_jax.training.stopping import EXIT_CODES
+if __name__ == "__main__":
+    # `python train.py --distributed ...`: join the job before anything below starts JAX (gymnax, hence shm_jax.config,
+    # creates an array at import); main() takes the launch options out of argv again and finds the job joined
+    try:
+        distributed.initialize(distributed.split_launch_args(sys.argv[1:])[0])
+    except ConfigError as _err:
+        print(f"error: {str(_err).splitlines()[0]}", file=sys.stderr)
+        sys.exit(2)
+
+import tyro  # noqa: E402  (the imports below start JAX's backend)
+
+from shm_jax import api  # noqa: E402
+from shm_jax.algorithms import base as algorithms  # noqa: E402
+from shm_jax.config import TrainConfig, field_names, flat_view, resumable, validate, with_overrides  # noqa: E402
+from shm_jax.presets import PRESETS, from_preset  # noqa: E402
+from shm_jax.training import loop, rundir, stopping  # noqa: E402
+from shm_jax.training.checkpoint import CheckpointWriteError  # noqa: E402
+from shm_jax.training.stopping import EXIT_CODES  # noqa: E402
 
 SweepType = tuple[tuple[str, tuple[float, ...]], ...]
 ARG_ALIASES = {"--env": "--env-id"}  # short spellings for common options
@@ -290,14 +307,15 @@ def train_main(argv: list[str]) -> int:
     command = parse_train_args(argv)
     if command.resume is not None:
         config, changes = resume_config(command, argv)
-        if changes:
+        if changes and distributed.is_main():  # several processes: process 0 writes
             for name, (old, new) in changes.items():
                 print(f"resume: {name} {old!r} -> {new!r} (recorded in config.json)", file=sys.stderr)
             rundir.record_resume(Path(command.resume), config, changes)
         run_dir = api.train(config, resume_dir=command.resume)
     else:
         run_dir = api.train(command.config)
-    _print_summary(run_dir)
+    if distributed.is_main():
+        _print_summary(run_dir)
     return _exit_code(run_dir)
 
 
@@ -309,6 +327,8 @@ def eval_main(argv: list[str]) -> int:
     policies = {"both": (True, False), "greedy": (True,), "sampled": (False,)}[command.policy]
     results = [api.evaluate(loaded, episodes=command.episodes, greedy=g, seed=command.seed) for g in policies]
     out = Path(command.run_dir) / "eval.json"
+    if not distributed.is_main():  # several processes: process 0 writes and reports
+        return 0
     out.write_text(json.dumps(results, indent=2) + "\n")
     for result in results:
         for entry in result["per_setting"]:
@@ -333,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     previous, stopping.on_second_interrupt = stopping.on_second_interrupt, stopping.exit_at_once
     try:
+        launch, argv = distributed.split_launch_args(argv)  # launch options: not part of the run's config
+        distributed.initialize(launch)  # joined already when run as a script (top of this file)
         if argv and argv[0] == "eval":
             return eval_main(argv[1:])
         return train_main(argv)

@@ -147,10 +147,51 @@ class BatchedProgram:
         on small machines; an initialiser added later could bring that back. Same numbers per run.
         """
         init_one = jax.jit(self.algorithm.init)
+        if not all(s.is_fully_addressable for s in jax.tree.leaves(self.state_sharding)):
+            return self._init_global(init_one)  # several processes (jax.distributed)
         runs = [[init_one(key) for key in self.keys] for _ in self.settings]
         stack = lambda *xs: jnp.stack(xs)  # noqa: E731
         stacked = jax.tree.map(stack, *[jax.tree.map(stack, *row) for row in runs])
         return jax.device_put(stacked, self.state_sharding)
+
+    def _init_global(self, init_one) -> Any:
+        """The fresh state on a mesh spanning several processes: each process initialises only the runs of the shards
+        it holds (the same numbers as :meth:`init` in one process) and every leaf is assembled from them
+        (``jax.make_array_from_callback``; a committed array cannot be ``device_put`` onto another process's devices).
+        """
+        per_seed: dict[int, list[Any]] = {}  # every setting starts alike: one init per seed
+
+        def run_leaves(s: int) -> list[Any]:
+            if s not in per_seed:
+                per_seed[s] = jax.tree.leaves(init_one(self.keys[s]))
+            return per_seed[s]
+
+        abstract = self._abstract_init()
+        leaves, treedef = jax.tree.flatten(abstract)
+        shardings = treedef.flatten_up_to(self.state_sharding)
+        num_settings, num_seeds = len(self.settings), len(self.seeds)
+        out = []
+        for i, (leaf, leaf_sharding) in enumerate(zip(leaves, shardings)):
+            typed = jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+
+            def host(x, typed=typed):
+                return np.asarray(jax.random.key_data(x) if typed else x)
+
+            def block(index, i=i, host=host):
+                settings = range(num_settings)[index[0]]
+                seeds = range(num_seeds)[index[1]]
+                rows = [np.stack([host(run_leaves(s)[i]) for s in seeds]) for _ in settings]
+                return np.stack(rows)[(slice(None), slice(None), *index[2:])]
+
+            if typed:
+                impl = jax.random.key_impl(run_leaves(0)[i])
+                shape = jax.eval_shape(jax.random.key_data, jax.ShapeDtypeStruct(leaf.shape, leaf.dtype)).shape
+                data = jax.make_array_from_callback(shape, leaf_sharding, block)
+                wrap = jax.jit(lambda d, impl=impl: jax.random.wrap_key_data(d, impl=impl), out_shardings=leaf_sharding)
+                out.append(wrap(data))
+            else:
+                out.append(jax.make_array_from_callback(leaf.shape, leaf_sharding, block))
+        return jax.tree.unflatten(treedef, out)
 
     def _chunk_fn(self, k: int):
         def chunk(states, hyperparameters, active):

@@ -14,6 +14,11 @@ writes into a temporary folder and renames it when complete, so a kill at any mo
 finished checkpoint intact; leftover temporary folders are removed when a run directory is opened.
 ``restore`` takes the newest checkpoint that reads back and names any damaged newer one. Calls must
 come from one thread. Typed PRNG keys are stored as their raw key data and re-wrapped on restore.
+
+Several processes (``jax.distributed``): every process makes the same calls in the same order on one shared
+directory (orbax's save and restore are collective); what touches the directory outside orbax (removing leftovers,
+setting a damaged checkpoint aside) is done by process 0 between barriers, every process then rebuilds its
+manager, and whether a checkpoint restored is agreed by all before it is used.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from shm_jax.options import ConfigError
+from shm_jax.training import distributed
 
 CHECKPOINT_SUBDIR = "checkpoints"
 _TMP_MARK = ".orbax-checkpoint-tmp"
@@ -70,7 +76,9 @@ class Checkpointer:
     def __init__(self, run_dir: Path | str, *, max_to_keep: int = 3, create: bool = True):
         _quiet_orbax()
         self.directory = Path(run_dir).absolute() / CHECKPOINT_SUBDIR
-        self.removed_temporary = self._remove_temporary() if jax.process_index() == 0 else []
+        distributed.barrier("shm_jax:checkpointer-open")  # nobody still reads or writes the folder being cleaned
+        self.removed_temporary = self._remove_temporary() if distributed.is_main() else []
+        distributed.barrier("shm_jax:checkpointer-cleaned")  # every process builds its manager after the clean-up
         self._options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep, enable_async_checkpointing=True, create=create
         )
@@ -115,7 +123,8 @@ class Checkpointer:
             self._manager.wait_until_finished()
         except Exception:  # that save failed too: its folder is removed below
             pass
-        self._remove_temporary()
+        if distributed.is_main():
+            self._remove_temporary()
 
     def wait(self) -> None:
         """Block until every started save is on disk; CheckpointWriteError if one failed."""
@@ -141,19 +150,23 @@ class Checkpointer:
         target = jax.tree.map(lambda x: _abstract_key_data(x) if _is_typed_key(x) else x, abstract_state)
         failures = []
         for candidate in steps:
+            error = None
             try:
                 restored = self._restore_step(candidate, target)
             except Exception as err:  # orbax raises many types for a damaged checkpoint
-                failures.append(f"{candidate} ({_first_line(err)})")
+                error = _first_line(err)
+            if not distributed.agree_all(error is None):  # several processes: a step fails for all if it fails for one
+                failures.append(f"{candidate} ({error or 'failed on another process'})")
                 continue
             if failures:
                 moved = self._set_aside([int(f.split(" ")[0]) for f in failures]) if purpose == "resume" else []
                 aside = f" (moved to {', '.join(moved)})" if moved else ""
-                print(
-                    f"{purpose}: skipped damaged checkpoint(s) {'; '.join(failures)} in {self.directory}{aside}; "
-                    f"using checkpoint {candidate}",
-                    file=sys.stderr,
-                )
+                if distributed.is_main():
+                    print(
+                        f"{purpose}: skipped damaged checkpoint(s) {'; '.join(failures)} in {self.directory}{aside}; "
+                        f"using checkpoint {candidate}",
+                        file=sys.stderr,
+                    )
             state = jax.tree.map(
                 lambda abstract, x: (
                     jax.random.wrap_key_data(x, impl=_impl_of(abstract)) if _is_typed_key(abstract) else x
@@ -166,17 +179,19 @@ class Checkpointer:
         raise ConfigError(purpose, f"no readable checkpoint in {self.directory}: {'; '.join(failures)}")
 
     def _set_aside(self, steps: list[int]) -> list[str]:
-        """Rename damaged checkpoints out of orbax's sight, so a resumed run can save those steps again."""
-        if jax.process_index() != 0:
-            return []
-        stamp = time.strftime("%Y%m%d-%H%M%S")
+        """Rename damaged checkpoints out of orbax's sight, so a resumed run can save those steps again (process 0
+        renames; every process then rebuilds its manager, whose list of steps would otherwise keep them)."""
+        distributed.barrier("shm_jax:set-aside-start")
         moved = []
-        for step in steps:
-            source = self.directory / str(step)
-            if source.is_dir():
-                target = source.with_name(f"{step}.damaged-{stamp}")
-                source.rename(target)
-                moved.append(target.name)
+        if distributed.is_main():
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            for step in steps:
+                source = self.directory / str(step)
+                if source.is_dir():
+                    target = source.with_name(f"{step}.damaged-{stamp}")
+                    source.rename(target)
+                    moved.append(target.name)
+        distributed.barrier("shm_jax:set-aside-done")
         self._manager.close()
         self._manager = ocp.CheckpointManager(self.directory, options=self._options)
         return moved

@@ -19,6 +19,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 
 from shm_jax.algorithms.base import Policy
 from shm_jax.options import ConfigError
@@ -139,7 +140,13 @@ def play_episodes(
     run, _ = make_episode_runner(policy, env, env_params, episodes, task_params=task_params, max_steps=max_steps)
     lead = jax.tree.leaves(params)[0].shape[:2]
     keys = jax.random.split(jax.random.PRNGKey(seed), lead[0] * lead[1]).reshape(*lead, -1)
-    out = jax.device_get(jax.jit(jax.vmap(jax.vmap(run)))(params, keys))
+    first = jax.tree.leaves(params)[0]
+    placement = {}
+    if not getattr(first, "is_fully_addressable", True):  # several processes: every one reads the (small) results
+        replicated = NamedSharding(first.sharding.mesh, PartitionSpec())
+        placement["out_shardings"] = replicated
+        keys = jax.device_put(np.asarray(keys), replicated)
+    out = jax.device_get(jax.jit(jax.vmap(jax.vmap(run)), **placement)(params, keys))
     result = {k: np.asarray(v) for k, v in out.items()}
     result["has_success"] = bool(np.asarray(out["has_success"]).all())
     return result

@@ -36,9 +36,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from shm_jax.config import TrainConfig
+from shm_jax.training import distributed, rundir
 from shm_jax.training import loggers as loggers_lib
 from shm_jax.training import metrics as metrics_lib
-from shm_jax.training import rundir
 from shm_jax.training.batched import BatchedProgram
 from shm_jax.training.built import Built
 from shm_jax.training.checkpoint import Checkpointer, CheckpointWriteError
@@ -51,6 +51,16 @@ from shm_jax.training.tensorboard import TensorBoardLog
 
 class NonFiniteLossError(RuntimeError):
     """Every run diverged (non-finite loss); each was saved as it was before its divergence."""
+
+
+_SIGNAL_CODES = {"SIGINT": 2, "SIGTERM": 15}
+_SIGNAL_NAMES = {code: name for name, code in _SIGNAL_CODES.items()}
+
+
+def print_main(*args: Any, **kwargs: Any) -> None:
+    """print() on process 0 only (several processes would say it once each)."""
+    if distributed.is_main():
+        print(*args, **kwargs)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -170,7 +180,9 @@ def run(
         estimate = built.algorithm.memory_estimate(built.hyperparameters, program.num_runs)
         check_fits(estimate, devices=list(program.mesh.devices.flat), blame=blame)
     loop = _HostLoop(config, program, built, progress=progress, loggers=loggers)
-    return loop.run(resume_dir, stop_after_updates)
+    run_dir = loop.run(resume_dir, stop_after_updates)
+    distributed.barrier("shm_jax:run-end")  # several processes: process 0's summary.json is written for every one
+    return run_dir
 
 
 class _HostLoop:
@@ -200,17 +212,20 @@ class _HostLoop:
         if resume_dir is not None:
             run_dir = Path(resume_dir)
         else:
-            run_dir = rundir.new_run_dir(
-                config.run.out_dir, config.env.env_id, config.agent.memory, config.run.run_name
-            )
-            if self.is_main:
-                rundir.write_config(run_dir, config)
+            # several processes: process 0 names and creates the directory, every process gets its name (or its error)
+            run_dir = Path(distributed.run_on_main(lambda: str(self._new_run_dir())))
         self.run_dir = run_dir
         self.checkpointer = Checkpointer(run_dir, max_to_keep=config.run.keep_checkpoints)
         try:
             return self._run(resume_dir, stop_after_updates)
         finally:
             self.checkpointer.close()
+
+    def _new_run_dir(self) -> Path:
+        config = self.config
+        run_dir = rundir.new_run_dir(config.run.out_dir, config.env.env_id, config.agent.memory, config.run.run_name)
+        rundir.write_config(run_dir, config)
+        return run_dir
 
     def _run(self, resume_dir, stop_after_updates) -> Path:
         program, run_dir = self.program, self.run_dir
@@ -222,7 +237,7 @@ class _HostLoop:
             state, saved_history, meta = self.checkpointer.restore(program.abstract_state(), purpose="resume")
             updates_done = int(meta["updates_done"])
             if meta.get("status") == "finished" or updates_done >= self.num_updates:
-                print(
+                print_main(
                     f"{run_dir} already finished all {self.num_updates} updates; nothing to do (evaluate it "
                     f"with: python train.py eval {run_dir})",
                     file=sys.stderr,
@@ -236,7 +251,8 @@ class _HostLoop:
                     f"resume: removed unfinished checkpoint folder(s) {', '.join(self.checkpointer.removed_temporary)}",
                     file=sys.stderr,
                 )
-            print(f"Resuming {run_dir} at update {updates_done}/{self.num_updates}", file=sys.stderr)
+            if self.is_main:
+                print(f"Resuming {run_dir} at update {updates_done}/{self.num_updates}", file=sys.stderr)
         else:
             state, updates_done = program.init(), 0
         self._session_start = updates_done
@@ -287,7 +303,9 @@ class _HostLoop:
             start = time.perf_counter()
             try:
                 while self.updates_done < self.num_updates:
-                    if stop.requested or (stop_after_updates is not None and self.updates_done >= stop_after_updates):
+                    if self._stop_agreed(stop) or (
+                        stop_after_updates is not None and self.updates_done >= stop_after_updates
+                    ):
                         status = "interrupted"
                         break
                     state, active, chunk = self._train_chunk(state, active)
@@ -299,7 +317,8 @@ class _HostLoop:
                     if not active.any():
                         status = "nonfinite"
                         break
-                    if self.updates_done < self.num_updates and saver.due(time.monotonic()):
+                    # several processes: process 0's clock decides, so that every process enters orbax's save
+                    if self.updates_done < self.num_updates and distributed.main_decides(saver.due(time.monotonic())):
                         self._save(self.updates_done, state, "running")
                         saver.last, self.last_saved = time.monotonic(), self.updates_done
             finally:
@@ -307,6 +326,19 @@ class _HostLoop:
                 self.timing["train_seconds"] += time.perf_counter() - start
             stop.status_line = lambda: "saving the last checkpoint and finishing"  # a second Ctrl-C still aborts
             return self._end(status, state, stop)
+
+    @staticmethod
+    def _stop_agreed(stop: StopFlag) -> bool:
+        """Whether to stop now; several processes: a Ctrl-C or SIGTERM on any of them stops all (the first signal's
+        name is taken on each, so that process 0's summary.json and every exit code say which)."""
+        if not distributed.is_multiprocess():
+            return stop.requested
+        codes = distributed.gather_ints([_SIGNAL_CODES.get(stop.signal_name, 0) if stop.requested else 0])[:, 0]
+        if not codes.any():
+            return False
+        if not stop.requested:
+            stop.requested, stop.signal_name = True, _SIGNAL_NAMES[int(codes[codes > 0][0])]
+        return True
 
     def _status_line(self) -> str:
         """What the first Ctrl-C will do, said the moment it arrives."""
@@ -336,8 +368,8 @@ class _HostLoop:
         wait_ready(chunk)
         chunk = {key: np.asarray(value) for key, value in jax.device_get(chunk).items()}
         for label, at in _newly_diverged(chunk, np.asarray(active), self.updates_done + 1, self.labels):
-            self.diverged.append({"run": label, "at_update": at})
-            print(
+            self.diverged.append({"run": label, "at_update": at})  # the same on every process: metrics are replicated
+            print_main(
                 f"\nrun {label}: non-finite loss at update {at}; frozen at its state before it, the other runs go on",
                 file=sys.stderr,
                 flush=True,

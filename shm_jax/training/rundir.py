@@ -20,6 +20,7 @@ from typing import Any
 import jax
 
 from shm_jax.config import ConfigError, TrainConfig, from_dict, to_dict
+from shm_jax.training import distributed
 
 CONFIG_FILE = "config.json"
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "gymnax", "chex", "numpy", "tyro", "shm-jax")
@@ -103,8 +104,8 @@ def git_commit(short: bool = False) -> str | None:
 
 
 def devices() -> dict[str, Any]:
-    """The backend and every device of every process."""
-    return {
+    """The backend and every device of every process (several processes: the job's topology too)."""
+    found = {
         "backend": jax.default_backend(),
         "process_index": jax.process_index(),
         "process_count": jax.process_count(),
@@ -113,6 +114,9 @@ def devices() -> dict[str, Any]:
             for d in jax.devices()
         ],
     }
+    if jax.process_count() > 1:
+        found["distributed"] = distributed.describe()
+    return found
 
 
 def write_provenance(run_dir: Path, **extra_devices: Any) -> None:

@@ -13,13 +13,14 @@ order, the first axis that the device count divides:
    needs);
 4. otherwise everything is replicated (correct, no speed-up) and a warning says why.
 
-The same code runs on a CPU, one GPU, a TPU host and several hosts. Multi-host (e.g. a TPU pod slice
-or several GPU nodes): call ``jax.distributed.initialize()`` (arguments: coordinator address, number
-of processes, process id; on Cloud TPU no arguments are needed) in every process BEFORE any other JAX
-call, then run the same ``python train.py ...`` command in every process. ``jax.devices()`` then
-lists the devices of all hosts, the mesh spans them, the arrays are global ``jax.Array``s, orbax saves
-and restores them collectively (every process calls save on its main thread) and only process 0
-writes logs, CSVs and plots. Test multi-device code on one CPU with
+The same code runs on a CPU, one GPU, a TPU host and several hosts. Several processes (a TPU pod slice,
+GPU nodes, CPU hosts): run ``python train.py --distributed ...`` in every process
+(``shm_jax.training.distributed``; docs/distributed.md), which joins the ``jax.distributed`` job before
+anything starts JAX. ``jax.devices()`` then lists the devices of all processes, blocked by process, so
+process p holds block p of the sharded axis: its own seeds or settings (no communication) or its own
+environments (the gradient mean is then all-reduced across processes every minibatch, over the
+network). The arrays are global ``jax.Array``s, orbax saves and restores them collectively and only
+process 0 writes logs, CSVs and plots. Test multi-device code on one CPU with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` set before JAX is imported.
 """
 
@@ -72,6 +73,13 @@ def plan_state_sharding(abstract_state: Any, mesh: Mesh, *, per_env: Any = None)
     env_sizes = {x.shape[2] if x.ndim > 2 else None for x, marked in zip(leaves, marks) if marked}
     num_envs = env_sizes.pop() if len(env_sizes) == 1 else None  # one env axis, or none to shard
     if num_envs and num_envs % n == 0:
+        if jax.process_count() > 1:
+            warnings.warn(
+                f"sharding: the environments are split over {jax.process_count()} processes, so every minibatch's "
+                "gradient is all-reduced between them over the network; seeds or sweep settings in a multiple of "
+                f"{n} devices would need no communication",
+                stacklevel=2,
+            )
         shardings = jax.tree.map(
             lambda x, marked: NamedSharding(mesh, _axis_spec(x.ndim, 2)) if marked else replicated(mesh),
             abstract_state,
