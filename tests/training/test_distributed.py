@@ -327,6 +327,48 @@ def test_two_processes_train_like_one_then_resume_in_one(tmp_path):
     )
 
 
+def _with(args: list[str], **options: str) -> list[str]:
+    """FAKE_ARGS with some options' values replaced (``num_seeds="1"`` for ``--num-seeds 1``)."""
+    out = list(args)
+    for name, value in options.items():
+        out[out.index("--" + name.replace("_", "-")) + 1] = value
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "axis, options, extra, exact",
+    [
+        ("settings", {"num_seeds": "1"}, ["--sweep", "lr=0.01,0.003,0.001,0.0003"], True),
+        ("envs", {"num_seeds": "1"}, [], False),
+    ],
+)
+def test_two_processes_split_settings_or_environments_like_one_process(
+    tmp_path, monkeypatch, axis, options, extra, exact
+):
+    """The other two axes the program shards: 4 sweep settings x 1 seed split by settings (no communication between
+    processes: bit-identical), and 1 run of 4 environments split by environments (gradients all-reduced across the
+    processes: equal within float tolerance, the reduction order differs)."""
+    monkeypatch.setattr(sys.modules[__name__], "FAKE_ARGS", _with(FAKE_ARGS, **options))
+    _ok(_train(tmp_path, "one", processes=1, devices=4, extra=extra))
+    _ok(_train(tmp_path, "two", processes=2, devices=2, extra=extra))
+    runs = tmp_path / "runs"
+    assert json.loads((runs / "two" / "devices.json").read_text())["sharded_axis"] == axis
+    one = [json.loads(line) for line in (runs / "one" / "metrics.jsonl").read_text().splitlines()]
+    two = [json.loads(line) for line in (runs / "two" / "metrics.jsonl").read_text().splitlines()]
+    assert len(one) == len(two) > 0
+    if exact:
+        assert one == two
+    else:
+        for a, b in zip(one, two):
+            assert a.keys() == b.keys()
+            for key, value in a.items():
+                if isinstance(value, float):
+                    assert value == pytest.approx(b[key], rel=1e-4, abs=1e-6, nan_ok=True), key
+                else:
+                    assert value == b[key], key
+
+
 def _lines(path: Path) -> int:
     return len(path.read_text().splitlines()) if path.is_file() else 0
 
