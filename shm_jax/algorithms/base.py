@@ -22,6 +22,7 @@ from typing import Any, ClassVar, NamedTuple, Protocol
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from shm_jax.options import ConfigError, check_fields
 
@@ -102,6 +103,30 @@ def observation_storage_dtype(pixel_features: int, env: Any, env_params: Any) ->
     obs, _ = jax.eval_shape(env.reset, jax.random.PRNGKey(0), env_params)
     size = int(np.prod(obs.shape, dtype=np.int64))
     return jnp.uint8 if pixel_features and pixel_features == size else jnp.float32
+
+
+def gradient_step(optimizer: Any, params: Any, opt_state: Any, grads: Any, lr: Any, max_grad_norm: Any, project: Any):
+    """One optimiser step of every learner: the global-norm clip to ``max_grad_norm`` (None: no clip), the optimiser's
+    direction, params - lr * direction, then ``project`` (the trunk's projection onto allowed values). Returns
+    (params, opt_state, the gradient's norm before clipping)."""
+    grad_norm = optax.tree.norm(grads)
+    if max_grad_norm is not None:
+        scale = jnp.where(grad_norm > max_grad_norm, max_grad_norm / grad_norm, 1.0)
+        grads = jax.tree.map(lambda g: g * scale, grads)
+    direction, opt_state = optimizer.update(grads, opt_state, params)
+    return project(jax.tree.map(lambda p, d: p - lr * d, params, direction)), opt_state, grad_norm
+
+
+class ScanTraining:
+    """``train_chunk`` and ``train`` for a learner with ``init``, ``update`` and ``num_updates``."""
+
+    def train_chunk(self, state: Any, hp: Any, num_updates: int):
+        """``num_updates`` (static) updates in one ``lax.scan``: (state, metrics with leading axis num_updates)."""
+        return jax.lax.scan(lambda s, _: self.update(s, hp), state, None, length=num_updates)
+
+    def train(self, rng: jax.Array, hp: Any):
+        """A whole run, init + num_updates updates: (state, metrics[num_updates])."""
+        return self.train_chunk(self.init(rng), hp, self.num_updates)
 
 
 def all_finite(tree: Any) -> jax.Array:

@@ -149,3 +149,18 @@ def per_env_leaves(state: RunnerState) -> RunnerState:
         rng=False,
         update=False,
     )
+
+
+def epochs_of_minibatches(
+    minibatch_step: Callable, carry: Any, rng: jax.Array, num_envs: int, num_minibatches: int, update_epochs: int
+):
+    """``update_epochs`` passes over a rollout, each a fresh permutation of the environments split into
+    ``num_minibatches`` groups of whole sequences: ``minibatch_step(carry, env_indices int32[n])`` -> (carry, metrics).
+    Returns (carry, metrics [update_epochs, num_minibatches])."""
+    per_minibatch = num_envs // num_minibatches
+
+    def epoch(carry, key):
+        order = jax.random.permutation(key, num_envs).reshape(num_minibatches, per_minibatch)
+        return jax.lax.scan(minibatch_step, carry, order)
+
+    return jax.lax.scan(epoch, carry, jax.random.split(rng, update_epochs))

@@ -34,7 +34,14 @@ from shm_jax.agents.heads import ActorCritic
 from shm_jax.agents.parts import AgentParts
 from shm_jax.agents.trunk import AgentCarry
 from shm_jax.algorithms import rollout as rollout_lib
-from shm_jax.algorithms.base import MemoryEstimate, Policy, all_finite, observation_storage_dtype
+from shm_jax.algorithms.base import (
+    MemoryEstimate,
+    Policy,
+    ScanTraining,
+    all_finite,
+    gradient_step,
+    observation_storage_dtype,
+)
 from shm_jax.algorithms.ppo import memory_estimate
 from shm_jax.algorithms.ppo.config import PPOConfig, PPOHyperparameters
 from shm_jax.algorithms.ppo.losses import compute_gae, ppo_loss
@@ -73,7 +80,7 @@ class Rollout(struct.PyTreeNode):
 
 
 @dataclasses.dataclass(frozen=True)
-class PPO:
+class PPO(ScanTraining):
     """Recurrent PPO for one run (no vmap inside); every method is pure and jittable.
 
     env, env_params: a gymnax-style environment (auto-reset ``step``) and its params; network: the
@@ -227,11 +234,9 @@ class PPO:
             pick_t(advantages),
             pick_t(targets),
         )
-        grad_norm = optax.tree.norm(grads)
-        scale = jnp.where(grad_norm > hp.max_grad_norm, hp.max_grad_norm / grad_norm, 1.0)
-        grads = jax.tree.map(lambda g: g * scale, grads)
-        direction, opt_state = self.optimizer.update(grads, opt_state, params)
-        params = self.network.project_params(jax.tree.map(lambda p, d: p - lr * d, params, direction))
+        params, opt_state, grad_norm = gradient_step(
+            self.optimizer, params, opt_state, grads, lr, hp.max_grad_norm, self.network.project_params
+        )
         return (params, opt_state), {**aux, "grad_norm": grad_norm}
 
     def learning_rate(self, hp: PPOHyperparameters, update: jax.Array) -> jax.Array:
@@ -255,16 +260,10 @@ class PPO:
             hp.gae_lambda,
         )
         lr = self.learning_rate(hp, state.update)
-        envs_per_minibatch = self.num_envs // self.num_minibatches
-
-        def epoch(carry, key):
-            order = jax.random.permutation(key, self.num_envs).reshape(self.num_minibatches, envs_per_minibatch)
-            step = lambda c, idx: self._minibatch_step(c, idx, hp, lr, rollout, advantages, targets)  # noqa: E731
-            return jax.lax.scan(step, carry, order)
-
         rng, k_epochs = jax.random.split(state.rng)
-        (params, opt_state), losses = jax.lax.scan(
-            epoch, (state.params, state.opt_state), jax.random.split(k_epochs, self.update_epochs)
+        step = lambda c, idx: self._minibatch_step(c, idx, hp, lr, rollout, advantages, targets)  # noqa: E731
+        (params, opt_state), losses = rollout_lib.epochs_of_minibatches(
+            step, (state.params, state.opt_state), k_epochs, self.num_envs, self.num_minibatches, self.update_epochs
         )
         finite = (
             jnp.all(jnp.isfinite(losses["total_loss"]))
@@ -283,14 +282,6 @@ class PPO:
         }
         state = state.replace(params=params, opt_state=opt_state, rng=rng, update=state.update + 1)
         return state, metrics
-
-    def train_chunk(self, state: RunnerState, hp: PPOHyperparameters, num_updates: int):
-        """``num_updates`` (static) updates in one ``lax.scan``: (state, metrics with leading axis num_updates)."""
-        return jax.lax.scan(lambda s, _: self.update(s, hp), state, None, length=num_updates)
-
-    def train(self, rng: jax.Array, hp: PPOHyperparameters):
-        """A whole run, init + num_updates updates: (state, metrics[num_updates])."""
-        return self.train_chunk(self.init(rng), hp, self.num_updates)
 
     # --- what the batched program and the host loop ask -------------------------------------------
 

@@ -33,7 +33,14 @@ from shm_jax.agents.heads import QNetwork
 from shm_jax.agents.parts import AgentParts
 from shm_jax.agents.trunk import AgentCarry
 from shm_jax.algorithms import rollout as rollout_lib
-from shm_jax.algorithms.base import MemoryEstimate, Policy, all_finite, observation_storage_dtype
+from shm_jax.algorithms.base import (
+    MemoryEstimate,
+    Policy,
+    ScanTraining,
+    all_finite,
+    gradient_step,
+    observation_storage_dtype,
+)
 from shm_jax.algorithms.pqn import memory_estimate
 from shm_jax.algorithms.pqn.config import PQNConfig, PQNHyperparameters
 from shm_jax.algorithms.pqn.exploration import epsilon_greedy, linear_epsilon
@@ -74,7 +81,7 @@ class Rollout(struct.PyTreeNode):
 
 
 @dataclasses.dataclass(frozen=True)
-class PQN:
+class PQN(ScanTraining):
     """Recurrent PQN for one run (no vmap inside); every method is pure and jittable.
 
     env, env_params: a gymnax-style environment (auto-reset ``step``) with a Discrete action space, and its
@@ -211,11 +218,9 @@ class PQN:
             jax.tree.map(pick_t, rollout.trajectory),
             pick_t(targets),
         )
-        grad_norm = optax.tree.norm(grads)
-        scale = jnp.where(grad_norm > hp.max_grad_norm, hp.max_grad_norm / grad_norm, 1.0)
-        grads = jax.tree.map(lambda g: g * scale, grads)
-        direction, opt_state = self.optimizer.update(grads, opt_state, params)
-        params = self.network.project_params(jax.tree.map(lambda p, d: p - lr * d, params, direction))
+        params, opt_state, grad_norm = gradient_step(
+            self.optimizer, params, opt_state, grads, lr, hp.max_grad_norm, self.network.project_params
+        )
         return (params, opt_state), {**aux, "grad_norm": grad_norm}
 
     def learning_rate(self, hp: PQNHyperparameters, update: jax.Array) -> jax.Array:
@@ -244,16 +249,10 @@ class PQN:
             hp.q_lambda,
         )
         lr = self.learning_rate(hp, state.update)
-        envs_per_minibatch = self.num_envs // self.num_minibatches
-
-        def epoch(carry, key):
-            order = jax.random.permutation(key, self.num_envs).reshape(self.num_minibatches, envs_per_minibatch)
-            step = lambda c, idx: self._minibatch_step(c, idx, hp, lr, rollout, targets)  # noqa: E731
-            return jax.lax.scan(step, carry, order)
-
         rng, k_epochs = jax.random.split(state.rng)
-        (params, opt_state), losses = jax.lax.scan(
-            epoch, (state.params, state.opt_state), jax.random.split(k_epochs, self.update_epochs)
+        step = lambda c, idx: self._minibatch_step(c, idx, hp, lr, rollout, targets)  # noqa: E731
+        (params, opt_state), losses = rollout_lib.epochs_of_minibatches(
+            step, (state.params, state.opt_state), k_epochs, self.num_envs, self.num_minibatches, self.update_epochs
         )
         finite = jnp.all(jnp.isfinite(losses["loss"])) & jnp.all(jnp.isfinite(losses["grad_norm"])) & all_finite(params)
         metrics = {
@@ -266,14 +265,6 @@ class PQN:
         }
         state = state.replace(params=params, opt_state=opt_state, rng=rng, update=state.update + 1)
         return state, metrics
-
-    def train_chunk(self, state: RunnerState, hp: PQNHyperparameters, num_updates: int):
-        """``num_updates`` (static) updates in one ``lax.scan``: (state, metrics with leading axis num_updates)."""
-        return jax.lax.scan(lambda s, _: self.update(s, hp), state, None, length=num_updates)
-
-    def train(self, rng: jax.Array, hp: PQNHyperparameters):
-        """A whole run, init + num_updates updates: (state, metrics[num_updates])."""
-        return self.train_chunk(self.init(rng), hp, self.num_updates)
 
     # --- what the batched program and the host loop ask -------------------------------------------
 

@@ -46,7 +46,14 @@ from shm_jax.agents.heads import Actor, TwinQ
 from shm_jax.agents.parts import AgentParts
 from shm_jax.agents.trunk import AgentCarry
 from shm_jax.algorithms import replay
-from shm_jax.algorithms.base import MemoryEstimate, Policy, all_finite, observation_storage_dtype
+from shm_jax.algorithms.base import (
+    MemoryEstimate,
+    Policy,
+    ScanTraining,
+    all_finite,
+    gradient_step,
+    observation_storage_dtype,
+)
 from shm_jax.algorithms.sac import losses, memory_estimate
 from shm_jax.algorithms.sac.config import SACDConfig, SACHyperparameters
 from shm_jax.options import ConfigError
@@ -115,7 +122,7 @@ def _adam(eps: float = 1e-8) -> optax.GradientTransformation:
 
 
 @dataclasses.dataclass(frozen=True)
-class SAC:
+class SAC(ScanTraining):
     """Recurrent SAC(-Discrete) for one run (no vmap inside); every method is pure and jittable.
 
     env, env_params: a gymnax-style environment (auto-reset ``step`` with ``final_observation`` in info); actor,
@@ -350,12 +357,8 @@ class SAC:
         return -hp.target_entropy_scale * self.action_spec.sizes[0]
 
     def _step(self, params, opt_state, grads, lr, project):
-        grad_norm = optax.tree.norm(grads)
-        if self.max_grad_norm:
-            scale = jnp.where(grad_norm > self.max_grad_norm, self.max_grad_norm / grad_norm, 1.0)
-            grads = jax.tree.map(lambda g: g * scale, grads)
-        direction, opt_state = _adam().update(grads, opt_state, params)
-        return project(jax.tree.map(lambda p, d: p - lr * d, params, direction)), opt_state, grad_norm
+        max_norm = self.max_grad_norm or None  # 0: no clipping (pomdp-baselines)
+        return gradient_step(_adam(), params, opt_state, grads, lr, max_norm, project)
 
     def _pass(self, network, params, batch: replay.Episodes, noise, action=None):
         """One network over the T + 1 observations of ``batch`` from a zero state: its outputs [T + 1, B, ...]."""
@@ -480,14 +483,6 @@ class SAC:
         )
         metrics = {**stats, **jax.tree.map(jnp.mean, history), "finite": finite}
         return SACState(learner=learner, buffer=buffer, rng=rng, update=state.update + 1), metrics
-
-    def train_chunk(self, state: SACState, hp: SACHyperparameters, num_updates: int):
-        """``num_updates`` (static) iterations in one ``lax.scan``: (state, metrics with leading axis num_updates)."""
-        return jax.lax.scan(lambda s, _: self.update(s, hp), state, None, length=num_updates)
-
-    def train(self, rng: jax.Array, hp: SACHyperparameters):
-        """A whole run, init + num_updates iterations: (state, metrics[num_updates])."""
-        return self.train_chunk(self.init(rng), hp, self.num_updates)
 
     # --- what the batched program and the host loop ask -------------------------------------------
 
