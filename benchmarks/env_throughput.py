@@ -33,8 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import envs
 from benchmarks.common import REPO_ROOT, device_slug, load_average, timed_calls, versions
+from shm_jax import envs
 
 
 def spread(times: list[float]) -> float:

@@ -3,5 +3,5 @@
 ``envs.make(id, **overrides) -> (env, params)`` and ``envs.list_ids()``.
 """
 
-from envs import adapters, credit, meta, popgym, probes  # noqa: F401,E402  (registers every id)
-from envs.registry import list_ids, make, register, resolve  # noqa: F401
+from shm_jax.envs import adapters, credit, meta, popgym, probes  # noqa: F401,E402  (registers every id)
+from shm_jax.envs.registry import list_ids, make, register, resolve  # noqa: F401

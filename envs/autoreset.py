@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from gymnax.environments import environment
 
-from envs.wrappers import _InnerWrapper
+from shm_jax.envs.wrappers import _InnerWrapper
 
 # Resets per round: enough that a typical step (a few episodes ending among thousands of envs) needs one
 # round, few enough that a round costs a small fraction of a full batch of resets.

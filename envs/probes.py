@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
 
-from envs.registry import register
+from shm_jax.envs.registry import register
 
 
 @struct.dataclass

@@ -19,8 +19,8 @@ from typing import Any
 
 from gymnax.environments import environment
 
-from envs import wrappers
-from envs.autoreset import AutoResetWrapper
+from shm_jax.envs import wrappers
+from shm_jax.envs.autoreset import AutoResetWrapper
 
 
 @dataclasses.dataclass(frozen=True)

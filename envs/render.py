@@ -23,10 +23,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from envs.credit import board
-from envs.credit.story import ChapterEnv
-from envs.meta.navigation import NavigationEnv
-from envs.meta.point_robot import PointRobot
+from shm_jax.envs.credit import board
+from shm_jax.envs.credit.story import ChapterEnv
+from shm_jax.envs.meta.navigation import NavigationEnv
+from shm_jax.envs.meta.point_robot import PointRobot
 
 VIEW_OUTLINE = np.array([255, 215, 0], np.uint8)  # gold, distinct from the task palette
 X_RANGE, Y_RANGE = (-2.0, 2.0), (-1.0, 2.0)

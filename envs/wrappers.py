@@ -20,7 +20,7 @@ from flax import struct
 from gymnax.environments import environment, spaces
 from jax.experimental import checkify
 
-from envs.spaces import MultiDiscrete
+from shm_jax.envs.spaces import MultiDiscrete
 
 # ----------------------------------------------------------------------------------------------- space helpers
 

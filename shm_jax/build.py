@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import envs
+from shm_jax import envs
 from shm_jax.agents.distributions import action_spec_from_space
 from shm_jax.agents.parts import AgentParts
 from shm_jax.agents.trunk import RecurrentTrunk

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("shm_jax", "envs")
+# import prefix -> folder: the environments sit in the top-level envs/ folder and import as shm_jax.envs
+PACKAGES = {"shm_jax": "shm_jax", "shm_jax.envs": "envs"}
 # Imports inside functions are allowed only for optional dependencies, and in tools/colab.py, whose functions run
 # before the right jax is installed (importing jax at module level would pin the wrong one).
 # Optional packages: tensorboard, wandb, notebooks, and the aot extra (libtpu, the nvcc wheel, the Triton compiler
@@ -27,10 +28,11 @@ IMPORTS_JAX_LATE = {"shm_jax/tools/colab.py"}
 
 def _modules() -> dict[str, Path]:
     found = {}
-    for package in PACKAGES:
-        for path in sorted((REPO / package).rglob("*.py")):
-            parts = path.relative_to(REPO).with_suffix("").parts
-            found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    for prefix, folder in PACKAGES.items():
+        for path in sorted((REPO / folder).rglob("*.py")):
+            parts = path.relative_to(REPO / folder).with_suffix("").parts
+            parts = parts[:-1] if parts[-1] == "__init__" else parts
+            found[".".join((prefix, *parts))] = path
     return found
 
 
@@ -97,7 +99,7 @@ def _offenders(sources: tuple[str, ...], allowed: tuple[str, ...]) -> list[str]:
 
 def test_memory_and_envs_import_nothing_above_them():
     assert _offenders(("shm_jax.memory",), ("shm_jax.memory",)) == []
-    assert _offenders(("envs",), ("envs",)) == []
+    assert _offenders(("shm_jax.envs",), ("shm_jax.envs",)) == []
     assert GRAPH["shm_jax.options"] == set()
 
 
@@ -129,7 +131,8 @@ def test_only_the_build_step_and_the_api_reach_the_algorithm_registry_and_envs()
     assert reach_every_algorithm <= {"shm_jax.config"}, reach_every_algorithm
     builders = {m for m, targets in GRAPH.items() if "shm_jax.build" in targets and _in(m, "shm_jax")}
     assert builders <= {"shm_jax.api", "shm_jax.tools.aot"}, builders
-    envs_users = {m for m, targets in GRAPH.items() if any(_in(t, "envs") for t in targets) and _in(m, "shm_jax")}
+    envs_users = {m for m, targets in GRAPH.items() if any(_in(t, "shm_jax.envs") for t in targets)} - {"shm_jax"}
+    envs_users = {m for m in envs_users if not _in(m, "shm_jax.envs")}
     assert envs_users <= {"shm_jax.build"}, envs_users
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import gymnax
 
-from envs.registry import register_namespace
+from shm_jax.envs.registry import register_namespace
 
 
 def make(name: str, prev_action: bool | None = None, **overrides: Any) -> tuple[Any, Any]:

@@ -23,9 +23,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from envs.credit import board
-from envs.credit.story import ChapterEnv, CreditParams, CreditState, check_lengths
-from envs.registry import register
+from shm_jax.envs.credit import board
+from shm_jax.envs.credit.story import ChapterEnv, CreditParams, CreditState, check_lengths
+from shm_jax.envs.registry import register
 
 EXPLORE_ART = (
     "  #######  ",

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
 
-from envs.credit import board
+from shm_jax.envs.credit import board
 
 
 @struct.dataclass

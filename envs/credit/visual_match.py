@@ -29,9 +29,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from envs.credit import board
-from envs.credit.story import ChapterEnv, CreditParams, CreditState, check_lengths
-from envs.registry import register
+from shm_jax.envs.credit import board
+from shm_jax.envs.credit.story import ChapterEnv, CreditParams, CreditState, check_lengths
+from shm_jax.envs.registry import register
 
 EXPLORE_ART = (
     "           ",

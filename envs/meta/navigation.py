@@ -43,7 +43,7 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
 
-from envs.meta.tasks import NUM_TASKS, split
+from shm_jax.envs.meta.tasks import NUM_TASKS, split
 
 
 @struct.dataclass

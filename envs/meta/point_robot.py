@@ -24,9 +24,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from envs.meta.navigation import NavigationEnv, NavParams, held_out_params
-from envs.meta.tasks import point_robot_tasks
-from envs.registry import register
+from shm_jax.envs.meta.navigation import NavigationEnv, NavParams, held_out_params
+from shm_jax.envs.meta.tasks import point_robot_tasks
+from shm_jax.envs.registry import register
 
 START_LOW = (-1.5, -0.5)
 START_HIGH = (1.5, 1.5)

@@ -16,9 +16,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from envs.meta.navigation import NavigationEnv, NavParams, held_out_params
-from envs.meta.tasks import wind_tasks
-from envs.registry import register
+from shm_jax.envs.meta.navigation import NavigationEnv, NavParams, held_out_params
+from shm_jax.envs.meta.tasks import wind_tasks
+from shm_jax.envs.registry import register
 
 WIND_GOAL = (0.0, 1.0)
 

@@ -3,7 +3,7 @@
 Importing this package registers every id. One module per environment family.
 """
 
-from envs.popgym import (  # noqa: F401  (imported for their register() calls)
+from shm_jax.envs.popgym import (  # noqa: F401  (imported for their register() calls)
     autoencode,
     battleship,
     cartpole,

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from envs import registry
-from envs.popgym import card_game, deck
-from envs.popgym.card_game import EnvParams  # noqa: F401  (this game's params)
-from envs.popgym.card_game import SuitDeckState as EnvState  # noqa: F401  (this game's state)
-from envs.spaces import MultiDiscrete
+from shm_jax.envs import registry
+from shm_jax.envs.popgym import card_game, deck
+from shm_jax.envs.popgym.card_game import EnvParams  # noqa: F401  (this game's params)
+from shm_jax.envs.popgym.card_game import SuitDeckState as EnvState  # noqa: F401  (this game's state)
+from shm_jax.envs.spaces import MultiDiscrete
 
 WATCH, PLAY = 1, 0
 

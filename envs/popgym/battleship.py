@@ -11,9 +11,9 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
 
-from envs.registry import register
-from envs.sampling import uniform_true_cell
-from envs.spaces import MultiDiscrete
+from shm_jax.envs.registry import register
+from shm_jax.envs.sampling import uniform_true_cell
+from shm_jax.envs.spaces import MultiDiscrete
 
 
 @struct.dataclass

@@ -15,8 +15,8 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
 
-from envs.popgym import deck
-from envs.spaces import MultiDiscrete
+from shm_jax.envs.popgym import deck
+from shm_jax.envs.spaces import MultiDiscrete
 
 
 @struct.dataclass

@@ -17,8 +17,8 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
 
-from envs.popgym.noisy_control import EnvParams, checked_params, noisy
-from envs.registry import register
+from shm_jax.envs.popgym.noisy_control import EnvParams, checked_params, noisy
+from shm_jax.envs.registry import register
 
 # gymnasium CartPole-v1 constants
 GRAVITY = 9.8

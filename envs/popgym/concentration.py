@@ -27,9 +27,9 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
 
-from envs import registry
-from envs.popgym import deck
-from envs.spaces import MultiDiscrete
+from shm_jax.envs import registry
+from shm_jax.envs.popgym import deck
+from shm_jax.envs.spaces import MultiDiscrete
 
 NO_CARD = -1
 

@@ -19,10 +19,10 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
 
-from envs import registry
-from envs.popgym import card_game, deck
-from envs.popgym.card_game import EnvParams  # noqa: F401  (this game's params)
-from envs.spaces import MultiDiscrete
+from shm_jax.envs import registry
+from shm_jax.envs.popgym import card_game, deck
+from shm_jax.envs.popgym.card_game import EnvParams  # noqa: F401  (this game's params)
+from shm_jax.envs.spaces import MultiDiscrete
 
 
 @struct.dataclass

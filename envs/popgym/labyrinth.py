@@ -13,9 +13,9 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
 
-from envs.popgym.maze import FREE, WALL, hunt_and_kill, outer_entrances
-from envs.registry import register_levels
-from envs.spaces import MultiDiscrete
+from shm_jax.envs.popgym.maze import FREE, WALL, hunt_and_kill, outer_entrances
+from shm_jax.envs.registry import register_levels
+from shm_jax.envs.spaces import MultiDiscrete
 
 # cell codes (popgym Cell) and actions (popgym Actions)
 START, GOAL = 2, 3

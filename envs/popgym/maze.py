@@ -19,7 +19,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from envs.sampling import uniform_true_cell, uniform_true_index
+from shm_jax.envs.sampling import uniform_true_cell, uniform_true_index
 
 WALL = 1
 FREE = 0

@@ -12,8 +12,8 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
 
-from envs.registry import register
-from envs.spaces import MultiDiscrete
+from shm_jax.envs.registry import register
+from shm_jax.envs.spaces import MultiDiscrete
 
 DIFFICULTIES = {"easy": ((4, 4), 2), "medium": ((6, 6), 6), "hard": ((8, 8), 10)}
 

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
 
-from envs import registry
+from shm_jax.envs import registry
 
 
 @struct.dataclass

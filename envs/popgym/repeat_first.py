@@ -9,10 +9,10 @@ Observation int32 scalar, the suit, space Discrete(4). Action Discrete(4); out-o
 
 from __future__ import annotations
 
-from envs import registry
-from envs.popgym import card_game, deck
-from envs.popgym.card_game import EnvParams  # noqa: F401  (this game's params)
-from envs.popgym.card_game import SuitDeckState as EnvState  # noqa: F401  (this game's state)
+from shm_jax.envs import registry
+from shm_jax.envs.popgym import card_game, deck
+from shm_jax.envs.popgym.card_game import EnvParams  # noqa: F401  (this game's params)
+from shm_jax.envs.popgym.card_game import SuitDeckState as EnvState  # noqa: F401  (this game's state)
 
 
 class RepeatFirst(card_game.OneDeckGame):

@@ -162,7 +162,7 @@ def install_command(plan: InstallPlan, python: str | None = None) -> list[str]:
     return [python or sys.executable, "-m", "pip", "install", "-q", *plan.requirements]
 
 
-def is_installed(modules: Sequence[str] = ("shm_jax", "envs", "jax", "flax", "gymnax")) -> bool:
+def is_installed(modules: Sequence[str] = ("shm_jax", "shm_jax.envs", "jax", "flax", "gymnax")) -> bool:
     """Whether every module in ``modules`` can be imported (nothing is imported)."""
     return all(importlib.util.find_spec(name) is not None for name in modules)
 

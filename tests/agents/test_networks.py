@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from gymnax.environments import spaces
 
-from envs.spaces import MultiDiscrete
 from shm_jax.agents import ActionSpec, action_spec_from_space, actor_critic, distributions, trunk
+from shm_jax.envs.spaces import MultiDiscrete
 from shm_jax.memory import make_memory
 
 DISCRETE = ActionSpec("discrete", (3,))

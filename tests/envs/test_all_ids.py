@@ -17,8 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import envs
-from envs.wrappers import flat_size, flatten_value, space_contains
+from shm_jax import envs
+from shm_jax.envs.wrappers import flat_size, flatten_value, space_contains
 from tests.helpers import quick_subset
 
 NUM_ENVS = 1024

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from gymnax.environments import environment
 
-import envs
-from envs import wrappers
-from envs.autoreset import AutoResetWrapper, resets_per_round
-from envs.meta.navigation import held_out_params
+from shm_jax import envs
+from shm_jax.envs import wrappers
+from shm_jax.envs.autoreset import AutoResetWrapper, resets_per_round
+from shm_jax.envs.meta.navigation import held_out_params
 from tests.helpers import quick_subset
 
 FAST = {"compiler_options": {"xla_backend_optimization_level": 0}}

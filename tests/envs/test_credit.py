@@ -12,8 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import envs
-from envs.credit import KeyToDoor, VisualMatch, board
+from shm_jax import envs
+from shm_jax.envs.credit import KeyToDoor, VisualMatch, board
 
 BG, WALL_PX, PLAYER_PX = 204, 25, 228  # red channel of background, wall, player (spec palette)
 ORACLE, RANDOM_ACTIONS, NO_KEY = -1, 3, 4  # policy modes (0..2 = walk to that Visual Match door)

@@ -10,8 +10,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-import envs
-from envs.autoreset import RESET_ALL_SCOPE
+from shm_jax import envs
+from shm_jax.envs.autoreset import RESET_ALL_SCOPE
 
 BATCH = 64
 

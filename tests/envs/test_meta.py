@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import envs
-from envs.meta import PointRobot, Wind, held_out_params
-from envs.meta.tasks import NUM_TASKS, point_robot_tasks, wind_tasks
+from shm_jax import envs
+from shm_jax.envs.meta import PointRobot, Wind, held_out_params
+from shm_jax.envs.meta.tasks import NUM_TASKS, point_robot_tasks, wind_tasks
 
 H = 100
 

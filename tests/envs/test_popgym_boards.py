@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import envs
-from envs.popgym.battleship import Battleship
+from shm_jax import envs
+from shm_jax.envs.popgym.battleship import Battleship
 from tests.helpers import quick_subset
 
 popgym_battleship = pytest.importorskip("popgym.envs.battleship")

@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import envs
-from envs.popgym import deck
+from shm_jax import envs
+from shm_jax.envs.popgym import deck
 
 pytest.importorskip("popgym")
 from popgym.envs import (  # noqa: E402

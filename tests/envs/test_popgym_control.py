@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import envs
+from shm_jax import envs
 
 np_cartpole = pytest.importorskip("popgym.envs.position_only_cartpole")
 np_noisy_cartpole = pytest.importorskip("popgym.envs.noisy_position_only_cartpole")

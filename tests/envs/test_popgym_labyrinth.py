@@ -16,8 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import envs
-from envs.popgym.labyrinth import LabyrinthEscape
+from shm_jax import envs
+from shm_jax.envs.popgym.labyrinth import LabyrinthEscape
 
 LEVELS = ("Easy", "Medium", "Hard")
 CELLS = {"Easy": 5, "Medium": 7, "Hard": 9}

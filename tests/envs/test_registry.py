@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-import envs
-from envs import registry
+from shm_jax import envs
+from shm_jax.envs import registry
 
 LEVELS = ("Easy", "Medium", "Hard")
 # popjym's ids (its registry), and the original popgym class names where they differ.

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import envs
-from envs.credit import KeyToDoor, VisualMatch, board
-from envs.meta import PointRobot, Wind
-from envs.render import render, render_sequence, save_frames
+from shm_jax import envs
+from shm_jax.envs.credit import KeyToDoor, VisualMatch, board
+from shm_jax.envs.meta import PointRobot, Wind
+from shm_jax.envs.render import render, render_sequence, save_frames
 
 CELL = 8
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from envs.sampling import uniform_true_cell, uniform_true_index
+from shm_jax.envs.sampling import uniform_true_cell, uniform_true_index
 
 
 @pytest.mark.slow

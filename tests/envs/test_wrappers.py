@@ -10,9 +10,9 @@ import pytest
 from flax import struct
 from gymnax.environments import environment, spaces
 
-import envs
-from envs import wrappers
-from envs.spaces import MultiDiscrete
+from shm_jax import envs
+from shm_jax.envs import wrappers
+from shm_jax.envs.spaces import MultiDiscrete
 
 FAST = {"compiler_options": {"xla_backend_optimization_level": 0}}  # these programs run for milliseconds
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import envs
+from shm_jax import envs
 from shm_jax.build import build
 from shm_jax.config import ConfigError
 from shm_jax.presets import from_preset

@@ -64,8 +64,8 @@ def test_any_memory_switches_from_the_default(memory):
 @pytest.mark.slow
 def test_a_whole_run_builds_the_environment_and_the_memory_core_once(monkeypatch, tmp_path):
     """build(config) is the one place things are built: CLI parse, validation, training and evaluation reuse it."""
-    import envs
     from shm_jax import build as build_module
+    from shm_jax import envs
 
     counts = {"env": 0, "memory": 0}
 

@@ -1,0 +1,1 @@
+"""The host loop: checkpoints, run directories, logging, evaluation, sharding and multi-process training."""
