@@ -4,6 +4,8 @@ Tolerance: float32 throughout; the implementations sum the same terms in differe
 compare with rtol = 1e-4 and an absolute floor of 1e-5 x the largest magnitude.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -113,24 +115,37 @@ def test_reset_equivalence_2048_steps_every_32():
     starts = jnp.zeros((length, batch), bool).at[::period].set(True)
     chunks = jax.tree.map(lambda x: x.reshape((length // period, period) + x.shape[1:]), inputs)
     zero = jnp.zeros_like(carry)
-    for method in SCAN_METHODS:
+
+    # One compiled program per method: run eagerly, every primitive of the scans dispatches (and compiles) on its own.
+    @functools.partial(jax.jit, static_argnums=0)
+    def long_and_short(method, inputs, chunks):
         _, y_long = hadamard_scan(carry, inputs, starts, make_cu, read, method=method, chunk_size=48)
-        finals, y_short = jax.vmap(
+        _, y_short = jax.vmap(
             lambda inp: hadamard_scan(zero, inp, jnp.zeros((period, batch), bool), make_cu, read, method=method)
         )(chunks)
-        assert_scaled_close(y_long, y_short.reshape(y_long.shape))
+        return y_long, y_short.reshape(y_long.shape)
+
+    for method in SCAN_METHODS:
+        assert_scaled_close(*long_and_short(method, inputs, chunks))
 
 
 @pytest.mark.slow
 def test_carry_threading_equals_one_call():
     length, batch, size = 40, 2, 4
     carry, inputs, starts = random_problem(jax.random.PRNGKey(3), length, batch, size, reset_prob=0.05)
+    # Jitted: one compiled program per call shape instead of one dispatch per primitive.
+    scan = jax.jit(
+        lambda carry, inputs, starts, method: hadamard_scan(
+            carry, inputs, starts, make_cu, read, method=method, chunk_size=8
+        ),
+        static_argnums=3,
+    )
     for method in SCAN_METHODS:
-        final, y = hadamard_scan(carry, inputs, starts, make_cu, read, method=method, chunk_size=8)
+        final, y = scan(carry, inputs, starts, method)
         head = jax.tree.map(lambda x: x[:17], inputs)
         tail = jax.tree.map(lambda x: x[17:], inputs)
-        mid, y1 = hadamard_scan(carry, head, starts[:17], make_cu, read, method=method, chunk_size=8)
-        final2, y2 = hadamard_scan(mid, tail, starts[17:], make_cu, read, method=method, chunk_size=8)
+        mid, y1 = scan(carry, head, starts[:17], method)
+        final2, y2 = scan(mid, tail, starts[17:], method)
         assert_scaled_close(jnp.concatenate([y1, y2]), y)
         assert_scaled_close(final2, final)
 
