@@ -10,12 +10,17 @@ The curated API (loaded on first use, so ``import shm_jax`` starts no JAX backen
     train(config)                   build, then train every sweep setting x seed; returns the run directory
     evaluate(run_dir)               play fresh episodes with a saved run's agents
     load_run(run_dir)               a saved run's config, build, program and newest checkpointed state
+
+The command line is ``shm-jax`` (``python -m shm_jax``; ``shm_jax.cli``).
 """
 
 from __future__ import annotations
 
 import importlib
 from typing import Any
+
+# The one place the version is written: pyproject.toml reads it (setuptools dynamic version, without importing).
+__version__ = "0.1.0"
 
 _API = {
     "make_memory": "shm_jax.memory",
@@ -28,7 +33,7 @@ _API = {
     "load_run": "shm_jax.api",
 }
 
-__all__ = sorted(_API)
+__all__ = sorted(_API)  # __version__ is not part of the API list
 
 
 def __getattr__(name: str) -> Any:

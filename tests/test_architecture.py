@@ -23,7 +23,9 @@ PACKAGES = {"shm_jax": "shm_jax", "shm_jax.envs": "envs"}
 # Optional packages: tensorboard, wandb, notebooks, and the aot extra (libtpu, the nvcc wheel, the Triton compiler
 # that only CUDA-capable jaxlibs carry).
 OPTIONAL = {"tensorboardX", "wandb", "IPython", "IPython.display", "PIL", "libtpu", "nvidia.cuda_nvcc", "jax._src.lib"}
-IMPORTS_JAX_LATE = {"shm_jax/tools/colab.py"}
+# The command line (shm_jax/cli.py) joins a distributed job before it imports the parser and the trainer, which start
+# JAX's backend (jax.distributed.initialize must come first).
+IMPORTS_JAX_LATE = {"shm_jax/tools/colab.py", "shm_jax/cli.py"}
 
 
 def _modules() -> dict[str, Path]:
@@ -141,9 +143,19 @@ def test_nothing_in_the_library_imports_tools():
     assert {m for m in importers if not _in(m, "shm_jax.tools")} == set(), importers
 
 
+# The command line sits on top, beside the API: it parses options into a config and calls the API.
+CLI = {"shm_jax.cli", "shm_jax.cli_parse", "shm_jax.cli_run", "shm_jax.__main__"}
+
+
 def test_the_api_sits_above_build_and_training():
     assert {"shm_jax.build", "shm_jax.training.loop"} <= GRAPH["shm_jax.api"]
-    assert not any(_in(t, "shm_jax.api") for m, ts in GRAPH.items() if m != "shm_jax" for t in ts)
+    assert not any(_in(t, "shm_jax.api") for m, ts in GRAPH.items() if m not in {"shm_jax"} | CLI for t in ts)
+
+
+def test_the_command_line_sits_on_top_and_nothing_in_the_library_imports_it():
+    assert "shm_jax.api" in GRAPH["shm_jax.cli_run"]
+    importers = {m for m, targets in GRAPH.items() if targets & CLI}
+    assert importers <= CLI, importers
 
 
 def test_function_local_imports_are_only_for_optional_dependencies():
@@ -162,8 +174,9 @@ def test_function_local_imports_are_only_for_optional_dependencies():
 
 
 def test_importing_the_package_starts_no_jax():
-    """``import shm_jax`` (and its colab helper) loads no JAX: the API is imported on first use."""
-    code = "import sys, shm_jax, shm_jax.tools.colab; print('jax' in sys.modules)"
+    """``import shm_jax`` (and its colab helper, its links tool and the command line's entry) loads no JAX: the API is
+    imported on first use, the command line's parser after a distributed job is joined."""
+    code = "import sys, shm_jax, shm_jax.tools.colab, shm_jax.tools.links, shm_jax.cli; print('jax' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr[-2000:]
 
@@ -172,4 +185,9 @@ def test_the_package_folders_show_the_pipeline():
     folders = {p.name for p in (REPO / "shm_jax").iterdir() if p.is_dir() and not p.name.startswith("__")}
     assert folders == {"memory", "agents", "algorithms", "training", "tools"}
     files = {p.name for p in (REPO / "shm_jax").glob("*.py")}
-    assert files == {"__init__.py", "api.py", "build.py", "config.py", "options.py", "presets.py"}
+    assert files == {"__init__.py", "api.py", "build.py", "config.py", "options.py", "presets.py"} | {
+        "__main__.py",
+        "cli.py",
+        "cli_parse.py",
+        "cli_run.py",
+    }

@@ -3,8 +3,9 @@
 This module imports nothing heavy (no jax) at import time, so a notebook's first cell can call it BEFORE the
 dependencies are installed:
 
-- ``install(source)`` installs shm-jax from ``source`` (``SHM_JAX_SOURCE``: a package name, a git URL or a
-  checkout) with its dependencies, and keeps a preinstalled jax that lies in the project's range (Colab's
+- ``install(source)`` installs shm-jax from ``source`` (``SHM_JAX_SOURCE``: a git+https URL, a checkout, a wheel,
+  or the package name once the project has published it: shm_jax/tools/links.py renders the notebooks' default from
+  pyproject.toml) with its dependencies, and keeps a preinstalled jax that lies in the project's range (Colab's
   TPU and GPU runtimes ship one: replacing it would swap libtpu or pull ~3 GB of CUDA wheels and force a
   restart). Only an absent or out-of-range jax is (re)installed, with the extra of the runtime. It is a no-op
   when ``shm_jax`` and its dependencies are already importable (CI, a local checkout, a second run);
@@ -42,7 +43,9 @@ ACCELERATOR_PLUGINS = {
 }
 
 SOURCE_ENV = "SHM_JAX_SOURCE"
-DEFAULT_SOURCE = "shm-jax"  # the package name on PyPI
+# No default source: the notebooks' install cell carries the one pyproject.toml declares (shm_jax/tools/links.py), and
+# an unset source is a one-line error rather than a guess (an unpublished package name could be anyone's).
+MISSING_SOURCE = f"{SOURCE_ENV} is not set: set it to a git+https URL of shm-jax or the path of a checkout"
 SIZE_ENV = "SHM_NOTEBOOK_SIZE"
 SIZES = ("tiny", "full")
 DEFAULT_SIZE = "full"
@@ -109,11 +112,11 @@ def installed_version(dist: str) -> str | None:
 
 
 def pip_requirement(source: str) -> str:
-    """``SHM_JAX_SOURCE`` as a pip requirement: anything ``pip install`` takes (a package name, a pip URL such as
-    ``git+https://github.com/OWNER/shm-jax``, a wheel); a directory must be an shm-jax checkout (absolute path)."""
+    """``SHM_JAX_SOURCE`` as a pip requirement: anything ``pip install`` takes (a git+https URL, a wheel, the package
+    name once published); a directory must be an shm-jax checkout (absolute path)."""
     source = source.strip()
     if not source:
-        raise ValueError(f"{SOURCE_ENV}: empty; give a package name, a git+https URL or an shm-jax checkout")
+        raise ValueError(MISSING_SOURCE)
     if os.path.isdir(source):
         if not (Path(source) / "pyproject.toml").is_file():
             raise ValueError(f"{SOURCE_ENV}: {source!r} is a directory but not an shm-jax checkout (no pyproject.toml)")
@@ -168,16 +171,19 @@ def is_installed(modules: Sequence[str] = ("shm_jax", "shm_jax.envs", "jax", "fl
 
 
 def install(source: str | None = None, runtime: str | None = None, *, force: bool = False) -> bool:
-    """Install shm-jax from ``source`` (default: ``$SHM_JAX_SOURCE``, else the package name ``shm-jax``) for
-    ``runtime`` (default: detected), following :func:`plan_install`.
+    """Install shm-jax from ``source`` (default: ``$SHM_JAX_SOURCE``) for ``runtime`` (default: detected), following
+    :func:`plan_install`.
 
     Skipped (returns False) when the package and its dependencies are already importable, unless ``force``.
-    Returns True when pip ran. Raises RuntimeError (one line, naming ``SHM_JAX_SOURCE``) when pip fails.
+    Returns True when pip ran. Raises RuntimeError (one line, naming ``SHM_JAX_SOURCE``) when no source is given or
+    pip fails.
     """
     if not force and is_installed():
         print("shm_jax and its dependencies are already importable: nothing to install")
         return False
-    source = source or os.environ.get(SOURCE_ENV, "").strip() or DEFAULT_SOURCE
+    source = (source or "").strip() or os.environ.get(SOURCE_ENV, "").strip()
+    if not source:
+        raise RuntimeError(MISSING_SOURCE)
     runtime = runtime or detect_runtime()
     plan = plan_install(source, runtime, installed_version)
     print(f"runtime: {runtime}; {plan.reason}; installing shm-jax from {source!r}")
@@ -187,7 +193,7 @@ def install(source: str | None = None, runtime: str | None = None, *, force: boo
         why = lines[-1] if lines else f"pip exit {done.returncode}"
         raise RuntimeError(
             f"{SOURCE_ENV}={source!r}: pip could not install it ({why}); set {SOURCE_ENV} to a "
-            "package name, a git URL (git+https://github.com/OWNER/shm-jax) or a checkout"
+            "git+https URL of shm-jax or the path of a checkout"
         )
     importlib.invalidate_caches()
     stale = stale_modules()

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from shm_jax.tools import colab
+from shm_jax.tools import colab, links
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = REPO / "notebooks"
@@ -66,15 +66,6 @@ def test_notebook_has_colab_badge_and_size_switch(path):
 # Execution
 
 
-def _installed_in_site_packages(dist: str) -> bool:
-    """Whether ``dist`` is installed in this interpreter's site-packages (the checkout's own egg-info, seen through
-    the test path, does not count)."""
-    import importlib.metadata
-    import site
-
-    return any(True for _ in importlib.metadata.distributions(name=dist, path=site.getsitepackages()))
-
-
 def _kernel_manager(kernel_dir: Path):
     """A KernelManager whose only kernelspec runs ipykernel with this interpreter."""
     from jupyter_client.kernelspec import KernelSpecManager
@@ -102,14 +93,13 @@ def test_notebook_runs_tiny_on_cpu(name, tmp_path, monkeypatch):
     monkeypatch.setenv(colab.SIZE_ENV, "tiny")
     monkeypatch.setenv(colab.OUTPUT_ENV, str(outputs))
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")
-    # Where shm-jax is not installed (.ci/run's Colab-like venv: Colab's jax stack, no shm-jax), the first cell
-    # installs it from this checkout as a Colab user's would from SHM_JAX_SOURCE; elsewhere it is on the path.
-    fresh = not _installed_in_site_packages("shm-jax")
+    # Where shm-jax's dependencies are not installed (.ci/colab_stack: Colab's jax stack plus the built wheel without
+    # its dependencies, as the install cell's first step leaves it), the first cell installs them from SHM_JAX_SOURCE
+    # (CI: the wheel; else this checkout), as a Colab user's would; elsewhere the install cell has nothing to do.
+    fresh = not colab.is_installed()
     jax_before = colab.installed_version("jax")
     if fresh:
-        monkeypatch.setenv(colab.SOURCE_ENV, str(REPO))
-    else:
-        monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+        monkeypatch.setenv(colab.SOURCE_ENV, os.environ.get(colab.SOURCE_ENV, "").strip() or str(REPO))
     monkeypatch.delenv(colab.RUNTIME_ENV, raising=False)
     # keep the kernel's connection file and IPython profile out of the home directory
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "jupyter" / "runtime"))
@@ -128,7 +118,7 @@ def test_notebook_runs_tiny_on_cpu(name, tmp_path, monkeypatch):
     stdout = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     if fresh:  # installed shm-jax and its missing dependencies, kept the preinstalled jax
         assert f"keeping the preinstalled jax {jax_before}" in stdout
-        assert colab.installed_version("jax") == jax_before and _installed_in_site_packages("shm-jax")
+        assert colab.installed_version("jax") == jax_before and colab.is_installed()
     else:
         assert "nothing to install" in stdout  # the install cell skipped: the package was importable
     assert "backend: cpu" in stdout
@@ -225,7 +215,7 @@ def test_pip_requirement_accepts_pip_sources_and_checkouts(tmp_path):
     assert colab.pip_requirement(str(REPO)) == str(REPO.absolute())
     with pytest.raises(ValueError, match=f"{colab.SOURCE_ENV}: .* not an shm-jax checkout"):
         colab.pip_requirement(str(tmp_path))
-    with pytest.raises(ValueError, match=f"{colab.SOURCE_ENV}: empty"):
+    with pytest.raises(ValueError, match=f"{colab.SOURCE_ENV} is not set"):
         colab.pip_requirement("  ")
 
 
@@ -256,8 +246,9 @@ def test_install_asks_pip_for_the_plan_from_the_source_variable(monkeypatch, cap
                           "jax==0.7.2", "jaxlib==0.7.2"]]
     assert "keeping the preinstalled jax 0.7.2" in capsys.readouterr().out
     monkeypatch.delenv(colab.SOURCE_ENV)
-    colab.install(runtime="cpu")
-    assert pip.calls[-1][5] == colab.DEFAULT_SOURCE
+    with pytest.raises(RuntimeError) as error:  # no source: no guess (an unpublished package name could be anyone's)
+        colab.install(runtime="cpu")
+    assert str(error.value) == colab.MISSING_SOURCE and len(pip.calls) == 1
 
 
 def test_install_failure_is_one_line_naming_the_source_variable(monkeypatch):
@@ -272,10 +263,13 @@ def test_install_failure_is_one_line_naming_the_source_variable(monkeypatch):
 
 
 def test_notebook_first_cells_need_no_edit():
+    """The install cell is the one shm_jax/tools/links.py renders from pyproject.toml's location (tests/test_links.py
+    checks the whole notebooks); no hand-edited placeholder in the code."""
+    expected = links.install_cell(links.location(REPO / "pyproject.toml"))
     for path in _notebooks():
         nb = json.loads(path.read_text())
         first_code = next("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
-        assert f'{colab.SOURCE_ENV} = "{colab.DEFAULT_SOURCE}"  # @param' in first_code, path.name
+        assert first_code == expected, path.name
         assert "colab.install(SHM_JAX_SOURCE)" in first_code and "colab.describe_devices()" in first_code
         code = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
         assert "<org>" not in code and "EDIT" not in code, path.name

@@ -1,4 +1,5 @@
-"""train.py end to end with the real trainer (tiny sizes): run directory, eval subcommand, bad input."""
+"""The command line (shm-jax, python -m shm_jax, python train.py) end to end with the real trainer (tiny sizes): run
+directory, the evaluate command, the three entry points' options and version, bad input."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ import jax
 import numpy as np
 import pytest
 
-import train
-from shm_jax import api
+import shm_jax
+from shm_jax import api, cli, cli_parse
 from shm_jax.build import build
 from shm_jax.config import with_overrides
 from shm_jax.memory.shm import sequential_chunk_size
@@ -71,8 +72,8 @@ def test_cli_smoke_run_writes_everything_and_eval_subcommand_works(tmp_path):
         str(tmp_path),
     ]
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    result = subprocess.run(
-        [sys.executable, str(REPO / "train.py"), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    result = subprocess.run(  # the installed console script, from outside the checkout
+        [_console_script(), "train", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = tmp_path.iterdir()
@@ -97,12 +98,63 @@ def test_cli_smoke_run_writes_everything_and_eval_subcommand_works(tmp_path):
     assert timing["train_seconds"] > 0 and timing["eval_seconds"] > 0 and timing["compile_seconds"] > 0
     assert Checkpointer(run_dir, create=False).latest_step() == 4
 
-    # the eval subcommand reads the run back (in-process: same code path as `python train.py eval`)
-    assert train.main(["eval", str(run_dir), "--episodes", "3", "--policy", "greedy"]) == 0
+    # the evaluate command reads the run back (in-process: the same code path as `shm-jax evaluate`)
+    assert cli.main(["evaluate", str(run_dir), "--episodes", "3", "--policy", "greedy"]) == 0
     (greedy,) = json.loads((run_dir / "eval.json").read_text())
     assert greedy["policy"] == "greedy" and greedy["episodes"] == 3 and len(greedy["per_run"]) == 4
     # RepeatPrevious-Easy returns lie in [-1, 1]; every evaluation episode finished
     assert all(-1.0 <= r["mean_return"] <= 1.0 and r["unfinished"] == 0 for r in greedy["per_run"])
+
+
+def _console_script() -> str:
+    """The ``shm-jax`` script installed next to this interpreter (pip install [-e] . puts it there)."""
+    script = Path(sys.executable).with_name("shm-jax")
+    assert script.is_file(), f"{script} is missing: pip install -e . (re)creates it"
+    return str(script)
+
+
+def _option_names(help_text: str) -> set[str]:
+    return set(re.findall(r"--[a-z][a-z0-9-]*", help_text))
+
+
+def test_the_three_entry_points_list_the_same_options():
+    """`shm-jax --help`, `python -m shm_jax --help` and `python train.py --help` are one parser (train.py and the module
+    are thin calls into shm_jax.cli); `shm-jax train --help` is the bare form's."""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    commands = {
+        "shm-jax": [_console_script(), "--help"],
+        "shm-jax train": [_console_script(), "train", "--help"],
+        "python -m shm_jax": [sys.executable, "-m", "shm_jax", "--help"],
+        "python train.py": [sys.executable, str(REPO / "train.py"), "--help"],
+    }
+    options = {}
+    for name, command in commands.items():
+        result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, (name, result.stderr[-2000:])
+        assert result.stdout.startswith(f"usage: {name.removesuffix(' train')} "), (name, result.stdout[:200])
+        options[name] = _option_names(result.stdout)
+    expected = {"--env-id", "--memory", "--algo", "--preset", "--resume", "--sweep", "--lr", "--out-dir", "--version"}
+    assert expected <= options["shm-jax"]
+    assert all(found == options["shm-jax"] for found in options.values()), options
+
+
+def test_version_is_the_package_version_and_starts_no_jax(capsys):
+    import importlib.metadata
+
+    assert shm_jax.__version__ == importlib.metadata.version("shm-jax")
+    assert cli.main(["--version"]) == 0 and capsys.readouterr().out == f"shm-jax {shm_jax.__version__}\n"
+    code = "import sys; from shm_jax import cli; cli.main(['--version']); print('jax' in sys.modules)"
+    for command in ([_console_script(), "--version"], [sys.executable, "-c", code]):
+        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0 and result.stdout.startswith(f"shm-jax {shm_jax.__version__}\n"), result
+    assert result.stdout.splitlines()[1] == "False"
+
+
+def test_a_leading_word_names_the_command():
+    assert cli.split_command(["--env", "X"]) == ("train", ["--env", "X"])
+    assert cli.split_command(["train", "--lr", "1"]) == ("train", ["--lr", "1"])
+    assert cli.split_command(["evaluate", "runs/a"]) == ("evaluate", ["runs/a"])
+    assert cli.split_command(["eval", "runs/a"]) == ("evaluate", ["runs/a"])
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +227,7 @@ BAD_INPUTS = [
     (["--resume", "/nonexistent/run"], "resume: run directory '/nonexistent/run' does not exist"),
     (["--resume", "{saved}", "--num-envs", "8"], "num_envs: cannot change on --resume"),
     (["--resume", "{saved}", "--preset", "paper-popgym"], "preset: cannot be combined with --resume"),
-    (["eval", "/nonexistent/run"], "eval: run directory '/nonexistent/run' does not exist"),
+    (["evaluate", "/nonexistent/run"], "eval: run directory '/nonexistent/run' does not exist"),
     (["eval", "{saved}", "--episodes", "0"], "episodes: must be a positive integer"),
     (["eval", "{saved}"], "eval: no checkpoint in"),
 ]
@@ -194,7 +246,7 @@ def test_bad_input_is_a_one_line_error_before_compiling(tmp_path, capsys, monkey
     # a 16 GiB host, whatever this machine has free: the memory estimate gives the same verdict everywhere
     monkeypatch.setattr(resources, "_host_available", lambda: 16 * 2**30)
     args = [a.replace("{saved}", str(saved_run)) for a in args]
-    assert train.main([*args, "--out-dir", str(tmp_path)] if args[0] != "eval" else args) == 2
+    assert cli.main([*args, "--out-dir", str(tmp_path)] if args[0] not in cli.COMMANDS else args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err, err
     assert not list(tmp_path.iterdir())  # no run directory: it failed before building anything
@@ -406,9 +458,9 @@ def test_signals_are_acknowledged_at_once_stop_after_the_running_update_and_set_
 def test_sac_presets_parse_with_their_dict_options_kept_or_replaced(preset):
     """The SAC presets hold two dict options with a shared key (memory_kwargs of a GRU critic and the GRU actor's
     actor_memory_kwargs): both parse, keep the preset's values, and take a KEY VALUE list that replaces them."""
-    kept = train.parse_train_args(["--preset", preset, "--memory", "gru"]).config
+    kept = cli_parse.parse_train_args(["--preset", preset, "--memory", "gru"]).config
     assert kept == from_preset(preset, memory="gru")
     assert kept.algorithm.actor_memory_kwargs == kept.agent.memory_kwargs and kept.agent.memory_kwargs
-    replaced = train.parse_train_args(["--preset", preset, "--actor-memory-kwargs", "hidden_size", "16"]).config
+    replaced = cli_parse.parse_train_args(["--preset", preset, "--actor-memory-kwargs", "hidden_size", "16"]).config
     assert replaced.algorithm.actor_memory_kwargs == {"hidden_size": 16}
     assert replaced.agent.memory_kwargs == from_preset(preset).agent.memory_kwargs
