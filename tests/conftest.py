@@ -50,3 +50,21 @@ def pytest_terminal_summary(terminalreporter):
         f"jax compilation cache ({os.environ['JAX_COMPILATION_CACHE_DIR']}): {hits} hits, "
         f"{misses} misses in the test processes (subprocesses not counted)"
     )
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Run the modules of long tests first: pytest-xdist's ``load`` scheduling hands tests out in this order, so the
+    long ones (learning runs, AOT compiles, subprocess end-to-end runs: the ``slow`` ones) start while the other worker
+    still has work, and the run ends on short tests that balance the two workers instead of one worker finishing a
+    40 s test alone. Whole modules move (their tests stay together and in their order, so a module-scoped fixture is
+    set up once per worker): modules whose tests are all slow first, then by their share of slow tests."""
+
+    def module(item):
+        return item.nodeid.split("::")[0]
+
+    counts: dict[str, tuple[int, int]] = {}
+    for item in items:
+        slow, total = counts.get(module(item), (0, 0))
+        counts[module(item)] = (slow + (item.get_closest_marker("slow") is not None), total + 1)
+    rank = {name: -slow / total for name, (slow, total) in counts.items()}
+    items.sort(key=lambda item: rank[module(item)])  # stable: collection order within a rank and within a module
