@@ -26,6 +26,8 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
+import socket
+import time
 from collections.abc import Callable, Sequence
 
 import jax
@@ -200,6 +202,10 @@ def initialize(launch: Launch) -> bool:
         process_id=resolved.process_id,
         local_device_ids=list(resolved.local_device_ids) if resolved.local_device_ids is not None else None,
     )
+    if resolved.coordinator_address is not None and resolved.process_id not in (0, None):
+        # jax aborts the whole process (a C++ fatal error and a stack dump) when the coordinator cannot be reached;
+        # waiting for its port here turns that into one line
+        wait_for_coordinator(resolved.coordinator_address, environ_int("SHM_JAX_INIT_TIMEOUT") or INIT_TIMEOUT)
     params = inspect.signature(jax.distributed.initialize).parameters
     for name, env in (
         ("initialization_timeout", "SHM_JAX_INIT_TIMEOUT"),
@@ -214,6 +220,28 @@ def initialize(launch: Launch) -> bool:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
         raise ConfigError("distributed", f"could not join the job ({first})") from None
     return True
+
+
+INIT_TIMEOUT = 300  # seconds; jax.distributed.initialize's own default
+
+
+def wait_for_coordinator(address: str, timeout: float) -> None:
+    """Wait until process 0's coordinator accepts connections at ``address`` (HOST:PORT); one-line ConfigError
+    after ``timeout`` seconds. Processes start in any order, so a refused connection is retried."""
+    host, _, port = address.rpartition(":")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=min(5.0, timeout)):
+                return
+        except OSError as err:
+            if time.monotonic() >= deadline:
+                raise ConfigError(
+                    "coordinator_address",
+                    f"no coordinator answered at {address} within {timeout:g} s ({err.strerror or err}); start "
+                    "process 0 there, or raise SHM_JAX_INIT_TIMEOUT",
+                ) from None
+        time.sleep(0.2)
 
 
 def environ_int(name: str) -> int | None:

@@ -26,15 +26,17 @@ HERE = Path(__file__).parent
 REPO = HERE.parents[1]
 
 # What `python train.py` does before its imports (join the job), then the fake learner (``--algo fake``, registered on
-# import; it imports shm_jax.config, which starts JAX) and train.py's main. STOP_AFTER_UPDATES: stop (and save) there.
+# import; it imports shm_jax.config, which starts JAX) and the CLI's main. STOP_AFTER_UPDATES: stop (and save) at
+# the first chunk boundary (--updates-per-chunk 2) at or after that many updates.
 TRAIN_WORKER = """
 import functools, os, sys
 from shm_jax.training import distributed
 distributed.initialize(distributed.split_launch_args(sys.argv[1:])[0])
 import fake_trainer  # noqa: F401
 import train
+from shm_jax import api
 if os.environ.get("STOP_AFTER_UPDATES"):
-    train.api.train = functools.partial(train.api.train, stop_after_updates=int(os.environ["STOP_AFTER_UPDATES"]))
+    api.train = functools.partial(api.train, stop_after_updates=int(os.environ["STOP_AFTER_UPDATES"]))
 sys.exit(train.main(sys.argv[1:]))
 """
 
@@ -81,11 +83,11 @@ def free_port() -> int:
 
 
 def start(
-    command: list[str], tmp_path: Path, *, processes: int, devices: int, env: dict | None = None
+    command: list[str], tmp_path: Path, *, processes: int, devices: int, env: dict | None = None, ranks=None
 ) -> list[tuple[subprocess.Popen, Path, Path]]:
     """Start ``python -c SCRIPT ARGS`` or ``python PATH ARGS`` (``command``: [SCRIPT or PATH, *ARGS]) as ``processes``
     cooperating processes (``--coordinator-address`` on 127.0.0.1 when more than one) of ``devices`` CPU devices each,
-    each in its own process group: (process, stdout file, stderr file) per process."""
+    each in its own process group: (process, stdout file, stderr file) per process (only ``ranks`` if given)."""
     port = free_port()
     full_env = {
         **os.environ,
@@ -101,7 +103,7 @@ def start(
         **(env or {}),
     }
     started = []
-    for pid in range(processes):
+    for pid in range(processes) if ranks is None else ranks:
         join = [
             "--coordinator-address",
             f"127.0.0.1:{port}",
@@ -215,6 +217,22 @@ def test_joining_after_jax_started_is_one_line(capsys):
     assert err.startswith("error: distributed: JAX was already started") and "\n" not in err, err
 
 
+def test_an_unreachable_coordinator_is_one_line_within_the_init_timeout(tmp_path):
+    """Process 1 of a job whose process 0 never starts: one error line and exit 2 after SHM_JAX_INIT_TIMEOUT, instead
+    of jax's fatal abort with a C++ stack dump."""
+    command = [str(REPO / "train.py"), "--num-seeds", "1"]
+    started = start(command, tmp_path, processes=2, devices=1, env={"SHM_JAX_INIT_TIMEOUT": "2"}, ranks=[1])
+    t0 = time.monotonic()
+    try:
+        code = started[0][0].wait(timeout=60)
+    finally:
+        kill_all(started)
+    err = started[0][2].read_text()
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: coordinator_address: no coordinator"), err
+    assert "Check failure" not in err and time.monotonic() - t0 < 30
+
+
 # ----------------------------------------------------------------------------------------------------
 # Real processes
 
@@ -288,8 +306,9 @@ def _summary(run_dir: Path) -> dict:
 def test_two_processes_train_like_one_then_resume_in_one(tmp_path):
     """python train.py --distributed on 2 processes x 2 devices: one run directory (named by process 0), files written
     once, and metrics.jsonl, the summary and the evaluation bit-identical to 1 process x 4 devices (seeds split).
-    Then a 2-process run stopped after 2 updates (a checkpoint) resumes in ONE process and ends where the one-process
-    run did, bit for bit."""
+    Then a 2-process run stopped after 4 updates, its newest checkpoint damaged, resumes on 2 processes (checkpoint 4
+    set aside once, 2 restored by both), stops again, and ends in ONE process where the one-process run did, bit for
+    bit."""
     t0 = time.monotonic()
     _ok(_train(tmp_path, "one", processes=1, devices=4))
     t1 = time.monotonic()
@@ -313,17 +332,33 @@ def test_two_processes_train_like_one_then_resume_in_one(tmp_path):
     assert "Run directory" in out0 and not ours(out1)  # process 0 reports; process 1 prints nothing
     assert "Compiling" in err0 and "Compiling" not in err1
 
-    _ok(_train(tmp_path, "split", processes=2, devices=2, env={"STOP_AFTER_UPDATES": "2"}))
+    _ok(_train(tmp_path, "split", processes=2, devices=2, env={"STOP_AFTER_UPDATES": "4"}))
     t3 = time.monotonic()
     split = runs / "split"
     assert json.loads((split / "summary.json").read_text())["status"] == "interrupted"
-    assert "2" in {p.name for p in (split / "checkpoints").iterdir()}
+    assert {"2", "4"} <= {p.name for p in (split / "checkpoints").iterdir()}
+    # the newest checkpoint damaged: both processes skip it, process 0 alone sets it aside, both restore 2
+    for path in (split / "checkpoints" / "4").rglob("*"):
+        if path.is_file():
+            path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    resumed = launch(
+        [TRAIN_WORKER, "--resume", str(split)], tmp_path, processes=2, devices=2, env={"STOP_AFTER_UPDATES": "4"}
+    )
+    _ok(resumed)
+    (_, _, err0), (_, _, err1) = resumed
+    assert (
+        "skipped damaged checkpoint(s) 4 (" in err0 and "using checkpoint 2" in err0 and "moved to 4.damaged-" in err0
+    )
+    assert "moved to" not in err1
+    assert len([p for p in (split / "checkpoints").iterdir() if p.name.startswith("4.damaged-")]) == 1
+    t4 = time.monotonic()
     _ok(launch([TRAIN_WORKER, "--resume", str(split)], tmp_path, processes=1, devices=4))
     assert json.loads((split / "summary.json").read_text())["status"] == "finished"
     assert (runs / "one" / "metrics.jsonl").read_bytes() == (split / "metrics.jsonl").read_bytes()
     print(
         f"1 process x 4 devices: {t1 - t0:.1f} s; 2 processes x 2 devices: {t2 - t1:.1f} s; stopped on 2 processes: "
-        f"{t3 - t2:.1f} s; resumed on 1: {time.monotonic() - t3:.1f} s"
+        f"{t3 - t2:.1f} s; resumed past a damaged checkpoint on 2: {t4 - t3:.1f} s; finished on 1: "
+        f"{time.monotonic() - t4:.1f} s"
     )
 
 
@@ -349,7 +384,8 @@ def test_two_processes_split_settings_or_environments_like_one_process(
     """The other two axes the program shards: 4 sweep settings x 1 seed split by settings (no communication between
     processes: bit-identical), and 1 run of 4 environments split by environments (gradients all-reduced across the
     processes: equal within float tolerance, the reduction order differs)."""
-    monkeypatch.setattr(sys.modules[__name__], "FAKE_ARGS", _with(FAKE_ARGS, **options))
+    # no evaluation: the first test compares it; here it would only add a compile per launch
+    monkeypatch.setattr(sys.modules[__name__], "FAKE_ARGS", _with(FAKE_ARGS, eval_episodes="0", **options))
     _ok(_train(tmp_path, "one", processes=1, devices=4, extra=extra))
     _ok(_train(tmp_path, "two", processes=2, devices=2, extra=extra))
     runs = tmp_path / "runs"
@@ -403,17 +439,22 @@ def test_sigterm_to_one_process_stops_both_with_a_checkpoint(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_killed_process_takes_the_other_down_within_30_seconds(tmp_path):
-    """SIGKILL to process 1 mid-run: process 0 exits non-zero within 30 s (jax's heartbeat) instead of hanging."""
+def test_a_killed_process_takes_the_other_down_within_30_seconds_and_the_run_resumes_on_one(tmp_path):
+    """SIGKILL to process 1 mid-run: process 0 exits non-zero within 30 s (jax's heartbeat) instead of hanging. Then
+    the run resumes in ONE process from its last checkpoint and recomputes, bit for bit, the rows the dead job had
+    written after that checkpoint."""
     run_dir = tmp_path / "runs" / "dead"
-    command = [TRAIN_WORKER, *LONG_ARGS, "--out-dir", str(tmp_path / "runs"), "--run-name", "dead"]
+    args = _with(LONG_ARGS, checkpoint_every="3")  # a checkpoint every 6 updates
+    command = [TRAIN_WORKER, *args, "--out-dir", str(tmp_path / "runs"), "--run-name", "dead"]
     env = {"SHM_JAX_HEARTBEAT_TIMEOUT": "5", "SHM_JAX_SHUTDOWN_TIMEOUT": "5"}
     started = start(command, tmp_path, processes=2, devices=2, env=env)
     procs, errs = [p for p, _, _ in started], [e for _, _, e in started]
+    checkpoints = run_dir / "checkpoints"
     try:
         deadline = time.monotonic() + 120
-        while _lines(run_dir / "metrics.jsonl") < 40 and time.monotonic() < deadline:
+        while not (checkpoints / "6").is_dir() or _lines(run_dir / "metrics.jsonl") < 4 * 8:
             assert all(p.poll() is None for p in procs), [e.read_text()[-2000:] for e in errs]
+            assert time.monotonic() < deadline, "no checkpoint at update 6 within 120 s"
             time.sleep(0.1)
         os.killpg(procs[1].pid, signal.SIGKILL)
         killed = time.monotonic()
@@ -425,3 +466,22 @@ def test_a_killed_process_takes_the_other_down_within_30_seconds(tmp_path):
     finally:
         kill_all(started)
     assert code not in (None, 0), errs[0].read_text()[-2000:]
+
+    text = (run_dir / "metrics.jsonl").read_text()
+    written = text.splitlines()[: text.count("\n")]  # complete rows only: the dead job may have left half a line
+    last = json.loads(written[-1])["update"]
+    saved = max(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit())
+    assert saved < last, (saved, last)  # rows after the last checkpoint exist: the resume must recompute them
+    stop = (last // 2 + 1) * 2  # the first chunk boundary past the dead job's rows
+    resumed = launch(
+        [TRAIN_WORKER, "--resume", str(run_dir)],
+        tmp_path,
+        processes=1,
+        devices=4,
+        env={"STOP_AFTER_UPDATES": str(stop)},
+    )
+    _ok(resumed)
+    rows = (run_dir / "metrics.jsonl").read_text().splitlines()
+    updates = [json.loads(row)["update"] for row in rows]
+    assert updates == sorted(updates) and updates[-1] == stop  # no row twice, none missing at the end
+    assert rows[: len(written) - written.count("")] == [w for w in written if w]
