@@ -1,9 +1,10 @@
-"""python -m experiments list | run NAME --scale cpu|paper | report RESULTS_JSON
+"""python -m experiments list | run NAME --scale cpu|paper | status NAME --scale cpu|paper | report RESULTS_JSON
 
   python -m experiments list                               # every experiment, its tasks, agents and budgets
   python -m experiments run popgym --scale cpu             # train every cell (3 seeds each), then the report
   python -m experiments run calibration --scale paper      # the paper's budget (a GPU/TPU job)
   python -m experiments run popgym --scale cpu --tasks RepeatPreviousEasy --agents GRU SHM
+  python -m experiments status popgym --scale cpu           # which cells are done, running or not started
   python -m experiments report experiments/results/popgym-cpu/results.json
 
 A stopped experiment continues where it stopped when run again (finished cells are read back, interrupted ones
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from experiments.definitions import EXPERIMENTS, SCALES, get
 from experiments.report import write_report
-from experiments.runner import run_experiment
+from experiments.runner import experiment_status, run_experiment
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
@@ -30,6 +31,15 @@ def _list() -> None:
         for scale in SCALES:
             budget = e.scale_overrides.get(scale, {}).get("total_timesteps", "the preset's")
             print(f"  {scale}: tasks {', '.join(e.task_ids(scale))}; steps per run: {budget}")
+
+
+def _status(experiment, scale: str, out: Path) -> None:
+    cells = experiment_status(experiment, scale, out)
+    width = max(len(c["cell"]) for c in cells)
+    for c in cells:
+        print(f"{c['cell']:<{width}}  {c['status']:<12} {c['env_steps']:>11,} / {c['budget']:,} env steps per run")
+    done = sum(c["status"] in ("finished", "nonfinite") for c in cells)
+    print(f"{done} of {len(cells)} cells done")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--tasks", nargs="*", default=None)
     run.add_argument("--agents", nargs="*", default=None, help="agent labels (default: all)")
     run.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    status = sub.add_parser("status", help="which cells of an experiment are finished, interrupted or not started")
+    status.add_argument("name", choices=sorted(EXPERIMENTS))
+    status.add_argument("--scale", choices=SCALES, required=True)
+    status.add_argument("--out", type=Path, default=DEFAULT_OUT)
     report = sub.add_parser("report", help="rewrite the table and figures of a results.json")
     report.add_argument("results", type=Path)
     args = parser.parse_args(argv)
@@ -63,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             for written in write_report(path):
                 print(f"wrote {written}")
+        elif args.command == "status":
+            _status(get(args.name), args.scale, args.out)
         else:
             for written in write_report(args.results):
                 print(f"wrote {written}")

@@ -75,6 +75,31 @@ def run_cell(
         return run_dir
 
 
+def cell_status(experiment: Experiment, task: str, agent: Agent, scale: str, root: Path) -> dict[str, Any]:
+    """Where one cell stands: status ("not started", "started", "interrupted", "finished", "nonfinite") and the env
+    steps per run done out of the budget."""
+    run_dir = root / cell_name(task, agent)
+    budget = experiment.config(task, agent, scale).algorithm.total_timesteps
+    if not (run_dir / rundir.CONFIG_FILE).is_file():
+        return {"cell": run_dir.name, "status": "not started", "env_steps": 0, "budget": budget}
+    summary_path = run_dir / "summary.json"
+    if not summary_path.is_file():  # killed before its first checkpoint
+        return {"cell": run_dir.name, "status": "started", "env_steps": 0, "budget": budget}
+    summary = json.loads(summary_path.read_text())
+    return {
+        "cell": run_dir.name,
+        "status": summary["status"],
+        "env_steps": summary["env_steps_per_run"],
+        "budget": budget,
+    }
+
+
+def experiment_status(experiment: Experiment, scale: str, out: Path | str) -> list[dict[str, Any]]:
+    """:func:`cell_status` of every cell of ``experiment`` at ``scale`` under ``out``."""
+    root = Path(out) / f"{experiment.name}-{scale}"
+    return [cell_status(experiment, t, a, scale, root) for t in experiment.task_ids(scale) for a in experiment.agents]
+
+
 def run_experiment(
     experiment: Experiment,
     scale: str,
