@@ -177,6 +177,8 @@ SHM_AGENT_STUDY = Experiment(
         Agent("SHM projection", "shm", {"projection_size": 128}),
         Agent("SHM lr 3e-4", "shm", None, {"lr": 3e-4}),
         Agent("SHM no time encoding", "shm", None, {"time_encoding": False}),
+        Agent("SHM memory norm", "shm", None, {"memory_norm": True}),
+        Agent("SHM shortcut memory norm", "shm", {"shortcut": True}, {"memory_norm": True}),
     ),
     preset="default",
     scale_overrides={scale: {"total_timesteps": 1_000_000} for scale in SCALES},

@@ -98,6 +98,7 @@ def make_trunk(
         time_encoding_max_len=agent.time_encoding_max_len,
         pre_size=agent.pre_size,
         post_size=agent.post_size,
+        memory_norm=agent.memory_norm,
         pixel_features=pixel_features,
         image_shape=tuple(image[0]),
         channels_first=image[1],

@@ -1,0 +1,54 @@
+"""``memory_norm``: a LayerNorm on the memory core's output, so SHM's small, growing read-out reaches the post layer
+at unit scale; the option flows from the config to the trunk."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from shm_jax.agents.trunk import RecurrentTrunk
+from shm_jax.build import build
+from shm_jax.memory import make_memory
+from shm_jax.presets import from_preset
+from tests.helpers import TINY_AGENT
+
+T, B = 16, 4
+
+
+def _memory_output(memory_kwargs: dict, memory_norm: bool) -> np.ndarray:
+    """The post layer's input, captured with flax's intermediates: float32[T, B, F]."""
+    trunk = RecurrentTrunk(memory=make_memory("shm", **memory_kwargs), time_encoding=False, memory_norm=memory_norm)
+    obs = jax.random.normal(jax.random.PRNGKey(0), (T, B, 5))
+    starts = jnp.zeros((T, B), bool).at[0].set(True)
+    noise = trunk.sample_noise(jax.random.PRNGKey(1), T, B)
+    carry = trunk.initialize_carry(B)
+    params = trunk.init(jax.random.PRNGKey(2), carry, obs, starts, noise)
+    seen = []
+
+    def capture(next_fun, args, kwargs, context):
+        if context.module.name == "post":
+            seen.append(args[0])
+        return next_fun(*args, **kwargs)
+
+    with jax.disable_jit(), __import__("flax").linen.intercept_methods(capture):
+        trunk.apply(params, carry, obs, starts, noise)
+    (y,) = seen
+    return np.asarray(y.materialize() if hasattr(y, "materialize") else y)
+
+
+@pytest.mark.parametrize("memory_kwargs", [{"memory_size": 16}, {"memory_size": 16, "projection_size": 8}])
+def test_the_post_layer_sees_a_unit_scale_read_out_from_the_first_step(memory_kwargs):
+    raw = _memory_output(memory_kwargs, memory_norm=False)
+    normed = _memory_output(memory_kwargs, memory_norm=True)
+    assert raw.shape == normed.shape
+    if "projection_size" not in memory_kwargs:
+        scale = raw.std(axis=-1).mean(axis=-1)  # [T]
+        assert scale[0] < 0.05 and scale[-1] > 2 * scale[0]  # SHM's bare read-out: small at first, then growing
+    np.testing.assert_allclose(normed.std(axis=-1), 1.0, atol=0.05)  # every step, the first included
+    np.testing.assert_allclose(normed.mean(axis=-1), 0.0, atol=1e-5)
+
+
+def test_the_option_reaches_the_trunk_and_defaults_off():
+    on = build(from_preset("default", **TINY_AGENT, memory_norm=True))
+    off = build(from_preset("default", **TINY_AGENT))
+    assert on.algorithm.network.memory_norm and not off.algorithm.network.memory_norm
