@@ -53,19 +53,28 @@ _PREFIX_LABELS = {"probe": "probe"}
 
 @dataclasses.dataclass(frozen=True)
 class Namespace:
-    """Ids ``<prefix>:<name>`` of an outside suite: ``make(name, **overrides) -> (env, params)`` builds one as the
-    suite defines it (no wrappers added), ``names()`` lists the valid names."""
+    """Ids ``<prefix>:<name>`` of an outside suite: ``make(name, **overrides) -> (env, params)`` builds one,
+    ``names()`` lists the valid names.
+
+    wrapped False: ``make`` also takes ``prev_action`` and returns the env as the suite defines it (no wrappers
+    added: gymnax's own auto-reset). wrapped True: ``make`` returns a raw gymnax 1.0 ``Environment`` (an adapter)
+    and ``envs.make`` adds the same wrappers as for registered ids (previous action, flatten, reset-only-finished
+    auto-reset, episode statistics).
+    """
 
     prefix: str
     make: Callable[..., tuple[Any, Any]]
     names: Callable[[], list[str]]
+    wrapped: bool = False
 
 
-def register_namespace(prefix: str, make: Callable[..., tuple[Any, Any]], names: Callable[[], list[str]]) -> None:
+def register_namespace(
+    prefix: str, make: Callable[..., tuple[Any, Any]], names: Callable[[], list[str]], *, wrapped: bool = False
+) -> None:
     """Serve ``<prefix>:<name>`` ids through ``make`` (see :class:`Namespace`)."""
     if prefix in _NAMESPACES:
         raise ValueError(f"register_namespace: prefix {prefix!r} is already registered")
-    _NAMESPACES[prefix] = Namespace(prefix, make, names)
+    _NAMESPACES[prefix] = Namespace(prefix, make, names, wrapped)
 
 
 def namespace_of(env_id: str) -> Namespace | None:
@@ -193,8 +202,11 @@ def make(
     """
     spec = resolve(env_id)
     namespace = namespace_of(env_id)
-    if namespace is not None:
+    if namespace is not None and not namespace.wrapped:
         return namespace.make(env_id.partition(":")[2], prev_action=prev_action, **overrides)
+    if namespace is not None:
+        env, params = namespace.make(env_id.partition(":")[2], **overrides)
+        return wrap(env, params, prev_action=bool(prev_action), flatten=flatten, log=log, checked=checked)
     ctor_names, ctor_var_keyword = _constructor_arguments(spec.factory)
     ctor_overrides = {k: v for k, v in overrides.items() if k in ctor_names}
     env = spec.factory(**{**spec.kwargs, **ctor_overrides})
@@ -213,10 +225,15 @@ def make(
         )
     if param_overrides:
         params = params.replace(**param_overrides)
+    prev_action = spec.needs_prev_action if prev_action is None else prev_action
+    return wrap(env, params, prev_action=prev_action, flatten=flatten, log=log, checked=checked)
 
+
+def wrap(env, params, *, prev_action: bool = False, flatten: bool = True, log: bool = True, checked: bool = False):
+    """``(env, params)`` with ``envs.make``'s wrappers (see :func:`make` for the flags), innermost first."""
     if checked:
         env = wrappers.CheckedActionWrapper(env)
-    if spec.needs_prev_action if prev_action is None else prev_action:
+    if prev_action:
         env = wrappers.PrevActionWrapper(env)
     if flatten:
         env = wrappers.FlattenWrapper(env)
