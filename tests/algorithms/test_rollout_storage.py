@@ -14,7 +14,7 @@ from tests.helpers import TINY_AGENT
 SMALL = dict(TINY_AGENT, memory="gru", memory_kwargs={"hidden_size": 4}, num_envs=2, num_steps=4, num_minibatches=1)
 
 
-@pytest.mark.slow  # four programs compile per learner
+@pytest.mark.slow  # two programs compile per learner
 @pytest.mark.parametrize("algo", ["ppo", "pqn"])
 def test_pixel_rollouts_are_uint8_and_the_update_is_unchanged(algo):
     config = from_preset("default", algo=algo, env_id="VisualMatch-Short", total_timesteps=8, update_epochs=1, **SMALL)
@@ -23,15 +23,18 @@ def test_pixel_rollouts_are_uint8_and_the_update_is_unchanged(algo):
     as_float = dataclasses.replace(algorithm, obs_dtype=jnp.float32)
     state = jax.jit(algorithm.init)(jax.random.PRNGKey(0))
     args = (state,) if algo == "ppo" else (state, jnp.float32(0.5))
-    _, rollout = jax.jit(algorithm.rollout)(*args)
-    _, rollout_float = jax.jit(as_float.rollout)(*args)
+    # The stored dtypes from the traced rollouts (nothing compiles); the update below runs each rollout for real.
+    rollout = jax.eval_shape(algorithm.rollout, *args)[1]
+    rollout_float = jax.eval_shape(as_float.rollout, *args)[1]
     assert rollout.trajectory.obs.dtype == jnp.uint8 and rollout_float.trajectory.obs.dtype == jnp.float32
-    np.testing.assert_array_equal(rollout.trajectory.obs.astype(np.float32), rollout_float.trajectory.obs)
+    # Storing uint8 is exact: a learner fed the uint8 rollout ends with bit-identical parameters (a rollout, then
+    # the epochs) to one fed float32, so any pixel value the storage changed would show here.
     hp = build(config).hyperparameters
     new, metrics = jax.jit(algorithm.update)(state, hp)
     new_float, metrics_float = jax.jit(as_float.update)(state, hp)
     for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(new_float.params)):
         np.testing.assert_array_equal(a, b)
+    assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(state.params)))
     smaller = algorithm.memory_estimate(hp, 1).rollout
     assert smaller < as_float.memory_estimate(hp, 1).rollout
 
