@@ -102,6 +102,7 @@ def make_trunk(
         pixel_features=pixel_features,
         image_shape=tuple(image[0]),
         channels_first=image[1],
+        conv_torso="arcade" if agent.encoder == "arcade-cnn" else "patch",
         dtype=agent.precision,
         init_scheme=agent.network_init,
     )
@@ -118,7 +119,7 @@ def make_agent_parts(agent: AgentConfig, env: Any, env_params: Any, env_id: str,
     except ValueError as err:
         raise ConfigError("env_id", f"{env_id!r}: {str(err).split(': ', 1)[-1]}") from None
     pixels = pixel_feature_count(agent.pixel_scale, env, env_params)
-    image = image_layout(env, env_params, env_id) if agent.encoder == "conv" else ((), False)
+    image = image_layout(env, env_params, env_id) if agent.encoder in ("conv", "arcade-cnn") else ((), False)
     unused = [memory if memory is not None else make_memory_core(agent)]
 
     def trunk(name: str | None = None, kwargs: dict | None = None, field: str = "memory") -> RecurrentTrunk:

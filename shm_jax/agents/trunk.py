@@ -94,6 +94,29 @@ class PatchConv(nn.Module):
         return y + bias.astype(dtype)
 
 
+class ArcadeCNN(nn.Module):
+    """POPGym Arcade's baseline CNN torso (its PPO-RNN / PQN-RNN models at obs_size 128): Conv(64, 5x5, stride 2),
+    max-pool 2/2, Conv(128, 3x3, stride 2), max-pool 2/2, Conv(256, 3x3, stride 2), max-pool 3/1, Conv(512, 1x1), every
+    conv VALID and followed by a leaky ReLU (slope 0.01), flattened. x [N, H, W, C] in [0, 1] (the trunk divides uint8
+    pixels by 255 first) -> [N, D]; a 128x128 frame gives D = 512."""
+
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        dtype = self.dtype or x.dtype
+        layers = ((64, 5, 2, (2, 2)), (128, 3, 2, (2, 2)), (256, 3, 2, (3, 1)), (512, 1, 1, None))
+        for i, (features, kernel, stride, pool) in enumerate(layers):
+            x = nn.Conv(features, (kernel, kernel), strides=stride, padding="VALID", dtype=dtype, name=f"conv{i}")(x)
+            x = nn.leaky_relu(x, negative_slope=0.01)
+            if pool is not None:
+                x = nn.max_pool(x, (pool[0], pool[0]), strides=(pool[1], pool[1]), padding="VALID")
+        return x.reshape(x.shape[0], -1)
+
+
+CONV_TORSOS = ("patch", "arcade")
+
+
 class RecurrentTrunk(nn.Module):
     """Encoder -> memory core -> post layer (see the module docstring).
 
@@ -112,11 +135,15 @@ class RecurrentTrunk(nn.Module):
     pixel_features: int = 0
     image_shape: tuple[int, ...] = ()  # non-empty: a conv encoder reads the leading prod(shape) features as this image
     channels_first: bool = False  # image_shape is (C, H, W) (else (H, W, C))
+    conv_torso: str = "patch"  # with image_shape: "patch" (two 2x2 PatchConvs) or "arcade" (ArcadeCNN)
     dtype: Any = None  # compute dtype: None / "float32" or "bfloat16"
     init_scheme: str = "orthogonal"  # one of INITS (``shm_jax.agents.inits``)
 
     def __post_init__(self):
         compute_dtype("RecurrentTrunk", self.dtype)
+        if self.conv_torso not in CONV_TORSOS:
+            valid = ", ".join(map(repr, CONV_TORSOS))
+            raise ValueError(f"RecurrentTrunk: conv_torso must be one of {valid}, got {self.conv_torso!r}")
         if self.init_scheme not in INITS:
             raise ValueError(
                 f"RecurrentTrunk: init_scheme must be one of {', '.join(map(repr, INITS))}, got {self.init_scheme!r}"
@@ -158,9 +185,10 @@ class RecurrentTrunk(nn.Module):
         return x
 
     def encode(self, x: jax.Array) -> jax.Array:
-        """The conv encoder when ``image_shape`` is set (pomdp-baselines' image encoder: Conv(C -> 8, 2x2, stride 1) +
-        ReLU, Conv(8 -> 16, 2x2, stride 1) + ReLU, flattened, then the features after the image): x float32[T, B, D]
-        -> float32[T, B, D']. Identity otherwise. Made in the calling module's scope."""
+        """The conv encoder when ``image_shape`` is set, then the features after the image: x float32[T, B, D] ->
+        float32[T, B, D']. ``conv_torso`` "patch": pomdp-baselines' image encoder, Conv(C -> 8, 2x2, stride 1) + ReLU,
+        Conv(8 -> 16, 2x2, stride 1) + ReLU, flattened; "arcade": :class:`ArcadeCNN`. Identity without an image. Made
+        in the calling module's scope."""
         if not self.image_shape:
             return x
         T, B = x.shape[:2]
@@ -169,8 +197,11 @@ class RecurrentTrunk(nn.Module):
         if self.channels_first:
             image = jnp.moveaxis(image, 1, -1)  # (C, H, W) -> (H, W, C), flax's layout
         dtype = compute_dtype("RecurrentTrunk", self.dtype)
-        for i, channels in enumerate((8, 16)):
-            image = nn.relu(PatchConv(channels, dtype=dtype, name=f"conv{i}")(image))
+        if self.conv_torso == "arcade":
+            image = ArcadeCNN(dtype=dtype, name="arcade_cnn")(image)
+        else:
+            for i, channels in enumerate((8, 16)):
+                image = nn.relu(PatchConv(channels, dtype=dtype, name=f"conv{i}")(image))
         return jnp.concatenate([image.reshape(T, B, -1).astype(x.dtype), x[..., size:]], axis=-1)
 
     def features(self, carry: AgentCarry, obs: jax.Array, starts: jax.Array, noise=None, with_encoding: bool = False):
