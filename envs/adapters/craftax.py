@@ -75,10 +75,7 @@ class CraftaxAdapter(SuiteAdapter):
 
 def make(name: str, **overrides: Any) -> tuple[CraftaxAdapter, Any]:
     """(adapter, params) of ``craftax:<name>``; ``overrides`` name EnvParams fields."""
-    require("craftax")
-    from craftax.craftax_env import make_craftax_env_from_name
-
-    suite_env = make_craftax_env_from_name(name, auto_reset=False)
+    suite_env = require("craftax.craftax_env").make_craftax_env_from_name(name, auto_reset=False)
     params = suite_env.default_params
     fields = sorted(params.__dataclass_fields__)
     unknown = sorted(set(overrides) - set(fields))

@@ -33,11 +33,13 @@ INSTALL = {
 
 
 def require(module: str) -> Any:
-    """Import ``module`` (a suite's package) or raise :class:`SuiteNotInstalled` with its install line."""
+    """Import ``module`` (a suite's package or one of its modules) or raise :class:`SuiteNotInstalled` with the
+    suite's install line."""
     try:
         return importlib.import_module(module)
     except ImportError as err:
-        raise SuiteNotInstalled(f"{module} is not installed ({err}); install it with: {INSTALL[module]}") from None
+        suite = module.partition(".")[0]
+        raise SuiteNotInstalled(f"{suite} is not installed ({err}); install it with: {INSTALL[suite]}") from None
 
 
 @struct.dataclass

@@ -6,6 +6,7 @@ the suites' installs (popgym-arcade's ``stable-gymnax`` would replace it). Train
 from __future__ import annotations
 
 import importlib.metadata
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -177,3 +178,17 @@ def test_random_policy_matches_the_suite(suite):
     np.testing.assert_allclose(sorted(returns.tolist()), sorted(ref_returns), rtol=1e-5, atol=1e-6)
     # the final observation of a finished episode is the suite's last frame, not the reset one
     assert np.shape(info["final_observation"]) == np.shape(obs)
+
+
+@pytest.mark.parametrize(
+    ("env_id", "module"),
+    [
+        ("arcade:CountRecallEasy", "popgym_arcade"),
+        ("craftax:Craftax-Classic-Symbolic-v1", "craftax.craftax_env"),
+        ("xminigrid:MiniGrid-MemoryS8", "xminigrid"),
+    ],
+)
+def test_a_missing_suite_names_its_install_line(monkeypatch, env_id, module):
+    monkeypatch.setitem(sys.modules, module, None)  # import of it raises ImportError
+    with pytest.raises(SuiteNotInstalled, match="install it with: pip install"):
+        envs.make(env_id)
