@@ -5,6 +5,8 @@ the suites' installs (popgym-arcade's ``stable-gymnax`` would replace it). Train
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import importlib.metadata
 import sys
 
@@ -27,6 +29,13 @@ def test_gymnax_is_intact():
     from gymnax.environments import environment
 
     assert importlib.metadata.version("gymnax") == "1.0.1"
+    # every gymnax file is the one gymnax 1.0.1's wheel installed (its RECORD hash): nothing wrote over it
+    changed = []
+    for file in importlib.metadata.distribution("gymnax").files:
+        if file.hash is not None and file.suffix == ".py":
+            digest = base64.urlsafe_b64encode(hashlib.sha256(file.read_binary()).digest()).rstrip(b"=").decode()
+            changed += [str(file)] if digest != file.hash.value else []
+    assert not changed, f"gymnax 1.0.1's files were overwritten: {changed[:5]}"
     with pytest.raises(importlib.metadata.PackageNotFoundError):
         importlib.metadata.distribution("stable-gymnax")
     assert hasattr(environment.Environment, "is_truncated")
