@@ -69,3 +69,15 @@ def test_trunk_with_the_arcade_torso_on_uint8_frames():
 def test_unknown_conv_torso():
     with pytest.raises(ValueError, match="conv_torso"):
         RecurrentTrunk(memory=make_memory("gru", hidden_size=4), conv_torso="resnet")
+
+
+def test_build_reads_an_arcade_frame_for_the_torso():
+    pytest.importorskip("popgym_arcade")
+    from shm_jax import envs
+    from shm_jax.build import make_agent_parts
+
+    env, params = envs.make("arcade:CountRecallEasy")
+    agent = dataclasses.replace(AgentConfig(), encoder="arcade-cnn", memory="gru", memory_kwargs={"hidden_size": 4})
+    trunk = make_agent_parts(agent, env, params, "arcade:CountRecallEasy").make_trunk()
+    assert trunk.image_shape == (128, 128, 3) and not trunk.channels_first and trunk.conv_torso == "arcade"
+    assert trunk.pixel_features == 128 * 128 * 3  # uint8 frames: divided by 255 before the torso
