@@ -45,7 +45,7 @@ SweepValues = tuple[tuple[str, tuple[float, ...]], ...]
 
 PRECISIONS = ("float32", "bfloat16")
 WANDB_MODES = ("off", "offline", "online")
-ENCODERS = ("mlp", "conv")
+ENCODERS = ("mlp", "conv", "arcade-cnn")
 DEFAULT_ALGO = PPOConfig.name
 
 
@@ -122,9 +122,11 @@ class AgentConfig:
     the norm gives the post layer a unit-scale input from the first step."""
     head_hidden_size: int = option(64, positive_int)
     """Hidden width of the actor and critic heads (Linear -> Linear, no activation between)."""
-    encoder: Literal["mlp", "conv"] = option("mlp", one_of(*ENCODERS))
-    """Observation encoder before the feature map: "mlp" (the flat observation) or "conv" (pomdp-baselines' image
-    encoder: Conv(C -> 8, 2x2) + ReLU, Conv(8 -> 16, 2x2) + ReLU, flattened; image tasks only)."""
+    encoder: Literal["mlp", "conv", "arcade-cnn"] = option("mlp", one_of(*ENCODERS))
+    """Observation encoder before the feature map: "mlp" (the flat observation), "conv" (pomdp-baselines' image
+    encoder: Conv(C -> 8, 2x2) + ReLU, Conv(8 -> 16, 2x2) + ReLU, flattened) or "arcade-cnn" (the POPGym Arcade
+    baselines' CNN: conv 64 5x5/2, maxpool 2, conv 128 3x3/2, maxpool 2, conv 256 3x3/2, maxpool 3/1, conv 512 1x1, on
+    pixels / 255); the two convolutional ones need image observations."""
     pixel_scale: bool | None = option(None, optional_boolean)
     """Divide the raw observation by 255 (None: automatic, on when it is a uint8 image; appended previous-action
     and start-flag features are never scaled)."""
