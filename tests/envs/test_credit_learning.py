@@ -32,7 +32,7 @@ from shm_jax.build import build
 from shm_jax.presets import from_preset
 from shm_jax.training.evaluation import evaluate
 
-pytestmark = pytest.mark.slow  # a learning run / AOT compile: outside the quick tier (-m "not slow")
+pytestmark = [pytest.mark.slow, pytest.mark.optimized]  # learning runs: outside the quick tier, fully optimised compile
 
 DISTRACTOR_LEN = 5
 EPISODE_LEN = 15 + DISTRACTOR_LEN + 10  # explore + distractor + reward chapters

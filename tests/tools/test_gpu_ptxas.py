@@ -13,6 +13,8 @@ from shm_jax.tools import aot
 # H = 72 (the paper's Medium size) runs padded to 128, so these four are every shipped configuration.
 SHIPPED_H = (32, 64, 128, 256)
 
+pytestmark = pytest.mark.optimized  # compiled as a deployment compiles (tests/conftest.py)
+
 
 @pytest.fixture(scope="module")
 def reports():

@@ -13,7 +13,7 @@ import pytest
 from shm_jax.memory.scan import DEFAULT_METHOD_BY_BACKEND, SCAN_METHODS
 from shm_jax.tools import aot
 
-pytestmark = pytest.mark.slow  # a learning run / AOT compile: outside the quick tier (-m "not slow")
+pytestmark = [pytest.mark.slow, pytest.mark.optimized]  # AOT compiles: outside the quick tier, as a deployment compiles
 
 
 GIB = 2**30

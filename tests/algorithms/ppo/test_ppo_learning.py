@@ -7,7 +7,7 @@ import pytest
 from shm_jax.build import build
 from shm_jax.presets import from_preset
 
-pytestmark = pytest.mark.slow  # a learning run / AOT compile: outside the quick tier (-m "not slow")
+pytestmark = [pytest.mark.slow, pytest.mark.optimized]  # learning runs: outside the quick tier, fully optimised compile
 
 TINY = dict(
     time_encoding=False,

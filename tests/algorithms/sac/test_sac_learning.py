@@ -9,7 +9,7 @@ from shm_jax.build import build
 from shm_jax.presets import from_preset
 from shm_jax.training.evaluation import play_episodes
 
-pytestmark = pytest.mark.slow  # learning runs: outside the quick tier (-m "not slow")
+pytestmark = [pytest.mark.slow, pytest.mark.optimized]  # learning runs: outside the quick tier, fully optimised compile
 
 TINY = dict(
     time_encoding=False,
