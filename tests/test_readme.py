@@ -22,10 +22,12 @@ def test_readme_opens_with_the_two_commands():
     assert len(first_block) == 2
     assert first_block[0].endswith("pip install -e . && python train.py")
     # reference: the PyTorch oracle; aot: tests/tools compiles for TPU and GPU from the CPU host (libtpu, the CUDA
-    # plugin, ptxas)
-    assert first_block[1].endswith('pip install -e ".[dev,reference,aot]" && python -m pytest -q')
+    # plugin, ptxas); suites: the outside suites' adapters (popgym-arcade without its stable-gymnax dependency)
+    install = 'pip install -e ".[dev,reference,aot,suites]" && pip install --no-deps popgym-arcade==0.0.7'
+    assert first_block[1].endswith(f"{install} && python -m pytest -q")
     ci = (ROOT / ".ci" / "run").read_text()
-    assert 'pip install -q -e ".[dev,reference,aot]"' in ci and "python -m pytest -q" in ci
+    assert 'pip install -q -e ".[dev,reference,aot,suites]"' in ci and "python -m pytest -q" in ci
+    assert 'pip install -q --no-deps "popgym-arcade==0.0.7"' in ci
 
 
 def test_readme_python_example_runs():
