@@ -1,4 +1,4 @@
-"""What many tests share: the quick-tier subset of a parametrization, a tree-close assertion, tiny sizes.
+"""What many tests share: the quick-tier subset of a parametrization, tree-close and tree-equal assertions, tiny sizes.
 
 ``quick_subset(values, keep)``: pytest params where every value not in ``keep`` carries the ``slow`` mark, so the
 quick tier (``-m "not slow"``) checks a property on a few representative cases and the full suite on all of them.
@@ -48,6 +48,13 @@ def quick_subset(values: Iterable[Any], keep: Callable[[Any], bool] | Iterable[A
 def assert_trees_close(a: Any, b: Any, rtol: float = 1e-5, atol: float = 1e-5) -> None:
     """Every leaf of two trees of one structure close (numpy's ``assert_allclose``); arrays are one-leaf trees."""
     jax.tree.map(lambda x, y: np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol), a, b)
+
+
+def assert_trees_equal(a: Any, b: Any) -> None:
+    """Two trees of one structure, every leaf bit for bit equal (exact resume, storage that must lose nothing)."""
+    assert jax.tree.structure(a) == jax.tree.structure(b), (jax.tree.structure(a), jax.tree.structure(b))
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 def assert_scaled_close(actual: Any, expected: Any, rtol: float = 1e-4) -> None:

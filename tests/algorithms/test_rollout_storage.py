@@ -9,7 +9,7 @@ import pytest
 
 from shm_jax.build import build
 from shm_jax.presets import from_preset
-from tests.helpers import TINY_AGENT
+from tests.helpers import TINY_AGENT, assert_trees_equal
 
 SMALL = dict(TINY_AGENT, memory="gru", memory_kwargs={"hidden_size": 4}, num_envs=2, num_steps=4, num_minibatches=1)
 
@@ -32,8 +32,7 @@ def test_pixel_rollouts_are_uint8_and_the_update_is_unchanged(algo):
     hp = build(config).hyperparameters
     new, metrics = jax.jit(algorithm.update)(state, hp)
     new_float, metrics_float = jax.jit(as_float.update)(state, hp)
-    for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(new_float.params)):
-        np.testing.assert_array_equal(a, b)
+    assert_trees_equal(new.params, new_float.params)
     assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(state.params)))
     smaller = algorithm.memory_estimate(hp, 1).rollout
     assert smaller < as_float.memory_estimate(hp, 1).rollout

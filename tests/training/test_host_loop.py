@@ -20,6 +20,7 @@ from shm_jax import api
 from shm_jax.config import ConfigError, with_overrides
 from shm_jax.training import loop, rundir
 from shm_jax.training.checkpoint import Checkpointer
+from tests.helpers import assert_trees_equal
 
 HERE = Path(__file__).parent
 
@@ -90,8 +91,7 @@ def test_resume_continues_exactly(tmp_path):
     state_a, hist_a, meta_a = _restore(straight, config)
     state_b, hist_b, meta_b = _restore(resumed, config)
     assert meta_a["updates_done"] == meta_b["updates_done"] == 6
-    for a, b in zip(jax.tree.leaves(state_a), jax.tree.leaves(state_b)):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert_trees_equal(state_a, state_b)
     for key in hist_a:
         np.testing.assert_array_equal(hist_a[key], hist_b[key])
     assert _jsonl(straight) == _jsonl(resumed)
@@ -110,8 +110,7 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     state_1, _, _ = _restore(run_dir, config, step=1)
     state, _, meta = _restore(run_dir, config)
     assert meta["updates_done"] == 2 and meta["diverged"] == [{"run": "seed0", "at_update": 2}]
-    for a, b in zip(jax.tree.leaves(state_1), jax.tree.leaves(state)):  # rolled back: the update-1 state
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert_trees_equal(state_1, state)  # rolled back: the update-1 state
     assert all(np.isfinite(np.asarray(leaf, dtype=np.float64)).all() for leaf in jax.tree.leaves(state))
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "nonfinite" and summary["diverged"] == [{"run": "seed0", "at_update": 2}]

@@ -23,6 +23,7 @@ from shm_jax import api
 from shm_jax.config import ConfigError, with_overrides
 from shm_jax.training import rundir
 from shm_jax.training.checkpoint import Checkpointer, CheckpointWriteError
+from tests.helpers import assert_trees_equal
 
 HERE = Path(__file__).parent
 
@@ -42,13 +43,6 @@ def _restore(run_dir, config, step=None):
         return checkpointer.restore(fake_program(config).abstract_state(), step)
     finally:
         checkpointer.close()
-
-
-def _assert_same_tree(a, b):
-    leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
-    assert len(leaves_a) == len(leaves_b)
-    for x, y in zip(leaves_a, leaves_b):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 def test_default_saves_after_the_first_chunk_and_then_by_time(tmp_path):
@@ -114,7 +108,7 @@ def test_a_damaged_newest_checkpoint_is_skipped_and_leftovers_are_removed(tmp_pa
     assert "removed unfinished checkpoint folder(s) 6.orbax-checkpoint-tmp-1700000000" in err
     assert "Traceback" not in err and "json parse" not in err.lower()
     assert len([line for line in err.splitlines() if line.strip()]) <= 6, err
-    _assert_same_tree(_restore(straight, config)[0], _restore(halves, config)[0])  # resumed from 4: same result
+    assert_trees_equal(_restore(straight, config)[0], _restore(halves, config)[0])  # resumed from 4: same result
 
 
 def test_a_full_disk_is_one_line_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
@@ -242,7 +236,7 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_result(tm
     )
     straight = _run(config, work=work)
     (state_a, hist_a, _), (state_b, hist_b, _) = _restore(straight, config), _restore(run_dir, config)
-    _assert_same_tree(state_a, state_b)
+    assert_trees_equal(state_a, state_b)
     assert set(hist_a) == set(hist_b)
     for key in hist_a:
         np.testing.assert_array_equal(hist_a[key], hist_b[key])
