@@ -201,6 +201,49 @@ PRESETS: dict[str, dict[str, Any]] = {
         eps_decay=0.25,
         num_seeds=3,
     ),
+    # POPGym Arcade's PPO-RNN baseline (popgym-arcade 0.0.7): 16 envs x 128 steps, 1e7 steps, 4 epochs of 16
+    # minibatches, lr 1e-4, γ 0.99, GAE λ 0.95, clip 0.2, entropy 0.01, its CNN torso on the partially observable
+    # frames (arcade:<Id>-full is the no-memory control). Needs the arcade extra (docs/environments.md).
+    "arcade": dict(
+        env_id="arcade:CountRecallEasy",
+        encoder="arcade-cnn",
+        num_envs=16,
+        num_steps=128,
+        total_timesteps=10_000_000,
+        num_minibatches=16,
+        update_epochs=4,
+        lr=1e-4,
+        gamma=0.99,
+        gae_lambda=0.95,
+        clip_eps=0.2,
+        ent_coef=0.01,
+        num_seeds=3,
+    ),
+    # Craftax-1M as Craftax_Baselines runs PPO-RNN (ppo_rnn.py defaults: lr 2e-4, 4 epochs, 8 minibatches, γ 0.99,
+    # GAE λ 0.8, clip 0.2, entropy 0.01, value 0.5, grad norm 1.0, width 512, annealed lr; its 1M sweeps: 256 envs x
+    # 16 steps) on Craftax-Symbolic-v1, the task of the published 1M scoreboard. Needs the craftax extra.
+    "craftax-1m": dict(
+        env_id="craftax:Craftax-Symbolic-v1",
+        num_envs=256,
+        num_steps=16,
+        total_timesteps=1_000_000,
+        num_minibatches=8,
+        update_epochs=4,
+        lr=2e-4,
+        anneal_lr=True,
+        gamma=0.99,
+        gae_lambda=0.8,
+        clip_eps=0.2,
+        ent_coef=0.01,
+        vf_coef=0.5,
+        max_grad_norm=1.0,
+        feature_size=512,
+        pre_size=512,
+        post_size=512,
+        head_hidden_size=512,
+        time_encoding=False,
+        num_seeds=3,
+    ),
 }
 
 # Presets whose defaults depend on the chosen algorithm, memory and task: config -> flat options.

@@ -201,3 +201,17 @@ def test_a_missing_suite_names_its_install_line(monkeypatch, env_id, module):
     monkeypatch.setitem(sys.modules, module, None)  # import of it raises ImportError
     with pytest.raises(SuiteNotInstalled, match="install it with: pip install"):
         envs.make(env_id)
+
+
+@pytest.mark.parametrize(
+    ("preset", "env_id"), [("arcade", "arcade:CountRecallEasy"), ("craftax-1m", "craftax:Craftax-Symbolic-v1")]
+)
+def test_the_suite_presets_build_with_their_published_settings(preset, env_id):
+    """The presets that put an SHM row next to a suite's published baseline: they validate and build (nothing runs)."""
+    from shm_jax.build import build
+    from shm_jax.presets import from_preset
+
+    config = from_preset(preset)
+    assert config.env.env_id == env_id and config.algorithm.total_timesteps in (10_000_000, 1_000_000)
+    built = build(config)
+    assert built.algorithm.num_envs == config.algorithm.num_envs

@@ -212,7 +212,7 @@ BAD_INPUTS = [
     (["--sweep", "lr"], "sweep: expected NAME=V1,V2"),
     (
         ["--preset", "paper-popgm"],
-        "preset: unknown preset 'paper-popgm'; valid: default, paper-credit, paper-meta, "
+        "preset: unknown preset 'paper-popgm'; valid: arcade, craftax-1m, default, paper-credit, paper-meta, "
         "paper-popgym, paper-popgym-official, ppo-credit, ppo-meta, pqn-credit",
     ),
     (["--updates-per-chunk", "0"], "updates_per_chunk: must be a positive integer"),
