@@ -93,6 +93,7 @@ def run(command: str, argv: list[str], prog: str) -> int:
     option, run directory or checkpoint) prints one line and exits 2; every run diverged or a checkpoint could not be
     written: one line, exit 1; a second Ctrl-C: exit 130; anything else raises with its traceback."""
     previous, stopping.on_second_interrupt = stopping.on_second_interrupt, stopping.exit_at_once
+    previous_command, loop.COMMAND = loop.COMMAND, prog  # the trainer's hints name the command the user typed
     try:
         if command == "evaluate":
             return eval_main(argv, f"{prog} evaluate")
@@ -105,5 +106,6 @@ def run(command: str, argv: list[str], prog: str) -> int:
         return 1
     except KeyboardInterrupt:  # Ctrl-C before the trainer's handler is installed (e.g. while building)
         stopping.exit_at_once()
-    finally:  # called from Python (tests): the process's default is left as it was
+    finally:  # called from Python (tests): the process's defaults are left as they were
         stopping.on_second_interrupt = previous
+        loop.COMMAND = previous_command

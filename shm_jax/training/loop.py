@@ -53,6 +53,8 @@ class NonFiniteLossError(RuntimeError):
     """Every run diverged (non-finite loss); each was saved as it was before its divergence."""
 
 
+# How the user runs the trainer, for the hints it prints (resume, evaluate); the command line sets what was typed.
+COMMAND = "python train.py"
 _SIGNAL_CODES = {"SIGINT": 2, "SIGTERM": 15}
 _SIGNAL_NAMES = {code: name for name, code in _SIGNAL_CODES.items()}
 
@@ -239,7 +241,7 @@ class _HostLoop:
             if meta.get("status") == "finished" or updates_done >= self.num_updates:
                 print_main(
                     f"{run_dir} already finished all {self.num_updates} updates; nothing to do (evaluate it "
-                    f"with: python train.py eval {run_dir})",
+                    f"with: {COMMAND} evaluate {run_dir})",
                     file=sys.stderr,
                 )
                 return run_dir
@@ -391,12 +393,12 @@ class _HostLoop:
             raise NonFiniteLossError(
                 f"non-finite loss in every run ({runs}): run stopped; last good checkpoint: update {updates_done} in "
                 f"{self.checkpointer.directory} holds each run as it was before it diverged (lower the learning "
-                f"rate, then: python train.py --resume {self.run_dir} --lr <smaller>)"
+                f"rate, then: {COMMAND} --resume {self.run_dir} --lr <smaller>)"
             )
         if status == "interrupted" and self.is_main:
             print(
                 f"Stopped at update {updates_done}/{self.num_updates}; checkpoint saved. "
-                f"Resume with: python train.py --resume {self.run_dir}",
+                f"Resume with: {COMMAND} --resume {self.run_dir}",
                 file=sys.stderr,
                 flush=True,
             )
