@@ -71,6 +71,7 @@ def test_unknown_conv_torso():
         RecurrentTrunk(memory=make_memory("gru", hidden_size=4), conv_torso="resnet")
 
 
+@pytest.mark.slow  # builds the 128x128 frame pipeline
 def test_build_reads_an_arcade_frame_for_the_torso():
     pytest.importorskip("popgym_arcade")
     from shm_jax import envs

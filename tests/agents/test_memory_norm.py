@@ -1,6 +1,7 @@
 """``memory_norm``: a LayerNorm on the memory core's output, so SHM's small, growing read-out reaches the post layer
 at unit scale; the option flows from the config to the trunk."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,17 +24,22 @@ def _memory_output(memory_kwargs: dict, memory_norm: bool) -> np.ndarray:
     noise = trunk.sample_noise(jax.random.PRNGKey(1), T, B)
     carry = trunk.initialize_carry(B)
     params = trunk.init(jax.random.PRNGKey(2), carry, obs, starts, noise)
-    seen = []
 
-    def capture(next_fun, args, kwargs, context):
-        if context.module.name == "post":
-            seen.append(args[0])
-        return next_fun(*args, **kwargs)
+    @jax.jit
+    def post_input(params):
+        seen = []
 
-    with jax.disable_jit(), __import__("flax").linen.intercept_methods(capture):
-        trunk.apply(params, carry, obs, starts, noise)
-    (y,) = seen
-    return np.asarray(y.materialize() if hasattr(y, "materialize") else y)
+        def capture(next_fun, args, kwargs, context):
+            if context.module.name == "post":
+                seen.append(args[0])
+            return next_fun(*args, **kwargs)
+
+        with nn.intercept_methods(capture):
+            trunk.apply(params, carry, obs, starts, noise)
+        (y,) = seen
+        return y.materialize() if hasattr(y, "materialize") else y
+
+    return np.asarray(post_input(params))
 
 
 @pytest.mark.parametrize("memory_kwargs", [{"memory_size": 16}, {"memory_size": 16, "projection_size": 8}])

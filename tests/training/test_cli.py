@@ -117,6 +117,7 @@ def _option_names(help_text: str) -> set[str]:
     return set(re.findall(r"--[a-z][a-z0-9-]*", help_text))
 
 
+@pytest.mark.slow  # three fresh processes
 def test_the_three_entry_points_list_the_same_options(capsys):
     """`shm-jax --help`, `python -m shm_jax --help` and `python train.py --help` are one parser (train.py and the module
     are thin calls into shm_jax.cli); `shm-jax train --help` is the bare form's."""

@@ -240,6 +240,7 @@ def test_wandb_without_the_package_is_a_one_line_config_error(tmp_path, monkeypa
     assert not (tmp_path / "api").exists()
 
 
+@pytest.mark.slow  # whole runs through the host loop
 def test_offline_wandb_has_one_run_per_seed_with_the_config_and_the_csv_rows(tmp_path, wandb):
     recorder = Recorder()
     assert isinstance(recorder, loggers.Logger)  # the protocol: log(row, step) and close()
@@ -269,6 +270,7 @@ def test_offline_wandb_has_one_run_per_seed_with_the_config_and_the_csv_rows(tmp
     assert len(jsonl) == UPDATES * 2
 
 
+@pytest.mark.slow  # whole runs through the host loop
 def test_resume_continues_the_same_wandb_runs_without_duplicates(tmp_path, wandb):
     # a crash after update 3's rows reached W&B (for seed0 only: the crash comes while seed1's row is being logged);
     # the only checkpoint is the first one (update 1), so the resumed session recomputes updates 2 and 3

@@ -101,6 +101,7 @@ def test_truncation_bootstraps_from_the_final_observation_with_the_ending_episod
         assert not np.isclose(traj.bootstrap_value[t, 0], q_reset[0, 0].max(), rtol=1e-4, atol=0.0)
 
 
+@pytest.mark.slow  # whole runs through the host loop
 def test_vmapped_seeds_and_lr_sweep_equal_separate_runs(single):
     """The program the host loop runs (BatchedProgram: init, then compiled chunks) == separate train() calls."""
     built, program, train = single
@@ -121,6 +122,7 @@ def test_vmapped_seeds_and_lr_sweep_equal_separate_runs(single):
     assert not np.allclose(kernels[0, 0], kernels[1, 0])  # the two learning rates trained differently
 
 
+@pytest.mark.slow  # whole runs through the host loop
 def test_resume_is_exact_and_evaluation_runs_greedy_and_sampled(single, tmp_path):
     built, program, _ = single
     straight_config = with_overrides(CONFIG, out_dir=str(tmp_path / "straight"), run_name="pqn")

@@ -97,6 +97,7 @@ def test_termination_is_terminal_and_an_unfinished_episode_is_not_counted():
     assert float(cut_stats["episode_count"]) == 0
 
 
+@pytest.mark.slow  # two continuous-control programs
 def test_meta_tasks_cut_the_bootstrap_in_the_goal_and_actions_reach_the_box_bounds():
     algorithm, _, episodes, _ = _collect("Wind-10-190", {}, algo="sac", total_timesteps=10_000)
     assert algorithm.terminal == "auto" and algorithm.episode_length > 0
