@@ -45,15 +45,6 @@ NUM_ACTIONS = 5
 class ArcadeAdapter(SuiteAdapter):
     """A POPGym Arcade env on gymnax 1.0's API (see the module docstring). ``suite_env``: the suite's own env."""
 
-    def __init__(self, suite_env: Any, env_id: str):
-        super().__init__()
-        self.suite_env = suite_env
-        self.env_id = env_id
-
-    @property
-    def default_params(self):
-        return self.suite_env.default_params
-
     @property
     def max_steps_in_episode(self) -> int:
         return int(getattr(self.suite_env, "max_steps_in_episode", getattr(self.suite_env, "max_episode_length", 0)))

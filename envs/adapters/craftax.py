@@ -36,15 +36,6 @@ def convert_space(space: Any) -> spaces.Space:
 class CraftaxAdapter(SuiteAdapter):
     """A Craftax env on gymnax 1.0's API (see the module docstring). ``suite_env``: Craftax's own env."""
 
-    def __init__(self, suite_env: Any, env_id: str):
-        super().__init__()
-        self.suite_env = suite_env
-        self.env_id = env_id
-
-    @property
-    def default_params(self):
-        return self.suite_env.default_params
-
     def reset_env(self, key, params):
         obs, inner = self.suite_env.reset_env(key, params)
         return obs, initial_state(inner)

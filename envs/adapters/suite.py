@@ -56,7 +56,18 @@ def initial_state(inner: Any) -> SuiteState:
 
 
 class SuiteAdapter(environment.Environment):
-    """Base of the adapters: ``is_truncated`` reads the flag ``step_env`` stored; everything else per suite."""
+    """Base of the adapters: holds the suite's own env (``suite_env``) and the id; ``is_truncated`` reads the flag
+    ``step_env`` stored; ``default_params`` are the suite env's unless ``params`` are given; the rest per suite."""
+
+    def __init__(self, suite_env: Any, env_id: str, params: Any = None):
+        super().__init__()
+        self.suite_env = suite_env
+        self.env_id = env_id
+        self._params = params
+
+    @property
+    def default_params(self):
+        return self.suite_env.default_params if self._params is None else self._params
 
     def is_truncated(self, state: SuiteState, params: Any) -> jax.Array:
         return state.truncated

@@ -28,16 +28,6 @@ class XMiniGridAdapter(SuiteAdapter):
     """An XLand-MiniGrid env on gymnax 1.0's API (see the module docstring). ``suite_env``: the suite's env;
     the adapter's state holds the suite's ``TimeStep``."""
 
-    def __init__(self, suite_env: Any, env_id: str, params: Any):
-        super().__init__()
-        self.suite_env = suite_env
-        self.env_id = env_id
-        self._params = params
-
-    @property
-    def default_params(self):
-        return self._params
-
     @staticmethod
     def _obs(timestep) -> Any:
         return jnp.asarray(timestep.observation, jnp.int32).reshape(-1)
