@@ -15,16 +15,5 @@ def main(argv: list[str] | None = None) -> int:
     return cli.main(argv, prog="python train.py")
 
 
-def __getattr__(name: str):
-    """``train.parse_train_args``, ``train.resume_config``, ...: the command line's functions, imported on first use
-    (importing this file starts no JAX, so ``python train.py --distributed`` still joins its job first)."""
-    from shm_jax import cli_parse, cli_run
-
-    for module in (cli_run, cli_parse):
-        if hasattr(module, name):
-            return getattr(module, name)
-    raise AttributeError(f"module 'train' has no attribute {name!r}")
-
-
 if __name__ == "__main__":
     sys.exit(main())

@@ -18,8 +18,7 @@ import orbax.checkpoint as ocp
 import pytest
 from fake_trainer import fake_config, fake_program
 
-import train
-from shm_jax import api
+from shm_jax import api, cli_parse
 from shm_jax.config import ConfigError, with_overrides
 from shm_jax.training import rundir
 from shm_jax.training.checkpoint import Checkpointer, CheckpointWriteError
@@ -136,8 +135,8 @@ def test_a_full_disk_is_one_line_and_keeps_the_last_good_checkpoint(tmp_path, mo
 def test_resume_may_change_hyperparameters_and_records_it(tmp_path, capsys):
     config = fake_config(out_dir=str(tmp_path), num_updates=6, updates_per_chunk=1)
     run_dir = _run(config, stop_after_updates=3)
-    command = train.parse_train_args(argv := ["--resume", str(run_dir), "--lr", "0.01", "--keep-checkpoints", "5"])
-    resumed, changes = train.resume_config(command, argv)
+    command = cli_parse.parse_train_args(argv := ["--resume", str(run_dir), "--lr", "0.01", "--keep-checkpoints", "5"])
+    resumed, changes = cli_parse.resume_config(command, argv)
     assert changes == {"lr": (0.05, 0.01), "keep_checkpoints": (3, 5)}
     assert resumed.ppo.lr == 0.01 and resumed.run.keep_checkpoints == 5 and resumed.env == config.env
     rundir.record_resume(run_dir, resumed, changes)
@@ -156,7 +155,7 @@ def test_resume_may_change_hyperparameters_and_records_it(tmp_path, capsys):
         (["--resume", str(run_dir), "--preset", "paper-popgym"], "preset"),
     ):
         with pytest.raises(ConfigError, match=f"^{field}: "):
-            train.resume_config(train.parse_train_args(argv), argv)
+            cli_parse.resume_config(cli_parse.parse_train_args(argv), argv)
 
 
 def test_a_swept_hyperparameter_cannot_change_on_resume(tmp_path):
@@ -164,7 +163,7 @@ def test_a_swept_hyperparameter_cannot_change_on_resume(tmp_path):
     run_dir = _run(config, stop_after_updates=1)
     argv = ["--resume", str(run_dir), "--lr", "0.5"]
     with pytest.raises(ConfigError, match="^lr: is swept in this run"):
-        train.resume_config(train.parse_train_args(argv), argv)
+        cli_parse.resume_config(cli_parse.parse_train_args(argv), argv)
 
 
 KILL_SCRIPT = """

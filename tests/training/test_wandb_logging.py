@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 import train
-from shm_jax import api
+from shm_jax import api, cli_parse
 from shm_jax.config import ConfigError, flat_view, resumable, validate, with_overrides
 from shm_jax.presets import from_preset
 from shm_jax.training import loggers, rundir
@@ -190,7 +190,7 @@ def _assert_history_is_the_csv(history: dict[int, dict], csv_path: Path) -> None
 
 
 def test_wandb_options_parse_check_and_may_change_on_resume(tmp_path):
-    command = train.parse_train_args(
+    command = cli_parse.parse_train_args(
         ["--wandb", "online", "--wandb-project", "p", "--wandb-entity", "me", "--wandb-group", "g"]
         + ["--wandb-tags", "gru", "tiny"]
     )
@@ -221,7 +221,7 @@ def test_wandb_options_parse_check_and_may_change_on_resume(tmp_path):
     saved.mkdir()
     rundir.write_config(saved, from_preset("default"))
     argv = ["--resume", str(saved), "--wandb", "offline", "--wandb-tags", "resumed"]
-    config, changes = train.resume_config(train.parse_train_args(argv), argv)
+    config, changes = cli_parse.resume_config(cli_parse.parse_train_args(argv), argv)
     assert changes == {"wandb": ("off", "offline"), "wandb_tags": ((), ("resumed",))}
     assert flat_view(config)["wandb"] == "offline"
 
