@@ -36,9 +36,20 @@ def test_default_preset_is_shm_on_repeat_first_easy_with_time_encoding():
     assert env.observation_space(params).shape == (4,)  # one-hot suit only: no start flag, no previous action
 
 
-@pytest.mark.slow
-def test_bare_train_py_runs_the_default_preset():
-    assert _train_cli().parse_train_args([]).config == from_preset("default")
+class _Started(Exception):
+    """Raised by the stand-in trainer: carries the config ``python train.py`` would have trained."""
+
+
+def test_bare_train_py_runs_the_default_preset(monkeypatch):
+    from shm_jax import cli_run
+
+    def fake_train(config, resume_dir=None):
+        raise _Started(config, resume_dir)
+
+    monkeypatch.setattr(cli_run.api, "train", fake_train)
+    with pytest.raises(_Started) as started:
+        _train_cli().main([])  # train.py -> shm_jax.cli -> the training command, as `python train.py` runs
+    assert started.value.args == (from_preset("default"), None)
 
 
 def test_default_run_is_small_and_compiles_one_chunk_program():
