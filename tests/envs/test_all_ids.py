@@ -120,9 +120,7 @@ def _check(env_id, obs, ok, checks, step_obs, reward, terminated, truncated, inf
         assert np.asarray(checks[..., i]).all(), f"{env_id}: {name} outside its space"
     # Shapes/dtypes: reset == step == final_observation.
     first = lambda tree: jax.tree.map(lambda x: x[:, 0], tree)  # noqa: E731
-    assert shape_dtypes(obs) == shape_dtypes(first(step_obs)) == shape_dtypes(first(info["final_observation"])), (
-        env_id
-    )
+    assert shape_dtypes(obs) == shape_dtypes(first(step_obs)) == shape_dtypes(first(info["final_observation"])), env_id
     assert reward.shape == (NUM_ENVS, NUM_STEPS) and reward.dtype == jnp.float32, env_id
     assert terminated.dtype == jnp.bool_ and truncated.dtype == jnp.bool_, env_id
     assert np.isfinite(np.asarray(reward)).all(), env_id
