@@ -7,8 +7,9 @@ Both learners run the default preset's agent and rollout shape with the same epo
 sequences), so what differs is the learner: PPO's actor-critic, GAE and clipped objective against PQN's Q network,
 Q(lambda) targets and squared TD error. One measurement: the jitted ``train_chunk`` of ``--updates-per-call`` updates
 (rollout + targets + epochs x minibatches of forward+backward + Adam), compiled apart, one warm-up call, then the median
-of ``--repeats`` calls. The ratio PQN / PPO (env steps/s) is taken inside the run. The target (issue: PQN at least as
-fast per env step as PPO with the same epochs and minibatches) is written into the record.
+of ``--repeats`` calls, PPO's and PQN's calls alternating. The ratio PQN / PPO (env steps/s) is taken inside the run.
+The target (issue: PQN at least as fast per env step as PPO with the same epochs and minibatches) is written into the
+record.
 
 Writes ``<out>/learner_throughput_<device>[_quick].json`` and ``.md`` next to it (``--from-json FILE`` remakes the
 table from a record).
@@ -44,8 +45,8 @@ MEMORIES = {"shm": {}, "gru": {"hidden_size": 128}}
 QUICK_MEMORIES = {"shm": {"memory_size": 8}, "gru": {"hidden_size": 8}}
 
 
-def measure(algo: str, memory: str, memory_kwargs: dict, shape: dict, env_id: str, updates: int, repeats: int) -> dict:
-    """Compile, warm up and time ``updates`` updates of one learner: env steps/s and seconds per update."""
+def _compiled(algo: str, memory: str, memory_kwargs: dict, shape: dict, env_id: str, updates: int):
+    """(a call running ``updates`` updates of one learner on its own state, compile seconds, env steps per call)."""
     steps = shape["num_envs"] * shape["num_steps"]
     config = from_preset(
         "default",
@@ -68,17 +69,32 @@ def measure(algo: str, memory: str, memory_kwargs: dict, shape: dict, env_id: st
         holder["state"], _ = compiled(holder["state"], hyperparameters)
         return holder["state"]
 
-    times = timed_calls(one_call, repeats)
-    median = statistics.median(times)
-    return {
-        "algo": algo,
-        "memory": memory,
-        "memory_kwargs": memory_kwargs,
-        "compile_s": compile_s,
-        "time_s_all": times,
-        "update_s": median / updates,
-        "steps_per_s": steps * updates / median,
-    }
+    return one_call, compile_s, steps * updates
+
+
+def measure_pair(memory: str, memory_kwargs: dict, shape: dict, env_id: str, updates: int, repeats: int) -> list:
+    """PPO's and PQN's records for one memory. Their calls alternate (PPO, PQN, PPO, ...), so a change of the
+    machine's speed during the run (load, clock) reaches both alike; each record: env steps/s of the median call."""
+    learners = {algo: _compiled(algo, memory, memory_kwargs, shape, env_id, updates) for algo in ("ppo", "pqn")}
+    times: dict[str, list[float]] = {algo: [] for algo in learners}
+    for _ in range(repeats):
+        for algo, (call, _, _) in learners.items():
+            times[algo] += timed_calls(call, 1)
+    records = []
+    for algo, (_, compile_s, steps) in learners.items():
+        median = statistics.median(times[algo])
+        records.append(
+            {
+                "algo": algo,
+                "memory": memory,
+                "memory_kwargs": memory_kwargs,
+                "compile_s": compile_s,
+                "time_s_all": times[algo],
+                "update_s": median / updates,
+                "steps_per_s": steps / median,
+            }
+        )
+    return records
 
 
 def markdown(record: dict) -> str:
@@ -92,7 +108,8 @@ def markdown(record: dict) -> str:
         f"`python -m benchmarks.learner_throughput` on {host['cpu_model']} ({host['cpu_count']} cores), "
         f"{record['timestamp_utc']}, git {record['git_commit']}, load average {record['load_average_start']} -> "
         f"{record['load_average_end']}. {settings['env_id']}, {settings['shape']}, "
-        f"{settings['updates_per_call']} updates per call, median of {settings['repeats']} calls.",
+        f"{settings['updates_per_call']} updates per call, median of {settings['repeats']} calls each "
+        "(PPO's and PQN's alternating).",
         "",
         "| memory | PPO env steps/s | PQN env steps/s | PQN / PPO | target |",
         "|---|---:|---:|---:|---|",
@@ -111,7 +128,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--env-id", default="RepeatFirstEasy")
     parser.add_argument("--updates-per-call", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--out", default=str(RESULTS_DIR))
     parser.add_argument("--from-json", help="remake the markdown table of this record and exit")
     args = parser.parse_args(argv)
@@ -130,9 +147,9 @@ def main(argv: list[str] | None = None) -> Path:
         "repeats": args.repeats,
     }
     record["results"] = [
-        measure(algo, memory, kwargs, shape, args.env_id, args.updates_per_call, args.repeats)
+        row
         for memory, kwargs in memories.items()
-        for algo in ("ppo", "pqn")
+        for row in measure_pair(memory, kwargs, shape, args.env_id, args.updates_per_call, args.repeats)
     ]
     close_record(record, began)
     path = Path(args.out) / f"learner_throughput_{device_slug()}{'_quick' if args.quick else ''}.json"

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 from shm_jax.agents.distributions import ActionSpec
 from shm_jax.agents.inits import dense
+from shm_jax.agents.norm import LayerNorm
 from shm_jax.agents.trunk import AgentCarry, RecurrentTrunk, trunk_options
 from shm_jax.memory.precision import compute_dtype
 
@@ -165,7 +166,7 @@ class QNetwork(_Head):
         hidden = self.head_hidden_size
         dtype = compute_dtype(type(self).__name__, self.dtype)
         h = dense(hidden, x.shape[-1], "body", self.init_scheme, "q_hidden", dtype)(x)
-        h = nn.relu(nn.LayerNorm(epsilon=1e-5, dtype=dtype, name="q_norm")(h))
+        h = nn.relu(LayerNorm(epsilon=1e-5, dtype=dtype, name="q_norm")(h))
         q = dense(self.num_actions, hidden, "final", self.init_scheme, "q_out", dtype)(h)
         return carry, q.astype(jnp.float32)
 
