@@ -111,16 +111,31 @@ def markdown(record: dict) -> str:
         f"{settings['updates_per_call']} updates per call, median of {settings['repeats']} calls each "
         "(PPO's and PQN's alternating).",
         "",
-        "| memory | PPO env steps/s | PQN env steps/s | PQN / PPO | target |",
-        "|---|---:|---:|---:|---|",
+        "| memory | PPO env steps/s | PQN env steps/s | PQN / PPO | target | PQN / PPO of neighbouring calls |",
+        "|---|---:|---:|---:|---|---|",
     ]
     for memory in dict.fromkeys(r["memory"] for r in record["results"]):
         ppo, pqn = rows[(memory, "ppo")], rows[(memory, "pqn")]
         ratio = pqn["steps_per_s"] / ppo["steps_per_s"]
         met = "met" if ratio >= target else "missed"
         speeds = f"{ppo['steps_per_s']:,.0f} | {pqn['steps_per_s']:,.0f}"
-        lines.append(f"| {memory} {ppo['memory_kwargs'] or ''} | {speeds} | {ratio:.2f} | >= {target:g}: {met} |")
+        verdict = f"| {memory} {ppo['memory_kwargs'] or ''} | {speeds} | {ratio:.2f} | >= {target:g}: {met} |"
+        lines.append(f"{verdict} {_pairwise(ppo, pqn)} |")
+    lines += [
+        "",
+        "PQN / PPO is the ratio of the two medians (the target's measure); the last column is the median and the",
+        "interquartile range of the ratios of neighbouring PPO and PQN calls, how far the machine's noise reaches.",
+    ]
     return "\n".join(lines) + "\n"
+
+
+def _pairwise(ppo: dict, pqn: dict) -> str:
+    """Median (IQR) of PPO call time / PQN call time over neighbouring calls; "-" without per-call times."""
+    pairs = [a / b for a, b in zip(ppo.get("time_s_all", []), pqn.get("time_s_all", []))]
+    if len(pairs) < 4:
+        return "-"
+    low, _, high = statistics.quantiles(pairs, n=4)
+    return f"{statistics.median(pairs):.3f} ({low:.3f}-{high:.3f})"
 
 
 def main(argv: list[str] | None = None) -> Path:

@@ -229,7 +229,11 @@ def test_learner_throughput_table_reads_the_target_from_the_record():
         ],
     }
     table = learner_throughput.markdown(record)
-    assert "| shm  | 1,000 | 1,500 | 1.50 | >= 1: met |" in table
-    assert "| gru  | 2,000 | 1,000 | 0.50 | >= 1: missed |" in table
+    assert "| shm  | 1,000 | 1,500 | 1.50 | >= 1: met | - |" in table
+    assert "| gru  | 2,000 | 1,000 | 0.50 | >= 1: missed | - |" in table
+    # per-call times: the neighbouring calls' ratios, median and interquartile range
+    record["results"][0]["time_s_all"] = [2.0, 2.0, 2.0, 2.0, 2.0]
+    record["results"][1]["time_s_all"] = [1.0, 1.0, 2.0, 1.0, 4.0]
+    assert "| 1.50 | >= 1: met | 2.000 (0.750-2.000) |" in learner_throughput.markdown(record)
     record["targets"]["min_pqn_over_ppo_steps_per_s"] = 2.0
     assert "| shm  | 1,000 | 1,500 | 1.50 | >= 2: missed |" in learner_throughput.markdown(record)
