@@ -68,6 +68,9 @@ def markdown(record: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+CURVE_POINTS = 100  # points per seed kept in results.json: the figure survives without the (uncommitted) run dirs
+
+
 def _curve(csv_path: Path) -> tuple[np.ndarray, np.ndarray]:
     with open(csv_path, newline="") as f:
         rows = list(csv.DictReader(f))
@@ -76,20 +79,46 @@ def _curve(csv_path: Path) -> tuple[np.ndarray, np.ndarray]:
     return steps, values
 
 
+def _binned(steps: np.ndarray, values: np.ndarray, points: int) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``points`` consecutive bins of updates: the last step of each bin and its mean value (NaN-aware)."""
+    bins = np.array_split(np.arange(len(steps)), min(points, len(steps)))
+    with warnings.catch_warnings():  # a bin where no episode ended is NaN
+        warnings.simplefilter("ignore", category=RuntimeWarning)
+        return np.array([steps[b[-1]] for b in bins]), np.array([np.nanmean(values[b]) for b in bins])
+
+
+def cell_curve(run_dir: Path, points: int = CURVE_POINTS) -> dict[str, Any] | None:
+    """The cell's learning curves, binned to ``points``: {"env_steps": [...], "per_seed": [[...], ...]} (mean
+    return per bin, None where no episode ended); None without CSV logs."""
+    curves = [_binned(*_curve(p), points) for p in sorted((run_dir / "csv").glob("*.csv"))]
+    if not curves:
+        return None
+    as_list = lambda v: [None if not np.isfinite(x) else round(float(x), 6) for x in v]  # noqa: E731
+    return {"env_steps": curves[0][0].astype(int).tolist(), "per_seed": [as_list(v) for _, v in curves]}
+
+
+def _cell_curves(root: Path, cell: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(env steps [P], returns [seeds, P]) from results.json's curve, else from the run directory's CSV logs."""
+    curve = cell.get("curve") or cell_curve(root / cell["run_dir"])
+    if curve is None:
+        return None
+    values = np.array([[np.nan if v is None else v for v in seed] for seed in curve["per_seed"]], dtype=float)
+    return np.asarray(curve["env_steps"], dtype=float), values
+
+
 def plot_task(root: Path, record: dict[str, Any], task: str, path: Path) -> Path:
     """Mean ± std over seeds of every agent's per-update mean return on ``task``."""
     fig = Figure(figsize=(6.5, 4))
     ax = fig.subplots()
     for cell in (c for c in record["cells"] if c["task"] == task):
-        curves = [_curve(p) for p in sorted((root / cell["run_dir"] / "csv").glob("*.csv"))]
-        if not curves:
+        found = _cell_curves(root, cell)
+        if found is None:
             continue
-        steps = curves[0][0]
-        stacked = np.stack([np.where(np.isfinite(v), v, np.nan) for _, v in curves])
+        steps, stacked = found
         with warnings.catch_warnings():  # updates where no seed finished an episode are NaN columns
             warnings.simplefilter("ignore", category=RuntimeWarning)
             mean, std = np.nanmean(stacked, axis=0), np.nanstd(stacked, axis=0)
-        (line,) = ax.plot(steps, mean, label=f"{cell['agent']} (n={len(curves)})")
+        (line,) = ax.plot(steps, mean, label=f"{cell['agent']} (n={len(stacked)})")
         ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
     ax.set_title(task)
     ax.set_xlabel("environment steps per run")

@@ -16,6 +16,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from experiments.definitions import Agent, Experiment
+from experiments.report import cell_curve
 from shm_jax import api
 from shm_jax.training import loop, rundir
 
@@ -54,7 +55,24 @@ def cell_value(experiment: Experiment, run_dir: Path) -> dict[str, Any]:
         "diverged_at_updates": diverged,
         "env_steps_per_run": summary["env_steps_per_run"],
         "train_seconds": timing.get("train_seconds"),
+        "curve": cell_curve(run_dir),
     }
+
+
+def recorded_cells(root: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """(task, agent label) -> the cell's entry in ``<root>/results.json`` (empty without one)."""
+    path = root / "results.json"
+    return {(c["task"], c["agent"]): c for c in json.loads(path.read_text())["cells"]} if path.is_file() else {}
+
+
+def _recorded_finished(recorded: dict[str, Any] | None, budget: int, steps_per_update: int) -> bool:
+    """A cell finished at this budget is in results.json (a fresh clone has no run directories: they are not
+    committed)."""
+    return (
+        recorded is not None
+        and recorded.get("status") in ("finished", "nonfinite")
+        and recorded.get("env_steps_per_run", 0) > budget - steps_per_update
+    )
 
 
 def run_cell(
@@ -75,16 +93,28 @@ def run_cell(
         return run_dir
 
 
-def cell_status(experiment: Experiment, task: str, agent: Agent, scale: str, root: Path) -> dict[str, Any]:
+def cell_status(
+    experiment: Experiment, task: str, agent: Agent, scale: str, root: Path, **options: Any
+) -> dict[str, Any]:
     """Where one cell stands: status ("not started", "started", "interrupted", "finished", "nonfinite") and the env
-    steps per run done out of the budget."""
+    steps per run done out of the budget; a cell without a run directory but finished in results.json (a fresh
+    clone) is finished. ``options``: the flat overrides the cells were run with (tests shrink runs)."""
     run_dir = root / cell_name(task, agent)
-    budget = experiment.config(task, agent, scale).algorithm.total_timesteps
+    algorithm = experiment.config(task, agent, scale, **options).algorithm
+    budget = algorithm.total_timesteps
     if not (run_dir / rundir.CONFIG_FILE).is_file():
+        recorded = recorded_cells(root).get((task, agent.label))
+        if _recorded_finished(recorded, budget, _steps_per_update(algorithm)):
+            return {
+                "cell": run_dir.name,
+                "status": recorded["status"],
+                "env_steps": recorded["env_steps_per_run"],
+                "budget": budget,
+            }
         return {"cell": run_dir.name, "status": "not started", "env_steps": 0, "budget": budget}
     summary_path = run_dir / "summary.json"
-    if not summary_path.is_file():  # killed before its first checkpoint
-        return {"cell": run_dir.name, "status": "started", "env_steps": 0, "budget": budget}
+    if not summary_path.is_file():  # running, or killed before its first checkpoint
+        return {"cell": run_dir.name, "status": "started", "env_steps": _logged_env_steps(run_dir), "budget": budget}
     summary = json.loads(summary_path.read_text())
     return {
         "cell": run_dir.name,
@@ -94,10 +124,31 @@ def cell_status(experiment: Experiment, task: str, agent: Agent, scale: str, roo
     }
 
 
-def experiment_status(experiment: Experiment, scale: str, out: Path | str) -> list[dict[str, Any]]:
+def _logged_env_steps(run_dir: Path) -> int:
+    """Env steps per run of the newest logged update (0 before the first); rows past the newest checkpoint are
+    computed again when the cell resumes."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file() or path.stat().st_size == 0:
+        return 0
+    with path.open("rb") as f:
+        f.seek(max(0, path.stat().st_size - 65536))
+        lines = f.read().decode("utf-8", errors="replace").splitlines()
+    for line in reversed(lines):
+        try:
+            return int(json.loads(line)["env_steps"])
+        except (ValueError, KeyError):
+            continue  # a partly written or cut line
+    return 0
+
+
+def experiment_status(experiment: Experiment, scale: str, out: Path | str, **options: Any) -> list[dict[str, Any]]:
     """:func:`cell_status` of every cell of ``experiment`` at ``scale`` under ``out``."""
     root = Path(out) / f"{experiment.name}-{scale}"
-    return [cell_status(experiment, t, a, scale, root) for t in experiment.task_ids(scale) for a in experiment.agents]
+    return [
+        cell_status(experiment, t, a, scale, root, **options)
+        for t in experiment.task_ids(scale)
+        for a in experiment.agents
+    ]
 
 
 def run_experiment(
@@ -123,22 +174,37 @@ def run_experiment(
         experiment.config(task, chosen_agents[0], scale)
     cells = [(t, a) for t in chosen_tasks for a in chosen_agents]
     began = time.perf_counter()
-    for task, agent in tqdm(cells, desc=f"{experiment.name} ({scale})", unit="cell", disable=not progress):
-        run_cell(experiment, task, agent, scale, root, progress=progress, **options)
     results_path = root / "results.json"
-    previous = json.loads(results_path.read_text())["cells"] if results_path.is_file() else []
-    new = [
-        {
-            "task": t,
-            "paper_task": experiment.paper_task(t),
-            "agent": a.label,
-            "memory": a.memory,
-            "run_dir": cell_name(t, a),
-            **cell_value(experiment, root / cell_name(t, a)),
+    for task, agent in tqdm(cells, desc=f"{experiment.name} ({scale})", unit="cell", disable=not progress):
+        config = experiment.config(task, agent, scale, **options).algorithm
+        run_dir = root / cell_name(task, agent)
+        recorded = recorded_cells(root).get((task, agent.label))
+        if not run_dir.is_dir() and _recorded_finished(recorded, config.total_timesteps, _steps_per_update(config)):
+            continue  # finished in an earlier session; its number and curve are in results.json
+        run_cell(experiment, task, agent, scale, root, progress=progress, **options)
+        entry = {
+            "task": task,
+            "paper_task": experiment.paper_task(task),
+            "agent": agent.label,
+            "memory": agent.memory,
+            "run_dir": run_dir.name,
+            **cell_value(experiment, run_dir),
         }
-        for t, a in cells
-    ]
-    done = {(c["task"], c["agent"]) for c in new}
+        _write_results(results_path, experiment, scale, options, began, entry)  # after every cell: nothing lost
+    return results_path
+
+
+def _steps_per_update(algorithm_config: Any) -> int:
+    return getattr(algorithm_config, "num_envs", 1) * getattr(algorithm_config, "num_steps", 1)
+
+
+def _write_results(
+    results_path: Path, experiment: Experiment, scale: str, options: dict, began: float, entry: dict
+) -> None:
+    """Merge one cell's entry into results.json (replacing its earlier entry), written atomically."""
+    previous = json.loads(results_path.read_text())["cells"] if results_path.is_file() else []
+    done = {(entry["task"], entry["agent"])}
+    new = [entry]
     record = {
         "experiment": experiment.name,
         "title": experiment.title,
@@ -155,5 +221,6 @@ def run_experiment(
         },
         "cells": [c for c in previous if (c["task"], c["agent"]) not in done] + new,
     }
-    results_path.write_text(json.dumps(record, indent=2) + "\n")
-    return results_path
+    partial = results_path.with_suffix(".json.tmp")
+    partial.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(partial, results_path)

@@ -2,6 +2,7 @@
 and the report sets our numbers beside the paper's."""
 
 import json
+import shutil
 
 import pytest
 
@@ -71,11 +72,18 @@ def test_runner_trains_resumes_reads_back_and_reports(tmp_path, monkeypatch):
         "AutoencodeEasy", first, "cpu", out_dir=str(root), run_name=runner.cell_name("AutoencodeEasy", first), **TINY
     )
     api.train(config, stop_after_updates=1, progress=False)
-    calls = []
+    calls, recorded_before = [], []
     real_run = api.train
-    monkeypatch.setattr(api, "train", lambda cfg, **kw: calls.append(kw.get("resume_dir")) or real_run(cfg, **kw))
+
+    def counting_run(cfg, **kw):
+        calls.append(kw.get("resume_dir"))
+        recorded_before.append(len(runner.recorded_cells(root)))
+        return real_run(cfg, **kw)
+
+    monkeypatch.setattr(api, "train", counting_run)
     path = runner.run_experiment(ablation, "cpu", tmp_path, agents=agents, progress=False, **TINY)
     assert calls == [root / config.run.run_name, None]  # the interrupted cell resumed, the other one trained
+    assert recorded_before == [0, 1]  # results.json is written after every cell, not only at the end
     record = json.loads(path.read_text())
     assert [c["agent"] for c in record["cells"]] == list(agents)
     for cell in record["cells"]:
@@ -92,10 +100,24 @@ def test_runner_trains_resumes_reads_back_and_reports(tmp_path, monkeypatch):
     )
     assert [c["mean"] for c in again["cells"]] == [c["mean"] for c in record["cells"]]
 
+    for cell in again["cells"]:  # the learning curves travel in results.json, binned, one list per seed
+        curve = cell["curve"]
+        assert len(curve["per_seed"]) == definitions.SEEDS and len(curve["env_steps"]) == 2
+        assert all(len(seed) == 2 for seed in curve["per_seed"])
+
+    # A fresh clone has results.json but no run directories (they are not committed): nothing is trained again,
+    # status reads the recorded cells, and the figure is drawn from the recorded curves.
+    for cell in again["cells"]:
+        shutil.rmtree(root / cell["run_dir"])
+    runner.run_experiment(ablation, "cpu", tmp_path, agents=agents, progress=False, **TINY)
+    status = {c["cell"]: c["status"] for c in runner.experiment_status(ablation, "cpu", tmp_path, **TINY)}
+    assert [status[c["run_dir"]] for c in again["cells"]] == ["finished", "finished"]
+
     written = report.write_report(path)
     table = written[0].read_text()
     assert "| AutoencodeEasy |" in table and "random θ (SHM)" in table and "C = 1" in table
     assert all(p.is_file() and p.stat().st_size > 0 for p in written[1:])
+    assert report._cell_curves(root, again["cells"][0])[1].shape == (definitions.SEEDS, 2)
 
 
 def test_report_sets_the_papers_numbers_beside_ours_and_averages_only_a_full_table():

@@ -23,12 +23,16 @@ def test_status_reads_each_cell_from_its_run_directory(tmp_path, capsys):
             summary = {"status": "interrupted", "env_steps_per_run": 4096}
         if summary is not None:
             (run_dir / "summary.json").write_text(json.dumps(summary))
+        else:  # running: its logged rows say how far it got (the last line may be cut mid-write)
+            rows = [{"update": u, "env_steps": 2048 * u, "seed": s} for u in (1, 2) for s in (0, 1)]
+            text = "".join(json.dumps(r) + "\n" for r in rows)
+            (run_dir / "metrics.jsonl").write_text(text + '{"update": 3, "env_st')
 
     cells = {c["cell"]: c for c in experiment_status(experiment, "cpu", tmp_path)}
     assert len(cells) == len(experiment.task_ids("cpu")) * len(experiment.agents)
     assert cells[cell_name(task, gru)]["status"] == "finished"
     assert cells[cell_name(task, gru)]["env_steps"] == cells[cell_name(task, gru)]["budget"] == 1_000_000
-    assert cells[cell_name(task, shm)]["status"] == "started"
+    assert (cells[cell_name(task, shm)]["status"], cells[cell_name(task, shm)]["env_steps"]) == ("started", 4096)
     assert (cells[cell_name(task, shortcut)]["status"], cells[cell_name(task, shortcut)]["env_steps"]) == (
         "interrupted",
         4096,
