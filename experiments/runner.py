@@ -191,6 +191,11 @@ def run_experiment(
             **cell_value(experiment, run_dir),
         }
         _write_results(results_path, experiment, scale, options, began, entry)  # after every cell: nothing lost
+        if entry["status"] == "interrupted":  # Ctrl-C / SIGTERM stops the experiment, not only its running cell
+            print(
+                f"cell {run_dir.name} interrupted: the experiment stops; run the same command to continue", flush=True
+            )
+            break
     return results_path
 
 

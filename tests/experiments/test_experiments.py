@@ -181,3 +181,24 @@ def test_a_cell_whose_every_seed_diverges_is_recorded_and_the_next_cell_still_ru
         if line.startswith("| AutoencodeEasy |")
     )
     assert "diverged (update 1)" in row and "10.0 ± 8.2" in row
+
+
+def test_an_interrupted_cell_stops_the_experiment(tmp_path, monkeypatch):
+    """Ctrl-C or SIGTERM ends the running cell's train call with an interrupted run: the runner records it and
+    starts no further cell (a session's end must not start, and lose, the next one)."""
+    ablation = definitions.CALIBRATION_ABLATION
+    root = tmp_path / "calibration-cpu"
+    trained = []
+
+    def interrupted_run(config, **kwargs):
+        run_dir = root / config.run.run_name
+        run_dir.mkdir(parents=True)
+        trained.append(run_dir.name)
+        summary = {"status": "interrupted", "per_run": [{"mmer": 0.1}] * 3, "env_steps_per_run": 10, "timing": {}}
+        (run_dir / "summary.json").write_text(json.dumps(summary))
+        return run_dir
+
+    monkeypatch.setattr(api, "train", interrupted_run)
+    path = runner.run_experiment(ablation, "cpu", tmp_path, agents=("neural θ", "C = 1"), progress=False)
+    assert trained == ["AutoencodeEasy--neural"]
+    assert [c["status"] for c in json.loads(path.read_text())["cells"]] == ["interrupted"]
