@@ -26,6 +26,8 @@ def _fmt_cell(cell: dict[str, Any]) -> str:
     if cell.get("status") == "nonfinite":
         at = sorted(set(cell.get("diverged_at_updates") or []))
         return "diverged" + (f" (update {', '.join(map(str, at))})" if at else "")
+    if cell.get("status") == "interrupted":  # a number so far, not the cell's result
+        return f"(interrupted at {cell.get('env_steps_per_run', 0):,} steps)"
     return _fmt(cell["mean"], cell["std"])
 
 

@@ -202,3 +202,5 @@ def test_an_interrupted_cell_stops_the_experiment(tmp_path, monkeypatch):
     path = runner.run_experiment(ablation, "cpu", tmp_path, agents=("neural θ", "C = 1"), progress=False)
     assert trained == ["AutoencodeEasy--neural"]
     assert [c["status"] for c in json.loads(path.read_text())["cells"]] == ["interrupted"]
+    row = next(line for line in report.markdown(json.loads(path.read_text())).splitlines() if "AutoencodeEasy" in line)
+    assert "(interrupted at 10 steps)" in row and "10.0" not in row  # a number so far is not the cell's result
