@@ -35,6 +35,8 @@ def _list() -> None:
 
 def _status(experiment, scale: str, out: Path) -> None:
     cells = experiment_status(experiment, scale, out)
+    if not cells:
+        raise ValueError(f"scale: {experiment.name} has no cells at scale {scale} ({experiment.notes})")
     width = max(len(c["cell"]) for c in cells)
     for c in cells:
         print(f"{c['cell']:<{width}}  {c['status']:<12} {c['env_steps']:>11,} / {c['budget']:,} env steps per run")

@@ -186,8 +186,23 @@ SHM_AGENT_STUDY = Experiment(
     notes="The default run's PPO (16 envs x 128 steps, lr 1e-3 annealed) and agent; SHM is H=128, random θ.",
 )
 
+# POPGym Arcade (pixels, the arcade preset = its PPO-RNN baseline's settings): memory against the fully observable
+# twin. No cpu scale: its CNN costs ~150 s per 2,048-step update on the 2-core CPU (docs/environments.md).
+ARCADE_COUNT_RECALL = Experiment(
+    name="arcade",
+    title="POPGym Arcade CountRecall-Easy, partial vs fully observable: MMER x100, mean ± std over 3 seeds",
+    tasks=("arcade:CountRecallEasy", "arcade:CountRecallEasy-full"),
+    cpu_tasks=(),
+    agents=(GRU, SHM, Agent("SHM memory norm", "shm", None, {"memory_norm": True})),
+    preset="arcade",
+    scale_overrides={"paper": {}},
+    metric="mmer",
+    notes="The arcade preset (POPGym Arcade's PPO-RNN settings, 10M steps); a GPU job (needs the arcade extra).",
+)
+
 EXPERIMENTS: dict[str, Experiment] = {
-    e.name: e for e in (POPGYM_TABLE, CALIBRATION_ABLATION, CREDIT_ASSIGNMENT, META_RL, SHM_AGENT_STUDY)
+    e.name: e
+    for e in (POPGYM_TABLE, CALIBRATION_ABLATION, CREDIT_ASSIGNMENT, META_RL, SHM_AGENT_STUDY, ARCADE_COUNT_RECALL)
 }
 
 # What the paper reports, (experiment, paper task, agent label) -> (mean, std or None), in the metric's units.

@@ -22,7 +22,8 @@ from shm_jax.training import loop, rundir
 
 
 def cell_name(task: str, agent: Agent) -> str:
-    return f"{task}--{re.sub(r'[^A-Za-z0-9]+', '-', agent.label).strip('-').lower()}"
+    """The cell's run directory name, e.g. ``AutoencodeEasy--shm-fixed`` (``arcade:X`` -> ``arcade-X``)."""
+    return f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', task)}--{re.sub(r'[^A-Za-z0-9]+', '-', agent.label).strip('-').lower()}"
 
 
 def _status(run_dir: Path) -> str | None:
@@ -166,6 +167,8 @@ def run_experiment(
     root = Path(out) / f"{experiment.name}-{scale}"
     root.mkdir(parents=True, exist_ok=True)
     chosen_tasks = tasks or experiment.task_ids(scale)
+    if not chosen_tasks:
+        raise ValueError(f"scale: {experiment.name} has no cells at scale {scale} ({experiment.notes})")
     chosen_agents = [a for a in experiment.agents if agents is None or a.label in agents]
     unknown = sorted(set(agents or ()) - {a.label for a in experiment.agents})
     if unknown:  # unknown names fail here, before any training

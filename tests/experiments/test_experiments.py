@@ -59,6 +59,15 @@ def test_bad_names_fail_in_one_line_before_training(tmp_path, capsys):
     assert experiments_cli(["run", "popgym", "--scale", "cpu", "--agents", "LSTM", "--out", str(tmp_path)]) == 2
     assert "agents" in capsys.readouterr().err
     assert not list(tmp_path.glob("*/*--*"))  # nothing trained
+    # An experiment without cells at a scale (POPGym Arcade has no cpu scale) says so in one line.
+    for command in ("run", "status"):
+        assert experiments_cli([command, "arcade", "--scale", "cpu", "--out", str(tmp_path)]) == 2
+        assert "no cells at scale cpu" in capsys.readouterr().err
+
+
+def test_cell_names_are_portable_directory_names():
+    assert runner.cell_name("arcade:CountRecallEasy-full", definitions.SHM) == "arcade-CountRecallEasy-full--shm"
+    assert runner.cell_name("VisualMatch-Short", definitions.SHM_FIXED_THETA) == "VisualMatch-Short--shm-fixed"
 
 
 @pytest.mark.slow
