@@ -187,7 +187,8 @@ SHM_AGENT_STUDY = Experiment(
 )
 
 # POPGym Arcade (pixels, the arcade preset = its PPO-RNN baseline's settings): memory against the fully observable
-# twin. No cpu scale: its CNN costs ~150 s per 2,048-step update on the 2-core CPU (docs/environments.md).
+# twin. No cpu scale: one 2,048-step update of the CNN agent did not finish in 45 minutes on the 2-core CPU
+# (docs/environments.md).
 ARCADE_COUNT_RECALL = Experiment(
     name="arcade",
     title="POPGym Arcade CountRecall-Easy, partial vs fully observable: MMER x100, mean ± std over 3 seeds",
