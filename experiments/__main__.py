@@ -29,6 +29,9 @@ def _list() -> None:
         print(f"{e.name}: {e.title}")
         print(f"  agents: {', '.join(a.label for a in e.agents)}; preset {e.preset}")
         for scale in SCALES:
+            if not e.task_ids(scale):
+                print(f"  {scale}: no cells")
+                continue
             budget = e.scale_overrides.get(scale, {}).get("total_timesteps", "the preset's")
             print(f"  {scale}: tasks {', '.join(e.task_ids(scale))}; steps per run: {budget}")
 
