@@ -237,3 +237,23 @@ def test_learner_throughput_table_reads_the_target_from_the_record():
     assert "| 1.50 | >= 1: met | 2.000 (0.750-2.000) |" in learner_throughput.markdown(record)
     record["targets"]["min_pqn_over_ppo_steps_per_s"] = 2.0
     assert "| shm  | 1,000 | 1,500 | 1.50 | >= 2: missed |" in learner_throughput.markdown(record)
+
+
+def test_conv_in_scan_table_states_the_ratio_inside_the_scan():
+    from benchmarks import conv_in_scan
+
+    record = {
+        "host": {"cpu_model": "cpu", "cpu_count": 2},
+        "timestamp_utc": "t",
+        "git_commit": "c",
+        "load_average_start": [1.0],
+        "load_average_end": [1.0],
+        "settings": {"frames": 128, "repeats": 3},
+        "results": {
+            "MatmulConv": {"grad_s": 0.7, "grad_in_scan_s": 0.4, "forward_s": 0.2},
+            "nn.Conv (XLA)": {"grad_s": 0.9, "grad_in_scan_s": 18.0, "forward_s": 0.2},
+        },
+    }
+    table = conv_in_scan.markdown(record)
+    assert "| nn.Conv (XLA) | 0.900 s | 18.000 s | 0.200 s |" in table
+    assert "45.0x faster" in table

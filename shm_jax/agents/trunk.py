@@ -94,11 +94,38 @@ class PatchConv(nn.Module):
         return y + bias.astype(dtype)
 
 
+class MatmulConv(nn.Module):
+    """A k x k convolution with stride s, no padding, as one matmul over the k*k strided views of the image: the
+    function, parameters (``kernel`` [k, k, C_in, C_out], ``bias``) and initialisation of ``nn.Conv(features, (k,
+    k), strides=s, padding="VALID")``. Why: inside a ``lax.scan`` (PPO's epochs and minibatches), XLA's CPU
+    convolution computes the kernel gradient about 20x slower than outside one; a matmul's gradient is a matmul.
+    x [N, H, W, C_in] -> [N, (H-k)//s + 1, (W-k)//s + 1, C_out]."""
+
+    features: int
+    kernel_size: int
+    stride: int = 1
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k, s, channels = self.kernel_size, self.stride, x.shape[-1]
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, channels, self.features), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+        H, W = x.shape[1:3]
+        Ho, Wo = (H - k) // s + 1, (W - k) // s + 1
+        views = [x[:, i : i + s * (Ho - 1) + 1 : s, j : j + s * (Wo - 1) + 1 : s] for i in range(k) for j in range(k)]
+        patches = views[0] if len(views) == 1 else jnp.concatenate(views, axis=-1)  # features ordered (i, j, c)
+        dtype = self.dtype or x.dtype
+        y = patches.astype(dtype) @ kernel.reshape(k * k * channels, self.features).astype(dtype)
+        return y + bias.astype(dtype)
+
+
 class ArcadeCNN(nn.Module):
     """POPGym Arcade's baseline CNN torso (its PPO-RNN / PQN-RNN models at obs_size 128): Conv(64, 5x5, stride 2),
     max-pool 2/2, Conv(128, 3x3, stride 2), max-pool 2/2, Conv(256, 3x3, stride 2), max-pool 3/1, Conv(512, 1x1), every
-    conv VALID and followed by a leaky ReLU (slope 0.01), flattened. x [N, H, W, C] in [0, 1] (the trunk divides uint8
-    pixels by 255 first) -> [N, D]; a 128x128 frame gives D = 512."""
+    conv VALID and followed by a leaky ReLU (slope 0.01), flattened; the convolutions are :class:`MatmulConv` (nn.Conv's
+    function and parameters). x [N, H, W, C] in [0, 1] (the trunk divides uint8 pixels by 255 first) -> [N, D]; a
+    128x128 frame gives D = 512."""
 
     dtype: Any = None
 
@@ -107,7 +134,7 @@ class ArcadeCNN(nn.Module):
         dtype = self.dtype or x.dtype
         layers = ((64, 5, 2, (2, 2)), (128, 3, 2, (2, 2)), (256, 3, 2, (3, 1)), (512, 1, 1, None))
         for i, (features, kernel, stride, pool) in enumerate(layers):
-            x = nn.Conv(features, (kernel, kernel), strides=stride, padding="VALID", dtype=dtype, name=f"conv{i}")(x)
+            x = MatmulConv(features, kernel, stride, dtype=dtype, name=f"conv{i}")(x)
             x = nn.leaky_relu(x, negative_slope=0.01)
             if pool is not None:
                 x = nn.max_pool(x, (pool[0], pool[0]), strides=(pool[1], pool[1]), padding="VALID")

@@ -82,3 +82,35 @@ def test_build_reads_an_arcade_frame_for_the_torso():
     trunk = make_agent_parts(agent, env, params, "arcade:CountRecallEasy").make_trunk()
     assert trunk.image_shape == (128, 128, 3) and not trunk.channels_first and trunk.conv_torso == "arcade"
     assert trunk.pixel_features == 128 * 128 * 3  # uint8 frames: divided by 255 before the torso
+
+
+@pytest.mark.parametrize("kernel, stride, size", [(5, 2, 17), (3, 2, 12), (1, 1, 5), (3, 1, 6)])
+def test_matmul_conv_is_flax_conv_with_the_same_parameters_and_init(kernel, stride, size):
+    import flax.linen as nn
+
+    from shm_jax.agents.trunk import MatmulConv
+
+    x = jax.random.normal(jax.random.key(0), (3, size, size, 4))
+    ours = MatmulConv(6, kernel, stride)
+    theirs = nn.Conv(6, (kernel, kernel), strides=stride, padding="VALID")
+    params = theirs.init(jax.random.key(1), x)
+    mine = ours.init(jax.random.key(1), x)
+    jax.tree.map(np.testing.assert_array_equal, mine, params)  # same names, shapes and initial values
+    params = {"params": {**params["params"], "bias": jax.random.normal(jax.random.key(2), (6,))}}
+    np.testing.assert_allclose(ours.apply(params, x), theirs.apply(params, x), rtol=1e-5, atol=1e-5)
+
+    def loss(module, p, x):
+        return jnp.sum(jnp.sin(module.apply(p, x)))
+
+    got = jax.grad(lambda p, x: loss(ours, p, x), argnums=(0, 1))(params, x)
+    want = jax.grad(lambda p, x: loss(theirs, p, x), argnums=(0, 1))(params, x)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4), got, want)
+
+
+def test_arcade_cnn_gradient_matches_the_baseline_layers():
+    x = jax.random.uniform(jax.random.key(4), (2, 128, 128, 3))
+    cnn = ArcadeCNN()
+    params = cnn.init(jax.random.key(5), x)["params"]
+    got = jax.grad(lambda p: jnp.sum(jnp.tanh(cnn.apply({"params": p}, x))))(params)
+    want = jax.grad(lambda p: jnp.sum(jnp.tanh(_reference(p, x))))(params)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4), got, want)
