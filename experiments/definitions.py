@@ -187,8 +187,7 @@ SHM_AGENT_STUDY = Experiment(
 )
 
 # POPGym Arcade (pixels, the arcade preset = its PPO-RNN baseline's settings): memory against the fully observable
-# twin. No cpu scale: ~25 s per 2,048-step update of the CNN agent on the 2-core CPU, ~35 h per seed of 10M steps
-# (docs/environments.md).
+# twin. No cpu scale: 38 env steps/s on the 2-core CPU, about 3 days per seed of 10M steps (docs/environments.md).
 ARCADE_COUNT_RECALL = Experiment(
     name="arcade",
     title="POPGym Arcade CountRecall-Easy, partial vs fully observable: MMER x100, mean ± std over 3 seeds",
