@@ -7,6 +7,7 @@ every script builds its record from ``record_header`` and times with ``timed_cal
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import re
@@ -97,6 +98,20 @@ def close_record(record: dict[str, Any], began: float) -> dict[str, Any]:
     record["load_average_end"] = load_average()
     record["wall_s"] = time.perf_counter() - began
     return record
+
+
+def write_record(
+    record: dict[str, Any], out: str | Path, name: str, quick: bool, markdown: Callable[[dict], str]
+) -> Path:
+    """Writes ``<out>/<name>_<device>[_quick].json`` and the ``markdown(record)`` table beside it (``.md``), prints
+    the table and returns the JSON's path."""
+    path = Path(out) / f"{name}_{device_slug()}{'_quick' if quick else ''}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    table = markdown(record)
+    path.with_suffix(".md").write_text(table)
+    print(table)
+    return path
 
 
 def timed_calls(call: Callable[[], Any], repeats: int, max_total_s: float | None = None) -> list[float]:

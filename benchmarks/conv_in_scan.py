@@ -14,7 +14,6 @@ Writes ``<out>/conv_in_scan_<device>[_quick].json`` and ``.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from benchmarks.common import RESULTS_DIR, close_record, device_slug, record_header, timed_calls
+from benchmarks.common import RESULTS_DIR, close_record, record_header, timed_calls, write_record
 from shm_jax.agents import trunk
 
 
@@ -102,12 +101,7 @@ def main(argv: list[str] | None = None) -> Path:
         "nn.Conv (XLA)": measure(_XlaArcadeCNN(), frames, args.repeats),
     }
     close_record(record, began)
-    path = Path(args.out) / f"conv_in_scan_{device_slug()}{'_quick' if args.quick else ''}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    path.with_suffix(".md").write_text(markdown(record))
-    print(markdown(record))
-    return path
+    return write_record(record, args.out, "conv_in_scan", args.quick, markdown)
 
 
 if __name__ == "__main__":

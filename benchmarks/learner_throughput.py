@@ -25,7 +25,7 @@ from pathlib import Path
 
 import jax
 
-from benchmarks.common import RESULTS_DIR, close_record, device_slug, record_header, timed_calls
+from benchmarks.common import RESULTS_DIR, close_record, record_header, timed_calls, write_record
 from shm_jax.build import build
 from shm_jax.presets import from_preset
 
@@ -167,12 +167,7 @@ def main(argv: list[str] | None = None) -> Path:
         for row in measure_pair(memory, kwargs, shape, args.env_id, args.updates_per_call, args.repeats)
     ]
     close_record(record, began)
-    path = Path(args.out) / f"learner_throughput_{device_slug()}{'_quick' if args.quick else ''}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    path.with_suffix(".md").write_text(markdown(record))
-    print(markdown(record))
-    return path
+    return write_record(record, args.out, "learner_throughput", args.quick, markdown)
 
 
 if __name__ == "__main__":
