@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -36,9 +37,12 @@ def test_nothing_imports_the_environments_under_a_second_name():
     """``envs`` only as ``shm_jax.envs``: a second name would load (and register) every environment twice."""
     pattern = re.compile(r"^\s*(\"|')?\s*(import envs\b|from envs\b)", re.MULTILINE)
     offenders = []
-    for suffix in ("*.py", "*.ipynb", "*.md"):
-        for path in REPO.rglob(suffix):
-            if not {".venv", ".venv-colab", "build", ".git"} & set(path.relative_to(REPO).parts):
+    # os.walk with the virtualenvs pruned, not rglob: CI builds .venv-colab while this runs.
+    for folder, subfolders, files in os.walk(REPO):
+        subfolders[:] = [d for d in subfolders if d not in {".venv", ".venv-colab", "build", ".git", ".jax_cache"}]
+        for name in files:
+            if name.endswith((".py", ".ipynb", ".md")):
+                path = Path(folder) / name
                 if pattern.search(path.read_text(errors="replace")):
                     offenders.append(str(path.relative_to(REPO)))
     assert offenders == []
