@@ -37,7 +37,7 @@ def test_nothing_imports_the_environments_under_a_second_name():
     """``envs`` only as ``shm_jax.envs``: a second name would load (and register) every environment twice."""
     pattern = re.compile(r"^\s*(\"|')?\s*(import envs\b|from envs\b)", re.MULTILINE)
     offenders = []
-    # os.walk with the virtualenvs pruned, not rglob: CI builds .venv-colab while this runs.
+    # os.walk with the virtualenvs pruned: rglob would list every file of .venv and .venv-colab first.
     for folder, subfolders, files in os.walk(REPO):
         subfolders[:] = [d for d in subfolders if d not in {".venv", ".venv-colab", "build", ".git", ".jax_cache"}]
         for name in files:

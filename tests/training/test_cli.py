@@ -426,7 +426,7 @@ def test_signals_are_acknowledged_at_once_stop_after_the_running_update_and_set_
 
     proc, err = start(args)
     deadline = time.monotonic() + 900
-    while _updates_logged(run_dir) < 1 and time.monotonic() < deadline and proc.poll() is None:
+    while _updates_logged(run_dir) < 2 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
     assert proc.poll() is None, err.text()[-3000:]
     logged = _updates_logged(run_dir)
