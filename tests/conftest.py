@@ -12,6 +12,9 @@
   results differ from the optimised build's only in the last bits of float32. Modules marked ``optimized`` (learning
   runs, whose budgets and thresholds were set on optimised code and which run long enough for -O0 to cost more than
   it saves; the TPU/GPU ahead-of-time compiles, which check what a real deployment compiles) get the full optimisation.
+- XLA's older CPU fusion emitters (``--xla_cpu_use_fusion_emitters=false`` added to ``XLA_FLAGS`` unless it names the
+  flag): the MLIR fusion emitters, XLA's default since 2025, compile the suite's programs more slowly on CPU
+  (benchmarks/results/suite_compile_flags_cpu.md); both kinds compute the same functions.
 Set any of these variables yourself to override.
 """
 
@@ -26,6 +29,8 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(REPO / ".jax_cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")  # -1: cache every entry, whatever its size
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+if "xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_cpu_use_fusion_emitters=false".strip()
 
 import jax  # noqa: E402  (after the environment above, which jax reads at import)
 import pytest  # noqa: E402

@@ -13,7 +13,7 @@ HERE = Path(__file__).parent
 
 SCRIPT = """
 import os
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
 import jax, numpy as np
 from jax.sharding import PartitionSpec as P
 from fake_trainer import fake_config, fake_program
