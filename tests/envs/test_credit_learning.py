@@ -111,7 +111,9 @@ def test_visual_match_colour_is_remembered(memory, memory_kwargs, lr):
     run = result["per_run"][0]
     assert result["episodes"] == EVAL_EPISODES and run["unfinished"] == 0 and run["mean_length"] == EPISODE_LEN
     window = np.ones(10)
-    rolling = np.convolve(metrics["success_sum"], window, "valid") / np.convolve(metrics["episode_count"], window, "valid")
+    rolling = np.convolve(metrics["success_sum"], window, "valid") / np.convolve(
+        metrics["episode_count"], window, "valid"
+    )
     best = float(rolling.max())
     if memory == "mlp":
         assert best < 0.85, (best, run)
