@@ -39,6 +39,8 @@ def cell_value(experiment: Experiment, run_dir: Path) -> dict[str, Any]:
         values = [100.0 * r["mmer"] for r in runs if r.get("mmer") is not None]
     elif experiment.metric == "success":
         values = [100.0 * r["final_success_rate"] for r in runs if r.get("final_success_rate") is not None]
+    elif experiment.metric == "final_return":
+        values = [r["final_return"] for r in runs if r.get("final_return") is not None]
     elif experiment.metric == "heldout_return":
         greedy = next(e for e in summary.get("evaluation", []) if e["policy"] == "greedy")
         values = [r["mean_return"] for r in greedy["per_run"]]

@@ -1,6 +1,7 @@
 """The paper's experiments: every cell is a valid run at both scales, the runner trains, resumes and reads back,
 and the report sets our numbers beside the paper's."""
 
+import dataclasses
 import json
 import shutil
 
@@ -49,6 +50,21 @@ def test_paper_scale_is_the_paper_budget_and_cpu_scale_is_smaller():
     # The agent is the paper's at both scales: only the training budget and PPO numbers change.
     assert paper.agent == cpu.agent and paper.agent.memory_kwargs["projection_size"] == 1024
     assert len(popgym.tasks) == 12 and len(popgym.cpu_tasks) >= 4
+
+
+@pytest.mark.parametrize(
+    ("metric", "expected"), [("mmer", [50.0, -25.0]), ("final_return", [3.5, 1.5]), ("success", [80.0, 40.0])]
+)
+def test_a_cell_reports_its_metric_in_table_units(tmp_path, metric, expected):
+    per_run = [
+        {"final_return": 3.5, "mmer": 0.5, "final_success_rate": 0.8},
+        {"final_return": 1.5, "mmer": -0.25, "final_success_rate": 0.4},
+    ]
+    summary = {"per_run": per_run, "status": "finished", "env_steps_per_run": 64}
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    experiment = dataclasses.replace(definitions.CRAFTAX_1M, metric=metric)
+    value = runner.cell_value(experiment, tmp_path)
+    assert value["per_seed"] == pytest.approx(expected) and value["mean"] == pytest.approx(sum(expected) / 2)
 
 
 def test_bad_names_fail_in_one_line_before_training(tmp_path, capsys):
