@@ -114,6 +114,15 @@ def write_record(
     return path
 
 
+def measured_on(record: dict[str, Any], module: str) -> str:
+    """The table's provenance sentence: command, CPU, time, commit and load of ``record``."""
+    host = record["host"]
+    return (
+        f"`python -m {module}` on {host['cpu_model']} ({host['cpu_count']} cores), {record['timestamp_utc']}, "
+        f"git {record['git_commit']}, load average {record['load_average_start']} -> {record['load_average_end']}."
+    )
+
+
 def timed_calls(call: Callable[[], Any], repeats: int, max_total_s: float | None = None) -> list[float]:
     """Wall times of ``repeats`` calls of ``call`` (each blocked until ready); stops early, after at least three
     calls, once ``max_total_s`` is spent (slow configurations need no more)."""

@@ -22,7 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from benchmarks.common import RESULTS_DIR, close_record, record_header, timed_calls, write_record
+from benchmarks.common import RESULTS_DIR, close_record, measured_on, record_header, timed_calls, write_record
 from shm_jax.agents import trunk
 
 
@@ -64,13 +64,12 @@ def measure(module: nn.Module, frames: int, repeats: int) -> dict:
 
 
 def markdown(record: dict) -> str:
-    host, s = record["host"], record["settings"]
+    s = record["settings"]
     lines = [
         "# Arcade CNN gradient inside lax.scan: XLA convolution vs MatmulConv",
         "",
-        f"`python -m benchmarks.conv_in_scan` on {host['cpu_model']} ({host['cpu_count']} cores), "
-        f"{record['timestamp_utc']}, git {record['git_commit']}, load average {record['load_average_start']} -> "
-        f"{record['load_average_end']}. {s['frames']} frames of 128x128x3, median of {s['repeats']} calls.",
+        f"{measured_on(record, 'benchmarks.conv_in_scan')} {s['frames']} frames of 128x128x3, median of "
+        f"{s['repeats']} calls.",
         "",
         "| convolution | gradient | gradient inside lax.scan | forward |",
         "|---|---:|---:|---:|",

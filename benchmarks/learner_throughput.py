@@ -25,7 +25,7 @@ from pathlib import Path
 
 import jax
 
-from benchmarks.common import RESULTS_DIR, close_record, record_header, timed_calls, write_record
+from benchmarks.common import RESULTS_DIR, close_record, measured_on, record_header, timed_calls, write_record
 from shm_jax.build import build
 from shm_jax.presets import from_preset
 
@@ -101,13 +101,11 @@ def markdown(record: dict) -> str:
     """The results table: one row per memory, PQN and PPO side by side, their ratio against the target."""
     target = record["targets"]["min_pqn_over_ppo_steps_per_s"]
     rows = {(r["memory"], r["algo"]): r for r in record["results"]}
-    host, settings = record["host"], record["settings"]
+    settings = record["settings"]
     lines = [
         "# PQN and PPO throughput, same agent and task",
         "",
-        f"`python -m benchmarks.learner_throughput` on {host['cpu_model']} ({host['cpu_count']} cores), "
-        f"{record['timestamp_utc']}, git {record['git_commit']}, load average {record['load_average_start']} -> "
-        f"{record['load_average_end']}. {settings['env_id']}, {settings['shape']}, "
+        f"{measured_on(record, 'benchmarks.learner_throughput')} {settings['env_id']}, {settings['shape']}, "
         f"{settings['updates_per_call']} updates per call, median of {settings['repeats']} calls each "
         "(PPO's and PQN's alternating).",
         "",

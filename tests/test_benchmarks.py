@@ -209,16 +209,22 @@ def test_timed_calls_stops_early_once_the_time_budget_is_spent_but_not_before_th
     assert len(timed_calls(lambda: 0, repeats=4)) == 4
 
 
+# What record_header would write, for tables built from hand-made records.
+FAKE_HEADER = {
+    "host": {"cpu_model": "cpu", "cpu_count": 2},
+    "timestamp_utc": "t",
+    "git_commit": "c",
+    "load_average_start": [1.0],
+    "load_average_end": [1.0],
+}
+
+
 def test_learner_throughput_table_reads_the_target_from_the_record():
     def row(algo, memory, steps):
         return {"algo": algo, "memory": memory, "memory_kwargs": {}, "steps_per_s": steps}
 
     record = {
-        "host": {"cpu_model": "cpu", "cpu_count": 2},
-        "timestamp_utc": "t",
-        "git_commit": "c",
-        "load_average_start": [1.0],
-        "load_average_end": [1.0],
+        **FAKE_HEADER,
         "settings": {"env_id": "RepeatFirstEasy", "shape": {}, "updates_per_call": 2, "repeats": 3},
         "targets": {"min_pqn_over_ppo_steps_per_s": 1.0},
         "results": [
@@ -243,11 +249,7 @@ def test_conv_in_scan_table_states_the_ratio_inside_the_scan():
     from benchmarks import conv_in_scan
 
     record = {
-        "host": {"cpu_model": "cpu", "cpu_count": 2},
-        "timestamp_utc": "t",
-        "git_commit": "c",
-        "load_average_start": [1.0],
-        "load_average_end": [1.0],
+        **FAKE_HEADER,
         "settings": {"frames": 128, "repeats": 3},
         "results": {
             "MatmulConv": {"grad_s": 0.7, "grad_in_scan_s": 0.4, "forward_s": 0.2},
