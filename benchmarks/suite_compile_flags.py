@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import REPO_ROOT, RESULTS_DIR, close_record, record_header, write_record
+from benchmarks.common import REPO_ROOT, RESULTS_DIR, close_record, measured_on, record_header, write_record
 
 DEFAULT_FILES = (
     "tests/algorithms/ppo/test_seeds_sweeps.py",
@@ -52,11 +52,10 @@ def run_files(files: list[str], emitters: str) -> float:
 
 def markdown(record: dict) -> str:
     rows = [
-        f"# Test files' wall time with XLA's CPU fusion emitters on and off ({record['host']['cpu_model']}, "
-        f"{record['host']['cpu_count']} CPUs, load {record['load_average_start']} -> {record['load_average_end']}, "
-        f"jax {record['versions']['jax']}, commit {record['git_commit']})",
+        "# Test files' wall time with XLA's CPU fusion emitters on and off",
         "",
-        f"Files: {', '.join(record['files'])}; fresh compilation cache per run, `-n 0`.",
+        f"{measured_on(record, 'benchmarks.suite_compile_flags')} jax {record['versions']['jax']}. Files: "
+        f"{', '.join(record['files'])}; fresh compilation cache per run, `-n 0`.",
         "",
         "| round | " + " | ".join(SETTINGS) + " | off / on |",
         "|---|" + "---|" * (len(SETTINGS) + 1),
