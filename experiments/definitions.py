@@ -216,6 +216,57 @@ CRAFTAX_1M = Experiment(
     notes="The craftax-1m preset (needs the craftax extra); Craftax's published PPO-RNN at 1M: 2.3 % of the max score.",
 )
 
+# The paper's learners on its credit and meta-RL tasks (pomdp-baselines' recurrent SAC-Discrete / SAC, a GRU actor as
+# the SHM authors' released code; the column is the critic's memory). The paper scale is the preset's budget; the cpu
+# scale is what a 2-core CPU finishes in a few hours per column (benchmarks/results/sac_throughput_cpu.md: 0.30 s per
+# SAC-D update at Visual Match-250's shape, 0.14 s per SAC update on Wind, one seed).
+CRITIC_GRU, CRITIC_FFM, CRITIC_SHM = Agent("GRU", "gru"), Agent("FFM", "ffm"), Agent("SHM", "shm")
+_SHORT_EPISODE = 55  # VisualMatch-Short: 15 explore + 30 distractor + 10 reward steps
+CREDIT_SACD = Experiment(
+    name="credit-sacd",
+    title="Credit assignment with SAC-Discrete (the paper's learner): final success rate %, mean ± std over 3 seeds",
+    tasks=("VisualMatch250",),
+    cpu_tasks=("VisualMatch-Short",),
+    agents=(CRITIC_GRU, CRITIC_FFM, CRITIC_SHM),
+    preset="paper-credit",
+    scale_overrides={"paper": {}, "cpu": {"total_timesteps": 2_000 * _SHORT_EPISODE}},
+    metric="success",
+    notes=(
+        "The paper-credit preset (GRU actor, fixed alpha 0.1, 0.25 updates per env step, batch 32 episodes); the "
+        "column is the critic's memory. cpu scale: Visual Match with a 30-step distractor (T = 55) for 2,000 episodes; "
+        "Memory-RL's VM-250 budget is 15,000 episodes of T = 275 (about 37x the gradient steps, each 5x longer)."
+    ),
+    stands_for={"VisualMatch-Short": "VisualMatch250"},
+)
+
+CREDIT_PQN = Experiment(
+    name="credit-pqn",
+    title="Credit assignment with recurrent PQN (not the paper's learner): final success %, mean ± std over 3 seeds",
+    tasks=("VisualMatch250", "KeyToDoor250"),
+    cpu_tasks=("VisualMatch250", "KeyToDoor250"),
+    agents=(GRU, FFM, SHM),
+    preset="pqn-credit",
+    scale_overrides={scale: {"total_timesteps": 600 * 64 * 275} for scale in SCALES},
+    metric="success",
+    notes="The pqn-credit preset (10.6M steps, the official SHM H = 24); PQN is not the paper's learner.",
+)
+
+META_SAC = Experiment(
+    name="meta-sac",
+    title="Meta-RL with SAC (the paper's learner): greedy return on held-out tasks, mean ± std over 3 seeds",
+    tasks=("Wind-50-150", "PointRobot-50-150"),
+    cpu_tasks=("Wind-50-150",),
+    agents=(CRITIC_GRU, CRITIC_SHM),
+    preset="paper-meta",
+    scale_overrides={"paper": {}, "cpu": {"total_timesteps": 100 * 100 + 500 * 10 * 100, "updates_per_iter": 25}},
+    metric="heldout_return",
+    notes=(
+        "The paper-meta preset (GRU actor, the official SHM critic); the column is the critic's memory. cpu scale: "
+        "the paper's 510k environment steps with 25 gradient updates per iteration of 10 trials instead of 500 "
+        "(1/20 of its updates); 3 seeds instead of its 5."
+    ),
+)
+
 EXPERIMENTS: dict[str, Experiment] = {
     e.name: e
     for e in (
@@ -226,6 +277,9 @@ EXPERIMENTS: dict[str, Experiment] = {
         SHM_AGENT_STUDY,
         ARCADE_COUNT_RECALL,
         CRAFTAX_1M,
+        CREDIT_SACD,
+        CREDIT_PQN,
+        META_SAC,
     )
 }
 
@@ -242,6 +296,8 @@ PAPER: dict[tuple[str, str, str], tuple[float, float | None]] = {
     ("credit", "VisualMatch250", "FFM"): (77.0, None),
     ("credit", "VisualMatch500", "SHM"): (100.0, None),
     ("credit", "VisualMatch500", "FFM"): (25.0, None),
+    ("credit-sacd", "VisualMatch250", "SHM"): (100.0, None),
+    ("credit-sacd", "VisualMatch250", "FFM"): (77.0, None),
 }
 # The paper's 12-task POPGym averages (x100 MMER).
 PAPER_POPGYM_AVERAGE = {"GRU": (-28.4, 1.3), "FFM": (-24.2, 1.2), "SHM": (-5.1, 6.3)}

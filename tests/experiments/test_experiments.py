@@ -11,6 +11,7 @@ from experiments import definitions, report, runner
 from experiments.__main__ import main as experiments_cli
 from shm_jax import api
 from shm_jax.build import build
+from shm_jax.presets import from_preset
 from shm_jax.training import loop
 
 # Two updates of 2 envs x 64 steps: Autoencode-Easy episodes (103 steps) end in the second update; no final
@@ -37,8 +38,10 @@ def test_every_cell_builds_at_both_scales(name, scale):
             built = build(config)  # validates and makes env, network and PPO (nothing compiles)
             assert built.config.env.env_id == task and built.config.agent.memory == agent.memory
             assert config.run.num_seeds == definitions.SEEDS
-            if scale == "cpu":
-                assert config.ppo.total_timesteps == experiment.scale_overrides["cpu"]["total_timesteps"]
+            assert config.algo == from_preset(experiment.preset).algo  # the preset's learner at both scales
+            if scale == "cpu":  # the stated cpu budget, whichever learner
+                for option, value in experiment.scale_overrides["cpu"].items():
+                    assert getattr(config.algorithm, option) == value, option
 
 
 def test_paper_scale_is_the_paper_budget_and_cpu_scale_is_smaller():
