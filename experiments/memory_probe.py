@@ -175,7 +175,9 @@ def table(results: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    agents = {a.label: a for a in (*SHM_AGENT_STUDY.agents, *EXTRA_AGENTS)}
+    # The study's columns that differ only in a learner option (its lr) probe the same trunk: left out.
+    study = [a for a in SHM_AGENT_STUDY.agents if set(a.options or {}) - {"lr"} or not a.options]
+    agents = {a.label: a for a in (*study, *EXTRA_AGENTS)}
     parser = argparse.ArgumentParser(prog="python -m experiments.memory_probe", description=__doc__.splitlines()[0])
     parser.add_argument("--agents", nargs="+", default=list(agents), choices=list(agents), metavar="LABEL")
     parser.add_argument("--probes", nargs="+", default=list(PROBES), choices=list(PROBES))
@@ -189,21 +191,35 @@ def main(argv: list[str] | None = None) -> Path:
     for label, probe in tqdm(cells, desc="probes", unit="probe"):
         results.append(run_probe(agents[label], probe, steps=args.steps))
         tqdm.write(f"{label:<28} {probe:<9} R^2 {results[-1]['r2']:.3f} ({results[-1]['seconds']} s)")
-    args.out.mkdir(parents=True, exist_ok=True)
-    record = {
-        "device": jax.devices()[0].device_kind,
-        "load_average": list(os.getloadavg()),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "results": results,
-    }
-    path = args.out / "results.json"
-    path.write_text(json.dumps(record, indent=1) + "\n")
-    (args.out / "README.md").write_text(
-        "# Memory probes: R^2 of a linear read-out of each agent's trunk after "
-        f"{args.steps} Adam updates\n\n`python -m experiments.memory_probe` ({record['date']}, {record['device']}); "
-        "what each probe asks: the module docstring of `experiments/memory_probe.py`.\n\n" + table(results) + "\n"
+    for result in results:
+        result.update(device=jax.devices()[0].device_kind, load_average=list(os.getloadavg()))
+        result["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    path = write_results(args.out, results)
+    print(table(json.loads(path.read_text())["results"]))
+    return path
+
+
+def write_results(out: Path, results: list[dict]) -> Path:
+    """Merge ``results`` into ``out``/results.json (a new run of an (agent, probe) pair replaces the old one) and
+    write README.md's table from the merged results; returns the JSON's path."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "results.json"
+    new = {(r["agent"], r["probe"]) for r in results}
+    kept = (
+        [r for r in json.loads(path.read_text())["results"] if (r["agent"], r["probe"]) not in new]
+        if path.is_file()
+        else []
     )
-    print(table(results))
+    merged = kept + results
+    path.write_text(json.dumps({"results": merged}, indent=1) + "\n")
+    steps = sorted({r["steps"] for r in merged})
+    (out / "README.md").write_text(
+        f"# Memory probes: R^2 of a linear read-out of each agent's trunk after {'/'.join(map(str, steps))} Adam "
+        "updates\n\n`python -m experiments.memory_probe`; what each probe asks: the module docstring of "
+        "`experiments/memory_probe.py`; when and where each number was measured: `results.json`.\n\n"
+        + table(merged)
+        + "\n"
+    )
     return path
 
 

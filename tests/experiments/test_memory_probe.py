@@ -3,6 +3,8 @@ that a memoryless agent cannot (the negative control)."""
 
 from __future__ import annotations
 
+import json
+
 import jax
 import numpy as np
 import pytest
@@ -40,3 +42,15 @@ def test_a_gru_learns_the_previous_input_and_a_memoryless_agent_cannot():
     assert gru["r2"] > 0.9, gru
     assert floor["r2"] < 0.1, floor
     assert len(gru["r2_curve"]) == 10 and gru["steps"] == 200
+
+
+def test_a_new_run_of_a_pair_replaces_it_and_the_table_keeps_the_others(tmp_path):
+    def result(agent, probe, r2):
+        return {"agent": agent, "probe": probe, "r2": r2, "steps": 100}
+
+    memory_probe.write_results(tmp_path, [result("GRU", "previous", 0.5), result("SHM", "previous", 0.25)])
+    path = memory_probe.write_results(tmp_path, [result("GRU", "previous", 0.75), result("GRU", "first", 0.125)])
+    stored = {(r["agent"], r["probe"]): r["r2"] for r in json.loads(path.read_text())["results"]}
+    assert stored == {("GRU", "previous"): 0.75, ("SHM", "previous"): 0.25, ("GRU", "first"): 0.125}
+    table = (tmp_path / "README.md").read_text()
+    assert "| GRU | 0.750 | 0.125 |" in table and "| SHM | 0.250 |  |" in table
