@@ -32,8 +32,10 @@ def _list() -> None:
             if not e.task_ids(scale):
                 print(f"  {scale}: no cells")
                 continue
-            budget = e.scale_overrides.get(scale, {}).get("total_timesteps", "the preset's")
-            print(f"  {scale}: tasks {', '.join(e.task_ids(scale))}; steps per run: {budget}")
+            overrides = dict(e.scale_overrides.get(scale, {}))
+            budget = overrides.pop("total_timesteps", "the preset's")
+            other = f"; on top of the preset: {overrides}" if overrides else ""
+            print(f"  {scale}: tasks {', '.join(e.task_ids(scale))}; steps per run: {budget}{other}")
 
 
 def _status(experiment, scale: str, out: Path) -> None:

@@ -162,14 +162,18 @@ def run_probe(
     }
 
 
+def _column(result: dict) -> str:
+    return f"{result['probe']} T={result['length']}"
+
+
 def table(results: list[dict]) -> str:
-    """A markdown table: one row per agent, one column per probe, R^2."""
-    probes = list(dict.fromkeys(r["probe"] for r in results))
+    """A markdown table: one row per agent, one column per probe and sequence length, R^2."""
+    columns = list(dict.fromkeys(map(_column, results)))
     agents = list(dict.fromkeys(r["agent"] for r in results))
-    score = {(r["agent"], r["probe"]): r["r2"] for r in results}
-    lines = ["| agent | " + " | ".join(probes) + " |", "|---|" + "---:|" * len(probes)]
+    score = {(r["agent"], _column(r)): r["r2"] for r in results}
+    lines = ["| agent | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
     for agent in agents:
-        cells = [f"{score[(agent, p)]:.3f}" if (agent, p) in score else "" for p in probes]
+        cells = [f"{score[(agent, c)]:.3f}" if (agent, c) in score else "" for c in columns]
         lines.append(f"| {agent} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -181,15 +185,18 @@ def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(prog="python -m experiments.memory_probe", description=__doc__.splitlines()[0])
     parser.add_argument("--agents", nargs="+", default=list(agents), choices=list(agents), metavar="LABEL")
     parser.add_argument("--probes", nargs="+", default=list(PROBES), choices=list(PROBES))
-    parser.add_argument("--steps", type=int, default=2000, help="Adam updates per probe and agent")
+    parser.add_argument("--steps", type=int, default=1000, help="Adam updates per probe and agent")
+    parser.add_argument("--length", type=int, default=32, help="steps per sequence (one episode)")
+    parser.add_argument("--batch", type=int, default=32, help="sequences per update")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
-    if args.steps < 10:
-        parser.error(f"--steps: must be at least 10, got {args.steps}")
+    for field, least in (("steps", 10), ("length", 2), ("batch", 1)):
+        if getattr(args, field) < least:
+            parser.error(f"--{field}: must be at least {least}, got {getattr(args, field)}")
     results = []
     cells = [(a, p) for a in args.agents for p in args.probes]
     for label, probe in tqdm(cells, desc="probes", unit="probe"):
-        results.append(run_probe(agents[label], probe, steps=args.steps))
+        results.append(run_probe(agents[label], probe, steps=args.steps, length=args.length, batch=args.batch))
         tqdm.write(f"{label:<28} {probe:<9} R^2 {results[-1]['r2']:.3f} ({results[-1]['seconds']} s)")
     for result in results:
         result.update(device=jax.devices()[0].device_kind, load_average=list(os.getloadavg()))
@@ -200,25 +207,21 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 def write_results(out: Path, results: list[dict]) -> Path:
-    """Merge ``results`` into ``out``/results.json (a new run of an (agent, probe) pair replaces the old one) and
+    """Merge ``results`` into ``out``/results.json (a new run of an (agent, probe, length) replaces the old one) and
     write README.md's table from the merged results; returns the JSON's path."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.json"
-    new = {(r["agent"], r["probe"]) for r in results}
-    kept = (
-        [r for r in json.loads(path.read_text())["results"] if (r["agent"], r["probe"]) not in new]
-        if path.is_file()
-        else []
-    )
+    new = {(r["agent"], _column(r)) for r in results}
+    old = json.loads(path.read_text())["results"] if path.is_file() else []
+    kept = [r for r in old if (r["agent"], _column(r)) not in new]
     merged = kept + results
     path.write_text(json.dumps({"results": merged}, indent=1) + "\n")
     steps = sorted({r["steps"] for r in merged})
     (out / "README.md").write_text(
         f"# Memory probes: R^2 of a linear read-out of each agent's trunk after {'/'.join(map(str, steps))} Adam "
-        "updates\n\n`python -m experiments.memory_probe`; what each probe asks: the module docstring of "
-        "`experiments/memory_probe.py`; when and where each number was measured: `results.json`.\n\n"
-        + table(merged)
-        + "\n"
+        "updates\n\nT: steps per sequence (one episode). `python -m experiments.memory_probe`; what each probe asks: "
+        "the module docstring of `experiments/memory_probe.py`; when and where each number was measured: "
+        "`results.json`.\n\n" + table(merged) + "\n"
     )
     return path
 

@@ -232,3 +232,10 @@ def test_an_interrupted_cell_stops_the_experiment(tmp_path, monkeypatch):
     assert [c["status"] for c in json.loads(path.read_text())["cells"]] == ["interrupted"]
     row = next(line for line in report.markdown(json.loads(path.read_text())).splitlines() if "AutoencodeEasy" in line)
     assert "(interrupted at 10 steps)" in row and "10.0" not in row  # a number so far is not the cell's result
+
+
+def test_list_prints_every_experiment_with_its_budget_and_other_overrides(capsys):
+    assert experiments_cli(["list"]) in (None, 0)
+    out = capsys.readouterr().out
+    assert all(f"{name}: " in out for name in definitions.EXPERIMENTS)
+    assert "cpu: tasks Wind-50-150; steps per run: 510000; on top of the preset: {'updates_per_iter': 25}" in out

@@ -46,11 +46,12 @@ def test_a_gru_learns_the_previous_input_and_a_memoryless_agent_cannot():
 
 def test_a_new_run_of_a_pair_replaces_it_and_the_table_keeps_the_others(tmp_path):
     def result(agent, probe, r2):
-        return {"agent": agent, "probe": probe, "r2": r2, "steps": 100}
+        return {"agent": agent, "probe": probe, "r2": r2, "steps": 100, "length": 32}
 
     memory_probe.write_results(tmp_path, [result("GRU", "previous", 0.5), result("SHM", "previous", 0.25)])
     path = memory_probe.write_results(tmp_path, [result("GRU", "previous", 0.75), result("GRU", "first", 0.125)])
     stored = {(r["agent"], r["probe"]): r["r2"] for r in json.loads(path.read_text())["results"]}
+    assert "previous T=32" in (tmp_path / "README.md").read_text()
     assert stored == {("GRU", "previous"): 0.75, ("SHM", "previous"): 0.25, ("GRU", "first"): 0.125}
     table = (tmp_path / "README.md").read_text()
     assert "| GRU | 0.750 | 0.125 |" in table and "| SHM | 0.250 |  |" in table
