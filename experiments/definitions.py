@@ -220,14 +220,13 @@ CRAFTAX_1M = Experiment(
 # the SHM authors' released code; the column is the critic's memory). The paper scale is the preset's budget; the cpu
 # scale is what a 2-core CPU finishes in a few hours per column (benchmarks/results/sac_throughput_cpu.md: 0.30 s per
 # SAC-D update at Visual Match-250's shape, 0.14 s per SAC update on Wind, one seed).
-CRITIC_GRU, CRITIC_FFM, CRITIC_SHM = Agent("GRU", "gru"), Agent("FFM", "ffm"), Agent("SHM", "shm")
 _SHORT_EPISODE = 55  # VisualMatch-Short: 15 explore + 30 distractor + 10 reward steps
 CREDIT_SACD = Experiment(
     name="credit-sacd",
     title="Credit assignment with SAC-Discrete (the paper's learner): final success rate %, mean ± std over 3 seeds",
     tasks=("VisualMatch250",),
     cpu_tasks=("VisualMatch-Short",),
-    agents=(CRITIC_GRU, CRITIC_FFM, CRITIC_SHM),
+    agents=(GRU, FFM, SHM),
     preset="paper-credit",
     scale_overrides={"paper": {}, "cpu": {"total_timesteps": 2_000 * _SHORT_EPISODE}},
     metric="success",
@@ -256,7 +255,7 @@ META_SAC = Experiment(
     title="Meta-RL with SAC (the paper's learner): greedy return on held-out tasks, mean ± std over 3 seeds",
     tasks=("Wind-50-150", "PointRobot-50-150"),
     cpu_tasks=("Wind-50-150",),
-    agents=(CRITIC_GRU, CRITIC_SHM),
+    agents=(GRU, SHM),
     preset="paper-meta",
     scale_overrides={"paper": {}, "cpu": {"total_timesteps": 100 * 100 + 500 * 10 * 100, "updates_per_iter": 25}},
     metric="heldout_return",

@@ -83,6 +83,7 @@ PROBES: dict[str, Callable[[jax.Array, int, int], tuple[jax.Array, jax.Array]]] 
     "first": first,
     "mean": mean,
 }
+LEARNER_OPTIONS = {"lr"}  # an agent's options that shape the learner, not the trunk (the probe has its own Adam)
 MEMORYLESS = Agent("MLP (no memory)", "mlp", {})
 # Beyond the study's columns: the calibrations that decide how SHM forgets (learned, none).
 EXTRA_AGENTS = (MEMORYLESS, Agent("SHM neural θ", "shm-neural-theta"), Agent("SHM C = 1", "shm-c1"))
@@ -104,8 +105,7 @@ class ProbeNet(nn.Module):
 
 def agent_trunk(agent: Agent) -> RecurrentTrunk:
     """The trunk the study's default-preset run builds for ``agent`` (its memory, memory kwargs, options)."""
-    options = dict(agent.options or {})
-    options.pop("lr", None)  # a learner option, not the trunk's (the probe's Adam has its own lr)
+    options = {k: v for k, v in (agent.options or {}).items() if k not in LEARNER_OPTIONS}
     config = from_preset("default", memory=agent.memory, memory_kwargs=agent.memory_kwargs or {}, **options)
     return make_trunk(config.agent, make_memory_core(config.agent))
 
@@ -179,8 +179,8 @@ def table(results: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    # The study's columns that differ only in a learner option (its lr) probe the same trunk: left out.
-    study = [a for a in SHM_AGENT_STUDY.agents if set(a.options or {}) - {"lr"} or not a.options]
+    # The study's columns that differ only in learner options probe the same trunk as another column: left out.
+    study = [a for a in SHM_AGENT_STUDY.agents if not a.options or set(a.options) - LEARNER_OPTIONS]
     agents = {a.label: a for a in (*study, *EXTRA_AGENTS)}
     parser = argparse.ArgumentParser(prog="python -m experiments.memory_probe", description=__doc__.splitlines()[0])
     parser.add_argument("--agents", nargs="+", default=list(agents), choices=list(agents), metavar="LABEL")
