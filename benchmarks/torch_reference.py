@@ -136,7 +136,8 @@ def compare_with_jax(
     """Run the JAX SHM and this loop with identical weights, inputs and Θ rows; return max |difference|.
 
     Keys: ``output`` (y), ``memory`` (M_T) and ``input_grad`` (d mean(y²) / dx), each a float, and the
-    largest |value| of the JAX output and input gradient (``output_scale``, ``input_grad_scale``). The JAX layer
+    largest |value| of the JAX output, final memory and input gradient (``output_scale``, ``memory_scale``,
+    ``input_grad_scale``). The JAX layer
     runs its sequential scan from M_0 = 0 with a start flag only at t = 0 (the reference has no resets).
     """
     import jax
@@ -173,6 +174,7 @@ def compare_with_jax(
         "memory": diff(jax_memory, memory_t),
         "input_grad": diff(np.asarray(jax_dx).transpose(1, 0, 2), x_t.grad),
         "output_scale": float(np.max(np.abs(np.asarray(jax_y)))),
+        "memory_scale": float(np.max(np.abs(np.asarray(jax_memory)))),
         "input_grad_scale": float(np.max(np.abs(np.asarray(jax_dx)))),
         "sizes": {"H": memory_size, "D": input_size, "F": output_size, "T": length, "B": batch},
     }

@@ -11,8 +11,12 @@ from benchmarks.torch_reference import TorchSHMLoop, compare_with_jax, official_
 def test_torch_loop_matches_jax_shm_output_memory_and_input_gradient():
     diffs = compare_with_jax(memory_size=8, input_size=6, output_size=5, length=12, batch=3, seed=0)
     assert diffs["output_scale"] > 1e-2  # a non-trivial output, so agreement means something
-    assert diffs["output"] < 1e-5
-    assert diffs["memory"] < 1e-5
+    # float32 tolerances relative to the values' size: the compiled JAX program and torch's kernels round differently
+    # (the same test gave 7e-7 alone and 1.3e-5 inside the suite for a memory of size 1.4); a wrong equation is off by
+    # O(scale).
+    assert diffs["memory_scale"] > 1e-2
+    assert diffs["output"] < 1e-5 * max(1.0, diffs["output_scale"])
+    assert diffs["memory"] < 1e-4 * diffs["memory_scale"]
     assert diffs["input_grad_scale"] > 0
     assert diffs["input_grad"] < 1e-4 * diffs["input_grad_scale"]
 
