@@ -16,6 +16,9 @@
   flag): the MLIR fusion emitters, XLA's default since 2025, compile the suite's programs more slowly on CPU
   (benchmarks/results/suite_compile_flags_cpu.md); both kinds compute the same functions.
 Set any of these variables yourself to override.
+
+``SHM_JAX_COMPILE_PROFILE=FILE`` appends one JSON line per test to FILE: its XLA compile seconds and program count and
+its tracing + lowering seconds (where the suite's minutes go: ``python -m tests.compile_profile FILE`` sums them).
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 if "xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_cpu_use_fusion_emitters=false".strip()
 
+import json  # noqa: E402
+
 import jax  # noqa: E402  (after the environment above, which jax reads at import)
 import pytest  # noqa: E402
 
@@ -46,8 +51,41 @@ def _count(event: str, **_) -> None:
 
 jax.monitoring.register_event_listener(_count)
 
+_PROFILE = os.environ.get("SHM_JAX_COMPILE_PROFILE")
+_COMPILE_EVENTS = {
+    "/jax/core/compile/backend_compile_duration": "compile_s",
+    "/jax/core/compile/jaxpr_trace_duration": "trace_s",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration": "lower_s",
+}
+_test_profile: dict[str, float] = {}
+
+
+def _time(event: str, duration: float, **_) -> None:
+    if event in _COMPILE_EVENTS:
+        _test_profile[_COMPILE_EVENTS[event]] = _test_profile.get(_COMPILE_EVENTS[event], 0.0) + duration
+        if event.endswith("backend_compile_duration"):
+            _test_profile["programs"] = _test_profile.get("programs", 0) + 1
+
+
+if _PROFILE:
+    jax.monitoring.register_event_duration_secs_listener(_time)
+
+    def pytest_runtest_logstart(nodeid, location):
+        _test_profile.clear()
+
+    def pytest_runtest_logfinish(nodeid, location):
+        if os.environ.get("PYTEST_XDIST_WORKER") is None and _xdist_controller:
+            return  # the tests ran (and were timed) in the workers
+        with open(_PROFILE, "a") as f:  # one short line per write: the workers' lines do not interleave
+            f.write(json.dumps({"test": nodeid, "pid": os.getpid(), **_test_profile}) + "\n")
+
+
+_xdist_controller = False
+
 
 def pytest_configure(config):
+    global _xdist_controller
+    _xdist_controller = bool(getattr(config.option, "numprocesses", None)) and not hasattr(config, "workerinput")
     config.addinivalue_line(
         "markers",
         "optimized: (a module's pytestmark) compile with XLA's full optimisation (learning runs, TPU/GPU AOT "

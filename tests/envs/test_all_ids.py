@@ -3,11 +3,13 @@
 - raw env: ``reset_env`` and ``step_env`` return identical observation/state structures, shapes and dtypes
   (checked abstractly with ``jax.eval_shape``: no compilation), reward float32[], terminated bool[],
   ``is_truncated`` bool[], ``info["success"]`` a bool scalar where present;
-- one compiled program per group of ids (8; the quick tier's five representatives are one group), per id 1024 envs
-  under jit + vmap, reset and a few gymnax ``step``s (auto-reset) of ``envs.make(id, flatten=False)`` (the task's
-  previous-action default + episode stats): every observation (reset, step, ``final_observation``) lies in the
-  observation space, every sampled action in the action space, the flattened observation is float32[D] inside
-  ``envs.make(id)``'s Box, and reset/step/final observations agree in shape and dtype.
+- one compiled program per group of environment classes (8; the quick tier's five representatives are one group), per
+  class one id (its first registered; the class's other ids differ only in parameters, and every id is compared with
+  its reference step by step in its family's tests) with 1024 envs under jit + vmap, reset and a few gymnax
+  ``step``s (auto-reset) of ``envs.make(id, flatten=False)`` (the task's previous-action default + episode stats):
+  every observation (reset, step, ``final_observation``) lies in the observation space, every sampled action in the
+  action space, the flattened observation is float32[D] inside ``envs.make(id)``'s Box, and reset/step/final
+  observations agree in shape and dtype.
 """
 
 from __future__ import annotations
@@ -65,13 +67,28 @@ ROLLOUT_QUICK = (
     "PointRobot-10-190",
     "probe:ContinuousTarget",
 )
-# The other ids roll out in groups, one compiled program per group: XLA's fixed cost per program is a good part of
-# compiling one small environment, and the suite is compile-bound.
+# The other classes roll out in groups, one compiled program per group: XLA's fixed cost per program is a good part
+# of compiling one small environment, and the suite is compile-bound.
 GROUP_SIZE = 8
 
 
+def env_class(env_id: str):
+    return envs.resolve(env_id).factory
+
+
+def rollout_ids() -> list[str]:
+    """One id per environment class not among the quick tier's representatives (the first registered)."""
+    seen = {env_class(env_id) for env_id in ROLLOUT_QUICK}
+    ids = []
+    for env_id in envs.list_ids():
+        if env_class(env_id) not in seen:
+            seen.add(env_class(env_id))
+            ids.append(env_id)
+    return ids
+
+
 def rollout_groups() -> list:
-    rest = [env_id for env_id in envs.list_ids() if env_id not in ROLLOUT_QUICK]
+    rest = rollout_ids()
     groups = [tuple(rest[i : i + GROUP_SIZE]) for i in range(0, len(rest), GROUP_SIZE)]
     return [pytest.param(ROLLOUT_QUICK, id="quick")] + [
         pytest.param(group, id=f"{group[0]}..{group[-1]}", marks=pytest.mark.slow) for group in groups
@@ -138,6 +155,10 @@ def test_jit_vmap_rollout_in_spaces(env_ids):
         _check(env_id, obs, ok, checks, step_obs, reward, terminated, truncated, info)
 
 
-def test_rollout_groups_cover_every_id_once():
+def test_rollout_groups_cover_every_environment_class_once():
     grouped = [env_id for param in rollout_groups() for env_id in param.values[0]]
-    assert sorted(grouped) == sorted(envs.list_ids())
+    assert len(grouped) == len(set(grouped))
+    assert sorted({env_class(env_id) for env_id in grouped}, key=repr) == sorted(
+        {env_class(env_id) for env_id in envs.list_ids()}, key=repr
+    )
+    assert len({env_class(env_id) for env_id in grouped}) == len(grouped)  # one id per class

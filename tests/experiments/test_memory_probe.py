@@ -37,8 +37,9 @@ def test_an_unknown_probe_is_a_one_line_error():
 
 @pytest.mark.slow  # two small training runs
 def test_a_gru_learns_the_previous_input_and_a_memoryless_agent_cannot():
-    gru = memory_probe.run_probe(GRU, "previous", steps=200)
-    floor = memory_probe.run_probe(memory_probe.MEMORYLESS, "previous", steps=200)
+    small = dict(steps=200, length=16, batch=16)  # shorter sequences than the study's: the GRU still clears 0.9 easily
+    gru = memory_probe.run_probe(GRU, "previous", **small)
+    floor = memory_probe.run_probe(memory_probe.MEMORYLESS, "previous", **small)
     assert gru["r2"] > 0.9, gru
     assert floor["r2"] < 0.1, floor
     assert len(gru["r2_curve"]) == 10 and gru["steps"] == 200

@@ -43,11 +43,11 @@ def test_fused_kernel_gradient_under_vmap_compiles_for_tpu():
     assert _fused_kernels(compiled) == (1, 1)
 
 
-@pytest.mark.parametrize("batch", [8, 64])
 @pytest.mark.parametrize("method", [m for m in SCAN_METHODS if m != "associative"] + ["fused"])
-def test_shm_layer_forward_backward_compiles_for_tpu_v5e(method, batch):
-    """The paper's SHM layer (H = 128, T = 1024) at PPO minibatch sizes, each scan method, on the Colab TPU."""
-    fn, args = aot.shm_layer_program(method, batch)
+def test_shm_layer_forward_backward_compiles_for_tpu_v5e(method):
+    """The paper's SHM layer (H = 128, T = 1024) at a PPO minibatch of 64 sequences, each scan method, on the Colab
+    TPU (the associative scan's 8 sequences below; 64 is the size whose memory could fail to fit)."""
+    fn, args = aot.shm_layer_program(method, 64)
     compiled = aot.compile_for_tpu(fn, args, "v5e")
     assert aot.memory_report(compiled)["temp_bytes"] < HBM_GIB["v5e"] * GIB
     assert _fused_kernels(compiled) == ((1, 1) if method == "fused" else (0, 0))
@@ -61,12 +61,12 @@ def test_associative_scan_compiles_at_8_sequences_and_does_not_fit_v5e_at_64():
         aot.compile_for_tpu(*aot.shm_layer_program("associative", 64), "v5e")
 
 
-@pytest.mark.parametrize("method, dtype", [(DEFAULT_METHOD_BY_BACKEND["tpu"], None), ("fused", "bfloat16")])
-def test_shm_layer_compiles_for_tpu_v6e(method, dtype):
-    """A second generation: the TPU default and the fused kernel under bfloat16 compute, at B = 64."""
-    compiled = aot.compile_for_tpu(*aot.shm_layer_program(method, 64, dtype=dtype), "v6e")
+def test_shm_layer_compiles_for_tpu_v6e():
+    """A second generation: the fused kernel under bfloat16 compute at B = 64 (the TPU default scan's layer is
+    compiled for v5e above, and its kernel for v6e by the first test)."""
+    compiled = aot.compile_for_tpu(*aot.shm_layer_program("fused", 64, dtype="bfloat16"), "v6e")
     assert aot.memory_report(compiled)["temp_bytes"] < HBM_GIB["v6e"] * GIB
-    assert _fused_kernels(compiled) == ((1, 1) if method == "fused" else (0, 0))
+    assert _fused_kernels(compiled) == (1, 1)
 
 
 def test_paper_popgym_ppo_update_compiles_for_tpu_v5e():

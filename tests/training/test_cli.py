@@ -402,7 +402,7 @@ def test_signals_are_acknowledged_at_once_stop_after_the_running_update_and_set_
         "--num-minibatches",
         "2",
         "--update-epochs",
-        "24",
+        "12",
         "--total-timesteps",
         str(32 * 256 * 1000),
         "--run-name",
