@@ -4,12 +4,12 @@
   (checked abstractly with ``jax.eval_shape``: no compilation), reward float32[], terminated bool[],
   ``is_truncated`` bool[], ``info["success"]`` a bool scalar where present;
 - one compiled program per group of environment classes (8; the quick tier's five representatives are one group), per
-  class one id (its first registered; the class's other ids differ only in parameters, and every id is compared with
-  its reference step by step in its family's tests) with 1024 envs under jit + vmap, reset and a few gymnax
-  ``step``s (auto-reset) of ``envs.make(id, flatten=False)`` (the task's previous-action default + episode stats):
-  every observation (reset, step, ``final_observation``) lies in the observation space, every sampled action in the
-  action space, the flattened observation is float32[D] inside ``envs.make(id)``'s Box, and reset/step/final
-  observations agree in shape and dtype.
+  class one id (its first registered; the class's other ids differ only in parameters, and their family's tests step
+  every one of them: POPGym's against numpy popgym, the credit and meta tasks at each length and task split) with 1024
+  envs under jit + vmap, reset and a few gymnax ``step``s (auto-reset) of ``envs.make(id, flatten=False)`` (the task's
+  previous-action default + episode stats): every observation (reset, step, ``final_observation``) lies in the
+  observation space, every sampled action in the action space, the flattened observation is float32[D] inside
+  ``envs.make(id)``'s Box, and reset/step/final observations agree in shape and dtype.
 """
 
 from __future__ import annotations
