@@ -15,8 +15,6 @@
 - XLA's older CPU fusion emitters (``--xla_cpu_use_fusion_emitters=false`` added to ``XLA_FLAGS`` unless it names the
   flag): the MLIR fusion emitters, XLA's default since 2025, compile the suite's programs more slowly on CPU
   (benchmarks/results/suite_compile_flags_cpu.md); both kinds compute the same functions.
-- One thread per xdist worker (``--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1``, under xdist only):
-  pytest-xdist already runs one worker per core, so XLA's own thread pool would only make the workers contend.
 Set any of these variables yourself to override.
 
 ``SHM_JAX_COMPILE_PROFILE=FILE`` appends one JSON line per test to FILE: its XLA compile seconds and program count and
@@ -36,10 +34,6 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")  # -1: 
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 if "xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_cpu_use_fusion_emitters=false".strip()
-if os.environ.get("PYTEST_XDIST_WORKER") and "xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
-    # one xdist worker per core: each runs its programs on one thread instead of contending for every core
-    one_thread = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-    os.environ["XLA_FLAGS"] = f"{os.environ['XLA_FLAGS']} {one_thread}"
 
 import json  # noqa: E402
 
