@@ -58,12 +58,14 @@ _COMPILE_EVENTS = {
     "/jax/core/compile/jaxpr_to_mlir_module_duration": "lower_s",
 }
 _test_profile: dict[str, float] = {}
+_xdist_controller = False  # set in pytest_configure: with -n N the tests run (and are timed) in the workers
 
 
 def _time(event: str, duration: float, **_) -> None:
     if event in _COMPILE_EVENTS:
-        _test_profile[_COMPILE_EVENTS[event]] = _test_profile.get(_COMPILE_EVENTS[event], 0.0) + duration
-        if event.endswith("backend_compile_duration"):
+        name = _COMPILE_EVENTS[event]
+        _test_profile[name] = _test_profile.get(name, 0.0) + duration
+        if name == "compile_s":
             _test_profile["programs"] = _test_profile.get("programs", 0) + 1
 
 
@@ -74,13 +76,10 @@ if _PROFILE:
         _test_profile.clear()
 
     def pytest_runtest_logfinish(nodeid, location):
-        if os.environ.get("PYTEST_XDIST_WORKER") is None and _xdist_controller:
-            return  # the tests ran (and were timed) in the workers
+        if _xdist_controller:
+            return
         with open(_PROFILE, "a") as f:  # one short line per write: the workers' lines do not interleave
             f.write(json.dumps({"test": nodeid, "pid": os.getpid(), **_test_profile}) + "\n")
-
-
-_xdist_controller = False
 
 
 def pytest_configure(config):

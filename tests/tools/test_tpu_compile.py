@@ -63,7 +63,7 @@ def test_associative_scan_compiles_at_8_sequences_and_does_not_fit_v5e_at_64():
 
 def test_shm_layer_compiles_for_tpu_v6e():
     """A second generation: the fused kernel under bfloat16 compute at B = 64 (the TPU default scan's layer is
-    compiled for v5e above, and its kernel for v6e by the first test)."""
+    compiled for v5e above; the fused kernel alone for v6e by the first test)."""
     compiled = aot.compile_for_tpu(*aot.shm_layer_program("fused", 64, dtype="bfloat16"), "v6e")
     assert aot.memory_report(compiled)["temp_bytes"] < HBM_GIB["v6e"] * GIB
     assert _fused_kernels(compiled) == (1, 1)
