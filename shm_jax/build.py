@@ -20,7 +20,7 @@ from shm_jax.agents.parts import AgentParts
 from shm_jax.agents.trunk import RecurrentTrunk
 from shm_jax.algorithms import base
 from shm_jax.config import AgentConfig, EnvConfig, TrainConfig, validate
-from shm_jax.memory import make_memory, memory_names
+from shm_jax.memory import SHM, make_memory, memory_names
 from shm_jax.options import ConfigError
 from shm_jax.training.built import Built
 
@@ -86,6 +86,11 @@ def image_layout(env: Any, env_params: Any, env_id: str) -> tuple[tuple[int, int
     raise ConfigError("encoder", f"'conv' needs image observations; {env_id!r} gives {shapes} (use --encoder mlp)")
 
 
+def memory_norm_for(setting: bool | None, memory: Any) -> bool:
+    """The agent section's ``memory_norm`` for a trunk around ``memory``: None (automatic) is on for SHM cores only."""
+    return isinstance(memory, SHM) if setting is None else setting
+
+
 def make_trunk(
     agent: AgentConfig, memory: Any, pixel_features: int = 0, image: tuple[tuple[int, ...], bool] = ((), False)
 ) -> RecurrentTrunk:
@@ -98,7 +103,7 @@ def make_trunk(
         time_encoding_max_len=agent.time_encoding_max_len,
         pre_size=agent.pre_size,
         post_size=agent.post_size,
-        memory_norm=agent.memory_norm,
+        memory_norm=memory_norm_for(agent.memory_norm, memory),
         pixel_features=pixel_features,
         image_shape=tuple(image[0]),
         channels_first=image[1],

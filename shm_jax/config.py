@@ -116,10 +116,12 @@ class AgentConfig:
     """Width of Linear+ReLU between the features and the memory core."""
     post_size: int = option(64, positive_int)
     """Width of Linear+ReLU after the memory core (the shared trunk of both heads)."""
-    memory_norm: bool = option(False, boolean)
-    """LayerNorm without affine parameters on the memory core's output, before the post layer. SHM's read-out
-    M_t q_t starts about 100x smaller than a GRU's state (k and q are sum-normalised) and grows along the episode;
-    the norm gives the post layer a unit-scale input from the first step."""
+    memory_norm: bool | None = option(None, optional_boolean)
+    """LayerNorm without affine parameters on the memory core's output, before the post layer (None: automatic, on
+    for trunks around an SHM core, off for the others; the paper presets set False, the paper's agent). SHM's
+    read-out M_t q_t starts about 100x smaller than a GRU's state (k and q are sum-normalised) and grows along the
+    episode; the norm gives the post layer a unit-scale input from the first step (experiments/README.md: the
+    default SHM agent's study)."""
     head_hidden_size: int = option(64, positive_int)
     """Hidden width of the actor and critic heads (Linear -> Linear, no activation between)."""
     encoder: Literal["mlp", "conv", "arcade-cnn"] = option("mlp", one_of(*ENCODERS))

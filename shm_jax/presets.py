@@ -77,15 +77,17 @@ _PAPER_POPGYM = dict(
     max_grad_norm=0.5,
     num_seeds=3,
     network_init="official",
+    memory_norm=False,  # the paper's agent: its read-out goes to the projection unnormalised
 )
 
-# pomdp-baselines-style agent under PPO: no time encoding, ReLU embedders, [128, 128] heads (as its MLP heads).
-_POMDP_AGENT = dict(time_encoding=False, feature_norm=False, post_size=128, head_hidden_size=128)
+# pomdp-baselines-style agent: no time encoding, ReLU embedders, [128, 128] heads (as its MLP heads), no memory norm.
+_POMDP_AGENT = dict(time_encoding=False, feature_norm=False, post_size=128, head_hidden_size=128, memory_norm=False)
 
 PRESETS: dict[str, dict[str, Any]] = {
     # `python train.py`: TrainConfig() itself. SHM (H = 128, no shortcut, no output projection) with the paper
-    # agent's time encoding on RepeatFirstEasy: the task shows no start flag and SHM's keys depend on the current
-    # input only, so the encoded step is what singles out the first card.
+    # agent's time encoding and a LayerNorm on its read-out (memory_norm, automatic for SHM cores: the shm-study's
+    # choice) on RepeatFirstEasy: the task shows no start flag and SHM's keys depend on the current input only, so the
+    # encoded step is what singles out the first card.
     "default": {},
     # The paper's POPGym setup in PureJaxRL layout: 64 envs x 1024 steps, 8 minibatches, 30 epochs, the official
     # agent's init, SHM with the paper's random θ (memory sizes per task level: _paper_memory_kwargs).

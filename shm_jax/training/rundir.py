@@ -63,6 +63,20 @@ def record_resume(run_dir: Path, config: TrainConfig, changes: dict[str, tuple[A
     path.write_text(json.dumps({**to_dict(config), "resumed": record}, indent=2) + "\n")
 
 
+# Agent options whose default changed, with the value runs written before the change trained with: their config.json
+# has no entry for the option, and resuming or evaluating them must rebuild the same network.
+FORMER_AGENT_DEFAULTS = {"memory_norm": False}
+
+
+def with_former_defaults(data: Any) -> Any:
+    """``data`` (a loaded config.json, sectioned or flat) with FORMER_AGENT_DEFAULTS filled in where absent."""
+    if not isinstance(data, dict):
+        return data
+    if isinstance(data.get("agent"), dict):
+        return {**data, "agent": {**FORMER_AGENT_DEFAULTS, **data["agent"]}}
+    return {**FORMER_AGENT_DEFAULTS, **data}
+
+
 def load_config(run_dir: Path | str, purpose: str = "resume") -> TrainConfig:
     """The config saved in ``run_dir``; one-line ConfigError (field ``purpose``) when the directory is
     missing, not a run directory, or its config.json is damaged."""
@@ -73,7 +87,7 @@ def load_config(run_dir: Path | str, purpose: str = "resume") -> TrainConfig:
     if not path.is_file():
         raise ConfigError(purpose, f"{str(run_dir)!r} is not a run directory (no {CONFIG_FILE})")
     try:
-        return from_dict(json.loads(path.read_text()))
+        return from_dict(with_former_defaults(json.loads(path.read_text())))
     except (json.JSONDecodeError, TypeError, ValueError) as err:
         detail = (
             f"{err.msg} at line {err.lineno}" if isinstance(err, json.JSONDecodeError) else str(err).splitlines()[0]

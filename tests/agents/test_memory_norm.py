@@ -1,5 +1,5 @@
 """``memory_norm``: a LayerNorm on the memory core's output, so SHM's small, growing read-out reaches the post layer
-at unit scale; the option flows from the config to the trunk."""
+at unit scale; the option flows from the config to the trunk, automatic (None) meaning on for SHM cores only."""
 
 import flax.linen as nn
 import jax
@@ -9,7 +9,7 @@ import pytest
 
 from shm_jax.agents.trunk import RecurrentTrunk
 from shm_jax.build import build
-from shm_jax.memory import make_memory
+from shm_jax.memory import make_memory, memory_names
 from shm_jax.presets import from_preset
 from tests.helpers import TINY_AGENT
 
@@ -54,7 +54,31 @@ def test_the_post_layer_sees_a_unit_scale_read_out_from_the_first_step(memory_kw
     np.testing.assert_allclose(normed.mean(axis=-1), 0.0, atol=1e-5)
 
 
-def test_the_option_reaches_the_trunk_and_defaults_off():
-    on = build(from_preset("default", **TINY_AGENT, memory_norm=True))
-    off = build(from_preset("default", **TINY_AGENT))
-    assert on.algorithm.network.memory_norm and not off.algorithm.network.memory_norm
+def _norm_of(memory: str, preset: str = "default", **options) -> bool:
+    return build(from_preset(preset, **TINY_AGENT, memory=memory, **options)).algorithm.network.memory_norm
+
+
+@pytest.mark.parametrize("memory", memory_names())
+def test_automatic_memory_norm_is_on_for_shm_cores_only(memory):
+    # None (the default preset's value): the shm-study's choice for SHM, and nothing changes for a GRU or FFM agent.
+    assert from_preset("default").agent.memory_norm is None
+    assert _norm_of(memory) == memory.startswith("shm")
+
+
+def test_an_explicit_setting_wins_over_the_automatic_one():
+    assert not _norm_of("shm", memory_norm=False)
+    assert _norm_of("gru", memory_norm=True)
+
+
+@pytest.mark.parametrize("preset", ["paper-popgym", "paper-popgym-official", "ppo-credit", "ppo-meta", "pqn-credit"])
+def test_the_paper_presets_keep_the_papers_agent_without_the_norm(preset):
+    assert from_preset(preset).agent.memory_norm is False
+    assert not _norm_of("shm", preset)
+
+
+def test_each_trunk_of_an_actor_critic_resolves_its_own_core():
+    # SAC-D with the released code's GRU actor and an SHM critic: automatic means on for the critic only.
+    config = from_preset("default", **TINY_AGENT, algo="sacd", actor_memory="gru", total_timesteps=20_000)
+    sacd = build(config).algorithm
+    assert (type(sacd.actor.memory).__name__, sacd.actor.memory_norm) == ("GRU", False)
+    assert (type(sacd.critic.memory).__name__, sacd.critic.memory_norm) == ("SHM", True)

@@ -33,6 +33,8 @@ def test_an_old_run_loads_with_its_algorithm_and_options(old_run):
     assert "algo" not in saved and set(saved) == {"env", "agent", "ppo", "run"}
     config = rundir.load_config(old_run)
     assert config.algo == "ppo" and config.ppo.num_envs == 4 and config.agent.memory_kwargs == {"memory_size": 8}
+    # written before memory_norm became automatic (on for SHM): the run keeps the network it trained
+    assert "memory_norm" not in saved["agent"] and config.agent.memory_norm is False
     loaded = api.load_run(old_run)
     assert np.asarray(loaded.state.update).tolist() == [[2, 2]]
 
@@ -46,7 +48,7 @@ def test_an_old_run_resumes_as_the_old_code_did_and_evaluates(old_run):
     rows, expected = _rows(old_run / "metrics.jsonl"), _rows(FIXTURES / "ppo_run_v1_resumed_metrics.jsonl")
     assert [(r["update"], r["seed"]) for r in rows] == [(r["update"], r["seed"]) for r in expected]
     for got, want in zip(rows, expected):
-        for key, value in want.items():
+        for key, value in want.items():  # with the memory norm on, the resumed losses would differ here
             if isinstance(value, float):
                 np.testing.assert_allclose(got[key], value, rtol=1e-4, atol=1e-6, err_msg=f"{key} {got['update']}")
             else:
@@ -56,3 +58,10 @@ def test_an_old_run_resumes_as_the_old_code_did_and_evaluates(old_run):
     # the new evaluation entry point reads the same directory
     again = api.evaluate(old_run, episodes=4)
     assert again["episodes"] == 4 and len(again["per_run"]) == 2
+
+
+def test_a_former_default_fills_only_what_a_config_lacks():
+    assert rundir.with_former_defaults({"agent": {"memory": "shm"}})["agent"]["memory_norm"] is False
+    assert rundir.with_former_defaults({"memory": "shm"})["memory_norm"] is False  # the flat configs of older runs
+    assert rundir.with_former_defaults({"agent": {"memory_norm": True}})["agent"]["memory_norm"] is True
+    assert rundir.with_former_defaults({"agent": {"memory_norm": None}})["agent"]["memory_norm"] is None
