@@ -190,6 +190,20 @@ SHM_AGENT_STUDY = Experiment(
     notes="The default run's PPO (16 envs x 128 steps, lr 1e-3 annealed); SHM: H=128, random θ, no memory norm.",
 )
 
+# The chosen default SHM agent judged outside the study's tasks (the trigger was a control task): the default
+# run's PPO at half the study's budget, the default SHM agent against plain SHM and the GRU.
+SHM_DEFAULT_CHECK = Experiment(
+    name="shm-check",
+    title="The default SHM agent outside the study's tasks: MMER x100 at 491,520 steps, mean ± std over 3 seeds",
+    tasks=("StatelessCartPoleEasy",),
+    cpu_tasks=("StatelessCartPoleEasy",),
+    agents=(GRU, Agent("SHM (default)", "shm"), Agent("SHM without memory norm", "shm", None, _NO_NORM)),
+    preset="default",
+    scale_overrides={scale: {"total_timesteps": 240 * 16 * 128} for scale in SCALES},
+    metric="mmer",
+    notes="The default run's PPO (16 envs x 128 steps, lr 1e-3 annealed), 240 updates; SHM (default): memory norm on.",
+)
+
 # POPGym Arcade (pixels, the arcade preset = its PPO-RNN baseline's settings): memory against the fully observable
 # twin. No cpu scale: 38 env steps/s on the 2-core CPU, about 3 days per seed of 10M steps (docs/environments.md).
 ARCADE_COUNT_RECALL = Experiment(
@@ -277,6 +291,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         CREDIT_ASSIGNMENT,
         META_RL,
         SHM_AGENT_STUDY,
+        SHM_DEFAULT_CHECK,
         ARCADE_COUNT_RECALL,
         CRAFTAX_1M,
         CREDIT_SACD,
