@@ -104,6 +104,7 @@ def make_trunk(
         pre_size=agent.pre_size,
         post_size=agent.post_size,
         memory_norm=memory_norm_for(agent.memory_norm, memory),
+        readout_scale=agent.readout_scale,
         pixel_features=pixel_features,
         image_shape=tuple(image[0]),
         channels_first=image[1],

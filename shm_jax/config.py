@@ -38,6 +38,7 @@ from shm_jax.options import (
     optional_boolean,
     optional_name,
     positive_int,
+    positive_number,
 )
 
 OverrideValue = int | float | bool | str
@@ -122,6 +123,10 @@ class AgentConfig:
     read-out M_t q_t starts about 100x smaller than a GRU's state (k and q are sum-normalised) and grows along the
     episode; the norm gives the post layer a unit-scale input from the first step (experiments/README.md: the
     default SHM agent's study)."""
+    readout_scale: float = option(1.0, positive_number)
+    """Multiplies the memory core's output before the post layer (after ``memory_norm``). A study option: SHM's
+    bare read-out starts about 100x smaller than a GRU's state; a fixed gain rescales it without normalising each
+    step."""
     head_hidden_size: int = option(64, positive_int)
     """Hidden width of the actor and critic heads (Linear -> Linear, no activation between)."""
     encoder: Literal["mlp", "conv", "arcade-cnn"] = option("mlp", one_of(*ENCODERS))

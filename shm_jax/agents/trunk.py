@@ -11,7 +11,8 @@ Layout (the paper's POPGym agent when configured as in ``presets.PRESETS["paper-
    forward clip below is an identity on projected params, with a pass-through gradient);
 4. pre Linear(feature_size -> pre_size) + ReLU;
 5. memory core (any ``shm_jax.memory`` core), called on [T, B, pre_size];
-6. optional LayerNorm without affine parameters on the memory's output (``memory_norm``), then post
+6. optional LayerNorm without affine parameters on the memory's output (``memory_norm``), an optional fixed gain
+   (``readout_scale``), then post
    Linear(core.output_size -> post_size) + ReLU: the features every head reads.
 
 A head module (``shm_jax.agents.heads``) IS a trunk with heads on top (a subclass that calls
@@ -159,6 +160,7 @@ class RecurrentTrunk(nn.Module):
     pre_size: int = 64
     post_size: int = 64
     memory_norm: bool = False
+    readout_scale: float = 1.0  # a fixed gain on the memory's output (after memory_norm)
     pixel_features: int = 0
     image_shape: tuple[int, ...] = ()  # non-empty: a conv encoder reads the leading prod(shape) features as this image
     channels_first: bool = False  # image_shape is (C, H, W) (else (H, W, C))
@@ -263,6 +265,9 @@ class RecurrentTrunk(nn.Module):
             y = y.materialize() if isinstance(y, AffineOutput) else y
             # epsilon 1e-6: below SHM's first-step read-out variance (~1e-5 at H = 128), which 1e-5 would damp
             y = nn.LayerNorm(use_bias=False, use_scale=False, epsilon=1e-6, dtype=dtype, name="memory_norm")(y)
+        if self.readout_scale != 1.0:
+            y = y.materialize() if isinstance(y, AffineOutput) else y
+            y = y * jnp.asarray(self.readout_scale, y.dtype)
         width = y.features if isinstance(y, AffineOutput) else y.shape[-1]
         features = nn.relu(dense(self.post_size, width, "relu", init, "post", dtype, layer=Linear)(y))
         carry = AgentCarry(memory=memory_carry, step=steps[-1])

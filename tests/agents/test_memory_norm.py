@@ -16,9 +16,14 @@ from tests.helpers import TINY_AGENT
 T, B = 16, 4
 
 
-def _memory_output(memory_kwargs: dict, memory_norm: bool) -> np.ndarray:
+def _memory_output(memory_kwargs: dict, memory_norm: bool, readout_scale: float = 1.0) -> np.ndarray:
     """The post layer's input, captured with flax's intermediates: float32[T, B, F]."""
-    trunk = RecurrentTrunk(memory=make_memory("shm", **memory_kwargs), time_encoding=False, memory_norm=memory_norm)
+    trunk = RecurrentTrunk(
+        memory=make_memory("shm", **memory_kwargs),
+        time_encoding=False,
+        memory_norm=memory_norm,
+        readout_scale=readout_scale,
+    )
     obs = jax.random.normal(jax.random.PRNGKey(0), (T, B, 5))
     starts = jnp.zeros((T, B), bool).at[0].set(True)
     noise = trunk.sample_noise(jax.random.PRNGKey(1), T, B)
@@ -52,6 +57,19 @@ def test_the_post_layer_sees_a_unit_scale_read_out_from_the_first_step(memory_kw
         assert scale[0] < 0.05 and scale[-1] > 2 * scale[0]  # SHM's bare read-out: small at first, then growing
     np.testing.assert_allclose(normed.std(axis=-1), 1.0, atol=0.05)  # every step, the first included
     np.testing.assert_allclose(normed.mean(axis=-1), 0.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("memory_kwargs", [{"memory_size": 16}, {"memory_size": 16, "projection_size": 8}])
+def test_the_readout_scale_multiplies_what_the_post_layer_sees(memory_kwargs):
+    raw = _memory_output(memory_kwargs, memory_norm=False)
+    np.testing.assert_allclose(_memory_output(memory_kwargs, False, readout_scale=32.0), 32.0 * raw, rtol=1e-5)
+    normed = _memory_output(memory_kwargs, memory_norm=True)
+    np.testing.assert_allclose(_memory_output(memory_kwargs, True, readout_scale=4.0), 4.0 * normed, rtol=1e-5)
+
+
+def test_the_readout_scale_reaches_the_trunk():
+    assert build(from_preset("default", **TINY_AGENT, readout_scale=32.0)).algorithm.network.readout_scale == 32.0
+    assert from_preset("default").agent.readout_scale == 1.0
 
 
 def _norm_of(memory: str, preset: str = "default", **options) -> bool:
