@@ -94,6 +94,13 @@ def test_the_paper_presets_keep_the_papers_agent_without_the_norm(preset):
     assert not _norm_of("shm", preset)
 
 
+@pytest.mark.parametrize("preset", ["paper-credit", "paper-meta"])
+def test_the_papers_off_policy_presets_keep_their_critics_without_the_norm(preset):
+    sac = build(from_preset(preset, **TINY_AGENT, total_timesteps=200_000)).algorithm
+    assert from_preset(preset).agent.memory_norm is False
+    assert type(sac.critic.memory).__name__ == "SHM" and not sac.critic.memory_norm and not sac.actor.memory_norm
+
+
 def test_each_trunk_of_an_actor_critic_resolves_its_own_core():
     # SAC-D with the released code's GRU actor and an SHM critic: automatic means on for the critic only.
     config = from_preset("default", **TINY_AGENT, algo="sacd", actor_memory="gru", total_timesteps=20_000)
